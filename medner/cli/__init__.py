@@ -18,7 +18,8 @@ _GROUPS = ("corpus", "evaluate", "train", "encoder", "lexicon", "weak", "annotat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medner", description="Chinese clinical NER on EMRs: corpora, lexicons, training, prediction, scoring.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
