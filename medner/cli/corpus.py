@@ -1,0 +1,67 @@
+"""`medner corpus`: inspect and convert annotated corpora.
+
+    medner corpus stats PATH --format chip [--encoding gb18030] [--on-error skip] [--json]
+    medner corpus convert IN OUT --format ccks2017 [--encoding E] [--on-error skip]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from medner.corpus import ReadReport, formats, read_corpus, write_jsonl
+from medner.corpus.stats import corpus_stats, format_stats
+from medner.corpus.validate import ON_ERROR
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", "-f", required=True, choices=formats(), help="corpus format of the input")
+    parser.add_argument("--encoding", default=None,
+                        help="text encoding of the input (default utf-8, BOM accepted; e.g. gb18030)")
+    parser.add_argument("--on-error", default="raise", choices=ON_ERROR,
+                        help="raise: stop at the first malformed span/record (default); "
+                             "skip: drop it, count it and report")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("corpus", help="inspect and convert annotated corpora",
+                                  description=__doc__.splitlines()[0])
+    sub = group.add_subparsers(dest="corpus_command", metavar="ACTION")
+    sub.required = True
+
+    stats = sub.add_parser("stats", help="records, characters, entities per type, overlaps, lengths")
+    stats.add_argument("path", help="corpus file or folder")
+    _input_options(stats)
+    stats.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    stats.set_defaults(func=run_stats)
+
+    convert = sub.add_parser("convert", help="convert any supported format to the project's jsonl")
+    convert.add_argument("input", help="corpus file or folder")
+    convert.add_argument("output", help="jsonl file to write (atomically)")
+    _input_options(convert)
+    convert.set_defaults(func=run_convert)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    report = ReadReport()
+    records = read_corpus(args.path, args.format, encoding=args.encoding, on_error=args.on_error, report=report)
+    stats = corpus_stats(records)
+    if args.json:
+        stats["read_report"] = {key: value for key, value in report.to_dict().items()
+                                if key not in ("path", "format")}
+        print(json.dumps({"path": args.path, "format": args.format, **stats}, ensure_ascii=False))
+    else:
+        print(f"{args.path} ({args.format})")
+        print(format_stats(stats))
+        if report.skipped or report.case_mismatches or report.discontinuous_spans or report.invalid_tag_sequences:
+            print(f"read: {report.summary()}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    report = ReadReport()
+    records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report)
+    count = write_jsonl(records, args.output)
+    print(f"wrote {count} records ({report.spans} spans) to {args.output}")
+    if report.skipped:
+        print(f"skipped {report.skipped_records} records and {report.skipped_spans} spans (see warnings)")
+    return 0

@@ -1,0 +1,96 @@
+"""brat standoff: a folder of ``N.txt`` + ``N.ann`` (searched recursively), or one ``.txt``/``.ann`` pair.
+
+Only text-bound ``T`` lines are read: ``T1\\tTYPE start end\\tmention`` with ``end`` exclusive on the raw
+text (kept as stored, CRLF included). Discontinuous spans (``T1\\tTYPE 0 3;5 8\\t...``) are always counted
+in ``report.discontinuous_spans`` and are span errors under the ``on_error`` policy: never silently dropped.
+Other line types (A, R, E, N, M, #, *) are ignored. Record id: the ``.txt`` path relative to the folder,
+without suffix.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from medner.corpus.source import check_path, decode_text, note_empty
+from medner.corpus.validate import Checker, RecordProblem, SpanProblem
+from medner.errors import CorpusError, location
+from medner.types import Record
+
+FORMAT = "brat"
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def read_brat(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record]:
+    """Yield one record per ``.txt`` document, in natural order of the relative paths."""
+    check_path(path, want="any")
+    if path.is_dir():
+        root = path
+        texts = sorted((p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: _natural_key(p.relative_to(root)))
+    else:
+        root = path.parent
+        texts = [path.with_suffix(".txt")]
+    checker.report.files += len(texts)
+    if not texts:
+        note_empty(path, checker)
+        return
+    for txt in texts:
+        try:
+            record = _document(txt, root, encoding, checker)
+        except CorpusError as exc:
+            checker.drop_record(exc)
+            continue
+        yield record
+
+
+def _document(txt: Path, root: Path, encoding: str, checker: Checker) -> Record:
+    ann = txt.with_suffix(".ann")
+    if not txt.is_file():
+        raise RecordProblem("no text file beside the annotations", kind="missing_file", where=str(ann),
+                            field="text", fix="put N.txt beside N.ann")
+    if not ann.is_file():
+        raise RecordProblem(f"no annotation file {ann.name!r} beside the text", kind="missing_file",
+                            where=str(txt), field="annotations",
+                            fix="add the .ann file (an empty one for a document without entities)")
+    text = decode_text(txt.read_bytes(), encoding, str(txt), level=RecordProblem)
+    lines = decode_text(ann.read_bytes(), encoding, str(ann), level=RecordProblem).split("\n")
+    spans = []
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r")
+        if not line.startswith("T"):
+            continue
+        where = location(ann, number)
+        try:
+            spans.append(_text_bound(line, text, where, checker))
+        except SpanProblem as exc:
+            checker.drop_span(exc)
+    rel = txt.relative_to(root).with_suffix("").as_posix()
+    meta = {"format": FORMAT, "file": txt.relative_to(root).as_posix()}
+    return Record(rel, text, (), meta).with_spans(spans)
+
+
+def _text_bound(line: str, text: str, where: str, checker: Checker):
+    fields = line.split("\t")
+    if len(fields) < 2:
+        raise SpanProblem("expected `ID<TAB>TYPE start end<TAB>mention`", kind="bad_span", where=where,
+                          field="T", fix="write text-bound annotations as brat T lines")
+    body = fields[1].split(" ", 1)
+    if len(body) != 2 or not body[1].strip():
+        raise SpanProblem("expected `TYPE start end` in the second column", kind="bad_span", where=where,
+                          field="T", fix="write text-bound annotations as brat T lines")
+    label, offsets = body
+    mention = fields[2] if len(fields) > 2 else None
+    if ";" in offsets:
+        checker.report.discontinuous_spans += 1
+        raise SpanProblem(f"discontinuous span ({offsets.strip()}) of {fields[0]} is not supported",
+                          kind="discontinuous", where=where, field="T",
+                          fix="merge or split the fragments in the .ann, or read with on_error=skip to drop it")
+    parts = offsets.split()
+    if len(parts) != 2:
+        raise SpanProblem(f"expected `start end`, got {len(parts)} offset field(s)", kind="bad_span", where=where,
+                          field="T", fix="write text-bound annotations as brat T lines")
+    return checker.span(text, parts[0], parts[1], label, where=where, names=("start", "end", "type"),
+                        mention=mention)

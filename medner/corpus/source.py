@@ -1,0 +1,157 @@
+"""Byte-level input shared by the readers: encodings, exact line numbers, decode errors.
+
+Lines are split on ``\\n`` only (a ``\\r`` before it is removed, any other ``\\r`` is kept), so line
+numbers match what an editor shows and no Unicode line separator inside a record splits it.
+A UTF-8 byte-order mark at the start of a file is dropped; default encoding is UTF-8.
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from medner.corpus.validate import Checker, RecordProblem
+from medner.errors import CorpusError, location
+from medner.types import Record
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODING = "utf-8"
+_BOM = "\ufeff"
+
+
+def check_encoding(encoding: str | None) -> str:
+    """The codec name to use (``None`` means UTF-8), or :class:`CorpusError` for an unknown one."""
+    name = encoding or DEFAULT_ENCODING
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise CorpusError(f"unknown encoding {name!r}", field="encoding",
+                          fix="use a Python codec name such as utf-8, gb18030 or utf-16") from None
+    return "utf-8" if codec == "utf-8-sig" else codec  # the readers drop a leading BOM themselves
+
+
+def check_path(path: Path, *, want: str = "file") -> Path:
+    """``path`` if it exists as ``want`` ("file", "dir" or "any"), else :class:`CorpusError`."""
+    if not path.exists():
+        raise CorpusError("no such file or folder", where=str(path), fix="check the path")
+    if want == "file" and not path.is_file():
+        raise CorpusError("expected a file, found a folder", where=str(path),
+                          fix="pass the corpus file itself, or choose a folder format (brat, ccks2017)")
+    if want == "dir" and not path.is_dir():
+        raise CorpusError("expected a folder", where=str(path), fix="pass the folder holding the documents")
+    return path
+
+
+def decode_error(exc: UnicodeDecodeError, encoding: str, where: str, *, column: int | None = None,
+                 level: type[CorpusError] = RecordProblem) -> CorpusError:
+    """A one-line error for undecodable bytes that names the encoding tried and suggests another."""
+    bad = exc.object[exc.start:exc.start + 4]
+    col = f" at byte column {column}" if column is not None else f" at byte offset {exc.start}"
+    other = "gb18030" if encoding.replace("_", "-") in ("utf-8", "utf-8-sig") else "utf-8"
+    message = f"cannot decode bytes {bad.hex(' ')}{col} as {encoding} ({exc.reason})"
+    fix = f"pass the file's encoding, e.g. `encoding: {other}` in the config or `--encoding {other}`"
+    if level is RecordProblem:
+        return RecordProblem(message, kind="undecodable", where=where, field="encoding", fix=fix)
+    return level(message, where=where, field="encoding", fix=fix)
+
+
+def decode_text(data: bytes, encoding: str, where: str, *,
+                level: type[CorpusError] = CorpusError) -> str:
+    """Decode a whole file (BOM dropped); errors name the line of the bad bytes."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise decode_error(exc, encoding, f"{where}:{line}", column=column, level=level) from None
+    return text[1:] if text.startswith(_BOM) else text
+
+
+def _byte_lines_ok(encoding: str) -> bool:
+    """Whether ``\\n`` bytes are line ends in this codec (false for UTF-16/32)."""
+    return not encoding.startswith(("utf-16", "utf-32"))
+
+
+def iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | RecordProblem]]:
+    """Yield ``(line_number, line)`` without the line end; an undecodable line yields the problem.
+
+    The caller decides (per ``on_error``) whether a :class:`RecordProblem` is raised or skipped.
+    """
+    if not _byte_lines_ok(encoding):
+        text = decode_text(path.read_bytes(), encoding, str(path))
+        for number, line in enumerate(text.split("\n"), 1):
+            yield number, line[:-1] if line.endswith("\r") else line
+        return
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                yield number, decode_error(exc, encoding, location(path, number), column=exc.start + 1)
+                continue
+            if number == 1 and line.startswith(_BOM):
+                line = line[1:]
+            yield number, line
+
+
+def parse_json_line(line: str, where: str, *, hint: str | None = None):
+    """``json.loads(line)`` or :class:`RecordProblem` naming the column."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        fix = hint or "repair the line (is it truncated?) or read with on_error=skip"
+        raise RecordProblem(f"invalid JSON: {exc.msg} at column {exc.colno}", kind="bad_json", where=where,
+                            fix=fix) from None
+
+
+def json_object(obj, where: str) -> dict:
+    """``obj`` if it is a JSON object, else :class:`RecordProblem`."""
+    if not isinstance(obj, dict):
+        fix = "write one JSON object per line"
+        if isinstance(obj, list):
+            fix += "; for a file holding one JSON array of records (CMeEE) use --format cmeee"
+        raise RecordProblem(f"expected a JSON object, got {type(obj).__name__}", kind="bad_type", where=where,
+                            fix=fix)
+    return obj
+
+
+def records_from_lines(path: Path, encoding: str, checker: Checker,
+                       parse: Callable[[str, str, int], Record]) -> Iterator[Record]:
+    """Drive a one-record-per-line reader: blank lines are ignored, problems go through ``checker``.
+
+    ``parse(line, where, line_number)`` returns the record or raises a :class:`CorpusError`.
+    """
+    check_path(path)
+    checker.report.files += 1
+    content = False
+    for number, line in iter_lines(path, encoding):
+        where = location(path, number)
+        try:
+            if isinstance(line, CorpusError):
+                raise line
+            if not line.strip():
+                continue
+            content = True
+            record = parse(line, where, number)
+        except CorpusError as exc:
+            content = True
+            checker.drop_record(exc)
+            continue
+        yield record
+    if not content:
+        note_empty(path, checker)
+
+
+def note_empty(path: Path | str, checker: Checker) -> None:
+    """Count and log an empty input: it yields zero records and is not an error."""
+    checker.report.empty_files += 1
+    logger.warning("%s: empty input, no records read", path)
+
+
+__all__ = ["DEFAULT_ENCODING", "check_encoding", "check_path", "decode_error", "decode_text", "iter_lines",
+           "json_object", "note_empty", "parse_json_line", "records_from_lines"]

@@ -1,0 +1,113 @@
+"""`medner corpus stats|convert` through medner.cli.main: output, and one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medner.cli import main
+from medner.corpus import read_corpus
+
+DATA = Path(__file__).parent / "data" / "corpus"
+TEXT = "患者发热伴咳嗽。"
+
+
+def jl(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def test_stats_json(capsys):
+    assert main(["corpus", "stats", str(DATA / "chip" / "sample.txt"), "--format", "chip", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    stats = json.loads(out[0])
+    assert {"records", "characters", "entities", "per_type", "overlapping_pairs", "length_percentiles"} <= set(stats)
+    assert (stats["records"], stats["entities"], stats["overlapping_pairs"]) == (4, 10, 3)
+    # lengths 10 14 21 22; nearest rank: p50 = 2nd smallest, p90 = p99 = 4th
+    assert stats["length_percentiles"] == {"p50": 14, "p90": 22, "p99": 22, "max": 22}
+    assert stats["read_report"]["skipped"] == 0
+
+
+def test_stats_table(capsys):
+    assert main(["corpus", "stats", str(DATA / "brat"), "--format", "brat"]) == 0
+    out = capsys.readouterr().out
+    assert "records" in out and "SYMPTOM" in out and "overlapping pairs" in out
+
+
+def test_stats_skip_mode_reports_skips(tmp_path, capsys):
+    path = tmp_path / "c.txt"
+    path.write_text(f"{TEXT}|||2    3    sym|||6    5    sym|||\n", encoding="utf-8")
+    assert main(["corpus", "stats", str(path), "--format", "chip", "--on-error", "skip", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entities"] == 1 and stats["read_report"]["skipped_spans"] == 1
+
+
+def test_stats_with_encoding(tmp_path, capsys):
+    path = tmp_path / "gb.txt"
+    path.write_bytes(f"{TEXT}|||2    3    sym|||\n".encode("gb18030"))
+    assert main(["corpus", "stats", str(path), "--format", "chip", "--encoding", "gb18030", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["characters"] == len(TEXT)
+
+
+@pytest.mark.parametrize("fmt,path", [("ccks2017", DATA / "ccks2017"), ("cmeee", DATA / "cmeee" / "sample.json"),
+                                      ("bio", DATA / "bio" / "bio.txt")])
+def test_convert_is_lossless(tmp_path, capsys, fmt, path):
+    out = tmp_path / "out.jsonl"
+    assert main(["corpus", "convert", str(path), str(out), "--format", fmt]) == 0
+    original = list(read_corpus(path, fmt))
+    assert list(read_corpus(out, "jsonl")) == original
+    assert f"wrote {len(original)} records" in capsys.readouterr().out
+
+
+def _broken(tmp_path: Path) -> list[tuple[str, Path, str, list[str]]]:
+    """(format, path, expected location, extra args) for each broken input."""
+    cases = []
+    p = tmp_path / "trunc.jsonl"
+    p.write_text(jl({"id": "a", "text": TEXT}) + "\n" + jl({"id": "b", "text": TEXT})[:12] + "\n", encoding="utf-8")
+    cases.append(("jsonl", p, "trunc.jsonl:2", []))
+    p = tmp_path / "order.txt"
+    p.write_text(f"{TEXT}|||2    3    sym|||\n{TEXT}|||6    5    sym|||\n", encoding="utf-8")
+    cases.append(("chip", p, "order.txt:2", []))
+    p = tmp_path / "past.txt"
+    p.write_text(jl({"originalText": TEXT, "entities": [{"label_type": "s", "start_pos": 2, "end_pos": 40}]}),
+                 encoding="utf-8")
+    cases.append(("ccks2019", p, "past.txt:1", []))
+    p = tmp_path / "mismatch.json"
+    p.write_text(jl([{"text": TEXT, "entities": [{"start_idx": 2, "end_idx": 3, "type": "s", "entity": "咳嗽"}]}]),
+                 encoding="utf-8")
+    cases.append(("cmeee", p, "mismatch.json:1", []))
+    p = tmp_path / "gb.txt"
+    p.write_bytes(f"{TEXT}|||2    3    sym|||\n".encode("gb18030"))
+    cases.append(("chip", p, "gb.txt:1", []))
+    p = tmp_path / "trunc_array.json"
+    p.write_text(jl([{"text": TEXT}, {"text": TEXT}])[:-5], encoding="utf-8")
+    cases.append(("cmeee", p, "trunc_array.json:1", []))
+    return cases
+
+
+@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("command", ["stats", "convert"])
+def test_broken_input_gives_one_line_error_and_status_2(tmp_path, capsys, index, command):
+    fmt, path, where, extra = _broken(tmp_path)[index]
+    out = tmp_path / "out.jsonl"
+    args = ["corpus", "stats", str(path)] if command == "stats" else ["corpus", "convert", str(path), str(out)]
+    assert main([*args, "--format", fmt, *extra]) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("medner: error: ") and where in lines[0] and "Fix:" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert not out.exists()  # convert leaves nothing behind
+
+
+def test_gb18030_error_suggests_encoding_option(tmp_path, capsys):
+    fmt, path, _, _ = _broken(tmp_path)[4]
+    assert main(["corpus", "stats", str(path), "--format", fmt]) == 2
+    assert "--encoding gb18030" in capsys.readouterr().err
+
+
+def test_missing_path(tmp_path, capsys):
+    assert main(["corpus", "stats", str(tmp_path / "nope.txt"), "--format", "chip"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("medner: error: ") and "nope.txt: no such file" in err and "\n" not in err
