@@ -1,0 +1,100 @@
+"""Annotator: raw texts -> character spans with scores (and ICD codes where a linker is attached).
+
+Long texts go through the same windowing as training; windows from all texts of a call are batched
+together (sorted by length to limit padding) and predictions are merged back per text.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from medner.model.alignment import token_tags_to_spans
+from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.model.features import collate, token_windows
+from medner.text import merge_window_predictions
+from medner.types import Record, Span
+
+log = logging.getLogger(__name__)
+
+
+class Annotator:
+    """Predicts spans on raw text. Build it with :meth:`load` (or :func:`medner.load`)."""
+
+    def __init__(self, tagger, tokenizer, config, *, device: str = "auto", batch_size: int = 16,
+                 fingerprint: str | None = None, linker: Callable[[str, Span], Span] | None = None) -> None:
+        self.tagger = tagger
+        self.tokenizer = tokenizer
+        self.config = config
+        self.window = config.window
+        self.scheme = tagger.scheme
+        self.batch_size = batch_size
+        self.fingerprint = fingerprint
+        self.linker = linker
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(config.precision, self.device)
+        self.tagger.to(self.device).eval()
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto", batch_size: int = 16) -> "Annotator":
+        from medner.model.artifact import load_run_model
+
+        tagger, tokenizer, config, meta = load_run_model(path)
+        return cls(tagger, tokenizer, config, device=device, batch_size=batch_size,
+                   fingerprint=meta.get("fingerprint"))
+
+    def predict(self, texts: str | Sequence[str], batch_size: int | None = None) -> list[list[Span]] | list[Span]:
+        """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list."""
+        if isinstance(texts, str):
+            return self.predict([texts], batch_size)[0]
+        texts = list(texts)
+        items = []  # (text index, window, encoded)
+        for t, text in enumerate(texts):
+            for window, encoded in token_windows(self.tokenizer, text, self.window):
+                items.append((t, window, encoded))
+        per_window: list[list[Span]] = [[] for _ in items]
+        order = sorted(range(len(items)), key=lambda i: len(items[i][2].input_ids))
+        size = batch_size or self.batch_size
+        pad_id = self.tokenizer.pad_token_id or 0
+        for lo in range(0, len(order), size):
+            chunk = order[lo : lo + size]
+            rows = [{"input_ids": items[i][2].input_ids, "label_index": items[i][2].label_positions}
+                    for i in chunk]
+            batch = {k: v.to(self.device) for k, v in collate(rows, pad_id).items()}
+            with torch.inference_mode(), autocast(self.device, self.dtype):
+                emissions = self.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+            decoded = self.tagger.decode_emissions(emissions.float(), batch["label_mask"])
+            for i, dec in zip(chunk, decoded):
+                encoded = items[i][2]
+                tags = self.scheme.decode(dec.tags)
+                per_window[i] = token_tags_to_spans(tags, encoded.offsets, self.scheme, dec.scores)
+        results: list[list[Span]] = [[] for _ in texts]
+        grouped: dict[int, tuple[list, list]] = {}
+        for (t, window, _), spans in zip(items, per_window):
+            windows, spans_list = grouped.setdefault(t, ([], []))
+            windows.append(window)
+            spans_list.append(spans)
+        for t, (windows, spans_list) in grouped.items():
+            merged = merge_window_predictions(windows, spans_list)
+            if self.linker is not None:
+                merged = [self.linker(texts[t], s) for s in merged]
+            results[t] = merged
+        return results
+
+    def predict_records(self, records: Iterable[Record], batch_size: int | None = None,
+                        chunk: int = 256) -> Iterable[Record]:
+        """Records with predicted spans (gold spans replaced), in input order, ``chunk`` records at a time."""
+        buffer: list[Record] = []
+        for record in records:
+            buffer.append(record)
+            if len(buffer) >= chunk:
+                yield from self._predict_chunk(buffer, batch_size)
+                buffer = []
+        if buffer:
+            yield from self._predict_chunk(buffer, batch_size)
+
+    def _predict_chunk(self, records: list[Record], batch_size: int | None) -> list[Record]:
+        predictions = self.predict([r.text for r in records], batch_size)
+        return [r.with_spans(p) for r, p in zip(records, predictions)]

@@ -1,0 +1,48 @@
+"""`medner finetune` and `medner predict`."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune encoder + LoRA + CRF from a YAML config")
+    p.add_argument("config", help="YAML run configuration, e.g. configs/emr_zh.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_finetune)
+
+    p = sub.add_parser("predict", help="predict spans for a corpus with a trained run directory")
+    p.add_argument("input", help="corpus file or folder")
+    p.add_argument("--model", required=True, help="run directory written by `medner finetune`")
+    p.add_argument("--format", default="jsonl", help="input corpus format (default: jsonl)")
+    p.add_argument("--encoding", default=None, help="input encoding, e.g. gb18030")
+    p.add_argument("-o", "--output", required=True, help="output jsonl (the project's format)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=run_predict)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from medner.config import load_config
+    from medner.train import finetune
+
+    config = load_config(args.config, args.overrides)
+    out = finetune(config, resume=args.resume, progress=not args.no_progress)
+    log.info("run directory: %s", out)
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from medner import load
+    from medner.corpus import read_corpus, write_jsonl
+
+    annotator = load(args.model, device=args.device, batch_size=args.batch_size)
+    records = read_corpus(args.input, format=args.format, encoding=args.encoding)
+    count = write_jsonl(annotator.predict_records(records), args.output)
+    log.info("wrote predictions for %s records to %s", count, args.output)
+    return 0

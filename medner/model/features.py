@@ -1,0 +1,180 @@
+"""Records -> tokenised windows with tag ids, cached as Arrow datasets (Hugging Face `datasets`).
+
+One row per window: ``record_id``, ``window_start`` (record offset of the window), ``input_ids``,
+``label_index`` (positions of label-bearing tokens in ``input_ids``), ``tags`` (one id per label-bearing
+token), ``starts``/``ends`` (window-relative character offsets of those tokens). The cache key is a
+fingerprint of the records, the tokenizer, the windowing and the label scheme, so a second run with the
+same inputs loads the Arrow files instead of tokenising again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from medner.config import WindowConfig
+from medner.labels import TagScheme, resolve_overlaps
+from medner.model.alignment import EncodedText, encode_text, spans_to_token_tags
+from medner.text import Window, split_windows, spans_crossing, window_spans
+from medner.types import Record
+
+log = logging.getLogger(__name__)
+
+FEATURES_VERSION = "1"  # bump when the row layout or the alignment rule changes
+
+
+@dataclass
+class FeatureStats:
+    """What happened while building windows; reported, never silent."""
+
+    records: int = 0
+    windows: int = 0
+    overlaps_dropped: int = 0
+    spans_cut_by_windows: int = 0
+    spans_misaligned: int = 0
+    spans: int = 0
+    resplit_windows: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class WindowedText:
+    """A window of a record with its tokenisation."""
+
+    record_id: str
+    window: Window
+    encoded: EncodedText
+    spans: list = field(default_factory=list)
+
+
+def token_windows(tokenizer, text: str, config: WindowConfig) -> Iterator[tuple[Window, EncodedText]]:
+    """Windows of ``text`` (record offsets) that fit the encoder: a character window whose tokens exceed
+    ``config.max_tokens`` is split again with half the length."""
+    stack = list(reversed(split_windows(text, config.max_chars, config.overlap)))
+    while stack:
+        window = stack.pop()
+        encoded = encode_text(tokenizer, text[window.start : window.end])
+        if len(encoded.input_ids) <= config.max_tokens or window.end - window.start <= 8:
+            yield window, encoded
+            continue
+        half = max(8, (window.end - window.start) // 2)
+        parts = split_windows(text[window.start : window.end], half, min(config.overlap, half // 4))
+        stack.extend(reversed([Window(window.start + p.start, window.start + p.end) for p in parts]))
+
+
+def iter_windows(records: Iterable[Record], tokenizer, config: WindowConfig, scheme: TagScheme | None = None,
+                 overlap_policy: str = "keep_longest", stats: FeatureStats | None = None) -> Iterator[dict]:
+    """Rows for the encoder (see module docstring). Without ``scheme``, ``tags`` is empty (inference)."""
+    stats = stats if stats is not None else FeatureStats()
+    for record in records:
+        stats.records += 1
+        spans: list = []
+        if scheme is not None:
+            spans, dropped = resolve_overlaps(record.spans, overlap_policy)
+            stats.overlaps_dropped += dropped
+            stats.spans += len(spans)
+        for window, encoded in token_windows(tokenizer, record.text, config):
+            stats.windows += 1
+            tag_ids: list[int] = []
+            if scheme is not None:
+                # a span cut by the window edge keeps its part inside (labelled, starting with B-), rather
+                # than teaching the model that the part is O; inference merges windows by the centre rule
+                crossing = spans_crossing(spans, window)
+                stats.spans_cut_by_windows += len(crossing)
+                clipped = [replace(s, start=max(s.start, window.start), end=min(s.end, window.end)) for s in crossing]
+                inside = window_spans(spans + clipped, window)
+                tags, misaligned = spans_to_token_tags(inside, encoded.offsets, scheme)
+                stats.spans_misaligned += misaligned
+                tag_ids = scheme.encode(tags)
+            yield {
+                "record_id": record.id,
+                "window_start": window.start,
+                "input_ids": encoded.input_ids,
+                "label_index": encoded.label_positions,
+                "tags": tag_ids,
+                "starts": [s for s, _ in encoded.offsets],
+                "ends": [e for _, e in encoded.offsets],
+            }
+
+
+def fingerprint(records: Sequence[Record], tokenizer, config: WindowConfig, scheme: TagScheme | None,
+                overlap_policy: str) -> str:
+    """sha256 over everything the rows depend on (16 hex digits)."""
+    h = hashlib.sha256()
+    h.update(FEATURES_VERSION.encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(json.dumps([config.max_chars, config.overlap, config.max_tokens, overlap_policy,
+                         scheme.to_dict() if scheme else None], ensure_ascii=False).encode())
+    for record in records:
+        h.update(record.id.encode())
+        h.update(b"\0")
+        h.update(record.text.encode())
+        h.update(json.dumps([(s.start, s.end, s.label) for s in record.spans], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, scheme: TagScheme,
+                  overlap_policy: str, cache_dir: Path | None = None):
+    """A `datasets.Dataset` of rows, loaded from ``cache_dir/<fingerprint>`` when present.
+
+    Returns ``(dataset, stats_dict, cached: bool)``.
+    """
+    import datasets
+
+    key = fingerprint(records, tokenizer, config, scheme, overlap_policy)
+    target = cache_dir / f"windows-{key}" if cache_dir else None
+    if target is not None and (target / "dataset_info.json").exists():
+        dataset = datasets.load_from_disk(str(target))
+        stats = json.loads((target / "medner_stats.json").read_text())
+        log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
+        return dataset, stats, True
+    stats = FeatureStats()
+    rows = list(iter_windows(records, tokenizer, config, scheme, overlap_policy, stats))
+    columns = {name: [row[name] for row in rows] for name in
+               ("record_id", "window_start", "input_ids", "label_index", "tags", "starts", "ends")}
+    dataset = datasets.Dataset.from_dict(columns)
+    if target is not None:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        dataset.save_to_disk(str(tmp))
+        (tmp / "medner_stats.json").write_text(json.dumps(stats.to_dict()))
+        if not target.exists():
+            tmp.rename(target)  # atomic: a half-written cache is never picked up
+        shutil.rmtree(tmp, ignore_errors=True)
+        dataset = datasets.load_from_disk(str(target))
+    return dataset, stats.to_dict(), False
+
+
+def collate(rows: Sequence[dict], pad_id: int) -> dict:
+    """Pad a list of rows into tensors.
+
+    Returns ``input_ids``/``attention_mask`` ``(batch, seq)``, ``label_index``/``label_mask``/``tags``
+    ``(batch, n_labels)``; padding positions point at index 0 and are masked out.
+    """
+    import torch
+
+    batch = len(rows)
+    seq = max(len(r["input_ids"]) for r in rows)
+    n_labels = max(1, max(len(r["label_index"]) for r in rows))
+    input_ids = torch.full((batch, seq), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, seq), dtype=torch.long)
+    label_index = torch.zeros((batch, n_labels), dtype=torch.long)
+    label_mask = torch.zeros((batch, n_labels), dtype=torch.bool)
+    tags = torch.zeros((batch, n_labels), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n, k = len(row["input_ids"]), len(row["label_index"])
+        input_ids[i, :n] = torch.as_tensor(row["input_ids"])
+        attention_mask[i, :n] = 1
+        if k:
+            label_index[i, :k] = torch.as_tensor(row["label_index"])
+            label_mask[i, :k] = True
+            if row.get("tags"):
+                tags[i, :k] = torch.as_tensor(row["tags"])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "label_index": label_index,
+            "label_mask": label_mask, "tags": tags}

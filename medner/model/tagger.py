@@ -1,0 +1,88 @@
+"""The tagger: encoder (+LoRA) -> dropout -> linear head -> CRF (or softmax), over label-bearing tokens.
+
+Batches carry ``input_ids``/``attention_mask`` ``(batch, seq)`` for the encoder and
+``label_index``/``label_mask`` ``(batch, n_labels)``: a left-aligned prefix of the positions (into ``seq``)
+of label-bearing tokens. The head and CRF only ever see those positions, never [CLS]/[SEP].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medner.labels import TagScheme, allowed_transitions
+from medner.model.crf import ConstrainedCRF
+
+
+@dataclass
+class Decoded:
+    """One sequence's decoding: tag ids per label-bearing token and the probability of each chosen tag."""
+
+    tags: list[int]
+    scores: list[float]
+
+
+class Tagger(nn.Module):
+    """encoder -> head -> CRF. ``crf_weights``/``crf_mode`` set transition priors by tag name."""
+
+    def __init__(self, encoder: nn.Module, scheme: TagScheme, *, dropout: float = 0.1, use_crf: bool = True,
+                 crf_weights: dict[str, float] | None = None, crf_mode: str = "init") -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.scheme = scheme
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, len(scheme))
+        self.crf: ConstrainedCRF | None = None
+        if use_crf:
+            start, trans, end = allowed_transitions(scheme)
+            self.crf = ConstrainedCRF(list(scheme.tags), start, trans, end,
+                                      transition_weights=crf_weights or {}, transition_mode=crf_mode)
+
+    def head_modules(self) -> dict[str, nn.Module]:
+        """The parts always trained in full and saved in full (never adapted)."""
+        modules: dict[str, nn.Module] = {"head": self.head}
+        if self.crf is not None:
+            modules["crf"] = self.crf
+        return modules
+
+    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  label_index: torch.Tensor) -> torch.Tensor:
+        """Tag scores at label-bearing tokens: ``(batch, n_labels, n_tags)`` in fp32."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # shape: (batch, n_labels, hidden) — gather the label-bearing positions
+        index = label_index.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        picked = hidden.gather(1, index)
+        return self.head(self.dropout(picked)).float()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss (so that DistributedDataParallel wraps it)."""
+        return self.loss(batch)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean negative log-likelihood (CRF) or mean token cross-entropy (softmax)."""
+        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+        mask = batch["label_mask"].bool()
+        tags = batch["tags"]
+        if self.crf is not None:
+            return self.crf(emissions, tags, mask, reduction="mean")
+        return nn.functional.cross_entropy(emissions[mask], tags[mask])
+
+    @torch.no_grad()
+    def decode(self, batch: dict[str, torch.Tensor]) -> list[Decoded]:
+        """Best tag sequence per row with per-token probabilities (CRF marginals or softmax)."""
+        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+        return self.decode_emissions(emissions, batch["label_mask"].bool())
+
+    def decode_emissions(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[Decoded]:
+        if self.crf is not None:
+            return [Decoded(tags, scores) for tags, scores in self.crf.decode_with_scores(emissions, mask)]
+        probs = emissions.softmax(-1)
+        best = probs.argmax(-1)
+        out = []
+        for row in range(emissions.size(0)):
+            n = int(mask[row].sum())
+            tags = best[row, :n].tolist()
+            out.append(Decoded(tags, probs[row, torch.arange(n), best[row, :n]].tolist()))
+        return out

@@ -1,0 +1,352 @@
+"""finetune(config) -> run directory. No argument parsing here.
+
+The loop: AdamW with two learning rates (encoder or LoRA adapters; head + CRF), warmup then decay,
+gradient accumulation and clipping, dev strict F1 after each epoch with early stopping, a checkpoint for
+``resume`` every ``train.checkpoint_every`` steps and at each epoch end, data-parallel when launched with
+``torchrun --nproc_per_node N``. Tokenised windows are cached as Arrow datasets.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+from medner.config import RunConfig
+from medner.corpus import read_corpus
+from medner.errors import ConfigError
+from medner.labels import TagScheme
+from medner.model import checkpoint as ckpt
+from medner.model.artifact import save_run_model
+from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.model.encoder import (add_lora, cache_root, count_parameters, load_encoder, load_tokenizer,
+                                  resolve_encoder_dir)
+from medner.model.features import build_dataset, collate
+from medner.model.tagger import Tagger
+from medner.types import Record
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def read_records(paths: Sequence[str], config: RunConfig) -> list[Record]:
+    records: list[Record] = []
+    for path in paths:
+        records.extend(read_corpus(path, format=config.data.format, encoding=config.data.encoding,
+                                   on_error=config.data.on_error))
+    return records
+
+
+def split_train_dev(config: RunConfig) -> tuple[list[Record], list[Record]]:
+    """Training and dev records as the config says (dev files, the last N, or a seeded fraction)."""
+    data = config.data
+    train = read_records(data.train, config)
+    if data.dev:
+        dev = read_records(data.dev, config)
+    elif data.dev_last:
+        if data.dev_last >= len(train):
+            raise ConfigError(f"`data.dev_last` is {data.dev_last} but train has only {len(train)} records")
+        train, dev = train[: -data.dev_last], train[-data.dev_last :]
+    elif data.dev_fraction:
+        order = list(range(len(train)))
+        random.Random(config.seed).shuffle(order)
+        n_dev = max(1, int(len(train) * data.dev_fraction))
+        dev_ids = set(order[:n_dev])
+        dev = [r for i, r in enumerate(train) if i in dev_ids]
+        train = [r for i, r in enumerate(train) if i not in dev_ids]
+    else:
+        dev = []
+    if data.train_limit:
+        train = train[: data.train_limit]
+    if not train:
+        raise ConfigError("no training records were read", field="data.train",
+                          fix="check the paths and `data.format`")
+    return train, dev
+
+
+def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[Record], int]:
+    """Drop spans whose label is not in ``types``; returns the records and the number dropped."""
+    allowed = set(types)
+    dropped = 0
+    out = []
+    for record in records:
+        kept = [s for s in record.spans if s.label in allowed]
+        dropped += len(record.spans) - len(kept)
+        out.append(record.with_spans(kept) if len(kept) != len(record.spans) else record)
+    return out, dropped
+
+
+# ------------------------------------------------------------------------------------------ batching
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of indices; within pools of 50 batches, rows are sorted by length (less padding)."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for lo in range(0, len(order), pool):
+        chunk = sorted(order[lo : lo + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------- optimiser
+
+def build_optimizer(tagger: Tagger, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW, two parameter groups per learning rate: with and without weight decay (biases, norms, CRF)."""
+    head_ids = {id(p) for m in tagger.head_modules().values() for p in m.parameters()}
+    groups: dict[tuple[str, bool], list] = {}
+    for name, param in tagger.named_parameters():
+        if not param.requires_grad:
+            continue
+        part = "head" if id(param) in head_ids else "encoder"
+        no_decay = param.ndim < 2 or "norm" in name.lower() or name.startswith("crf.")
+        groups.setdefault((part, no_decay), []).append(param)
+    lrs = {"encoder": config.train.lr_encoder, "head": config.train.lr_head}
+    param_groups = [{"params": params, "lr": lrs[part], "weight_decay": 0.0 if no_decay else config.train.weight_decay,
+                     "name": f"{part}{'-no-decay' if no_decay else ''}"}
+                    for (part, no_decay), params in sorted(groups.items())]
+    return torch.optim.AdamW(param_groups)
+
+
+def build_scheduler(optimizer, config: RunConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    warmup = int(math.ceil(total_steps * config.train.warmup_ratio))
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.train.decay]
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+# -------------------------------------------------------------------------------------- distributed
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed(device_name: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch.distributed.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_name != "cpu"
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        if use_cuda:
+            torch.cuda.set_device(local)
+    return Dist(rank, world, local)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path."""
+    from medner.annotate import Annotator
+    from medner.evaluate import format_table, score, write_report
+
+    dist = init_distributed(config.device)
+    out = Path(config.output_dir)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            stale = [p for p in (out / "metrics.jsonl", out / "checkpoint") if p.exists()]
+            if stale:
+                log.warning("%s holds an earlier run: starting afresh (use --resume to continue it)", out)
+                for p in stale:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+    dist.barrier()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    device = resolve_device(config.device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+    dtype = resolve_dtype(config.precision, device)
+
+    train_records, dev_records = split_train_dev(config)
+    scheme = TagScheme(config.data.labels or {s.label for r in train_records for s in r.spans}, config.data.scheme)
+    train_records, dropped_train = restrict_labels(train_records, scheme.types)
+    dev_records, dropped_dev = restrict_labels(dev_records, scheme.types)
+    if dropped_train or dropped_dev:
+        log.warning("dropped %d train and %d dev spans whose label is not in data.labels", dropped_train, dropped_dev)
+    log.info("train %d records, dev %d records, %d entity types, %d tags", len(train_records), len(dev_records),
+             len(scheme.types), len(scheme))
+
+    cache = cache_root(config.encoder.cache_dir)
+    if dist.main:
+        encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
+    dist.barrier()
+    if not dist.main:
+        encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
+    tokenizer = load_tokenizer(encoder_dir)
+    if dist.main:
+        dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
+                                                       config.data.overlap_policy, cache / "features")
+    dist.barrier()
+    if not dist.main:
+        dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
+                                                       config.data.overlap_policy, cache / "features")
+    log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
+             ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
+
+    encoder = load_encoder(encoder_dir)
+    if config.lora is not None:
+        encoder = add_lora(encoder, config.lora)
+    tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
+                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode).to(device)
+    trainable, total = count_parameters(tagger)
+    log.info("parameters: %d trainable of %d (%.2f%%)", trainable, total, 100.0 * trainable / total)
+    model = tagger
+    if dist.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            tagger, device_ids=[device.index] if device.type == "cuda" else None)
+
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    batches_per_rank = math.ceil(math.ceil(len(lengths) / config.train.batch_size) / dist.world)
+    steps_per_epoch = math.ceil(batches_per_rank / config.train.grad_accum)
+    total_steps = steps_per_epoch * config.train.epochs
+    if config.train.max_steps:
+        total_steps = min(total_steps, config.train.max_steps)
+    optimizer = build_optimizer(tagger, config)
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    state = ckpt.TrainerState()
+    if resume and (out / "checkpoint" / "trainer_state.json").exists():
+        state = ckpt.load_checkpoint(out / "checkpoint", tagger, optimizer, scheduler)
+        log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
+        if state.finished:
+            log.info("the run in %s has finished; nothing to resume", out)
+
+    pad_id = tokenizer.pad_token_id or 0
+    metrics_path = out / "metrics.jsonl"
+    annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size)
+    pbar = tqdm(total=total_steps, initial=state.global_step, disable=not (progress and dist.main),
+                desc="train", unit="step", dynamic_ncols=True)
+    started = time.time()
+    stop = False
+    for epoch in range(state.epoch, config.train.epochs if not state.finished else 0):
+        batches = length_bucketed_batches(lengths, config.train.batch_size, config.seed + epoch)
+        if dist.world > 1:  # every rank must run the same number of backward passes: pad by repeating
+            batches += batches[: (-len(batches)) % dist.world]
+            batches = batches[dist.rank :: dist.world]
+        model.train()
+        for b in range(state.batch_in_epoch, len(batches)):
+            rows = dataset[batches[b]]
+            rows = [{k: rows[k][i] for k in rows} for i in range(len(batches[b]))]
+            batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+            with autocast(device, dtype):
+                loss = model(batch) / config.train.grad_accum
+            loss.backward()
+            state.loss_sum += loss.item() * config.train.grad_accum
+            state.loss_count += 1
+            if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):
+                torch.nn.utils.clip_grad_norm_(tagger.parameters(), config.train.clip_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.global_step += 1
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{state.loss_sum / max(1, state.loss_count):.4f}", epoch=epoch + 1)
+                state.batch_in_epoch = b + 1
+                if dist.main and config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
+                    ckpt.save_checkpoint(out / "checkpoint", tagger, optimizer, scheduler, state)
+                if config.train.max_steps and state.global_step >= config.train.max_steps:
+                    stop = True
+                    break
+        # end of epoch: evaluate, record, maybe save, maybe stop
+        entry = {"epoch": epoch + 1, "step": state.global_step,
+                 "train_loss": state.loss_sum / max(1, state.loss_count), "lr": scheduler.get_last_lr()[0],
+                 "elapsed_s": round(time.time() - started, 1)}
+        state.loss_sum, state.loss_count = 0.0, 0
+        improved = True
+        if dist.main:
+            if dev_records:
+                tagger.eval()
+                result = score(dev_records, annotator.predict_records(dev_records))
+                entry.update(dev_f1=result["micro"]["f1"], dev_precision=result["micro"]["precision"],
+                             dev_recall=result["micro"]["recall"], dev_span_f1=result["span"]["micro"]["f1"])
+                improved = result["micro"]["f1"] > state.best_f1
+                if improved:
+                    state.best_f1, state.best_epoch = result["micro"]["f1"], epoch + 1
+                    write_report(result, out / "dev_report")
+                state.bad_epochs = 0 if improved else state.bad_epochs + 1
+            if improved:
+                save_run_model(tagger, tokenizer, config, out, encoder_dir,
+                               extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
+                                      "total_parameters": total, "features": feature_stats})
+            with metrics_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                          for k, v in entry.items()))
+            plot_metrics(metrics_path, out / "training.png")
+        state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if config.train.patience and state.bad_epochs >= config.train.patience:
+            log.info("early stopping: no dev F1 improvement for %d epochs", state.bad_epochs)
+            stop = True
+        stop = _agree(stop, dist)
+        state.finished = stop or epoch + 1 == config.train.epochs
+        if dist.main:
+            ckpt.save_checkpoint(out / "checkpoint", tagger, optimizer, scheduler, state)
+        if stop:
+            break
+    pbar.close()
+    if dist.main and dev_records and (out / "dev_report.json").exists():
+        result = json.loads((out / "dev_report.json").read_text(encoding="utf-8"))
+        print(f"dev strict F1 of the best epoch ({state.best_epoch}), {len(dev_records)} records:")
+        print(format_table(result))
+    dist.barrier()
+    return out
+
+
+def _agree(stop: bool, dist: Dist) -> bool:
+    """All ranks stop together when rank 0 says so."""
+    if dist.world == 1:
+        return stop
+    flag = torch.tensor([1 if stop else 0])
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def plot_metrics(metrics_path: Path, png_path: Path) -> None:
+    """Loss and dev F1 per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return
+    epochs = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [r["train_loss"] for r in rows], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="tab:blue")
+    if any("dev_f1" in r for r in rows):
+        ax2 = ax.twinx()
+        ax2.plot([r["epoch"] for r in rows if "dev_f1" in r], [100 * r["dev_f1"] for r in rows if "dev_f1" in r],
+                 "s-", color="tab:red", label="dev strict F1")
+        ax2.set_ylabel("dev strict micro-F1 (%)", color="tab:red")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

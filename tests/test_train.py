@@ -1,0 +1,213 @@
+"""End-to-end training on a tiny encoder built in code: run directory, save -> load identity, resume."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import medner
+from medner.cli import main
+from medner.config import load_config
+from medner.corpus import read_corpus, write_jsonl
+from medner.train import finetune
+from medner.types import Record, Span
+from tiny_model import build_encoder_dir
+
+DISEASES = ["直肠癌", "胃癌", "高血压", "肺炎", "糖尿病"]
+DRUGS = ["奥沙利铂", "阿司匹林", "头孢", "胰岛素"]
+PARTS = ["右肺", "肝", "腹部", "左肾"]
+
+
+def make_records(n: int, seed: int) -> list[Record]:
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        pieces, spans = [], []
+
+        def add(text: str, label: str | None = None) -> None:
+            start = sum(len(p) for p in pieces)
+            pieces.append(text)
+            if label:
+                spans.append(Span(start, start + len(text), label))
+
+        clauses = [
+            lambda: (add("因"), add(rng.choice(DISEASES), "疾病和诊断"), add("入院，")),
+            lambda: (add("查体示"), add(rng.choice(PARTS), "解剖部位"), add("压痛，")),
+            lambda: (add("予"), add(rng.choice(DRUGS), "药物"), add("治疗，")),
+            lambda: add(rng.choice(["一般情况可，", "无发热，", "神志清，精神好，", "饮食睡眠可，"])),
+        ]
+        add(rng.choice(["患者", "男，65岁，", "女性患者，", ""]))
+        for k in rng.sample(range(4), 4):
+            clauses[k]()
+        add("病情稳定。" * rng.randint(0, 2))
+        records.append(Record(f"r{seed}-{i}", "".join(pieces), tuple(spans)))
+    return records
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    train, dev = make_records(48, 1), make_records(12, 2)
+    write_jsonl(train, root / "train.jsonl")
+    write_jsonl(dev, root / "dev.jsonl")
+    build_encoder_dir(root / "encoder", [r.text for r in train + dev], hidden=64)
+    return root
+
+
+def write_config(root: Path, corpus: Path, **train) -> Path:
+    train_cfg = {"epochs": 3, "batch_size": 8, "lr_encoder": 1e-2, "lr_head": 1e-1, "warmup_ratio": 0.0, "patience": 0,
+                 "checkpoint_every": 4, **train}
+    cfg = {
+        "output_dir": str(root / "run"),
+        "seed": 7,
+        "device": "cpu",
+        "data": {"format": "jsonl", "train": [str(corpus / "train.jsonl")], "dev": [str(corpus / "dev.jsonl")]},
+        "window": {"max_chars": 24, "overlap": 6},
+        "encoder": {"name": str(corpus / "encoder"), "cache_dir": str(root / "cache")},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
+        "crf": {"transition_weights": {"B-药物 -> I-药物": 1.5}},
+        "train": train_cfg,
+    }
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("run")
+    config = load_config(write_config(root, corpus, epochs=6))
+    run = finetune(config, progress=False)
+    return run, config
+
+
+def test_run_directory_is_complete(trained):
+    run, _ = trained
+    for name in ("config.yaml", "labels.json", "head.safetensors", "medner_model.json", "metrics.jsonl",
+                 "training.png", "dev_report.json", "dev_report.md", "adapter/adapter_config.json",
+                 "encoder/model.safetensors", "tokenizer/tokenizer.json"):
+        assert (run / name).exists(), name
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt")) and not list(run.rglob("*.pkl"))
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert all(0.0 <= m["dev_f1"] <= 1.0 for m in metrics)
+    meta = json.loads((run / "medner_model.json").read_text())
+    assert meta["encoder"] == "lora" and 0 < meta["trainable_parameters"] < meta["total_parameters"]
+
+
+def test_learns_the_pattern(trained):
+    run, _ = trained
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    assert max(m["dev_f1"] for m in metrics) > 0.6  # a random tagger scores ~0
+
+
+def test_save_load_gives_identical_predictions(trained, corpus):
+    run, config = trained
+    dev = list(read_corpus(corpus / "dev.jsonl"))
+    texts = [r.text for r in dev]
+    merged = medner.load(run, device="cpu")
+    from medner.annotate import Annotator
+    from medner.model.artifact import load_run_model
+
+    tagger, tokenizer, cfg, meta = load_run_model(run, merge_lora=False)
+    unmerged = Annotator(tagger, tokenizer, cfg, device="cpu")
+    a, b = merged.predict(texts), unmerged.predict(texts)
+    again = medner.load(run, device="cpu").predict(texts)
+    assert a == again and [[s.score for s in p] for p in a] == [[s.score for s in p] for p in again]
+    assert a == b  # merged LoRA == adapter on top of the base
+    for text, spans in zip(texts, a):
+        for span in spans:
+            assert 0 <= span.start < span.end <= len(text) and 0.0 <= span.score <= 1.0 + 1e-6
+
+
+def test_predict_cli_writes_jsonl(trained, corpus, tmp_path):
+    run, _ = trained
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(run), str(corpus / "dev.jsonl"), "-o", str(out), "--device", "cpu"]) == 0
+    pred = list(read_corpus(out))
+    gold = list(read_corpus(corpus / "dev.jsonl"))
+    assert [r.id for r in pred] == [r.id for r in gold]
+    assert all(p.text == g.text for p, g in zip(pred, gold))
+    assert main(["evaluate", "--gold", str(corpus / "dev.jsonl"), "--pred", str(out)]) == 0
+
+
+def test_second_run_reuses_tokenised_windows(trained, corpus, tmp_path, caplog):
+    run, config = trained
+    cache = Path(config.encoder.cache_dir) / "features"
+    before = sorted(p.name for p in cache.iterdir())
+    config.output_dir = str(tmp_path / "again")
+    config.train.epochs = 1
+    with caplog.at_level("INFO"):
+        finetune(config, progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == before
+    assert any("cached" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
+    whole = load_config(write_config(tmp_path / "a", corpus, epochs=2))
+    finetune(whole, progress=False)
+
+    import medner.model.checkpoint as ckpt
+    real_save = ckpt.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-epoch 2 (checkpoint_every=4 steps, 6 steps per epoch)
+            raise KeyboardInterrupt("simulated kill")
+
+    killed = load_config(write_config(tmp_path / "b", corpus, epochs=2))
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(killed, progress=False)
+    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
+    state = json.loads((Path(killed.output_dir) / "checkpoint" / "trainer_state.json").read_text())["state"]
+    assert not state["finished"]
+    finetune(killed, resume=True, progress=False)
+
+    a = load_file(str(Path(whole.output_dir) / "checkpoint" / "trainable.safetensors"))
+    b = load_file(str(Path(killed.output_dir) / "checkpoint" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_full_finetuning_and_softmax_variants(corpus, tmp_path):
+    path = write_config(tmp_path, corpus, epochs=1)
+    config = load_config(path, ["lora=null", "crf.enabled=false", "crf.transition_weights={}"])
+    run = finetune(config, progress=False)
+    meta = json.loads((run / "medner_model.json").read_text())
+    assert meta["encoder"] == "full" and not (run / "adapter").exists()
+    assert meta["trainable_parameters"] == meta["total_parameters"]
+    spans = medner.load(run, device="cpu").predict("患者因胃癌入院")
+    assert all(isinstance(s, Span) for s in spans)
+
+
+@pytest.mark.slow
+def test_data_parallel_training_with_torchrun(corpus, trained, tmp_path):
+    """Two CPU processes on gloo train one model: same run directory layout, each rank half the batches."""
+    import os
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, corpus, epochs=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "medner", "finetune", str(path), "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]  # written once, by rank 0
+    single = [json.loads(line) for line in (trained[0] / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[0]["step"] == -(-single[0]["step"] // 2)  # each rank runs half the batches
+    assert medner.load(run, device="cpu").predict("患者因胃癌入院") is not None
