@@ -92,3 +92,9 @@ def test_random_spans_survive_when_aligned(data):
     tags, misaligned = spans_to_token_tags(spans, enc.offsets, SCHEME)
     assert misaligned == 0
     assert token_tags_to_spans(tags, enc.offsets, SCHEME) == spans
+
+
+def test_offsets_never_include_surrounding_spaces(piece_tokenizer):
+    text = "复查 CT 示 结节  ab12 "
+    enc = encode_text(piece_tokenizer, text)
+    assert enc.offsets and all(not text[s].isspace() and not text[e - 1].isspace() for s, e in enc.offsets)

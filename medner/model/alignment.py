@@ -43,9 +43,18 @@ def label_bearing(offsets: Sequence[tuple[int, int]]) -> list[int]:
 def encode_text(tokenizer, text: str) -> EncodedText:
     """Tokenise raw ``text`` (with special tokens, no truncation) and find label-bearing tokens."""
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=False)
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    offsets = [_strip_spaces(text, s, e) for s, e in enc["offset_mapping"]]
     positions = label_bearing(offsets)
     return EncodedText(list(enc["input_ids"]), positions, [offsets[i] for i in positions])
+
+
+def _strip_spaces(text: str, start: int, end: int) -> tuple[int, int]:
+    """Sentencepiece offsets of ``▁X`` include the preceding space; a span never starts or ends in one."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def spans_to_token_tags(spans: Sequence[Span], offsets: Sequence[tuple[int, int]],
