@@ -1,0 +1,495 @@
+"""One loader per source kind; each returns a :class:`LoadResult` (entries + row accounting).
+
+Kinds (``kind:`` in a lexicon config, see :mod:`medner.lexicon.build`):
+
+``icd10_xlsx``
+    国家临床版 ICD-10 workbook, sheet ``全部``, columns ``主要编码``, ``附加编码``, ``疾病名称``.
+``icd9cm3_xlsx``
+    国家临床版 ICD-9-CM-3 workbook, sheet ``所有条目``, columns ``主要编码``, ``附加编码``, ``手术名称``,
+    ``类别`` (手术 / 治疗性操作 / 诊断性操作 / 介入治疗; ``category_labels`` maps them to labels).
+``csv``
+    delimited ``code,name`` with a header (北京临床版 v6.01: BOM, ``code,disease``); the delimiter is
+    sniffed unless given; ``encoding`` defaults to ``utf-8-sig`` (a BOM is accepted).
+``po``
+    gettext catalogue read with polib (gnuhealth ``zh_CN.po``): the code is the end of ``msgctxt``
+    (``model:gnuhealth.pathology,name:J155``), the name is ``msgstr``; fuzzy, untranslated and obsolete
+    entries and other contexts are skipped and counted.
+``list``
+    one term a line with the label from the config; ``#`` starts a comment; a second column (THUOCL's
+    document frequency) is ignored.
+``tsv``
+    the project's own lexicon format (:mod:`medner.lexicon.store`).
+
+Columns are found by header name, never by position. In the xlsx loaders the code is ``主要编码``; when
+``主要编码`` is empty (ICD-10 chapters such as B95-B97, V01-Y98, asterisk-only and morphology rows) it is
+``附加编码``; when ``附加编码`` holds an asterisk code the pair is written in the Beijing form
+``A01.000x003+G01*`` (a leading ``†`` in either column is dropped); a morphology ``附加编码`` is not kept.
+
+Every loader but ``list`` takes ``exclude_codes`` (a regex searched in the code): matching rows are
+skipped and counted (``configs/lexicon_zh.yaml`` drops ICD-10 chapters R, V-Z this way). A "term" with
+no letter at all (``21``, ``8-11``, ``Ⅲ``) or made only of Roman numerals (``II``, ``IV``) is a
+``not_a_term`` bad row (the crawled drug list has such rows).
+
+Duplicates within one source: the same term with the same code is merged; the same term whose codes
+refine one another (``A00`` / ``A00.901``: one is a prefix of the other, ignoring dots and marks) is merged
+keeping the more specific code; the same term with unrelated codes (``肝细胞癌`` ``C22.000`` and
+``M81700/3``) is a ``conflicting_duplicate`` bad row and the first row wins.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from medner.errors import LexiconError, location
+from medner.lexicon.codes import code_pattern as _code_pattern, dotted_icd10, is_valid_code
+from medner.lexicon.entry import BadRow, LexiconEntry, LoadReport, LoadResult
+
+__all__ = [
+    "LOADERS",
+    "load_icd10_xlsx",
+    "load_icd9cm3_xlsx",
+    "load_xlsx",
+    "load_csv",
+    "load_po",
+    "load_list",
+    "load_project_tsv",
+]
+
+log = logging.getLogger(__name__)
+
+_SPACE = re.compile(r"\s+")
+# no letter at all ("21", "8-11", "Ⅲ") or only Roman numerals ("II", "IV"): list noise, not a term
+_NOT_A_TERM = re.compile(r"^(?:[\d\W_\u2160-\u217f]*|[IVXivx]+)$")
+_LENIENT_FIX = "correct the row, or set `strict: false` for this source to skip bad rows"
+
+
+def clean_term(value: Any) -> str:
+    """A cell value as a term: str, stripped, inner whitespace runs collapsed to one space."""
+    if value is None:
+        return ""
+    return _SPACE.sub(" ", str(value)).strip()
+
+
+def _code_key(code: str) -> str:
+    """Comparable form of a code for the refinement test: first code of a pair, letters and digits only."""
+    first = code.split("+")[0]
+    return re.sub(r"[^0-9A-Za-z]", "", first).upper()
+
+
+class _Collector:
+    """Validates rows, merges duplicates and fills the report; raises at the first bad row when strict."""
+
+    def __init__(self, path: str | PathLike, source: str, label: str | None, *, strict: bool,
+                 code_system: str = "none", code_regex: str | None = None, require_code: bool = False,
+                 exclude_codes: str | None = None) -> None:
+        self.path = str(path)
+        self.label = label
+        self.strict = strict
+        self.require_code = require_code
+        try:
+            self.pattern = _code_pattern(code_system, code_regex)
+        except ValueError as exc:
+            raise LexiconError(str(exc), where=self.path, field="code_system",
+                               fix="use icd10, icd9cm3 or none, or a valid `code_pattern`") from None
+        self.code_system = code_system if not code_regex else "custom"
+        try:
+            self.exclude = re.compile(exclude_codes) if exclude_codes else None
+        except re.error as exc:
+            raise LexiconError(f"invalid regular expression {exclude_codes!r}: {exc}", where=self.path,
+                               field="exclude_codes", fix="write a Python regex such as ^[RVWXYZ]") from None
+        self.report = LoadReport(source=source, path=self.path)
+        self._entries: list[LexiconEntry] = []
+        self._by_term: dict[tuple[str, str], int] = {}
+
+    def row(self) -> None:
+        self.report.rows += 1
+
+    def skip(self, reason: str) -> None:
+        self.report.skipped[reason] += 1
+
+    def bad(self, line: int | None, kind: str, field: str, message: str, fix: str = _LENIENT_FIX) -> None:
+        where = location(self.path, line)
+        if self.strict:
+            raise LexiconError(message, where=where, field=field, fix=fix)
+        self.report.bad.append(BadRow(where=where, kind=kind, field=field, message=message))
+
+    def add(self, line: int | None, term: Any, code: Any, *, label: str | None = None, canonical: str = "",
+            term_field: str = "name", code_field: str = "code") -> None:
+        """Validate one row and keep, merge or reject it."""
+        term = clean_term(term)
+        code = clean_term(code) or None
+        label = label or self.label
+        if not term:
+            self.bad(line, "empty_name", term_field, "empty name")
+            return
+        if "\t" in term or len(term) > 200:
+            self.bad(line, "malformed_row", term_field, f"name too long or holds a tab: {term[:20]!r}...")
+            return
+        if _NOT_A_TERM.match(term):
+            self.bad(line, "not_a_term", term_field, f"{term[:20]!r} has no letters (a number, numeral or mark)",
+                     fix="remove the row, or set `strict: false` to skip such rows")
+            return
+        if code is None and self.require_code:
+            self.bad(line, "malformed_code", code_field, f"missing code for {term[:20]!r}")
+            return
+        if code is not None and not is_valid_code(code, self.pattern):
+            self.bad(line, "malformed_code", code_field,
+                     f"malformed {self.code_system} code {code[:30]!r} for {term[:20]!r}")
+            return
+        if code is not None and self.exclude is not None and self.exclude.search(code):
+            self.skip("excluded code")
+            return
+        if not label:
+            self.bad(line, "malformed_row", "label", f"no label for {term[:20]!r}",
+                     fix="give the source a `label` in the config, or fill the label column")
+            return
+        key = (term, label)
+        index = self._by_term.get(key)
+        if index is None:
+            self._by_term[key] = len(self._entries)
+            self._entries.append(LexiconEntry(term, label, code, canonical or term, self.report.source))
+            return
+        kept = self._entries[index]
+        if kept.code == code or code is None:
+            self.report.merged += 1
+            return
+        if kept.code is None:
+            self._entries[index] = LexiconEntry(term, label, code, kept.canonical, kept.source)
+            self.report.merged += 1
+            return
+        old, new = _code_key(kept.code), _code_key(code)
+        if new.startswith(old) or old.startswith(new):
+            if len(new) > len(old):  # keep the more specific code
+                self._entries[index] = LexiconEntry(term, label, code, kept.canonical, kept.source)
+            self.report.merged += 1
+            return
+        self.bad(line, "conflicting_duplicate", code_field,
+                 f"{term[:20]!r} has code {code!r} here but {kept.code!r} in an earlier row",
+                 fix="give the term one code (or mark one row as an alias), or set `strict: false` "
+                     "to keep the first row")
+
+    def result(self, level: int = logging.INFO) -> LoadResult:
+        self.report.loaded = len(self._entries)
+        assert self.report.balanced(), self.report
+        self.report.log(log, level)
+        return LoadResult(entries=list(self._entries), report=self.report)
+
+
+def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | None], where: str,
+                     what: str) -> dict[str, int | None]:
+    """Map logical column names to indices by header name; required names are those not ending in ``?``."""
+    index = {h: i for i, h in reversed(list(enumerate(headers))) if h}
+    out: dict[str, int | None] = {}
+    missing: list[str] = []
+    for key, names in wanted.items():
+        optional = key.endswith("?")
+        key = key.rstrip("?")
+        if names is None:
+            out[key] = None
+            continue
+        candidates = [names] if isinstance(names, str) else list(names)
+        found = next((index[n] for n in candidates if n in index), None)
+        if found is None and not optional:
+            missing.append("/".join(candidates))
+        out[key] = found
+    if missing:
+        raise LexiconError(f"{what} lacks column(s) {', '.join(missing)}; headers found: {headers}",
+                           where=where, field="header",
+                           fix="point the config at the right sheet/file or name the columns with "
+                               "`columns: {name: ..., code: ...}`")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- xlsx
+def load_xlsx(path: str | PathLike, *, source: str, label: str | None, sheet: str | None,
+              columns: Mapping[str, Any], code_system: str, strict: bool = False,
+              category_labels: Mapping[str, str | None] | None = None, code_pattern: str | None = None,
+              exclude_codes: str | None = None, **_: Any) -> LoadResult:
+    """Read a sheet with openpyxl in read-only mode; columns by header name (``name``, ``code``,
+    ``extra_code?``, ``category?``). Row numbers in reports are Excel row numbers (header = its own row).
+    """
+    import openpyxl  # local import: only xlsx sources need it
+
+    path = Path(path)
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except FileNotFoundError:
+        raise LexiconError("file not found", where=str(path), field="path",
+                           fix="check `path` in the lexicon config") from None
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException ...
+        raise LexiconError(f"cannot open as an xlsx workbook ({type(exc).__name__}: {exc})", where=str(path),
+                           field="path", fix="give an .xlsx file (not .xls/.csv) or change `kind`") from None
+    try:
+        if sheet is None:
+            worksheet = workbook.worksheets[0]
+        elif sheet in workbook.sheetnames:
+            worksheet = workbook[sheet]
+        else:
+            raise LexiconError(f"no sheet {sheet!r}; sheets found: {workbook.sheetnames}", where=str(path),
+                               field="sheet", fix="set `sheet:` to one of the sheets found")
+        where_sheet = f"{path} sheet {worksheet.title}"
+        collector = _Collector(f"{path}[{worksheet.title}]", source, label, strict=strict,
+                               code_system=code_system, code_regex=code_pattern, exclude_codes=exclude_codes)
+        rows = worksheet.iter_rows(values_only=True)
+        header_row = 0
+        headers: list[str] = []
+        for header_row, values in enumerate(rows, start=1):
+            headers = [clean_term(v) for v in values]
+            if any(headers):
+                break
+        if not any(headers):
+            raise LexiconError("the sheet is empty", where=where_sheet, field="sheet",
+                               fix="point `sheet:` at the sheet holding the codes")
+        cols = _resolve_columns(headers, columns, where_sheet, "the header row")
+        name_i, code_i = cols["name"], cols["code"]
+        extra_i, cat_i = cols.get("extra_code"), cols.get("category")
+        for line, values in enumerate(rows, start=header_row + 1):
+            if not any(v not in (None, "") for v in values):
+                continue  # blank spreadsheet row: not a row
+            collector.row()
+
+            def cell(i: int | None) -> str:
+                return clean_term(values[i]) if i is not None and i < len(values) else ""
+
+            row_label = label
+            if cat_i is not None and category_labels is not None:
+                category = cell(cat_i)
+                if category in category_labels:
+                    row_label = category_labels[category]
+                    if row_label is None:
+                        collector.skip(f"category {category}")
+                        continue
+            code = _xlsx_code(cell(code_i), cell(extra_i))
+            collector.add(line, cell(name_i), code, label=row_label, term_field=headers[name_i],
+                          code_field=headers[code_i])
+    finally:
+        workbook.close()
+    return collector.result()
+
+
+def _xlsx_code(main: str, extra: str) -> str:
+    """Combine 主要编码 and 附加编码 (see the module docstring)."""
+    if not main:
+        return extra
+    if extra.endswith("*") and not extra.startswith("M"):
+        return f"{main.rstrip('†+')}+{extra.lstrip('†')}"
+    return main
+
+
+def load_icd10_xlsx(path: str | PathLike, *, source: str = "icd10_xlsx", label: str | None = "疾病和诊断",
+                    sheet: str | None = "全部", strict: bool = False, columns: Mapping[str, Any] | None = None,
+                    code_system: str = "icd10", **kw: Any) -> LoadResult:
+    """国家临床版 ICD-10 workbook (sheet 全部: 主要编码, 附加编码, 疾病名称)."""
+    cols = {"name": ["疾病名称", "名称"], "code": ["主要编码", "编码"], "extra_code?": ["附加编码"]}
+    cols.update(columns or {})
+    return load_xlsx(path, source=source, label=label, sheet=sheet, columns=cols, code_system=code_system,
+                     strict=strict, **kw)
+
+
+def load_icd9cm3_xlsx(path: str | PathLike, *, source: str = "icd9cm3_xlsx", label: str | None = "手术",
+                      sheet: str | None = "所有条目", strict: bool = False,
+                      columns: Mapping[str, Any] | None = None, code_system: str = "icd9cm3",
+                      **kw: Any) -> LoadResult:
+    """国家临床版 ICD-9-CM-3 workbook (sheet 所有条目: 主要编码, 附加编码, 手术名称, 类别)."""
+    cols = {"name": ["手术名称", "名称"], "code": ["主要编码", "编码"], "extra_code?": ["附加编码"],
+            "category?": ["类别"]}
+    cols.update(columns or {})
+    return load_xlsx(path, source=source, label=label, sheet=sheet, columns=cols, code_system=code_system,
+                     strict=strict, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- csv
+_DEFAULT_CSV_COLUMNS = {
+    "code": ["code", "编码", "主要编码", "icd_code"],
+    "name": ["name", "disease", "term", "名称", "疾病名称", "手术名称"],
+}
+
+
+def _read_text(path: Path, encoding: str, field_hint: str = "encoding") -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LexiconError("file not found", where=str(path), field="path",
+                           fix="check `path` in the lexicon config") from None
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise LexiconError(f"unknown encoding {encoding!r}", where=str(path), field=field_hint,
+                           fix="use a Python codec name such as utf-8-sig or gb18030") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LexiconError(f"cannot decode byte {exc.start} as {encoding}", where=location(path, line),
+                           field=field_hint, fix="set `encoding:` (e.g. gb18030 for GBK files)") from None
+
+
+def _sniff_delimiter(text: str, candidates: str = ",\t;|") -> str:
+    """The candidate found most often in the header line (header names hold no delimiters); when that is
+    not decisive, :class:`csv.Sniffer` on the first 8 KiB; else a comma."""
+    header = text.split("\n", 1)[0]
+    counts = sorted(((header.count(c), c) for c in candidates), reverse=True)
+    if counts[0][0] > 0 and counts[0][0] != counts[1][0]:
+        return counts[0][1]
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=candidates).delimiter
+    except csv.Error:
+        return ","
+
+
+def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = None, strict: bool = False,
+             encoding: str = "utf-8-sig", delimiter: str | None = None, columns: Mapping[str, Any] | None = None,
+             code_system: str = "icd10", code_pattern: str | None = None, exclude_codes: str | None = None,
+             **_: Any) -> LoadResult:
+    """Delimited file with a header naming a code and a name column; codes kept as given
+    (``A01.003+G01*``). ``delimiter`` is sniffed among ``, \\t ; |`` when not given (see
+    :func:`_sniff_delimiter`).
+    """
+    path = Path(path)
+    text = _read_text(path, encoding)
+    if text.startswith("\ufeff"):  # a BOM left by a non-sig codec
+        text = text[1:]
+    if delimiter is None:
+        delimiter = _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    collector = _Collector(path, source, label, strict=strict, code_system=code_system, code_regex=code_pattern,
+                           exclude_codes=exclude_codes)
+    headers = [clean_term(h) for h in next(reader, [])]
+    cols = {**_DEFAULT_CSV_COLUMNS, **(columns or {})}
+    idx = _resolve_columns(headers, cols, location(path, 1), f"the header (delimiter {delimiter!r})")
+    name_i, code_i = idx["name"], idx["code"]
+    for values in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        collector.row()
+        if len(values) != len(headers):
+            collector.bad(line, "malformed_row", "row",
+                          f"expected {len(headers)} fields (delimiter {delimiter!r}), got {len(values)}")
+            continue
+        collector.add(line, values[name_i], values[code_i], term_field=headers[name_i],
+                      code_field=headers[code_i])
+    return collector.result()
+
+
+# ----------------------------------------------------------------------------------------------- po
+_PO_CONTEXT = r"model:gnuhealth\.pathology,name:(?P<code>.+)"
+
+
+def load_po(path: str | PathLike, *, source: str = "po", label: str | None = "疾病和诊断", strict: bool = False,
+            encoding: str | None = None, context: str = _PO_CONTEXT, code_format: str = "dotted",
+            code_system: str = "icd10", code_pattern: str | None = None, exclude_codes: str | None = None,
+            **_: Any) -> LoadResult:
+    """gettext catalogue: code from ``msgctxt`` (regex ``context`` with a ``code`` group), name = ``msgstr``.
+
+    ``code_format: dotted`` writes WHO codes with a dot (``J155`` -> ``J15.5``), ``given`` keeps them.
+    Skipped and counted: other contexts, fuzzy, untranslated and obsolete entries.
+    """
+    import polib
+
+    path = Path(path)
+    if code_format not in ("dotted", "given"):
+        raise LexiconError(f"unknown code_format {code_format!r}", where=str(path), field="code_format",
+                           fix="use `dotted` or `given`")
+    if not path.is_file():
+        raise LexiconError("file not found", where=str(path), field="path", fix="check `path` in the lexicon config")
+    try:
+        catalogue = polib.pofile(str(path), encoding=encoding) if encoding else polib.pofile(str(path))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise LexiconError(f"cannot parse as a gettext .po file: {str(exc)[:120]}", where=str(path),
+                           field="path", fix="check the file (msgfmt --check) or its `encoding`") from None
+    ctx_re = re.compile(context)
+    collector = _Collector(path, source, label, strict=strict, code_system=code_system, code_regex=code_pattern,
+                           exclude_codes=exclude_codes)
+    for entry in catalogue:  # obsolete entries included
+        collector.row()
+        if entry.obsolete:
+            collector.skip("obsolete")
+            continue
+        match = ctx_re.fullmatch(entry.msgctxt or "")
+        if match is None:
+            collector.skip("other context")
+            continue
+        if entry.fuzzy:
+            collector.skip("fuzzy")
+            continue
+        if not entry.msgstr.strip():
+            collector.skip("untranslated")
+            continue
+        code = match.group("code").strip()
+        if code_format == "dotted":
+            code = dotted_icd10(code)
+        collector.add(entry.linenum, entry.msgstr, code, term_field="msgstr", code_field="msgctxt")
+    return collector.result()
+
+
+# --------------------------------------------------------------------------------------------- list
+_TRAILING_NUMBER = re.compile(r"^(.*?\S)\s+\d+(?:\.\d+)?$")
+
+
+def load_list(path: str | PathLike, *, source: str = "list", label: str | None = None, strict: bool = False,
+              encoding: str = "utf-8-sig", **_: Any) -> LoadResult:
+    """One term a line; ``#`` comments and blank lines are not rows; a second column is ignored."""
+    path = Path(path)
+    text = _read_text(path, encoding)
+    collector = _Collector(path, source, label, strict=strict)
+    if not label:
+        raise LexiconError("a plain term list needs a label", where=str(path), field="label",
+                           fix="add `label:` to this source in the lexicon config")
+    for line, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        collector.row()
+        term = stripped.split("\t", 1)[0]
+        m = _TRAILING_NUMBER.match(term)
+        if m:
+            term = m.group(1)
+        collector.add(line, term, None, term_field="term")
+    return collector.result()
+
+
+# ---------------------------------------------------------------------------------------------- tsv
+def load_project_tsv(path: str | PathLike, *, source: str | None = None, label: str | None = None,
+                     strict: bool = False, code_system: str = "none", code_pattern: str | None = None,
+                     exclude_codes: str | None = None, log_level: int = logging.INFO, **_: Any) -> LoadResult:
+    """The project's lexicon TSV (``term label code canonical source``; ``#`` comment lines).
+
+    An empty label cell takes the config ``label``; an empty source cell takes ``source``.
+    """
+    from medner.lexicon.store import read_rows
+
+    path = Path(path)
+    name = source or path.stem
+    collector = _Collector(path, name, label, strict=strict, code_system=code_system, code_regex=code_pattern,
+                           exclude_codes=exclude_codes)
+    for line, row in read_rows(path):
+        collector.row()
+        if isinstance(row, str):  # a malformed line: read_rows gives the reason
+            collector.bad(line, "malformed_row", "row", row)
+            continue
+        term, row_label, code, canonical, row_source = row
+        before = len(collector._entries)
+        collector.add(line, term, code, label=row_label or label, canonical=canonical, term_field="term")
+        if row_source and len(collector._entries) > before:
+            kept = collector._entries[-1]
+            collector._entries[-1] = LexiconEntry(kept.term, kept.label, kept.code, kept.canonical, row_source)
+    return collector.result(log_level)
+
+
+LOADERS: dict[str, Callable[..., LoadResult]] = {
+    "icd10_xlsx": load_icd10_xlsx,
+    "icd9cm3_xlsx": load_icd9cm3_xlsx,
+    "csv": load_csv,
+    "po": load_po,
+    "list": load_list,
+    "tsv": load_project_tsv,
+}
+
+
+def known_kinds() -> Iterable[str]:
+    return sorted(LOADERS)

@@ -1,0 +1,203 @@
+"""`medner lexicon build/stats/match`, config validation, the versioned TSV and load_lexicon."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from medner.cli import main
+from medner.errors import ConfigError, LexiconError
+from medner.lexicon import LexiconEntry, build_lexicon, load_lexicon, read_config, write_lexicon
+
+DATA = Path(__file__).parent / "data" / "lexicon"
+CONFIG = DATA / "lexicon_mini.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDNER_TEST_LEXICON_DIR", raising=False)
+
+
+def test_build_merges_with_precedence_and_aliases(tmp_path: Path) -> None:
+    out = tmp_path / "lex.tsv"
+    result = build_lexicon(CONFIG, out)
+    entries = {(e.term, e.label): e for e in load_lexicon(out).entries}
+    # hand-computed from the fixtures: 9 (bj) + 3 (gh, 霍乱 shadowed by bj) + 3 (manual) + 4 (words) + 1 alias
+    assert len(entries) == 20
+    assert entries[("霍乱", "疾病和诊断")].source == "bj" and entries[("霍乱", "疾病和诊断")].code == "A00.901"
+    alias = entries[("行为缺陷", "疾病和诊断")]
+    assert (alias.code, alias.canonical, alias.source) == ("F70.8", "其他行为缺陷", "gh")
+    assert entries[("肺癌", "疾病和诊断")].source == "manual"
+    assert entries[("2型糖尿病", "医学词")].code is None
+    side = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert side["fingerprint"] == result.fingerprint == load_lexicon(out).fingerprint
+    # aliases: the derived 行为缺陷 and manual's 肺癌 (canonical 支气管和肺恶性肿瘤)
+    assert side["entries"] == 20 and side["aliases"] == 2 and side["version"] == "test-1"
+    sources = {s["name"]: s for s in side["sources"]}
+    assert sources["bj"]["rows"] == 13 and sources["bj"]["bad"] == {
+        "conflicting_duplicate": 1, "empty_name": 1, "malformed_code": 1}
+    assert sources["gh"]["shadowed"] == 1 and sources["gh"]["aliases_by_rule"] == {"qualifier": 1}
+    assert sources["gh"]["aliases_not_added"] == 1  # 未特指的霍乱 -> 霍乱, already an official name
+    assert sources["bj"]["aliases_not_added"] == 1  # 霍乱,由于…所致 -> 霍乱
+    assert side["label_priority"] == ["疾病和诊断", "药物"]
+
+
+def test_build_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    fa = build_lexicon(CONFIG, a).fingerprint
+    fb = build_lexicon(CONFIG, b).fingerprint
+    assert fa == fb and a.read_bytes() == b.read_bytes()
+    assert a.with_suffix(".json").read_bytes() == b.with_suffix(".json").read_bytes()
+    header, columns, *rows = a.read_text(encoding="utf-8").splitlines()
+    assert header.startswith("# medner-lexicon format=1 version=test-1 entries=20 sha256=")
+    assert header.endswith(fa.split(":")[1])
+    assert columns == "term\tlabel\tcode\tcanonical\tsource"
+    assert rows == sorted(rows, key=lambda r: tuple(r.split("\t")))
+
+
+def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
+    one = write_lexicon([LexiconEntry("肺癌", "疾病和诊断")], tmp_path / "1.tsv", version="a")
+    same = write_lexicon([LexiconEntry("肺癌", "疾病和诊断")] * 2, tmp_path / "2.tsv", version="b")
+    other = write_lexicon([LexiconEntry("肺癌", "疾病和诊断", "C34.900")], tmp_path / "3.tsv", version="a")
+    assert one == same != other
+
+
+def test_env_var_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(DATA / "gnuhealth_mini.po", moved / "gnuhealth_mini.po")
+    monkeypatch.setenv("MEDNER_TEST_LEXICON_DIR", str(moved))
+    spec = {s.name: s for s in read_config(CONFIG).sources}["gh"]
+    assert spec.path == moved / "gnuhealth_mini.po"
+    monkeypatch.delenv("MEDNER_TEST_LEXICON_DIR")
+    assert {s.name: s for s in read_config(CONFIG).sources}["gh"].path == DATA / "gnuhealth_mini.po"
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("body,where,fragment", [
+    ("version: 1\nsources: []\n", "sources", "non-empty list"),
+    ("sauces: []\n", "sauces", "unknown key"),
+    ("sources:\n  - {name: a, kind: xls, path: x}\n", "sources[0].kind", "unknown kind"),
+    ("sources:\n  - {name: a, kind: csv, path: x, sheet: s}\n", "sources[0].sheet", "unknown key"),
+    ("sources:\n  - {name: a, kind: csv}\n", "sources[0].path", "missing"),
+    ("sources:\n  - {name: a, kind: list, path: x}\n  - {name: a, kind: list, path: y}\n", "sources[1].name",
+     "duplicated"),
+    ("sources:\n  - {name: a, kind: list, path: '${NOT_SET_ANYWHERE_42}/x'}\n", "sources[0].path", "not set"),
+    ("sources:\n  - {name: a, kind: list, path: x, strict: yes please}\n", "sources[0].strict", "true or false"),
+    ("sources:\n  - {name: a, kind: list, path: x, alias_rules: [nope]}\n", "sources[0].alias_rules", "unknown"),
+    ("version: 'a b'\nsources:\n  - {name: a, kind: list, path: x}\n", "version", "may only hold"),
+    ("sources: [\n", None, "invalid YAML"),
+])
+def test_config_errors_name_file_and_key(tmp_path: Path, body: str, where: str | None, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_config(write_config(tmp_path, body))
+    message = str(info.value)
+    assert "cfg.yaml" in message and fragment in message and "Fix:" in message
+    if where:
+        assert f"`{where}`" in message
+
+
+def test_missing_source_file(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, f"sources:\n  - {{name: a, kind: list, path: missing.txt, label: x}}\n"
+                                 f"  - {{name: b, kind: list, path: '{DATA / 'terms_mini.txt'}', label: y}}\n")
+    with pytest.raises(ConfigError, match=r"`sources\[0\]\.path`.*optional: true"):
+        build_lexicon(cfg)
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("label: x}", "label: x, optional: true}"), encoding="utf-8")
+    result = build_lexicon(cfg)
+    assert result.sidecar["sources"][0] == {"name": "a", "kind": "list", "path": "missing.txt", "label": "x",
+                                            "missing": True}
+    assert result.sidecar["entries"] == 4
+
+
+def test_strict_build_fails_at_first_bad_row(tmp_path: Path) -> None:
+    with pytest.raises(LexiconError, match=r"beijing_mini\.csv:10: malformed icd10 code 'N'"):
+        build_lexicon(CONFIG, strict=True)
+
+
+def test_build_with_xlsx_sources(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "全部"
+    for row in [("主要编码", "附加编码", "疾病名称"), ("C34.900", None, "支气管和肺恶性肿瘤"),
+                ("C16.900", None, "胃恶性肿瘤")]:
+        sheet.append(row)
+    workbook.save(tmp_path / "icd10.xlsx")
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "所有条目"
+    for row in [("主要编码", "附加编码", "手术名称", "类别"), ("43.7x00x001", None, "胃大部切除伴胃-空肠吻合术", "手术"),
+                ("99.2500", None, "化学治疗", "治疗性操作")]:
+        sheet.append(row)
+    workbook.save(tmp_path / "icd9.xlsx")
+    (tmp_path / "crawled.txt").write_text("肺癌\n胃恶性肿瘤\n", encoding="utf-8")
+    cfg = write_config(tmp_path, """version: x1
+sources:
+  - {name: nat, kind: icd10_xlsx, path: icd10.xlsx, label: 疾病和诊断, aliases: true}
+  - {name: ops, kind: icd9cm3_xlsx, path: icd9.xlsx, label: 手术, category_labels: {治疗性操作: null}}
+  - {name: crawled, kind: list, path: crawled.txt, label: 疾病和诊断}
+""")
+    result = build_lexicon(cfg, tmp_path / "out.tsv")
+    terms = {e.term: e for e in result.entries}
+    # the list's uncoded 肺癌 gives way to the coded alias; its 胃恶性肿瘤 is shadowed by the official name
+    assert terms["肺癌"].code == "C34.900" and terms["肺癌"].canonical == "支气管和肺恶性肿瘤"
+    assert terms["肺癌"].source == "nat" and terms["胃恶性肿瘤"].source == "nat"
+    crawled = result.sidecar["sources"][2]
+    assert (crawled["replaced_by_coded_alias"], crawled["shadowed"], crawled["official_in_lexicon"]) == (1, 1, 0)
+    assert terms["胃癌"].code == "C16.900"
+    assert "化学治疗" not in terms and terms["胃大部切除伴胃-空肠吻合术"].label == "手术"
+    assert result.sidecar["sources"][1]["skipped"] == {"category 治疗性操作": 1}
+
+
+def test_load_lexicon_recomputes_fingerprint_of_edited_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "lex.tsv"
+    fp = build_lexicon(CONFIG, out).fingerprint
+    out.write_text(out.read_text(encoding="utf-8") + "新词\t疾病和诊断\t\t\tmanual\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        lexicon = load_lexicon(out)
+    assert lexicon.fingerprint != fp and "differs from the header" in caplog.text
+    assert lexicon.version == "test-1" and len(lexicon) == 21
+
+
+def test_load_lexicon_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("词\t类\n肺癌\t疾病\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"bad\.tsv:1: header row lacks column"):
+        load_lexicon(bad)
+    bad.write_text("term\tlabel\n肺癌\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"bad\.tsv:2: expected >= 2 tab-separated fields"):
+        load_lexicon(bad)
+    with pytest.raises(LexiconError, match="not found"):
+        load_lexicon(tmp_path / "none.tsv")
+
+
+def test_cli_build_stats_match(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "lex.tsv"
+    assert main(["lexicon", "build", str(CONFIG), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "20 entries (2 aliases)" in printed and "sha256:" in printed
+    assert main(["lexicon", "stats", str(out), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 20 and stats["by_label"]["医学词"] == 4 and stats["aliases"] == 2
+    assert main(["lexicon", "stats", str(out)]) == 0
+    assert "by label:" in capsys.readouterr().out
+    assert main(["lexicon", "match", str(out), "患者ＣＴ示肺癌，服阿司匹林"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert [(s["text"], s["label"]) for s in line["spans"]] == [("ＣＴ", "影像检查"), ("肺癌", "疾病和诊断"),
+                                                               ("阿司匹林", "药物")]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["lexicon", "build", str(CONFIG), "-o", str(tmp_path / "x.tsv"), "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("medner: error: ") and "beijing_mini.csv:10" in err[-1]
+    assert main(["lexicon", "stats", str(tmp_path / "missing.tsv")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,253 @@
+"""Loaders on tiny fixtures: row accounting, bad rows (lenient and strict), headers by name, encodings."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from medner.errors import LexiconError
+from medner.lexicon import (LexiconEntry, dotted_icd10, is_valid_code, load_csv, load_icd9cm3_xlsx,
+                            load_icd10_xlsx, load_list, load_po, load_project_tsv)
+from medner.lexicon.codes import CODE_SYSTEMS
+
+DATA = Path(__file__).parent / "data" / "lexicon"
+
+
+def by_term(result) -> dict[str, LexiconEntry]:
+    return {e.term: e for e in result.entries}
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[tuple]]) -> Path:
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for title, rows in sheets.items():
+        sheet = workbook.create_sheet(title)
+        for row in rows:
+            sheet.append(list(row))
+    workbook.save(path)
+    return path
+
+
+ICD10_ROWS = [
+    ("主要编码", "附加编码", "疾病名称"),            # row 1
+    ("A00.000", None, "霍乱，由于O1群霍乱弧菌，霍乱生物型所致"),
+    ("A01.000x003", "†G01*", "伤寒并发脑膜炎"),     # row 3: dagger/asterisk -> A01.000x003+G01*
+    ("A01.001†", "K77.0*", "伤寒性肝炎"),           # row 4: -> A01.001+K77.0*
+    ("C22.101", "M81600/3", "胆管癌"),              # row 5: morphology extra code not kept
+    (None, "M80000/3", "恶性肿瘤"),                 # row 6: code only in 附加编码
+    ("A0O.100", None, "坏编码霍乱"),                # row 7: malformed (letter O)
+    ("B01.900", None, "  "),                        # row 8: empty name
+    (None, None, None),                             # row 9: blank spreadsheet row, not a row
+    ("M81600/3", None, "胆管癌"),                   # row 10: conflicting duplicate of row 5
+    ("C22.101x001", None, "胆管癌"),                # row 11: refines C22.101 -> merged, keeps this code
+    ("A33.x00", None, "新生儿破伤风"),
+]
+
+
+def test_icd10_xlsx_codes_and_bad_rows(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "icd10.xlsx", {"说明": [("x",)], "全部": ICD10_ROWS})
+    result = load_icd10_xlsx(path, source="nat")
+    report = result.report
+    entries = by_term(result)
+    assert report.rows == 10 and report.balanced()
+    assert report.loaded == 6 and report.merged == 1
+    assert report.bad_counts() == {"conflicting_duplicate": 1, "empty_name": 1, "malformed_code": 1}
+    assert entries["伤寒并发脑膜炎"].code == "A01.000x003+G01*"
+    assert entries["伤寒性肝炎"].code == "A01.001+K77.0*"
+    assert entries["胆管癌"].code == "C22.101x001"
+    assert entries["恶性肿瘤"].code == "M80000/3"
+    assert entries["新生儿破伤风"].label == "疾病和诊断" and entries["新生儿破伤风"].source == "nat"
+    wheres = {b.kind: b.where for b in report.bad}
+    assert wheres["malformed_code"].endswith("icd10.xlsx[全部]:7")
+    assert wheres["empty_name"].endswith(":8")
+    assert wheres["conflicting_duplicate"].endswith(":10")
+
+
+def test_icd10_xlsx_strict_names_file_row_field_and_fix(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "icd10.xlsx", {"全部": ICD10_ROWS})
+    with pytest.raises(LexiconError) as info:
+        load_icd10_xlsx(path, strict=True)
+    message = str(info.value)
+    assert "icd10.xlsx[全部]:7" in message and "主要编码" in message and "Fix:" in message
+    assert "\n" not in message
+
+
+def test_xlsx_columns_found_by_name_not_position(tmp_path: Path) -> None:
+    rows = [("疾病名称", "备注", "主要编码")] + [(name, "", code) for code, _, name in ICD10_ROWS[1:3]]
+    path = write_xlsx(tmp_path / "shuffled.xlsx", {"全部": rows})
+    entries = by_term(load_icd10_xlsx(path))
+    assert entries["伤寒并发脑膜炎"].code == "A01.000x003"
+
+
+def test_xlsx_missing_header_names_sheet_and_headers_found(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "bad.xlsx", {"全部": [("编号", "名字"), ("A00.000", "霍乱")]})
+    with pytest.raises(LexiconError) as info:
+        load_icd10_xlsx(path)
+    message = str(info.value)
+    assert "sheet 全部" in message and "疾病名称" in message and "'编号', '名字'" in message
+
+
+def test_xlsx_missing_sheet_lists_sheets(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "s.xlsx", {"Sheet1": ICD10_ROWS})
+    with pytest.raises(LexiconError, match=r"no sheet '全部'; sheets found: \['Sheet1'\]"):
+        load_icd10_xlsx(path)
+
+
+def test_xlsx_not_a_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "fake.xlsx"
+    path.write_text("code,name\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match="cannot open as an xlsx workbook"):
+        load_icd10_xlsx(path)
+
+
+def test_icd9cm3_xlsx_category_labels(tmp_path: Path) -> None:
+    rows = [
+        ("主要编码", "附加编码", "手术名称", "类别", "录入选项"),
+        ("00.0100", None, "头和颈部血管治疗性超声", "治疗性操作", "选择性"),
+        ("01.6x00", None, "颅骨病损的切除术", "手术", "必选"),
+        ("00.0200x001", None, "心脏血管治疗性超声", "诊断性操作", "必选"),
+        (None, "00.3100", "CT/CTA的计算机辅助外科手术", "治疗性操作", "必选"),
+        ("86.700x0013", None, "游离皮瓣移植术", "手术", "必选"),
+        ("A01.000", None, "不是手术编码", "手术", "必选"),
+    ]
+    path = write_xlsx(tmp_path / "icd9.xlsx", {"所有条目": rows})
+    plain = load_icd9cm3_xlsx(path, source="ops")
+    assert plain.report.loaded == 5 and plain.report.bad_counts() == {"malformed_code": 1}
+    assert {e.label for e in plain.entries} == {"手术"}
+    mapped = load_icd9cm3_xlsx(path, category_labels={"手术": "手术", "诊断性操作": "检查", "治疗性操作": None})
+    entries = by_term(mapped)
+    assert entries["心脏血管治疗性超声"].label == "检查"
+    assert "头和颈部血管治疗性超声" not in entries
+    assert mapped.report.skipped == {"category 治疗性操作": 2}
+    assert mapped.report.balanced()
+
+
+def test_csv_bom_crlf_quoted_and_dagger_codes() -> None:
+    result = load_csv(DATA / "beijing_mini.csv", source="bj", label="疾病和诊断")
+    report = result.report
+    entries = by_term(result)
+    assert report.rows == 13 and report.balanced()
+    assert (report.loaded, report.merged) == (9, 1)
+    assert report.bad_counts() == {"conflicting_duplicate": 1, "empty_name": 1, "malformed_code": 1}
+    assert [b.where.rsplit(":", 1)[1] for b in report.bad] == ["10", "11", "13"]
+    assert entries["伤寒并发脑膜炎"].code == "A01.003+G01*"
+    assert entries["霍乱"].code == "A00.901"  # refines A00
+    assert entries["阑尾炎"].code == "K35.900"  # first row wins a conflict
+    assert "霍乱,由于01群霍乱弧菌,霍乱生物型所致" in entries
+    assert not any(t.startswith("\ufeff") for t in entries)
+
+
+def test_csv_gb18030_tab_sniffed() -> None:
+    result = load_csv(DATA / "beijing_mini_gb18030.tsv", label="疾病和诊断", encoding="gb18030")
+    assert result.report.rows == 13 and result.report.loaded == 9
+    assert by_term(result)["霍乱，由于01群霍乱弧菌，霍乱生物型所致"].code == "A00.0"
+
+
+def test_csv_wrong_encoding_names_line_and_fix() -> None:
+    with pytest.raises(LexiconError) as info:
+        load_csv(DATA / "beijing_mini_gb18030.tsv", label="疾病和诊断")
+    assert "beijing_mini_gb18030.tsv:2" in str(info.value) and "gb18030" in str(info.value)
+
+
+def test_csv_strict_and_malformed_rows(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("code;name\nA00;霍乱\nA01;伤寒;多余\n", encoding="utf-8")
+    result = load_csv(path, label="疾病和诊断")
+    assert result.report.bad_counts() == {"malformed_row": 1}
+    with pytest.raises(LexiconError, match=r"x\.csv:3: expected 2 fields"):
+        load_csv(path, label="疾病和诊断", strict=True)
+    with pytest.raises(LexiconError, match=r"lacks column\(s\) code/编码"):
+        load_csv(path, label="疾病和诊断", delimiter=",")
+
+
+def test_exclude_codes() -> None:
+    result = load_csv(DATA / "beijing_mini.csv", label="疾病和诊断", exclude_codes="^A0")
+    entries = by_term(result)
+    assert "霍乱" not in entries and "伤寒并发脑膜炎" not in entries and "新生儿破伤风" in entries
+    assert result.report.skipped == {"excluded code": 5} and result.report.balanced()
+    with pytest.raises(LexiconError, match="invalid regular expression"):
+        load_csv(DATA / "beijing_mini.csv", label="x", exclude_codes="[")
+
+
+def test_csv_custom_columns_and_no_code_system(tmp_path: Path) -> None:
+    path = tmp_path / "x.tsv"
+    path.write_text("编号\t药名\nX-1\t阿司匹林\n", encoding="utf-8")
+    result = load_csv(path, label="药物", columns={"code": "编号", "name": "药名"}, code_system="none")
+    assert result.entries == [LexiconEntry("阿司匹林", "药物", "X-1", "阿司匹林", "csv")]
+
+
+def test_po_msgctxt_codes_and_skips() -> None:
+    result = load_po(DATA / "gnuhealth_mini.po", source="gh")
+    report = result.report
+    entries = by_term(result)
+    assert report.rows == 10 and report.balanced()
+    assert entries["大肠杆菌性肺炎"].code == "J15.5"
+    assert entries["未特指的霍乱"].code == "A00.9"
+    assert entries["霍乱"].code == "A00"
+    assert report.skipped == {"untranslated": 1, "fuzzy": 1, "other context": 1, "obsolete": 1}
+    assert report.bad_counts() == {"conflicting_duplicate": 1, "malformed_code": 1}
+    assert "过时条目" not in entries and "肺炎" not in entries
+    given = by_term(load_po(DATA / "gnuhealth_mini.po", code_format="given"))
+    assert given["大肠杆菌性肺炎"].code == "J155"
+
+
+def test_po_strict_names_line() -> None:
+    with pytest.raises(LexiconError) as info:
+        load_po(DATA / "gnuhealth_mini.po", strict=True)
+    assert "gnuhealth_mini.po:" in str(info.value) and "J1X9" in str(info.value)
+
+
+def test_list_comments_and_frequency_column() -> None:
+    result = load_list(DATA / "terms_mini.txt", label="医学词", source="thuocl")
+    assert [e.term for e in result.entries] == ["精神", "医院", "高血压", "2型糖尿病"]
+    assert all(e.code is None and e.label == "医学词" for e in result.entries)
+    assert result.report.rows == 7 and result.report.balanced()
+    assert result.report.bad_counts() == {"not_a_term": 3}  # 21, III, Ⅳ
+    assert [b.where.rsplit(":", 1)[1] for b in result.report.bad] == ["9", "10", "11"]
+
+
+def test_list_needs_label() -> None:
+    with pytest.raises(LexiconError, match="needs a label"):
+        load_list(DATA / "terms_mini.txt", label=None)
+
+
+def test_project_tsv() -> None:
+    result = load_project_tsv(DATA / "project_mini.tsv", label="默认")
+    entries = by_term(result)
+    assert entries["肺癌"] == LexiconEntry("肺癌", "疾病和诊断", "C34.900", "支气管和肺恶性肿瘤", "manual")
+    assert entries["CT"].code is None and entries["CT"].label == "影像检查"
+    assert entries["阿司匹林"].label == "药物" and entries["阿司匹林"].canonical == "阿司匹林"
+    assert entries["阿司匹林"].source == "project_mini"
+
+
+def test_missing_file_is_a_lexicon_error(tmp_path: Path) -> None:
+    for load in (lambda p: load_csv(p, label="x"), lambda p: load_list(p, label="x"), load_po, load_project_tsv):
+        with pytest.raises(LexiconError, match="not found"):
+            load(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("code", ["A00", "A00.9", "A00.000", "A00.000x001", "A33.x00", "A33.x00x002", "A38.X",
+                                  "A33xx01", "F04xx001", "E16.8x011", "C79.8201", "Z51.89201", "L57.402B",
+                                  "L90.505A1", "A01.001†", "A06.5+", "G01*", "D63.0*", "A01.003+G01*",
+                                  "A18.128+N33.0*", "M81600/3", "M800000/0", "J155"])
+def test_icd10_codes_accepted(code: str) -> None:
+    assert is_valid_code(code, CODE_SYSTEMS["icd10"])
+
+
+@pytest.mark.parametrize("code", ["N", "A0", "a00.1", "A00.", "A00.123456", "AA0", "A00 .1", "00.0100", "M8000/3"])
+def test_icd10_codes_rejected(code: str) -> None:
+    assert not is_valid_code(code, CODE_SYSTEMS["icd10"])
+
+
+@pytest.mark.parametrize("code,ok", [("00.0100", True), ("01.6x00", True), ("00.0200x001", True),
+                                     ("03.1x00x001", True), ("86.700x0013", True), ("99.25", True), ("00", True),
+                                     ("A00.000", False), ("0.01", False), ("00.01000", False)])
+def test_icd9cm3_codes(code: str, ok: bool) -> None:
+    assert is_valid_code(code, CODE_SYSTEMS["icd9cm3"]) is ok
+
+
+@pytest.mark.parametrize("given,dotted", [("J155", "J15.5"), ("A000", "A00.0"), ("A00", "A00"), ("J15.5", "J15.5"),
+                                          ("B9711", "B97.11")])
+def test_dotted_icd10(given: str, dotted: str) -> None:
+    assert dotted_icd10(given) == dotted
