@@ -1,5 +1,7 @@
 """Shared pytest fixtures.
 
+``tiny_corpus``/``tiny_run``: a tiny synthetic corpus with a tiny encoder built in code, and a LoRA + CRF
+run directory trained on it once per session (about 10 s on 2 cores), for tests of everything downstream.
 ``shared_data``: the real corpora and lexicons in ``../shared/data`` (relative to the repository root).
 Tests using it also carry ``@pytest.mark.realdata``; they skip with a reason when the folder is absent.
 """
@@ -23,3 +25,28 @@ def shared_data_path() -> Path:
 def shared_data() -> Path:
     """Path of ``../shared/data``; skips the test when the folder is absent."""
     return shared_data_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A folder with ``train.jsonl`` (48 records), ``dev.jsonl`` (12) and ``encoder/`` (a 2-layer BERT)."""
+    from medner.corpus import write_jsonl
+    from tiny_model import build_encoder_dir, make_records
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    train, dev = make_records(48, 1), make_records(12, 2)
+    write_jsonl(train, root / "train.jsonl")
+    write_jsonl(dev, root / "dev.jsonl")
+    build_encoder_dir(root / "encoder", [r.text for r in train + dev], hidden=64)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
+    """A finished run directory (6 epochs, LoRA + CRF) trained on ``tiny_corpus``; treat it as read-only."""
+    from medner.config import load_config
+    from medner.train import finetune
+    from tiny_model import write_config
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    return finetune(load_config(write_config(root, tiny_corpus, epochs=6)), progress=False)

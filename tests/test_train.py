@@ -15,77 +15,16 @@ from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
 from medner.train import finetune
 from medner.types import Record, Span
-from tiny_model import build_encoder_dir
+from tiny_model import write_config
 
-DISEASES = ["直肠癌", "胃癌", "高血压", "肺炎", "糖尿病"]
-DRUGS = ["奥沙利铂", "阿司匹林", "头孢", "胰岛素"]
-PARTS = ["右肺", "肝", "腹部", "左肾"]
-
-
-def make_records(n: int, seed: int) -> list[Record]:
-    rng = random.Random(seed)
-    records = []
-    for i in range(n):
-        pieces, spans = [], []
-
-        def add(text: str, label: str | None = None) -> None:
-            start = sum(len(p) for p in pieces)
-            pieces.append(text)
-            if label:
-                spans.append(Span(start, start + len(text), label))
-
-        clauses = [
-            lambda: (add("因"), add(rng.choice(DISEASES), "疾病和诊断"), add("入院，")),
-            lambda: (add("查体示"), add(rng.choice(PARTS), "解剖部位"), add("压痛，")),
-            lambda: (add("予"), add(rng.choice(DRUGS), "药物"), add("治疗，")),
-            lambda: add(rng.choice(["一般情况可，", "无发热，", "神志清，精神好，", "饮食睡眠可，"])),
-        ]
-        add(rng.choice(["患者", "男，65岁，", "女性患者，", ""]))
-        for k in rng.sample(range(4), 4):
-            clauses[k]()
-        add("病情稳定。" * rng.randint(0, 2))
-        records.append(Record(f"r{seed}-{i}", "".join(pieces), tuple(spans)))
-    return records
+@pytest.fixture(scope="module")
+def corpus(tiny_corpus):
+    return tiny_corpus
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    train, dev = make_records(48, 1), make_records(12, 2)
-    write_jsonl(train, root / "train.jsonl")
-    write_jsonl(dev, root / "dev.jsonl")
-    build_encoder_dir(root / "encoder", [r.text for r in train + dev], hidden=64)
-    return root
-
-
-def write_config(root: Path, corpus: Path, **train) -> Path:
-    train_cfg = {"epochs": 3, "batch_size": 8, "lr_encoder": 1e-2, "lr_head": 1e-1, "warmup_ratio": 0.0, "patience": 0,
-                 "checkpoint_every": 4, **train}
-    cfg = {
-        "output_dir": str(root / "run"),
-        "seed": 7,
-        "device": "cpu",
-        "data": {"format": "jsonl", "train": [str(corpus / "train.jsonl")], "dev": [str(corpus / "dev.jsonl")]},
-        "window": {"max_chars": 24, "overlap": 6},
-        "encoder": {"name": str(corpus / "encoder"), "cache_dir": str(root / "cache")},
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
-        "crf": {"transition_weights": {"B-药物 -> I-药物": 1.5}},
-        "train": train_cfg,
-    }
-    import yaml
-
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("run")
-    config = load_config(write_config(root, corpus, epochs=6))
-    run = finetune(config, progress=False)
-    return run, config
+def trained(tiny_run):
+    return tiny_run, load_config(tiny_run.parent / "config.yaml")
 
 
 def test_run_directory_is_complete(trained):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,7 +107,9 @@ def load_run_model(run_dir: str | Path, merge_lora: bool = True):
     if (run_dir / "adapter").exists():
         from peft import PeftModel
 
-        encoder = PeftModel.from_pretrained(encoder, str(run_dir / "adapter"))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
+            encoder = PeftModel.from_pretrained(encoder, str(run_dir / "adapter"))
         if merge_lora:
             encoder = encoder.merge_and_unload()
     tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,

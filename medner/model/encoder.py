@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -91,7 +92,9 @@ def add_lora(encoder: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
                          fix=f"choose among module names such as {sorted(present - {''})[:12]}")
     peft_config = PeftLoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                  target_modules=list(config.target_modules), bias="none")
-    return get_peft_model(encoder, peft_config)
+    with warnings.catch_warnings():  # peft reads a transformers attribute deprecated in 5.x; not ours to fix
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
+        return get_peft_model(encoder, peft_config)
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:

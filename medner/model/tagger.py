@@ -61,12 +61,13 @@ class Tagger(nn.Module):
         return self.loss(batch)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean negative log-likelihood (CRF) or mean token cross-entropy (softmax)."""
+        """Negative log-likelihood per label-bearing token (CRF) or mean token cross-entropy (softmax):
+        both on the same per-token scale, so gradient clipping and learning rates mean the same for both."""
         emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
         mask = batch["label_mask"].bool()
         tags = batch["tags"]
         if self.crf is not None:
-            return self.crf(emissions, tags, mask, reduction="mean")
+            return self.crf(emissions, tags, mask, reduction="token_mean")
         return nn.functional.cross_entropy(emissions[mask], tags[mask])
 
     @torch.no_grad()

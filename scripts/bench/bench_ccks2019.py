@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Benchmark the tagger on CCKS 2019 Yidu-S4K: train on 900 EMRs, dev = the last 100 records of part 2.
+
+Trains each variant in its own process (so peak memory is that variant's), then prints and writes a table:
+dev strict micro-F1 (seqeval, IOB2) and per-type F1 of the best epoch, wall time, peak resident memory,
+trainable parameters, and the share of inference time spent in CRF decoding at batch 16.
+
+    .venv/bin/python scripts/bench/bench_ccks2019.py                       # all variants, config epochs
+    .venv/bin/python scripts/bench/bench_ccks2019.py --variants lora_crf --epochs 3 --markdown BENCHMARKS.md
+
+Needs ../shared/data (exits with a message when absent). Runs on CPU or GPU (`device: auto`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "ccks2019.yaml"
+VARIANTS = {
+    "lora_crf": ("LoRA + CRF", []),
+    "full_crf": ("full fine-tuning + CRF", ["lora=null", "train.lr_encoder=5e-5"]),
+    "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
+}
+TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
+
+
+def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
+    """Train one variant in this process; returns its figures."""
+    from medner.config import load_config
+    from medner.train import finetune
+
+    overrides = VARIANTS[name][1] + [f"output_dir={out_dir / name}"] + extra
+    config = load_config(CONFIG, overrides)
+    started = time.time()
+    run = finetune(config, progress=False)
+    wall = time.time() - started
+    meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
+    report = json.loads((run / "dev_report.json").read_text(encoding="utf-8"))
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    figures = {
+        "variant": name, "run": str(run), "wall_s": round(wall, 1), "epochs": len(epochs),
+        "best_epoch": meta.get("best_epoch"), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "trainable": meta["trainable_parameters"], "total": meta["total_parameters"],
+        "micro_f1": report["micro"]["f1"], "per_type": {t: report["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES},
+        "span_micro_f1": report["span"]["micro"]["f1"],
+    }
+    figures.update(decode_share(run, config))
+    return figures
+
+
+def decode_share(run: Path, config) -> dict:
+    """Seconds in encoder+head vs CRF decoding over the dev windows at batch 16."""
+    import torch
+
+    import medner
+    from medner.model.features import collate, token_windows
+    from medner.train import split_train_dev
+
+    annotator = medner.load(run, batch_size=16)
+    _, dev = split_train_dev(config)
+    windows = [enc for r in dev for _, enc in token_windows(annotator.tokenizer, r.text, annotator.window)]
+    windows.sort(key=lambda e: len(e.input_ids))
+    encode_s = decode_s = 0.0
+    pad = annotator.tokenizer.pad_token_id or 0
+    with torch.inference_mode():
+        for lo in range(0, len(windows), 16):
+            rows = [{"input_ids": e.input_ids, "label_index": e.label_positions} for e in windows[lo:lo + 16]]
+            batch = {k: v.to(annotator.device) for k, v in collate(rows, pad).items()}
+            t0 = time.perf_counter()
+            emissions = annotator.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+            if emissions.is_cuda:
+                torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            annotator.tagger.decode_emissions(emissions, batch["label_mask"])
+            t2 = time.perf_counter()
+            encode_s += t1 - t0
+            decode_s += t2 - t1
+    return {"encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2),
+            "decode_share": round(decode_s / max(1e-9, encode_s + decode_s), 4)}
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    head = ("| variant | dev strict micro-F1 | " + " | ".join(TYPES) +
+            " | epochs (best) | wall | peak RSS | trainable params | decode share @16 |")
+    sep = "|" + "---|" * (7 + len(TYPES))
+    lines = ["## Model on CCKS 2019 (900 train / 100 dev EMRs)", "",
+             f"Command: `{command}`", "",
+             "Dev = the last 100 records of `subtask1_training_part2.txt`; train = the other 900. F1 is seqeval "
+             "strict IOB2 on character tags, in %. Peak RSS is the training process's maximum resident memory.", "",
+             head, sep]
+    for r in rows:
+        lines.append(
+            f"| {VARIANTS[r['variant']][0]} | {100 * r['micro_f1']:.2f} | "
+            + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
+            + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
+            f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {100 * r['decode_share']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace (or append) the '## Model on CCKS 2019' section of a Markdown file."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    title = section.splitlines()[0]
+    if title in text:
+        start = text.index(title)
+        nxt = text.find("\n## ", start + len(title))
+        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    parser.add_argument("--out-dir", default=str(ROOT / "runs" / "bench_ccks2019"))
+    parser.add_argument("--markdown", help="write the table into this Markdown file (e.g. BENCHMARKS.md)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    args = parser.parse_args()
+    if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
+        print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
+        return 2
+    extra = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    out_dir = Path(args.out_dir)
+    if args.one:
+        print(json.dumps(run_one(args.one, out_dir, extra)))
+        return 0
+    rows = []
+    for name in args.variants:
+        cmd = [sys.executable, __file__, "--one", name, "--out-dir", str(out_dir)]
+        for item in extra:
+            cmd += ["--set", item]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if proc.returncode != 0:
+            print(f"variant {name} failed (exit {proc.returncode})", file=sys.stderr)
+            return proc.returncode
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1], ensure_ascii=False))
+    command = "python scripts/bench/bench_ccks2019.py " + " ".join(sys.argv[1:])
+    section = markdown(rows, command.strip())
+    print(section)
+    if args.markdown:
+        write_section(Path(args.markdown), section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
