@@ -24,7 +24,8 @@ class Annotator:
     """Predicts spans on raw text. Build it with :meth:`load` (or :func:`medner.load`)."""
 
     def __init__(self, tagger, tokenizer, config, *, device: str = "auto", batch_size: int = 16,
-                 fingerprint: str | None = None, linker: Callable[[str, Span], Span] | None = None) -> None:
+                 fingerprint: str | None = None, linker: Callable[[str, Span], Span] | None = None,
+                 lexicon=None) -> None:
         self.tagger = tagger
         self.tokenizer = tokenizer
         self.config = config
@@ -33,6 +34,7 @@ class Annotator:
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.linker = linker
+        self.lexicon = lexicon  # LexiconTagger when the model uses lexicon features
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(config.precision, self.device)
         self.tagger.to(self.device).eval()
@@ -43,7 +45,7 @@ class Annotator:
 
         tagger, tokenizer, config, meta = load_run_model(path)
         return cls(tagger, tokenizer, config, device=device, batch_size=batch_size,
-                   fingerprint=meta.get("fingerprint"))
+                   fingerprint=meta.get("fingerprint"), lexicon=meta.get("lexicon"))
 
     def predict(self, texts: str | Sequence[str], batch_size: int | None = None) -> list[list[Span]] | list[Span]:
         """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list."""
@@ -60,11 +62,12 @@ class Annotator:
         pad_id = self.tokenizer.pad_token_id or 0
         for lo in range(0, len(order), size):
             chunk = order[lo : lo + size]
-            rows = [{"input_ids": items[i][2].input_ids, "label_index": items[i][2].label_positions}
-                    for i in chunk]
+            rows = [{"input_ids": items[i][2].input_ids, "label_index": items[i][2].label_positions,
+                     "lex": self._lexicon_ids(texts[items[i][0]], items[i][1], items[i][2])} for i in chunk]
             batch = {k: v.to(self.device) for k, v in collate(rows, pad_id).items()}
             with torch.inference_mode(), autocast(self.device, self.dtype):
-                emissions = self.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+                emissions = self.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"],
+                                                  batch["lex"])
             decoded = self.tagger.decode_emissions(emissions.float(), batch["label_mask"])
             for i, dec in zip(chunk, decoded):
                 encoded = items[i][2]
@@ -82,6 +85,11 @@ class Annotator:
                 merged = [self.linker(texts[t], s) for s in merged]
             results[t] = merged
         return results
+
+    def _lexicon_ids(self, text: str, window, encoded) -> list[int]:
+        if self.lexicon is None:
+            return []
+        return self.lexicon.token_ids(text[window.start : window.end], encoded.offsets)
 
     def predict_records(self, records: Iterable[Record], batch_size: int | None = None,
                         chunk: int = 256) -> Iterable[Record]:

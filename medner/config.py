@@ -103,6 +103,18 @@ class CrfConfig:
 
 
 @dataclass
+class LexiconFeaturesConfig:
+    """Per-token lexicon match tags, embedded and added to the encoder output before the head."""
+
+    lexicon: str = ""  # a lexicon TSV (`medner lexicon build` output or the project's own format)
+    labels: list[str] = field(default_factory=list)  # lexicon labels used as features; empty = all
+
+    def __post_init__(self) -> None:
+        if not self.lexicon:
+            raise ConfigError("`lexicon_features.lexicon` is empty: name a lexicon TSV, or set `lexicon_features: null`")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
@@ -134,12 +146,14 @@ class RunConfig:
     seed: int = 13
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
+    init_from: str | None = None  # start from the weights of an earlier run directory (same labels and adapters)
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     lora: LoraConfig | None = field(default_factory=LoraConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     crf: CrfConfig = field(default_factory=CrfConfig)
+    lexicon_features: LexiconFeaturesConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -257,6 +271,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raise ConfigError(exc.message, where=str(path), field=exc.field, fix=exc.fix) from None
     config.data.train = [_resolve(p, path.parent) for p in config.data.train]
     config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
+    if config.lexicon_features is not None:
+        config.lexicon_features.lexicon = _resolve(config.lexicon_features.lexicon, path.parent)
     return config
 
 

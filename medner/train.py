@@ -194,19 +194,26 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
              len(scheme.types), len(scheme))
 
     cache = cache_root(config.encoder.cache_dir)
-    if dist.main:
-        encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
-    dist.barrier()
-    if not dist.main:
-        encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
-    tokenizer = load_tokenizer(encoder_dir)
-    if dist.main:
-        dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
-                                                       config.data.overlap_policy, cache / "features")
-    dist.barrier()
-    if not dist.main:
-        dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
-                                                       config.data.overlap_policy, cache / "features")
+    if config.init_from:  # the earlier run's encoder and vocabulary, so its weights fit
+        encoder_dir, tokenizer_dir = Path(config.init_from) / "encoder", Path(config.init_from) / "tokenizer"
+    else:
+        for turn in ("main", "others"):  # the main process imports or prunes; the others reuse its cache
+            if (turn == "main") == dist.main:
+                encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
+            dist.barrier()
+        tokenizer_dir = encoder_dir
+    tokenizer = load_tokenizer(tokenizer_dir)
+    lexicon = None
+    if config.lexicon_features is not None:
+        from medner.model.lexicon_features import LexiconTagger
+
+        lexicon = LexiconTagger(config.lexicon_features.lexicon, config.lexicon_features.labels)
+        log.info("lexicon features: %d tags from %s", len(lexicon), lexicon.path.name)
+    for turn in ("main", "others"):  # the main process tokenises and caches; the others load the cache
+        if (turn == "main") == dist.main:
+            dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
+                                                           config.data.overlap_policy, cache / "features", lexicon)
+        dist.barrier()
     log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
              ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
 
@@ -214,7 +221,10 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
     if config.lora is not None:
         encoder = add_lora(encoder, config.lora)
     tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
-                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode).to(device)
+                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
+                    n_lexicon_tags=len(lexicon) if lexicon else 0).to(device)
+    if config.init_from:
+        warm_start(tagger, Path(config.init_from))
     trainable, total = count_parameters(tagger)
     log.info("parameters: %d trainable of %d (%.2f%%)", trainable, total, 100.0 * trainable / total)
     model = tagger
@@ -239,7 +249,8 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
 
     pad_id = tokenizer.pad_token_id or 0
     metrics_path = out / "metrics.jsonl"
-    annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size)
+    annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
+                          lexicon=lexicon)
     pbar = tqdm(total=total_steps, initial=state.global_step, disable=not (progress and dist.main),
                 desc="train", unit="step", dynamic_ncols=True)
     started = time.time()
@@ -291,7 +302,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
                     write_report(result, out / "dev_report")
                 state.bad_epochs = 0 if improved else state.bad_epochs + 1
             if improved:
-                save_run_model(tagger, tokenizer, config, out, encoder_dir,
+                save_run_model(tagger, tokenizer, config, out, encoder_dir, lexicon=lexicon,
                                extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
                                       "total_parameters": total, "features": feature_stats})
             with metrics_path.open("a", encoding="utf-8") as fh:
@@ -316,6 +327,22 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
         print(format_table(result))
     dist.barrier()
     return out
+
+
+def warm_start(tagger: Tagger, run_dir: Path) -> None:
+    """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``."""
+    from medner.model.artifact import load_run_model
+
+    previous, _, _, _ = load_run_model(run_dir, merge_lora=False)
+    if previous.scheme != tagger.scheme:
+        raise ConfigError(f"`init_from` run {run_dir} has tags {list(previous.scheme.tags)}, this run "
+                          f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`")
+    missing, unexpected = tagger.load_state_dict(previous.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"`init_from` run {run_dir} has another model layout ({len(missing)} missing, "
+                          f"{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[:2]})",
+                          fix="use the same `lora` and `crf` settings as that run")
+    log.info("initialised from %s", run_dir)
 
 
 def _agree(stop: bool, dist: Dist) -> bool:

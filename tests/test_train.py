@@ -150,3 +150,27 @@ def test_data_parallel_training_with_torchrun(corpus, trained, tmp_path):
     single = [json.loads(line) for line in (trained[0] / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["step"] == -(-single[0]["step"] // 2)  # each rank runs half the batches
     assert medner.load(run, device="cpu").predict("患者因胃癌入院") is not None
+
+
+def test_lexicon_features_are_learned_saved_and_used(corpus, tmp_path):
+    from medner.lexicon import LexiconEntry, write_lexicon
+
+    lexicon = tmp_path / "lex.tsv"
+    write_lexicon([LexiconEntry(t, "疾病和诊断", None, t, "test") for t in ("直肠癌", "胃癌", "肺炎")]
+                  + [LexiconEntry(t, "药物", None, t, "test") for t in ("阿司匹林", "头孢")], lexicon)
+    path = write_config(tmp_path, corpus, epochs=2)
+    config = load_config(path, [f"lexicon_features={{lexicon: {lexicon}}}"])
+    run = finetune(config, progress=False)
+    meta = json.loads((run / "medner_model.json").read_text())
+    assert meta["lexicon_fingerprint"] and (run / "lexicon_features.tsv").exists()
+    head = load_file(str(run / "head.safetensors"))
+    assert head["lexicon.weight"].abs().sum() > 0  # starts at zero, so training moved it
+    annotator = medner.load(run, device="cpu")
+    assert annotator.lexicon is not None and len(annotator.lexicon) == 5  # O + B/I for two labels
+    texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
+    assert annotator.predict(texts) == medner.load(run, device="cpu").predict(texts)
+    # the features change the emissions: without them, predictions' scores differ
+    plain = medner.load(run, device="cpu")
+    plain.lexicon = None
+    scores = lambda preds: [s.score for p in preds for s in p]
+    assert scores(plain.predict(texts)) != scores(annotator.predict(texts))

@@ -5,7 +5,8 @@
     tokenizer/           fast tokenizer files
     encoder/             Hugging Face encoder: the base under LoRA, the fine-tuned weights otherwise
     adapter/             peft LoRA adapter (LoRA runs only)
-    head.safetensors     head (linear) + CRF, always saved in full
+    head.safetensors     head (linear) + CRF (+ lexicon feature embedding), always saved in full
+    lexicon_features.tsv the lexicon behind lexicon features, when the run uses them
     medner_model.json    format version, fingerprint of the weights, lexicon fingerprint, windowing
 """
 from __future__ import annotations
@@ -29,7 +30,9 @@ from medner.model.tagger import Tagger
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-WEIGHT_FILES = ("encoder/model.safetensors", "adapter/adapter_model.safetensors", "head.safetensors")
+WEIGHT_FILES = ("encoder/model.safetensors", "adapter/adapter_model.safetensors", "head.safetensors",
+                "lexicon_features.tsv")
+LEXICON_FILE = "lexicon_features.tsv"
 
 
 def head_state(tagger: Tagger) -> dict[str, torch.Tensor]:
@@ -52,7 +55,7 @@ def is_peft(module: torch.nn.Module) -> bool:
 
 
 def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_encoder_dir: Path,
-                   extra: dict | None = None) -> str:
+                   extra: dict | None = None, lexicon=None) -> str:
     """Write the model part of a run directory; returns the weights fingerprint (sha256, 16 hex)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -68,9 +71,12 @@ def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, 
     else:
         tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
     save_file(head_state(tagger), str(out_dir / "head.safetensors"))
+    if lexicon is not None and lexicon.path.resolve() != (out_dir / LEXICON_FILE).resolve():
+        shutil.copyfile(lexicon.path, out_dir / LEXICON_FILE)
     fp = weights_fingerprint(out_dir)
     meta = {"format_version": FORMAT_VERSION, "fingerprint": fp,
-            "encoder": "lora" if is_peft(tagger.encoder) else "full", **(extra or {})}
+            "encoder": "lora" if is_peft(tagger.encoder) else "full",
+            "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None, **(extra or {})}
     (out_dir / "medner_model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return fp
 
@@ -88,7 +94,10 @@ def weights_fingerprint(run_dir: Path) -> str:
 
 
 def load_run_model(run_dir: str | Path, merge_lora: bool = True):
-    """Load ``(tagger, tokenizer, config, meta)`` from a run directory, on CPU, in eval mode."""
+    """Load ``(tagger, tokenizer, config, meta)`` from a run directory, on CPU, in eval mode.
+
+    ``meta["lexicon"]`` holds the :class:`~medner.model.lexicon_features.LexiconTagger` when the run uses
+    lexicon features (else None)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / "medner_model.json"
     if not meta_path.exists():
@@ -112,8 +121,15 @@ def load_run_model(run_dir: str | Path, merge_lora: bool = True):
             encoder = PeftModel.from_pretrained(encoder, str(run_dir / "adapter"))
         if merge_lora:
             encoder = encoder.merge_and_unload()
+    lexicon = None
+    if config.lexicon_features is not None:
+        from medner.model.lexicon_features import LexiconTagger
+
+        lexicon = LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels)
     tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
-                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode)
+                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
+                    n_lexicon_tags=len(lexicon) if lexicon else 0)
     load_head_state(tagger, load_file(str(run_dir / "head.safetensors")))
+    meta["lexicon"] = lexicon
     tagger.eval()
     return tagger, tokenizer, config, meta

@@ -24,7 +24,7 @@ from medner.types import Record
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = "1"  # bump when the row layout or the alignment rule changes
+FEATURES_VERSION = "2"  # bump when the row layout or the alignment rule changes
 
 
 @dataclass
@@ -69,8 +69,10 @@ def token_windows(tokenizer, text: str, config: WindowConfig) -> Iterator[tuple[
 
 
 def iter_windows(records: Iterable[Record], tokenizer, config: WindowConfig, scheme: TagScheme | None = None,
-                 overlap_policy: str = "keep_longest", stats: FeatureStats | None = None) -> Iterator[dict]:
-    """Rows for the encoder (see module docstring). Without ``scheme``, ``tags`` is empty (inference)."""
+                 overlap_policy: str = "keep_longest", stats: FeatureStats | None = None,
+                 lexicon=None) -> Iterator[dict]:
+    """Rows for the encoder (see module docstring). Without ``scheme``, ``tags`` is empty (inference);
+    with ``lexicon`` (a :class:`~medner.model.lexicon_features.LexiconTagger`), ``lex`` holds feature ids."""
     stats = stats if stats is not None else FeatureStats()
     for record in records:
         stats.records += 1
@@ -100,17 +102,19 @@ def iter_windows(records: Iterable[Record], tokenizer, config: WindowConfig, sch
                 "tags": tag_ids,
                 "starts": [s for s, _ in encoded.offsets],
                 "ends": [e for _, e in encoded.offsets],
+                "lex": lexicon.token_ids(window.slice(record.text), encoded.offsets) if lexicon else [],
             }
 
 
 def fingerprint(records: Sequence[Record], tokenizer, config: WindowConfig, scheme: TagScheme | None,
-                overlap_policy: str) -> str:
+                overlap_policy: str, lexicon=None) -> str:
     """sha256 over everything the rows depend on (16 hex digits)."""
     h = hashlib.sha256()
     h.update(FEATURES_VERSION.encode())
     h.update(tokenizer.backend_tokenizer.to_str().encode())
     h.update(json.dumps([config.max_chars, config.overlap, config.max_tokens, overlap_policy,
-                         scheme.to_dict() if scheme else None], ensure_ascii=False).encode())
+                         scheme.to_dict() if scheme else None,
+                         lexicon.fingerprint if lexicon else None], ensure_ascii=False).encode())
     for record in records:
         h.update(record.id.encode())
         h.update(b"\0")
@@ -120,14 +124,14 @@ def fingerprint(records: Sequence[Record], tokenizer, config: WindowConfig, sche
 
 
 def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, scheme: TagScheme,
-                  overlap_policy: str, cache_dir: Path | None = None):
+                  overlap_policy: str, cache_dir: Path | None = None, lexicon=None):
     """A `datasets.Dataset` of rows, loaded from ``cache_dir/<fingerprint>`` when present.
 
     Returns ``(dataset, stats_dict, cached: bool)``.
     """
     import datasets
 
-    key = fingerprint(records, tokenizer, config, scheme, overlap_policy)
+    key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
     target = cache_dir / f"windows-{key}" if cache_dir else None
     if target is not None and (target / "dataset_info.json").exists():
         dataset = datasets.load_from_disk(str(target))
@@ -135,9 +139,9 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
         log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
         return dataset, stats, True
     stats = FeatureStats()
-    rows = list(iter_windows(records, tokenizer, config, scheme, overlap_policy, stats))
+    rows = list(iter_windows(records, tokenizer, config, scheme, overlap_policy, stats, lexicon))
     columns = {name: [row[name] for row in rows] for name in
-               ("record_id", "window_start", "input_ids", "label_index", "tags", "starts", "ends")}
+               ("record_id", "window_start", "input_ids", "label_index", "tags", "starts", "ends", "lex")}
     dataset = datasets.Dataset.from_dict(columns)
     if target is not None:
         tmp = target.with_name(target.name + ".tmp")
@@ -154,8 +158,8 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
 def collate(rows: Sequence[dict], pad_id: int) -> dict:
     """Pad a list of rows into tensors.
 
-    Returns ``input_ids``/``attention_mask`` ``(batch, seq)``, ``label_index``/``label_mask``/``tags``
-    ``(batch, n_labels)``; padding positions point at index 0 and are masked out.
+    Returns ``input_ids``/``attention_mask`` ``(batch, seq)``, ``label_index``/``label_mask``/``tags``/``lex``
+    ``(batch, n_labels)``; padding positions point at index 0 and are masked out (``lex`` 0 = no match).
     """
     import torch
 
@@ -167,6 +171,7 @@ def collate(rows: Sequence[dict], pad_id: int) -> dict:
     label_index = torch.zeros((batch, n_labels), dtype=torch.long)
     label_mask = torch.zeros((batch, n_labels), dtype=torch.bool)
     tags = torch.zeros((batch, n_labels), dtype=torch.long)
+    lex = torch.zeros((batch, n_labels), dtype=torch.long)
     for i, row in enumerate(rows):
         n, k = len(row["input_ids"]), len(row["label_index"])
         input_ids[i, :n] = torch.as_tensor(row["input_ids"])
@@ -176,5 +181,7 @@ def collate(rows: Sequence[dict], pad_id: int) -> dict:
             label_mask[i, :k] = True
             if row.get("tags"):
                 tags[i, :k] = torch.as_tensor(row["tags"])
+            if row.get("lex"):
+                lex[i, :k] = torch.as_tensor(row["lex"])
     return {"input_ids": input_ids, "attention_mask": attention_mask, "label_index": label_index,
-            "label_mask": label_mask, "tags": tags}
+            "label_mask": label_mask, "tags": tags, "lex": lex}

@@ -27,13 +27,18 @@ class Tagger(nn.Module):
     """encoder -> head -> CRF. ``crf_weights``/``crf_mode`` set transition priors by tag name."""
 
     def __init__(self, encoder: nn.Module, scheme: TagScheme, *, dropout: float = 0.1, use_crf: bool = True,
-                 crf_weights: dict[str, float] | None = None, crf_mode: str = "init") -> None:
+                 crf_weights: dict[str, float] | None = None, crf_mode: str = "init", n_lexicon_tags: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.scheme = scheme
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, len(scheme))
+        # lexicon match tags, embedded and added to the encoder output; zero-initialised: starts neutral
+        self.lexicon: nn.Embedding | None = None
+        if n_lexicon_tags:
+            self.lexicon = nn.Embedding(n_lexicon_tags, hidden)
+            nn.init.zeros_(self.lexicon.weight)
         self.crf: ConstrainedCRF | None = None
         if use_crf:
             start, trans, end = allowed_transitions(scheme)
@@ -43,17 +48,24 @@ class Tagger(nn.Module):
     def head_modules(self) -> dict[str, nn.Module]:
         """The parts always trained in full and saved in full (never adapted)."""
         modules: dict[str, nn.Module] = {"head": self.head}
+        if self.lexicon is not None:
+            modules["lexicon"] = self.lexicon
         if self.crf is not None:
             modules["crf"] = self.crf
         return modules
 
-    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  label_index: torch.Tensor) -> torch.Tensor:
-        """Tag scores at label-bearing tokens: ``(batch, n_labels, n_tags)`` in fp32."""
+    def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_index: torch.Tensor,
+                  lex: torch.Tensor | None = None) -> torch.Tensor:
+        """Tag scores at label-bearing tokens: ``(batch, n_labels, n_tags)`` in fp32.
+
+        ``lex`` ``(batch, n_labels)``: lexicon feature ids (used when the tagger has lexicon features).
+        """
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # shape: (batch, n_labels, hidden) — gather the label-bearing positions
         index = label_index.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         picked = hidden.gather(1, index)
+        if self.lexicon is not None and lex is not None:
+            picked = picked + self.lexicon(lex).to(picked.dtype)
         return self.head(self.dropout(picked)).float()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -63,7 +75,7 @@ class Tagger(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Negative log-likelihood per label-bearing token (CRF) or mean token cross-entropy (softmax):
         both on the same per-token scale, so gradient clipping and learning rates mean the same for both."""
-        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"], batch.get("lex"))
         mask = batch["label_mask"].bool()
         tags = batch["tags"]
         if self.crf is not None:
@@ -73,7 +85,7 @@ class Tagger(nn.Module):
     @torch.no_grad()
     def decode(self, batch: dict[str, torch.Tensor]) -> list[Decoded]:
         """Best tag sequence per row with per-token probabilities (CRF marginals or softmax)."""
-        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
+        emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"], batch.get("lex"))
         return self.decode_emissions(emissions, batch["label_mask"].bool())
 
     def decode_emissions(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[Decoded]:
