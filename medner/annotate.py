@@ -40,12 +40,18 @@ class Annotator:
         self.tagger.to(self.device).eval()
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "auto", batch_size: int = 16) -> "Annotator":
-        from medner.model.artifact import load_run_model
+    def load(cls, path: str | Path, *, device: str = "auto", batch_size: int = 16,
+             icd_lexicon: str | Path | None = None) -> "Annotator":
+        """Load a run directory. ``icd_lexicon`` attaches (or replaces) ICD linking with that coded lexicon."""
+        from medner.model.artifact import load_run_model, make_linker
 
         tagger, tokenizer, config, meta = load_run_model(path)
+        linker = meta.get("linker")
+        if icd_lexicon is not None:
+            labels = config.link.labels if config.link else ("疾病和诊断", "手术")
+            linker = make_linker(icd_lexicon, labels)
         return cls(tagger, tokenizer, config, device=device, batch_size=batch_size,
-                   fingerprint=meta.get("fingerprint"), lexicon=meta.get("lexicon"))
+                   fingerprint=meta.get("fingerprint"), lexicon=meta.get("lexicon"), linker=linker)
 
     def predict(self, texts: str | Sequence[str], batch_size: int | None = None) -> list[list[Span]] | list[Span]:
         """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list."""

@@ -115,6 +115,19 @@ class LexiconFeaturesConfig:
 
 
 @dataclass
+class LinkConfig:
+    """ICD linking of predicted spans: exact alias -> normalised -> fuzzy n-gram match in a lexicon."""
+
+    lexicon: str = ""  # a lexicon TSV with codes (`medner lexicon build configs/lexicon_zh.yaml -o ...`)
+    labels: list[str] = field(default_factory=lambda: ["疾病和诊断", "手术"])  # span labels to link
+    min_score: float = 0.6  # lowest fuzzy (Dice) similarity accepted
+
+    def __post_init__(self) -> None:
+        if not self.lexicon:
+            raise ConfigError("`link.lexicon` is empty: name a lexicon TSV with codes, or set `link: null`")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
@@ -154,6 +167,7 @@ class RunConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     crf: CrfConfig = field(default_factory=CrfConfig)
     lexicon_features: LexiconFeaturesConfig | None = None
+    link: LinkConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -273,6 +287,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
     if config.lexicon_features is not None:
         config.lexicon_features.lexicon = _resolve(config.lexicon_features.lexicon, path.parent)
+    if config.link is not None:
+        config.link.lexicon = _resolve(config.link.lexicon, path.parent)
     return config
 
 

@@ -174,3 +174,39 @@ def test_lexicon_features_are_learned_saved_and_used(corpus, tmp_path):
     plain.lexicon = None
     scores = lambda preds: [s.score for p in preds for s in p]
     assert scores(plain.predict(texts)) != scores(annotator.predict(texts))
+
+
+def test_icd_linking_carries_codes_to_predictions(trained, corpus, tmp_path):
+    from medner.lexicon import LexiconEntry, write_lexicon
+
+    run, _ = trained
+    lexicon = tmp_path / "icd.tsv"
+    write_lexicon([LexiconEntry("直肠癌", "疾病和诊断", "C20.x00", "直肠恶性肿瘤", "icd10"),
+                   LexiconEntry("胃恶性肿瘤", "疾病和诊断", "C16.900", "胃恶性肿瘤", "icd10"),
+                   LexiconEntry("肺炎", "疾病和诊断", "J18.900", "肺炎", "icd10")], lexicon)
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(run), str(corpus / "dev.jsonl"), "-o", str(out), "--device", "cpu",
+                 "--icd-lexicon", str(lexicon)]) == 0
+    spans = [(r.text, s) for r in read_corpus(out) for s in r.spans]
+    coded = [(t, s) for t, s in spans if s.code]
+    assert coded, "no disease span was linked"
+    expected = {"直肠癌": "C20.x00", "肺炎": "J18.900"}
+    for text, span in coded:
+        assert span.label == "疾病和诊断"
+        if span.mention(text) in expected:
+            assert span.code == expected[span.mention(text)]
+    assert all(s.code is None for _, s in spans if s.label != "疾病和诊断")
+    # a run whose config links: the lexicon travels inside the run directory
+    import shutil
+
+    import yaml
+
+    linked = tmp_path / "linked_run"
+    shutil.copytree(run, linked, ignore=shutil.ignore_patterns("checkpoint"))
+    cfg = yaml.safe_load((linked / "config.yaml").read_text(encoding="utf-8"))
+    cfg["link"] = {"lexicon": str(lexicon), "labels": ["疾病和诊断"], "min_score": 0.6}
+    (linked / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    shutil.copyfile(lexicon, linked / "icd_lexicon.tsv")
+    annotator = medner.load(linked, device="cpu")
+    texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
+    assert any(s.code for p in annotator.predict(texts) for s in p)

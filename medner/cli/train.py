@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output jsonl (the project's format)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--icd-lexicon", default=None,
+                   help="link predicted spans to ICD codes with this coded lexicon TSV (default: the run's own, if any)")
     p.set_defaults(func=run_predict)
 
 
@@ -41,7 +43,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from medner import load
     from medner.corpus import read_corpus, write_jsonl
 
-    annotator = load(args.model, device=args.device, batch_size=args.batch_size)
+    annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
     records = read_corpus(args.input, format=args.format, encoding=args.encoding)
     count = write_jsonl(annotator.predict_records(records), args.output)
     log.info("wrote predictions for %s records to %s", count, args.output)

@@ -7,6 +7,7 @@
     adapter/             peft LoRA adapter (LoRA runs only)
     head.safetensors     head (linear) + CRF (+ lexicon feature embedding), always saved in full
     lexicon_features.tsv the lexicon behind lexicon features, when the run uses them
+    icd_lexicon.tsv      the coded lexicon for ICD linking of predictions, when the run links
     medner_model.json    format version, fingerprint of the weights, lexicon fingerprint, windowing
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ FORMAT_VERSION = 1
 WEIGHT_FILES = ("encoder/model.safetensors", "adapter/adapter_model.safetensors", "head.safetensors",
                 "lexicon_features.tsv")
 LEXICON_FILE = "lexicon_features.tsv"
+LINK_FILE = "icd_lexicon.tsv"
 
 
 def head_state(tagger: Tagger) -> dict[str, torch.Tensor]:
@@ -73,6 +75,8 @@ def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, 
     save_file(head_state(tagger), str(out_dir / "head.safetensors"))
     if lexicon is not None and lexicon.path.resolve() != (out_dir / LEXICON_FILE).resolve():
         shutil.copyfile(lexicon.path, out_dir / LEXICON_FILE)
+    if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
+        shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
     fp = weights_fingerprint(out_dir)
     meta = {"format_version": FORMAT_VERSION, "fingerprint": fp,
             "encoder": "lora" if is_peft(tagger.encoder) else "full",
@@ -131,5 +135,17 @@ def load_run_model(run_dir: str | Path, merge_lora: bool = True):
                     n_lexicon_tags=len(lexicon) if lexicon else 0)
     load_head_state(tagger, load_file(str(run_dir / "head.safetensors")))
     meta["lexicon"] = lexicon
+    meta["linker"] = None
+    if config.link is not None:
+        meta["linker"] = make_linker(run_dir / LINK_FILE, config.link.labels, config.link.min_score)
     tagger.eval()
     return tagger, tokenizer, config, meta
+
+
+def make_linker(lexicon_path: str | Path, labels, min_score: float = 0.6):
+    """An ICD linker (``(text, span) -> span`` with ``code``) from a coded lexicon file."""
+    from medner.lexicon.link import IcdLinker
+
+    if not Path(lexicon_path).exists():
+        raise ModelError(f"ICD lexicon {lexicon_path} not found", fix="build it with `medner lexicon build`")
+    return IcdLinker.from_lexicon(lexicon_path, labels=tuple(labels), min_score=min_score)
