@@ -128,6 +128,30 @@ class LinkConfig:
 
 
 @dataclass
+class SupervisionConfig:
+    """Where training labels come from: gold (default), weak labels, or weak pre-training then gold."""
+
+    mode: str = "gold"  # gold | weak | weak+gold
+    weak_config: str = ""  # labelling functions + aggregator (e.g. configs/weak_ccks2019.yaml); weak modes only
+    unlabelled: list[str] = field(default_factory=list)  # extra raw texts: weak labels and self-training
+    unlabelled_format: str = "jsonl"
+    pretrain_epochs: int = 3  # weak+gold: epochs on weak labels before the gold phase
+    gold_fraction: float = 1.0  # weak+gold: seeded share of the gold training records used in the gold phase
+    self_training_rounds: int = 0  # rounds of training on the model's own confident predictions on `unlabelled`
+    self_training_min_score: float = 0.9  # a pseudo-labelled text is kept when all its spans score at least this
+
+    def __post_init__(self) -> None:
+        _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
+        if self.mode != "gold" and not self.weak_config:
+            raise ConfigError(f"`supervision.mode` is {self.mode} but `supervision.weak_config` is empty",
+                              fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
+        if not 0.0 < self.gold_fraction <= 1.0:
+            raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
+        if self.self_training_rounds and not self.unlabelled:
+            raise ConfigError("`supervision.self_training_rounds` needs `supervision.unlabelled` texts")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
@@ -168,6 +192,7 @@ class RunConfig:
     crf: CrfConfig = field(default_factory=CrfConfig)
     lexicon_features: LexiconFeaturesConfig | None = None
     link: LinkConfig | None = None
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -289,6 +314,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         config.lexicon_features.lexicon = _resolve(config.lexicon_features.lexicon, path.parent)
     if config.link is not None:
         config.link.lexicon = _resolve(config.link.lexicon, path.parent)
+    sup = config.supervision
+    sup.unlabelled = [_resolve(p, path.parent) for p in sup.unlabelled]
+    if sup.weak_config:
+        sup.weak_config = _resolve(sup.weak_config, path.parent)
     return config
 
 

@@ -161,8 +161,12 @@ def init_distributed(device_name: str) -> Dist:
 
 # ------------------------------------------------------------------------------------------ training
 
-def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path."""
+def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
+             data: tuple[list[Record], list[Record]] | None = None) -> Path:
+    """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
+
+    ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
+    """
     from medner.annotate import Annotator
     from medner.evaluate import format_table, score, write_report
 
@@ -184,7 +188,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True) 
         device = torch.device("cuda", dist.local_rank)
     dtype = resolve_dtype(config.precision, device)
 
-    train_records, dev_records = split_train_dev(config)
+    train_records, dev_records = data if data is not None else split_train_dev(config)
     scheme = TagScheme(config.data.labels or {s.label for r in train_records for s in r.spans}, config.data.scheme)
     train_records, dropped_train = restrict_labels(train_records, scheme.types)
     dev_records, dropped_dev = restrict_labels(dev_records, scheme.types)

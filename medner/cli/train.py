@@ -31,10 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.train import finetune
+    from medner.supervision import train
 
     config = load_config(args.config, args.overrides)
-    out = finetune(config, resume=args.resume, progress=not args.no_progress)
+    out = train(config, resume=args.resume, progress=not args.no_progress)
     log.info("run directory: %s", out)
     return 0
 

@@ -1,0 +1,113 @@
+"""Training modes: gold labels, weak labels, weak pre-training then gold, and self-training rounds.
+
+    gold        finetune on the gold spans (the default; same as :func:`medner.train.finetune`)
+    weak        finetune on weak labels of the training texts (their gold spans are dropped unread) and
+                of `supervision.unlabelled`; dev is weak-labelled too, so no gold is used anywhere
+    weak+gold   phase 1 as `weak` for `pretrain_epochs`, then phase 2 continues from its weights on the gold
+                spans of a seeded `gold_fraction` of the training records
+Then `self_training_rounds` times: predict `unlabelled`, keep texts whose spans all score at least
+`self_training_min_score`, and continue training on gold/weak training records plus those pseudo-labels.
+Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from pathlib import Path
+
+from medner.config import RunConfig
+from medner.corpus import read_corpus
+from medner.errors import ConfigError
+from medner.types import Record
+
+log = logging.getLogger(__name__)
+
+
+def strip_spans(records: list[Record]) -> list[Record]:
+    """The same texts with no spans: what a weak labeller may see."""
+    return [r.with_spans(()) for r in records]
+
+
+def weak_label(records: list[Record], weak_config: str) -> list[Record]:
+    """Aggregated weak spans for ``records`` (whose own spans are ignored)."""
+    from medner.weak.pipeline import WeakPipeline
+
+    pipeline = WeakPipeline.from_config(weak_config)
+    result = pipeline.label(strip_spans(records))
+    n = sum(len(r.spans) for r in result.records)
+    log.info("weak labels: %d spans on %d records", n, len(result.records))
+    return result.records
+
+
+def read_unlabelled(config: RunConfig) -> list[Record]:
+    sup = config.supervision
+    records: list[Record] = []
+    for path in sup.unlabelled:
+        records.extend(strip_spans(list(read_corpus(path, format=sup.unlabelled_format,
+                                                    encoding=config.data.encoding, on_error=config.data.on_error))))
+    return records
+
+
+def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> list[Record]:
+    """Texts the model labels confidently (every predicted span scores >= ``min_score``)."""
+    import medner
+
+    annotator = medner.load(run_dir)
+    kept = []
+    for record in annotator.predict_records(records):
+        if all((s.score or 0.0) >= min_score for s in record.spans):
+            kept.append(record)
+    log.info("self-training: kept %d of %d pseudo-labelled texts", len(kept), len(records))
+    return kept
+
+
+def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
+    phase = copy.deepcopy(config)
+    if not final:
+        phase.output_dir = str(Path(config.output_dir) / "phases" / name)
+    return phase
+
+
+def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Run every phase the `supervision` section asks for; returns the final run directory."""
+    from medner.train import finetune, split_train_dev
+
+    sup = config.supervision
+    rounds = sup.self_training_rounds
+    if sup.mode == "gold" and not rounds:
+        return finetune(config, resume=resume, progress=progress)
+    if sup.mode != "gold" and not config.data.labels:
+        raise ConfigError(f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come from gold)")
+    train_records, dev_records = split_train_dev(config)
+    unlabelled = read_unlabelled(config)
+    steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
+    if sup.mode in ("weak", "weak+gold"):
+        weak_train = weak_label(train_records + unlabelled, sup.weak_config)
+        weak_dev = weak_label(dev_records, sup.weak_config)
+        cfg = _phase(config, "weak", final=sup.mode == "weak" and not rounds)
+        if sup.mode == "weak+gold":
+            cfg.train.epochs = sup.pretrain_epochs
+        steps.append(("weak", cfg, (weak_train, weak_dev)))
+        base_train = weak_train
+    if sup.mode in ("gold", "weak+gold"):
+        gold = list(train_records)
+        if sup.gold_fraction < 1.0:
+            rng = random.Random(config.seed)
+            gold = rng.sample(gold, max(1, round(len(gold) * sup.gold_fraction)))
+            log.info("gold phase: %d of %d training records", len(gold), len(train_records))
+        steps.append(("gold", _phase(config, "gold", final=not rounds), (gold, dev_records)))
+        base_train = gold
+    run_dir = None
+    for name, cfg, data in steps:
+        if run_dir is not None:
+            cfg.init_from = str(run_dir)
+        log.info("phase %s -> %s", name, cfg.output_dir)
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=data)
+    dev = steps[-1][2][1]
+    for k in range(1, rounds + 1):
+        pseudo = pseudo_label(run_dir, unlabelled, sup.self_training_min_score)
+        cfg = _phase(config, f"self_training_{k}", final=k == rounds)
+        cfg.init_from = str(run_dir)
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=(base_train + pseudo, dev))
+    return run_dir

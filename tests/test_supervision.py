@@ -1,0 +1,103 @@
+"""Training modes: weak labels only (no gold read), weak pre-training then gold, self-training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import medner.train
+from medner.config import load_config
+from medner.corpus import read_corpus, write_jsonl
+from medner.supervision import train, weak_label
+from medner.types import Span
+from tiny_model import write_config
+
+WEAK = Path(__file__).parent / "data" / "supervision" / "weak.yaml"
+LABELS = "data.labels=[疾病和诊断, 药物, 解剖部位]"
+
+
+@pytest.fixture
+def captured(monkeypatch, tmp_path):
+    """Replace finetune by a recorder: (output_dir, init_from, train records, dev records) per phase."""
+    calls = []
+
+    def fake_finetune(config, *, resume=False, progress=True, data=None):
+        calls.append((config.output_dir, config.init_from, config.train.epochs, data))
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    monkeypatch.setattr(medner.train, "finetune", fake_finetune)
+    return calls
+
+
+def test_weak_mode_never_reads_gold(tiny_corpus, tmp_path, captured):
+    # corrupt the gold: if any of it leaked into training, the spans would differ
+    gold = list(read_corpus(tiny_corpus / "train.jsonl"))
+    corrupted = [r.with_spans([Span(0, 1, "药物")]) for r in gold]
+    write_jsonl(corrupted, tmp_path / "train.jsonl")
+    config = load_config(write_config(tmp_path / "a", tiny_corpus), [
+        LABELS, f"data.train=[{tmp_path / 'train.jsonl'}]",
+        f"supervision={{mode: weak, weak_config: {WEAK}}}"])
+    train(config, progress=False)
+    [(out, init_from, _, (weak_train, weak_dev))] = captured
+    assert out == config.output_dir and init_from is None
+    expected = weak_label(gold, str(WEAK))  # the same texts with clean gold give the same weak labels
+    assert [r.spans for r in weak_train] == [r.spans for r in expected]
+    assert all(s.source and s.source.startswith("weak") for r in weak_train for s in r.spans)
+    assert sum(len(r.spans) for r in weak_train) > len(weak_train)  # the lexicon finds the entities
+    for record in weak_train:
+        for span in record.spans:
+            assert span.mention(record.text) in {"直肠癌", "胃癌", "肺炎", "阿司匹林", "头孢", "右肺", "腹部"}
+
+
+def test_weak_then_gold_phases(tiny_corpus, tmp_path, captured):
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=4), [
+        LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, pretrain_epochs: 2, gold_fraction: 0.25}}"])
+    train(config, progress=False)
+    (weak_out, weak_init, weak_epochs, _), (gold_out, gold_init, gold_epochs, (gold_train, _)) = captured
+    assert weak_out == str(Path(config.output_dir) / "phases" / "weak") and weak_epochs == 2 and weak_init is None
+    assert gold_out == config.output_dir and gold_init == weak_out and gold_epochs == 4
+    assert len(gold_train) == 12  # 25% of 48, seeded
+    ids = {r.id for r in read_corpus(tiny_corpus / "train.jsonl")}
+    assert {r.id for r in gold_train} <= ids
+
+
+def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captured, monkeypatch):
+    import medner.supervision as sup
+
+    unlabelled = tmp_path / "raw.jsonl"
+    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    seen = {}
+
+    def fake_pseudo(run_dir, records, min_score):
+        seen["n"] = len(records)
+        return [records[0].with_spans([Span(0, 1, "药物", score=1.0)])]
+
+    monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"supervision={{self_training_rounds: 2, unlabelled: [{unlabelled}]}}"])
+    train(config, progress=False)
+    assert [Path(c[0]).name for c in captured] == ["gold", "self_training_1", "run"]
+    assert captured[1][1] == captured[0][0] and captured[2][1] == captured[1][0]
+    assert len(captured[2][3][0]) == 48 + 1 and seen["n"] == 12
+
+
+def test_weak_plus_gold_end_to_end(tiny_corpus, tmp_path):
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
+        LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, pretrain_epochs: 1}}"])
+    run = train(config, progress=False)
+    assert (run / "medner_model.json").exists() and (run / "phases" / "weak" / "medner_model.json").exists()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1
+
+
+def test_weak_mode_needs_labels_and_a_weak_config(tiny_corpus, tmp_path):
+    from medner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="weak_config"):
+        load_config(write_config(tmp_path, tiny_corpus), ["supervision={mode: weak}"])
+    config = load_config(write_config(tmp_path, tiny_corpus), [f"supervision={{mode: weak, weak_config: {WEAK}}}"])
+    with pytest.raises(ConfigError, match="data.labels"):
+        train(config, progress=False)
