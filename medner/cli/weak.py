@@ -1,0 +1,90 @@
+"""`medner weak`: weak labels from lexicons and rules, and their quality report.
+
+    medner weak label  --config configs/weak_ccks2019.yaml INPUT --format ccks2019 -o weak.jsonl [--aggregator A]
+    medner weak report --config configs/weak_ccks2019.yaml INPUT --format ccks2019 [--json] [-o PREFIX]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from medner.corpus import formats, read_corpus, write_jsonl
+from medner.errors import CorpusError
+from medner.weak.aggregate import AGGREGATORS
+from medner.weak.pipeline import WeakPipeline
+from medner.weak.report import report_markdown, weak_report, write_weak_report
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("weak", help="weak labels from lexicons and rules, and their report",
+                                  description=__doc__.splitlines()[0])
+    sub = group.add_subparsers(dest="weak_command", metavar="ACTION")
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("input", help="corpus file or folder")
+        p.add_argument("--config", required=True, help="weak-labelling config (YAML), e.g. configs/weak_ccks2019.yaml")
+        p.add_argument("--format", default="jsonl", choices=formats(), help="corpus format (default jsonl)")
+        p.add_argument("--encoding", default=None, help="text encoding (default UTF-8, BOM accepted)")
+        p.add_argument("--aggregator", choices=AGGREGATORS, default=None,
+                       help="aggregation method (default: the config's `aggregator.method`)")
+
+    label = sub.add_parser("label", help="write aggregated weak spans (with codes and confidences) as jsonl")
+    common(label)
+    label.add_argument("-o", "--output", required=True, help="jsonl file to write")
+    label.set_defaults(func=run_label)
+
+    report = sub.add_parser("report", help="per source and aggregated: P/R/F1 vs gold, coverage, overlaps, conflicts")
+    common(report)
+    report.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    report.add_argument("-o", "--output", default=None, help="also write PREFIX.md and PREFIX.json")
+    report.set_defaults(func=run_report)
+
+
+def _records(args: argparse.Namespace) -> list:
+    records = list(read_corpus(args.input, args.format, encoding=args.encoding))
+    if not records:
+        raise CorpusError("no records", where=args.input, fix="check the path and --format")
+    return records
+
+
+def run_label(args: argparse.Namespace) -> int:
+    pipeline = WeakPipeline.from_config(args.config)
+    records = _records(args)
+    result = pipeline.label(records, method=args.aggregator)
+    name = result.aggregator.name
+    out = [r.__class__(r.id, r.text, r.spans, {**dict(r.meta), "weak": {"aggregator": name,
+                                                                        "config": str(args.config)}})
+           for r in result.records]
+    n = write_jsonl(out, args.output)
+    spans = sum(len(r.spans) for r in out)
+    print(f"{args.output}: {n} records, {spans} weak spans ({name}, {len(pipeline.functions)} labelling functions)")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    pipeline = WeakPipeline.from_config(args.config)
+    records = _records(args)
+    outputs = pipeline.outputs(records)
+    methods = [args.aggregator] if args.aggregator else list(AGGREGATORS)
+    aggregated = {}
+    reliability = None
+    for method in methods:
+        result = pipeline.label(records, method=method, outputs=outputs)
+        aggregated[f"weak:{result.aggregator.name}"] = [r.spans for r in result.records]
+        if hasattr(result.aggregator, "reliability"):
+            reliability = result.aggregator.reliability()
+    report = weak_report(records, outputs, aggregated, reliability=reliability, labels=pipeline.config.labels)
+    report["config"] = str(args.config)
+    report["input"] = str(args.input)
+    if args.output:
+        md, js = write_weak_report(report, args.output)
+        log.info("wrote %s and %s", md, js)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(report_markdown(report), end="")
+    return 0

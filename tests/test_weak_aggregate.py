@@ -1,0 +1,235 @@
+"""Aggregation: Dawid-Skene recovers known source accuracies (oracle), exact interval decoding (brute-force
+oracle), majority vote semantics, and span-level aggregation on synthetic records."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from medner.types import Record, Span
+from medner.weak.aggregate import (DawidSkene, MajorityVote, _best_intervals, aggregate, apply_functions,
+                                   dawid_skene, make_aggregator)
+
+
+def simulate(accuracies, n=4000, classes=4, seed=0, abstain=0.0):
+    rng = np.random.default_rng(seed)
+    p = np.array([0.4, 0.3, 0.2, 0.1][:classes])
+    truth = rng.choice(classes, n, p=p / p.sum())
+    votes = np.empty((n, len(accuracies)), dtype=int)
+    for j, acc in enumerate(accuracies):
+        right = rng.random(n) < acc
+        wrong = (truth + rng.integers(1, classes, n)) % classes  # a uniformly chosen other class
+        votes[:, j] = np.where(right, truth, wrong)
+        votes[rng.random(n) < abstain, j] = -1
+    return truth, votes
+
+
+def majority(votes, classes):
+    out = []
+    for row in votes:
+        counts = np.bincount(row[row >= 0], minlength=classes)
+        out.append(int(counts.argmax()))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("abstain", [0.0, 0.3])
+def test_dawid_skene_recovers_source_accuracies(abstain: float) -> None:
+    accuracies = [0.92, 0.75, 0.6, 0.4, 0.35]
+    truth, votes = simulate(accuracies, abstain=abstain)
+    result = dawid_skene(votes, 4)
+    estimated = [float((result.confusion[j].diagonal() * result.prior).sum()) for j in range(len(accuracies))]
+    # the ranking of sources by estimated accuracy is the true ranking, and each estimate is close
+    assert np.argsort(estimated).tolist() == np.argsort(accuracies).tolist()
+    assert np.allclose(estimated, accuracies, atol=0.05)
+    ds_acc = (result.posterior.argmax(1) == truth).mean()
+    mv_acc = (majority(votes, 4) == truth).mean()
+    assert ds_acc >= mv_acc
+    assert result.converged
+    assert np.allclose(result.posterior.sum(1), 1.0)
+    # the log-likelihood of EM never decreases (up to float noise)
+    assert all(b >= a - 1e-9 for a, b in zip(result.log_likelihood, result.log_likelihood[1:]))
+
+
+def test_dawid_skene_ignores_spammers_that_outvote_good_sources() -> None:
+    # three informative sources against four independent random ones (DS needs at least three informative,
+    # conditionally independent sources to be identifiable): majority vote is often outvoted, EM is not
+    rng = np.random.default_rng(1)
+    truth, good = simulate([0.8, 0.75, 0.7], n=3000, classes=3, seed=2)
+    votes = np.hstack([good, rng.integers(0, 3, (3000, 4))])
+    result = dawid_skene(votes, 3)
+    ds_acc = (result.posterior.argmax(1) == truth).mean()
+    mv_acc = (majority(votes, 3) == truth).mean()
+    assert ds_acc > mv_acc + 0.05
+    diag = np.einsum("jkk->jk", result.confusion).mean(axis=1)
+    assert diag[:3].min() > 0.6 and diag[3:].max() < 0.4  # spammers are recognised as chance (1/3)
+
+
+def test_dawid_skene_input_checks() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        dawid_skene(np.zeros(3, dtype=int), 2)
+    with pytest.raises(ValueError, match="votes must lie"):
+        dawid_skene(np.array([[0, 5]]), 2)
+    with pytest.raises(ValueError, match="allowed"):
+        dawid_skene(np.array([[0, 1]]), 2, allowed=np.ones((3, 2), bool))
+
+
+def brute_force(items):
+    best = 0.0
+    for r in range(len(items) + 1):
+        for combo in itertools.combinations(range(len(items)), r):
+            chosen = [items[i] for i in combo]
+            if any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(chosen, 2)):
+                continue
+            best = max(best, sum(c[2] for c in chosen))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_best_intervals_is_optimal(seed: int) -> None:
+    rnd = random.Random(seed)
+    items = []
+    for _ in range(rnd.randint(0, 9)):
+        start = rnd.randint(0, 15)
+        items.append((start, start + rnd.randint(1, 6), round(rnd.uniform(-1, 3), 2)))
+    chosen = _best_intervals(items)
+    picked = [items[i] for i in chosen]
+    assert not any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(picked, 2))
+    assert sum(p[2] for p in picked) == pytest.approx(brute_force(items))
+
+
+class Fixed:
+    """A labelling function that returns prepared spans per record id."""
+
+    def __init__(self, name, spans_by_id, labels=None):
+        self.name = name
+        self.spans = spans_by_id
+        if labels is not None:
+            self.labels = labels
+
+    def find_spans(self, record):
+        return [Span(s, e, lab, code=code) for s, e, lab, code in self.spans.get(record.id, [])]
+
+
+def test_majority_vote_semantics() -> None:
+    record = Record("r", "abcdefghij")
+    lfs = [Fixed("a", {"r": [(0, 3, "X", "C1"), (5, 7, "Y", None)]}),
+           Fixed("b", {"r": [(0, 3, "X", None), (4, 8, "Z", None)]}),
+           Fixed("c", {"r": [(1, 3, "Y", None), (5, 7, "Y", None)]})]
+    outputs = apply_functions(record, lfs)
+    assert all(s.source == name for name, spans in outputs.items() for s in spans)
+    spans = MajorityVote().predict_record(record, outputs)
+    got = [(s.start, s.end, s.label, s.code, s.score, s.source) for s in spans]
+    # (0,3,X) has 2 votes of the 3 LFs touching it; (5,7,Y) 2 votes of 3 LFs (b's 4-8 overlaps it)
+    assert got == [(0, 3, "X", "C1", round(2 / 3, 4), "weak:majority"),
+                   (5, 7, "Y", None, round(2 / 3, 4), "weak:majority")]
+    # a weight can turn the vote
+    weighted = MajorityVote(weights={"b": 3.0}).predict_record(record, outputs)
+    assert (4, 8, "Z") in [(s.start, s.end, s.label) for s in weighted]
+    # ties go to the longer span
+    tie = apply_functions(record, [Fixed("a", {"r": [(0, 2, "X", None)]}), Fixed("b", {"r": [(0, 4, "Y", None)]})])
+    assert [(s.start, s.end) for s in MajorityVote().predict_record(record, tie)] == [(0, 4)]
+    assert MajorityVote(min_votes=2).predict_record(record, tie) == []
+
+
+def test_majority_vote_nested_spans_of_the_same_label() -> None:
+    # two LFs know the pieces, one the whole chain: with nested=True (default) the whole wins
+    record = Record("r", "胃癌根治术+胆囊切除术")
+    lfs = [Fixed("whole", {"r": [(0, 11, "P", None)]}),
+           Fixed("list", {"r": [(0, 5, "P", "C1"), (6, 11, "P", "C2")]}),
+           Fixed("rule", {"r": [(0, 5, "P", None), (6, 11, "P", None)]})]
+    outputs = apply_functions(record, lfs)
+    assert [(s.start, s.end) for s in MajorityVote().predict_record(record, outputs)] == [(0, 11)]
+    assert [(s.start, s.end) for s in MajorityVote(nested=False).predict_record(record, outputs)] == [(0, 5), (6, 11)]
+    # a span of another label inside does not lend its votes
+    other = apply_functions(record, [Fixed("whole", {"r": [(0, 11, "P", None)]}),
+                                     Fixed("a", {"r": [(0, 2, "Q", None)]}), Fixed("b", {"r": [(0, 2, "Q", None)]})])
+    assert [(s.start, s.end, s.label) for s in MajorityVote().predict_record(record, other)] == [(0, 2, "Q")]
+
+
+def test_apply_functions_rejects_spans_outside_the_text() -> None:
+    record = Record("r", "abc")
+    with pytest.raises(ValueError, match="outside record r"):
+        apply_functions(record, [Fixed("bad", {"r": [(2, 9, "X", None)]})])
+
+
+def synthetic_corpus(n_records=150, seed=0):
+    """Records of 60 characters with 4 gold entities each; a reliable, a decent and a noisy LF."""
+    rnd = random.Random(seed)
+    labels = ["A", "B", "C"]
+    records, by_lf = [], {"good": {}, "fair": {}, "noisy": {}}
+    for i in range(n_records):
+        rid = f"r{i}"
+        gold = []
+        for k in range(4):
+            start = k * 15 + rnd.randint(0, 5)
+            gold.append((start, start + rnd.randint(2, 6), rnd.choice(labels)))
+        records.append(Record(rid, "x" * 60, tuple(Span(s, e, lab) for s, e, lab in gold)))
+        for name, recall, accuracy in (("good", 0.9, 0.95), ("fair", 0.7, 0.8), ("noisy", 0.9, 0.4)):
+            out = []
+            for s, e, lab in gold:
+                if rnd.random() < recall:
+                    out.append((s, e, lab if rnd.random() < accuracy else rnd.choice([x for x in labels if x != lab]),
+                                f"{name}-code"))
+            if name == "noisy":  # plus spurious spans in the gaps
+                for k in range(4):
+                    if rnd.random() < 0.5:
+                        start = k * 15 + 12
+                        out.append((start, start + 2, rnd.choice(labels), None))
+            by_lf[name][rid] = sorted(out)
+    lfs = [Fixed(name, spans, labels=tuple(labels)) for name, spans in by_lf.items()]
+    return records, lfs
+
+
+def span_f1(gold_records, pred_records):
+    gold = {(r.id, s.start, s.end, s.label) for r in gold_records for s in r.spans}
+    pred = {(r.id, s.start, s.end, s.label) for r in pred_records for s in r.spans}
+    tp = len(gold & pred)
+    p = tp / len(pred) if pred else 0.0
+    r = tp / len(gold) if gold else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def test_dawid_skene_on_spans_learns_which_source_is_reliable() -> None:
+    records, lfs = synthetic_corpus(600)
+    outputs = [apply_functions(r, lfs) for r in records]
+    model = DawidSkene(functions=lfs)
+    weak = aggregate(records, outputs, model)
+    rel = model.reliability()
+    for label in ("A", "B", "C"):
+        assert rel["good"][label]["precision"] > rel["fair"][label]["precision"] > rel["noisy"][label]["precision"]
+    noisy_only = [r.with_spans(o["noisy"]) for r, o in zip(records, outputs)]
+    voted = aggregate(records, outputs, MajorityVote())
+    assert span_f1(records, weak) > span_f1(records, voted) > span_f1(records, noisy_only)
+    for r in weak:
+        assert all(s.source == "weak:dawid_skene" and 0.5 <= s.score <= 1.0 for s in r.spans)
+        assert all(a.end <= b.start for a, b in zip(r.spans, r.spans[1:]))  # sorted, no overlaps
+        # the code comes from a source that proposed the span, the most reliable one first
+        assert all(s.code in {"good-code", "fair-code", "noisy-code", None} for s in r.spans)
+    coded = [s.code for r in weak for s in r.spans if s.code]
+    assert coded.count("good-code") > coded.count("noisy-code")
+    summary = model.summary()
+    assert summary["labels"] == ["A", "B", "C"] and summary["sources"] == ["good", "fair", "noisy"]
+
+
+def test_dawid_skene_predicts_unseen_patterns_and_needs_fit() -> None:
+    records, lfs = synthetic_corpus(40, seed=3)
+    outputs = [apply_functions(r, lfs) for r in records]
+    model = DawidSkene(functions=lfs)
+    with pytest.raises(RuntimeError, match="fit"):
+        model.predict_record(records[0], outputs[0])
+    model.fit(records[:20], outputs[:20])
+    spans = model.predict(records[20:], outputs[20:])
+    assert len(spans) == 20 and any(spans)
+    with pytest.raises(ValueError, match="zero records"):
+        DawidSkene().fit([], [])
+
+
+def test_make_aggregator() -> None:
+    assert isinstance(make_aggregator("majority"), MajorityVote)
+    assert isinstance(make_aggregator("dawid_skene", min_confidence=0.7), DawidSkene)
+    with pytest.raises(ValueError, match="unknown aggregator"):
+        make_aggregator("snorkel")
+    with pytest.raises(ValueError, match="min_confidence"):
+        DawidSkene(min_confidence=1.5)
