@@ -288,20 +288,30 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return tree
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config, apply overrides and validate. Relative data paths resolve against the
-    current directory first, then against the config file's directory."""
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a missing file or a syntax error is a ConfigError naming the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found", fix="give the path of a YAML file, e.g. configs/emr_zh.yaml") from None
+        raise ConfigError("config file not found", where=str(path), fix="check the path") from None
     try:
-        tree = yaml.safe_load(text) or {}
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where,
+                          fix="fix the YAML syntax") from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply overrides and validate. Relative data paths resolve against the
+    current directory first, then against the config file's directory."""
+    path = Path(path)
+    tree = read_yaml(path) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError("expected a mapping of sections (data, train, ...)", where=str(path),
+                          fix="see configs/emr_zh.yaml")
     tree = _with_base(tree, path)
     apply_overrides(tree, overrides or [])
     try:
@@ -331,7 +341,7 @@ def _with_base(tree: dict[str, Any], path: Path, depth: int = 0) -> dict[str, An
     base_path = (path.parent / str(base_name)).resolve()
     if not base_path.exists():
         raise ConfigError(f"`extends` names {base_name}, which does not exist next to the config", where=str(path))
-    base = _with_base(yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}, base_path, depth + 1)
+    base = _with_base(read_yaml(base_path) or {}, base_path, depth + 1)
     return _deep_merge(base, tree)
 
 

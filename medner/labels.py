@@ -29,7 +29,6 @@ __all__ = [
     "resolve_overlaps",
     "OVERLAP_POLICIES",
     "allowed_transitions",
-    "parse_transition_key",
     "START",
     "END",
 ]
@@ -40,7 +39,7 @@ log = logging.getLogger(__name__)
 SCHEMES: dict[str, tuple[str, ...]] = {"BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
 _ALIASES = {"BIO": "BIO", "IOB2": "BIO", "BIOES": "BIOES", "IOBES": "BIOES"}
 OVERLAP_POLICIES = ("keep_longest", "keep_first", "error")
-#: pseudo-tags accepted by :func:`parse_transition_key`
+#: pseudo-tags of transition-prior keys (``START -> B-X``, ``I-X -> END``, see medner.model.crf); not entity types
 START, END = "START", "END"
 
 
@@ -301,30 +300,3 @@ def allowed_transitions(scheme: TagScheme) -> tuple[np.ndarray, np.ndarray, np.n
             else:
                 trans[i, j] = p_to in ("O", "B", "S")
     return start, trans, end
-
-
-def parse_transition_key(key: str, scheme: TagScheme) -> tuple[int | None, int | None]:
-    """Parse ``"B-X -> I-X"`` into ``(from_id, to_id)``.
-
-    ``"START -> B-X"`` gives ``(None, to_id)`` and ``"I-X -> END"`` gives ``(from_id, None)``
-    (start/end transitions). Raises ValueError listing the valid tags on an unknown name.
-    """
-    parts = str(key).split("->")
-    if len(parts) != 2:
-        raise ValueError(f"transition key {key!r} is not of the form 'FROM -> TO' (e.g. 'B-X -> I-X', "
-                         f"'START -> B-X', 'I-X -> END')")
-    left, right = parts[0].strip(), parts[1].strip()
-    if left == START and right == END:
-        raise ValueError(f"transition key {key!r} links START to END directly; name a tag on one side")
-    valid = f"valid tags: {', '.join(scheme.tags)} (and START on the left, END on the right)"
-
-    def lookup(name: str, pseudo: str, other: str) -> int | None:
-        if name == pseudo:
-            return None
-        if name == other:
-            raise ValueError(f"transition key {key!r}: {other} cannot appear on this side; {valid}")
-        if name not in scheme.tag_to_id:
-            raise ValueError(f"transition key {key!r}: unknown tag {name!r}; {valid}")
-        return scheme.tag_to_id[name]
-
-    return lookup(left, START, END), lookup(right, END, START)

@@ -12,7 +12,6 @@ from seqeval.scheme import IOB2, IOBES, Entities
 from medner.labels import (
     TagScheme,
     allowed_transitions,
-    parse_transition_key,
     resolve_overlaps,
     spans_to_tags,
     tags_to_spans,
@@ -296,23 +295,3 @@ def test_allowed_transitions_bioes_entries_by_hand():
 # ------------------------------------------------------------------ transition keys
 
 
-def test_parse_transition_key():
-    scheme = TagScheme(["疾病和诊断", "药物"])
-    ids = scheme.tag_to_id
-    assert parse_transition_key("B-疾病和诊断 -> I-疾病和诊断", scheme) == (ids["B-疾病和诊断"], ids["I-疾病和诊断"])
-    assert parse_transition_key("O->B-药物", scheme) == (0, ids["B-药物"])
-    assert parse_transition_key("START -> B-药物", scheme) == (None, ids["B-药物"])
-    assert parse_transition_key(" I-药物 ->END ", scheme) == (ids["I-药物"], None)
-
-
-@pytest.mark.parametrize("text, message", [
-    ("B-手术 -> I-手术", "unknown tag 'B-手术'; valid tags: O, B-疾病和诊断, I-疾病和诊断, B-药物, I-药物"),
-    ("B-药物 I-药物", "not of the form 'FROM -> TO'"),
-    ("B-药物 -> I-药物 -> O", "not of the form"),
-    ("END -> O", "END cannot appear on this side"),
-    ("O -> START", "START cannot appear on this side"),
-    ("START -> END", "links START to END"),
-])
-def test_parse_transition_key_errors(text, message):
-    with pytest.raises(ValueError, match=message):
-        parse_transition_key(text, TagScheme(["疾病和诊断", "药物"]))

@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from medner.config import read_yaml
 from medner.errors import ConfigError, LexiconError
 from medner.lexicon.entry import LexiconEntry, LoadResult
 from medner.lexicon.loaders import LOADERS
@@ -125,15 +126,7 @@ def _bool(value: Any, key: str, config: Path) -> bool:
 def read_config(path: str | PathLike) -> LexiconConfig:
     """Parse and validate a lexicon build config; every error names the file and the key."""
     path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("config file not found", where=str(path), fix="check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where,
-                          fix="fix the YAML syntax") from None
+    tree = read_yaml(path)
     if not isinstance(tree, dict):
         raise ConfigError("expected a mapping with `sources:`", where=str(path), fix="see configs/lexicon_zh.yaml")
     unknown = sorted(set(tree) - _TOP_KEYS)

@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from medner.config import read_yaml
 from medner.errors import ConfigError, MednerError
 from medner.lexicon.build import build_lexicon, expand_path
 from medner.lexicon.entry import LexiconEntry
@@ -101,15 +102,7 @@ def _err(path: Path, key: str, message: str, fix: str) -> ConfigError:
 def read_weak_config(path: str | PathLike) -> WeakConfig:
     """Parse and check a weak-labelling config (keys, kinds, names); lexicon files are read later."""
     path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("config file not found", where=str(path), fix="check the path") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where,
-                          fix="fix the YAML syntax") from None
+    tree = read_yaml(path)
     if not isinstance(tree, dict):
         raise ConfigError("expected a mapping with `functions:`", where=str(path), fix="see configs/weak_ccks2019.yaml")
     unknown = sorted(set(tree) - _TOP_KEYS)
