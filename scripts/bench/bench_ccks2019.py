@@ -132,6 +132,9 @@ def main() -> int:
     extra = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     out_dir = Path(args.out_dir)
     if args.one:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         print(json.dumps(run_one(args.one, out_dir, extra)))
         return 0
     rows = []
