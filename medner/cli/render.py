@@ -1,0 +1,63 @@
+"""`medner render`: displaCy HTML of annotated records (entity colours per type, ICD codes in the labels).
+
+    medner render RECORDS --model RUN -o out.html [--format jsonl] [--limit N] [--lexicon LEXICON]
+    medner render RECORDS --gold -o out.html            # the records' own spans, no model
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+from medner.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render", help="write displaCy HTML of records annotated by a model (or their gold spans)",
+        description="Annotate records with a trained run and write one HTML page (displaCy) with one colour per "
+                    "entity type and the ICD code, where linked, in each label.")
+    parser.add_argument("records", metavar="RECORDS", help="corpus file or folder")
+    parser.add_argument("--model", metavar="RUN", help="trained run directory (e.g. runs/emr_zh)")
+    parser.add_argument("--gold", action="store_true", help="draw the records' own spans instead of predictions")
+    parser.add_argument("-o", "--output", required=True, metavar="HTML", help="HTML file to write")
+    parser.add_argument("--format", default="jsonl", metavar="FORMAT", help="corpus format (default: jsonl)")
+    parser.add_argument("--encoding", default=None, help="text encoding (default: the reader's)")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N records (0 = all)")
+    parser.add_argument("--lexicon", metavar="TSV", help="lexicon file for ICD linking of predictions")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: 16)")
+    parser.set_defaults(func=run_render)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from medner.corpus import read_corpus
+    from medner.spacy_render import render_records
+
+    if args.gold == bool(args.model):
+        raise ConfigError("give exactly one of --model RUN (predictions) and --gold (the records' spans)",
+                          field="--model", fix="add --model runs/emr_zh, or --gold")
+    if args.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {args.limit}", field="--limit", fix="use 0 for all records")
+    records = read_corpus(args.records, format=args.format, encoding=args.encoding, on_error="raise")
+    if args.limit:
+        records = itertools.islice(records, args.limit)
+    if not args.gold:
+        records = _predicted(records, args)
+    result = render_records(records)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.html, encoding="utf-8")
+    note = f", {result.hidden} overlapping spans not drawn" if result.hidden else ""
+    print(f"{out}: {result.records} records, {result.entities} entities{note}")
+    return 0
+
+
+def _predicted(records, args: argparse.Namespace):
+    """Records with the model's spans (and codes when --lexicon is given), through the spaCy component's
+    model loading so the CLI and the pipeline link the same way."""
+    from medner.spacy_component import MednerComponent
+
+    component = MednerComponent(None, "medner", model=args.model, batch_size=args.batch_size, device=args.device,
+                                lexicon=args.lexicon)
+    return component.annotator.predict_records(records)

@@ -1,0 +1,80 @@
+"""The `medner_lexicon` spaCy component: lexicon matches as spans with codes and names, label filter,
+entity policy, serialisation and errors. Expected spans are read off tests/data/spacy/lexicon.tsv by hand."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import spacy
+
+from medner.errors import ConfigError, LexiconError
+
+LEXICON = Path(__file__).parent / "data" / "spacy" / "lexicon.tsv"
+TEXT = "患者因直肠癌入院，予阿司匹林治疗，右肺呼吸音清。"
+# 直肠癌 [3, 6) is an alias of 直肠恶性肿瘤 (C20.x00); 阿司匹林 [10, 14) and 右肺 [17, 19) have no code
+EXPECTED = [
+    (3, 6, "疾病和诊断", "C20.x00", "直肠恶性肿瘤"),
+    (10, 14, "药物", "", None),
+    (17, 19, "解剖部位", "", None),
+]
+
+
+def lexicon_nlp(lexicon=LEXICON, **config):
+    nlp = spacy.blank("zh")
+    component = nlp.add_pipe("medner_lexicon", config={"lexicon": str(lexicon), **config})
+    return nlp, component
+
+
+def spans_of(doc, key="medner_lexicon"):
+    return [(s.start_char, s.end_char, s.label_, s.kb_id_, s._.icd_name) for s in doc.spans[key]]
+
+
+def test_matches_become_spans_with_codes_and_names():
+    nlp, component = lexicon_nlp()
+    doc = nlp(TEXT)
+    assert spans_of(doc) == EXPECTED
+    spans = doc.spans["medner_lexicon"]
+    assert all(s._.score is None and s._.char_offsets == (s.start_char, s.end_char) for s in spans)
+    assert list(doc.ents) == []  # default ents_policy "keep": a weak labeller leaves doc.ents alone
+    assert (component.stats["spans"], component.stats["aligned"]) == (3, 3)
+
+
+def test_label_filter_and_writing_entities():
+    nlp, _ = lexicon_nlp(labels=["疾病和诊断"], ents_policy="merge", spans_key="icd")
+    doc = nlp(TEXT)
+    assert spans_of(doc, "icd") == EXPECTED[:1]
+    assert [(e.start_char, e.end_char, e.label_, e.kb_id_) for e in doc.ents] == [(3, 6, "疾病和诊断", "C20.x00")]
+
+
+def test_html_like_terms_and_pipe():
+    nlp, _ = lexicon_nlp()
+    docs = list(nlp.pipe(["诊断：A&B病。", TEXT, ""], batch_size=2))
+    assert spans_of(docs[0]) == [(3, 7, "疾病和诊断", "X99.900", "A&B病")]
+    assert spans_of(docs[1]) == EXPECTED and spans_of(docs[2]) == []
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_round_trip(tmp_path, store):
+    lexicon = tmp_path / "lexicon.tsv"
+    shutil.copyfile(LEXICON, lexicon)
+    nlp, _ = lexicon_nlp(lexicon, store_lexicon=store)
+    nlp.to_disk(tmp_path / "pipe")
+    meta = json.loads((tmp_path / "pipe" / "medner_lexicon" / "medner_component.json").read_text(encoding="utf-8"))
+    assert meta["stored"] is store
+    if store:
+        lexicon.unlink()  # the saved pipeline carries its own copy
+    loaded = spacy.load(tmp_path / "pipe")
+    assert spans_of(loaded(TEXT)) == EXPECTED
+
+
+def test_errors_name_the_field_and_the_fix(tmp_path):
+    nlp = spacy.blank("zh")
+    with pytest.raises(ConfigError, match="`lexicon`") as err:
+        nlp.add_pipe("medner_lexicon")
+    assert "Fix:" in str(err.value) and "\n" not in str(err.value)
+    nlp.add_pipe("medner_lexicon", config={"lexicon": str(tmp_path / "missing.tsv")})
+    with pytest.raises(LexiconError, match="missing.tsv") as err:
+        nlp("患者")
+    assert "\n" not in str(err.value)
