@@ -308,7 +308,11 @@ class ConstrainedCRF(CRF):
             return emissions.clone()
         with torch.autocast(emissions.device.type, enabled=False):
             safe = self._safe_mask(mask)
-            probs = self._marginals(emissions.transpose(0, 1), safe.transpose(0, 1)).transpose(0, 1)
+            em_t, mask_t = emissions.transpose(0, 1), safe.transpose(0, 1)
+            probs = self._marginals_scaled(em_t, mask_t)
+            if not bool(torch.isfinite(probs).all()):  # a scale underflowed: redo in log space (exact)
+                probs = self._marginals(em_t, mask_t)
+            probs = probs.transpose(0, 1)
         return probs * mask.unsqueeze(-1)
 
     @torch.no_grad()
@@ -377,6 +381,40 @@ class ConstrainedCRF(CRF):
         betas.reverse()
         # shape: (seq, batch, T)
         return torch.exp(torch.stack(alphas) + torch.stack(betas) - log_z[None, :, None])
+
+    def _marginals_scaled(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The marginals of :meth:`_marginals` by the scaled (Rabiner) forward-backward in probability space.
+
+        Each step is a (batch, T) x (T, T) matrix product followed by a normalisation, instead of a logsumexp
+        over (batch, T, T): several times faster on CPU, where this loop dominates decoding. Runs in fp64;
+        per-position shifts of the emissions and of the transition matrices cancel in the normalisations.
+        Forbidden moves have weight exp(PENALTY - max) = 0. Returns (seq, batch, T) float32 (NaN if a step
+        underflows; :meth:`marginals` then falls back to log space).
+        """
+        start, trans, end = (t.double() for t in self.constrained_transitions())
+        em = emissions.double()
+        # shape: (seq, batch, T); exponent floor keeps every legal weight representable
+        weights = torch.exp((em - em.amax(dim=2, keepdim=True)).clamp_min(-600.0))
+        step = torch.exp(trans - trans.max())  # shape: (T_from, T_to)
+        alpha = torch.exp(start - start.max()) * weights[0]
+        alpha = alpha / alpha.sum(1, keepdim=True)
+        alphas = [alpha]
+        for i in range(1, em.size(0)):
+            nxt = (alpha @ step) * weights[i]
+            nxt = nxt / nxt.sum(1, keepdim=True)
+            alpha = torch.where(mask[i].unsqueeze(1), nxt, alpha)
+            alphas.append(alpha)
+        finish = torch.exp(end - end.max()).expand_as(alpha)
+        beta = finish
+        betas = [beta]
+        for i in range(em.size(0) - 2, -1, -1):
+            nxt = (weights[i + 1] * beta) @ step.T
+            nxt = nxt / nxt.sum(1, keepdim=True)
+            beta = torch.where(mask[i + 1].unsqueeze(1), nxt, finish)
+            betas.append(beta)
+        betas.reverse()
+        joint = torch.stack(alphas) * torch.stack(betas)  # shape: (seq, batch, T)
+        return (joint / joint.sum(2, keepdim=True)).float()
 
     def _viterbi_decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best legal path per row (full padded length; callers cut to the row length).
