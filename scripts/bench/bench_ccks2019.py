@@ -56,34 +56,15 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
 
 
 def decode_share(run: Path, config) -> dict:
-    """Seconds in encoder+head vs CRF decoding over the dev windows at batch 16."""
-    import torch
-
+    """Encoder+head vs CRF decoding time over the dev texts at batch 16 (see bench_decode_share.py)."""
     import medner
-    from medner.model.features import collate, token_windows
     from medner.train import split_train_dev
 
-    annotator = medner.load(run, batch_size=16)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_decode_share import decode_share as measure
+
     _, dev = split_train_dev(config)
-    windows = [enc for r in dev for _, enc in token_windows(annotator.tokenizer, r.text, annotator.window)]
-    windows.sort(key=lambda e: len(e.input_ids))
-    encode_s = decode_s = 0.0
-    pad = annotator.tokenizer.pad_token_id or 0
-    with torch.inference_mode():
-        for lo in range(0, len(windows), 16):
-            rows = [{"input_ids": e.input_ids, "label_index": e.label_positions} for e in windows[lo:lo + 16]]
-            batch = {k: v.to(annotator.device) for k, v in collate(rows, pad).items()}
-            t0 = time.perf_counter()
-            emissions = annotator.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"])
-            if emissions.is_cuda:
-                torch.cuda.synchronize()
-            t1 = time.perf_counter()
-            annotator.tagger.decode_emissions(emissions, batch["label_mask"])
-            t2 = time.perf_counter()
-            encode_s += t1 - t0
-            decode_s += t2 - t1
-    return {"encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2),
-            "decode_share": round(decode_s / max(1e-9, encode_s + decode_s), 4)}
+    return measure(medner.load(run, batch_size=16), [r.text for r in dev])
 
 
 def markdown(rows: list[dict], command: str) -> str:
