@@ -50,3 +50,15 @@ def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_run")
     return finetune(load_config(write_config(root, tiny_corpus, epochs=6)), progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Inference on one torch thread (use with ``pytest.mark.usefixtures``): on a shared 2-core machine more
+    threads mostly wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,15 +13,7 @@ from medner.corpus import read_corpus
 N_RECORDS = 200
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Inference on one torch thread: on a shared 2-core machine more threads mostly wait for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,7 @@ from medner.types import Record, Span
 LEXICON = Path(__file__).parent / "data" / "spacy" / "lexicon.tsv"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Inference on one torch thread: on a shared 2-core machine more threads mostly wait for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_render_records_escapes_text_and_shows_codes_and_colours():
