@@ -24,9 +24,10 @@ from tqdm import tqdm
 from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
-from medner.labels import TagScheme
+from medner.labels import TagScheme, allowed_transitions
 from medner.model import checkpoint as ckpt
 from medner.model.artifact import save_run_model
+from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.encoder import (add_lora, cache_root, count_parameters, load_encoder, load_tokenizer,
                                   resolve_encoder_dir)
@@ -196,6 +197,8 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
         log.warning("dropped %d train and %d dev spans whose label is not in data.labels", dropped_train, dropped_dev)
     log.info("train %d records, dev %d records, %d entity types, %d tags", len(train_records), len(dev_records),
              len(scheme.types), len(scheme))
+    if config.crf.enabled:  # check the priors against the label scheme before any heavy work
+        transition_priors(config.crf.transition_weights, list(scheme.tags), *allowed_transitions(scheme))
 
     cache = cache_root(config.encoder.cache_dir)
     if config.init_from:  # the earlier run's encoder and vocabulary, so its weights fit

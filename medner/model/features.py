@@ -131,6 +131,7 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
     """
     import datasets
 
+    datasets.disable_progress_bars()  # one log line says what happened; bars per save/load are noise
     key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
     target = cache_dir / f"windows-{key}" if cache_dir else None
     if target is not None and (target / "dataset_info.json").exists():
