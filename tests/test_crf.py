@@ -442,3 +442,26 @@ def test_span_confidence():
             span_confidence(probs, start, end)
     with pytest.raises(ValueError, match="reduce"):
         span_confidence(probs, 0, 1, reduce="max")
+
+
+def test_scaled_marginals_match_float64_log_space_on_long_ragged_input():
+    """The fast (scaled, probability-space) forward-backward equals the log-space one run in float64."""
+    crf = make_crf(seed=3)
+    torch.manual_seed(3)
+    emissions = torch.randn(300, 4, crf.num_tags) * 4  # time-first, as the internals take it
+    lengths = torch.tensor([300, 120, 1, 57])
+    mask = torch.arange(300).unsqueeze(1) < lengths.unsqueeze(0)
+    with torch.no_grad():
+        reference = crf._marginals(emissions.double(), mask)
+        fast = crf._marginals_scaled(emissions, mask).double()
+    valid = mask.unsqueeze(-1)
+    assert torch.allclose(fast * valid, reference * valid, atol=1e-6)
+    assert torch.allclose((fast * valid).sum(-1), valid.squeeze(-1).double())
+
+
+def test_marginals_fall_back_to_log_space_when_scaling_underflows(monkeypatch):
+    crf = make_crf(seed=4)
+    emissions = torch.randn(2, 6, crf.num_tags)
+    expected = crf.marginals(emissions)
+    monkeypatch.setattr(crf, "_marginals_scaled", lambda em, mask: torch.full_like(em, float("nan")))
+    torch.testing.assert_close(crf.marginals(emissions), expected, atol=1e-5, rtol=0)
