@@ -17,7 +17,7 @@ fi
 stamp="$VENV/.medner-install-stamp"
 want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16) torch=$TORCH_SPEC extras=$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "medner: installing $TORCH_SPEC and medner[$EXTRAS] into $VENV" >&2
+  echo "medner: installing $TORCH_SPEC and medner${EXTRAS:+[$EXTRAS]} into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
   target="$ROOT"
   [ -n "$EXTRAS" ] && target="$ROOT[$EXTRAS]"
