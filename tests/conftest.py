@@ -11,14 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_data_path() -> Path:
-    """``../shared/data`` or ``pytest.skip`` when it is absent (usable outside fixtures too)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return SHARED_DATA
+from shared_data import SHARED_DATA, shared_data_path  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session")

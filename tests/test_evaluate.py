@@ -15,6 +15,7 @@ from medner.errors import CorpusError
 from medner.evaluate import format_table, score, to_markdown, write_report
 from medner.labels import tags_to_spans
 from medner.types import Record, Span
+from shared_data import shared_data_path as shared_data
 
 DATA = Path(__file__).resolve().parent / "data" / "evaluate"
 
@@ -327,13 +328,6 @@ def test_cli_allow_missing(capsys):
 
 
 # ------------------------------------------------------------------ real data
-
-
-def shared_data() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return path
 
 
 @pytest.mark.realdata

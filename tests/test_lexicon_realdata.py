@@ -8,17 +8,11 @@ import pytest
 
 from medner.lexicon import LexiconMatcher, build_lexicon, load_lexicon
 from medner.lexicon.normalize import fold
+from shared_data import shared_data_path as shared_data
 
 pytestmark = pytest.mark.realdata
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return path
 
 
 @pytest.fixture(scope="module")

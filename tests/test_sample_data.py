@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from shared_data import shared_data_path as shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -20,14 +21,6 @@ GENERATOR = ROOT / "scripts" / "make_sample.py"
 LABELS = ("疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位")
 SECTIONS = {"现病史", "出院小结", "手术记录", "病理报告", "检查所见", "实验室检查", "既往史", "体格检查"}
 SPLITS = ("train", "dev")
-
-
-def shared_data() -> Path:
-    """../shared/data relative to the repository root; skips the test when it is absent."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return path
 
 
 def load(split: str) -> list[dict]:

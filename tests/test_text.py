@@ -16,6 +16,7 @@ from medner.text import (
     window_spans,
 )
 from medner.types import Span
+from shared_data import shared_data_path as shared_data
 
 
 def key(spans):
@@ -241,15 +242,6 @@ def test_any_normalised_substring_maps_to_the_raw_chars_that_produced_it(text, d
 
 
 # ------------------------------------------------------------------ real data
-
-
-def shared_data():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return path
 
 
 @pytest.mark.realdata

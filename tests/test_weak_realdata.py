@@ -9,6 +9,7 @@ from medner.corpus import read_corpus
 from medner.evaluate import score
 from medner.lexicon.link import IcdLinker
 from medner.weak import WeakPipeline, read_weak_config, weak_report
+from shared_data import shared_data_path as shared_data
 
 pytestmark = pytest.mark.realdata
 
@@ -20,13 +21,6 @@ BEFORE = [
     {"name": "icd9cm3_official", "kind": "lexicon", "lexicon": "icd", "sources": ["icd9cm3_national"],
      "label_map": {"手术": "手术"}, "include_aliases": False},
 ]
-
-
-def shared_data() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip("../shared/data not found: real-corpus test needs it")
-    return path
 
 
 @pytest.fixture(scope="module")
