@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_data import SHARED_DATA, shared_data_path  # noqa: F401  (re-exported)
+from shared_data import shared_data_path
 
 
 @pytest.fixture(scope="session")

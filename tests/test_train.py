@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ from safetensors.torch import load_file
 import medner
 from medner.cli import main
 from medner.config import load_config
-from medner.corpus import read_corpus, write_jsonl
+from medner.corpus import read_corpus
 from medner.train import finetune
-from medner.types import Record, Span
+from medner.types import Span
 from tiny_model import write_config
 
 @pytest.fixture(scope="module")

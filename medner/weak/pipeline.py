@@ -46,7 +46,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from medner.config import read_yaml
 from medner.errors import ConfigError, MednerError
