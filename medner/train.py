@@ -169,7 +169,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
     """
     from medner.annotate import Annotator
-    from medner.evaluate import format_table, score, write_report
+    from medner.evaluate import write_report
 
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
@@ -299,8 +299,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
         improved = True
         if dist.main:
             if dev_records:
-                tagger.eval()
-                result = score(dev_records, annotator.predict_records(dev_records))
+                result = evaluate_dev(tagger, annotator, dev_records)
                 entry.update(dev_f1=result["micro"]["f1"], dev_precision=result["micro"]["precision"],
                              dev_recall=result["micro"]["recall"], dev_span_f1=result["span"]["micro"]["f1"])
                 improved = result["micro"]["f1"] > state.best_f1
@@ -328,12 +327,19 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
         if stop:
             break
     pbar.close()
-    if dist.main and dev_records and (out / "dev_report.json").exists():
-        result = json.loads((out / "dev_report.json").read_text(encoding="utf-8"))
-        print(f"dev strict F1 of the best epoch ({state.best_epoch}), {len(dev_records)} records:")
-        print(format_table(result))
+    if dist.main and dev_records:
+        log.info("best dev strict micro-F1 %.4f at epoch %d (%s)", state.best_f1, state.best_epoch,
+                 out / "dev_report.md")
     dist.barrier()
     return out
+
+
+def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record]) -> dict:
+    """Strict scores of the current weights on the dev records, through the inference path (windows, merge)."""
+    from medner.evaluate import score
+
+    tagger.eval()
+    return score(dev_records, annotator.predict_records(dev_records))
 
 
 def warm_start(tagger: Tagger, run_dir: Path) -> None:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,12 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     out = train(config, resume=args.resume, progress=not args.no_progress)
+    report = out / "dev_report.json"
+    if report.exists() and int(os.environ.get("RANK", "0")) == 0:
+        from medner.evaluate import format_table
+
+        print(f"dev strict F1 of the best epoch ({out}):")
+        print(format_table(json.loads(report.read_text(encoding="utf-8"))))
     log.info("run directory: %s", out)
     return 0
 
