@@ -98,3 +98,27 @@ def test_offsets_never_include_surrounding_spaces(piece_tokenizer):
     text = "复查 CT 示 结节  ab12 "
     enc = encode_text(piece_tokenizer, text)
     assert enc.offsets and all(not text[s].isspace() and not text[e - 1].isspace() for s, e in enc.offsets)
+
+
+def test_isolated_punctuation_puts_boundaries_on_token_edges(tmp_path):
+    """A piece that merges "）" with "，" hides the end of "（DIXON）"; isolated punctuation exposes it,
+    leaves other pieces whole, survives save/load, and is applied once."""
+    from medner.model.encoder import isolate_punctuation, load_tokenizer
+
+    text = "行直肠癌根治术（DIXON），术后 CT示结节。"
+    span = Span(1, text.index("，"), "手术")  # 直肠癌根治术（DIXON）
+    tokenizer = build_tokenizer([text] + ["），", "根治"] * 5, n_pieces=2)  # pieces: "），" and "根治"
+    before = encode_text(tokenizer, text)
+    assert spans_to_token_tags([span], before.offsets, SCHEME)[1] == 1  # "）," is one token
+    assert isolate_punctuation(tokenizer) is True
+    after = encode_text(tokenizer, text)
+    tags, misaligned = spans_to_token_tags([span], after.offsets, SCHEME)
+    assert misaligned == 0
+    assert [text[s.start:s.end] for s in token_tags_to_spans(tags, after.offsets, SCHEME)] == ["直肠癌根治术（DIXON）"]
+    pieces = [text[s:e] for s, e in after.offsets]
+    assert "根治" in pieces  # words are still cut as before, only at punctuation too
+    assert all(len(p) == 1 for p in pieces if any(not c.isalnum() for c in p))
+    tokenizer.save_pretrained(str(tmp_path))
+    reloaded = load_tokenizer(tmp_path)
+    assert encode_text(reloaded, text) == after
+    assert isolate_punctuation(reloaded) is False
