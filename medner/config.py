@@ -107,12 +107,15 @@ class CrfConfig:
 class LexiconFeaturesConfig:
     """Per-token lexicon match tags, embedded and added to the encoder output before the head."""
 
-    lexicon: str = ""  # a lexicon TSV (`medner lexicon build` output or the project's own format)
+    lexicon: list[str] = field(default_factory=list)  # lexicon TSVs (`medner lexicon build` output, lexicons/*.tsv)
     labels: list[str] = field(default_factory=list)  # lexicon labels used as features; empty = all
+    min_length: int = 2  # shortest term matched (1: single characters such as 胃, 肝 too)
 
     def __post_init__(self) -> None:
         if not self.lexicon:
-            raise ConfigError("`lexicon_features.lexicon` is empty: name a lexicon TSV, or set `lexicon_features: null`")
+            raise ConfigError("`lexicon_features.lexicon` is empty: name lexicon TSVs, or set `lexicon_features: null`")
+        if self.min_length < 1:
+            raise ConfigError(f"`lexicon_features.min_length` must be >= 1, got {self.min_length}")
 
 
 @dataclass
@@ -137,7 +140,7 @@ class SupervisionConfig:
     unlabelled: list[str] = field(default_factory=list)  # extra raw texts: weak labels and self-training
     unlabelled_format: str = "jsonl"
     pretrain_epochs: int = 3  # weak+gold: epochs on weak labels before the gold phase
-    gold_fraction: float = 1.0  # weak+gold: seeded share of the gold training records used in the gold phase
+    gold_fraction: float = 1.0  # gold, weak+gold: seeded share of the gold training records used
     self_training_rounds: int = 0  # rounds of training on the model's own confident predictions on `unlabelled`
     self_training_min_score: float = 0.9  # a pseudo-labelled text is kept when all its spans score at least this
 
@@ -322,7 +325,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     config.data.train = [_resolve(p, path.parent) for p in config.data.train]
     config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
     if config.lexicon_features is not None:
-        config.lexicon_features.lexicon = _resolve(config.lexicon_features.lexicon, path.parent)
+        config.lexicon_features.lexicon = [_resolve(p, path.parent) for p in config.lexicon_features.lexicon]
     if config.link is not None:
         config.link.lexicon = _resolve(config.link.lexicon, path.parent)
     sup = config.supervision

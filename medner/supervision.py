@@ -1,6 +1,7 @@
 """Training modes: gold labels, weak labels, weak pre-training then gold, and self-training rounds.
 
-    gold        finetune on the gold spans (the default; same as :func:`medner.train.finetune`)
+    gold        finetune on the gold spans (the default; same as :func:`medner.train.finetune`), of a seeded
+                `gold_fraction` of the training records when it is below 1 (a learning-curve baseline)
     weak        finetune on weak labels of the training texts (their gold spans are dropped unread) and
                 of `supervision.unlabelled`; dev is weak-labelled too, so no gold is used anywhere
     weak+gold   phase 1 as `weak` for `pretrain_epochs`, then phase 2 continues from its weights on the gold
@@ -75,7 +76,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
 
     sup = config.supervision
     rounds = sup.self_training_rounds
-    if sup.mode == "gold" and not rounds:
+    if sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0:
         return finetune(config, resume=resume, progress=progress)
     if sup.mode != "gold" and not config.data.labels:
         raise ConfigError(f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come from gold)")

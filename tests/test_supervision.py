@@ -64,6 +64,17 @@ def test_weak_then_gold_phases(tiny_corpus, tmp_path, captured):
     assert {r.id for r in gold_train} <= ids
 
 
+def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus, tmp_path, captured):
+    config = load_config(write_config(tmp_path, tiny_corpus), ["supervision.gold_fraction=0.25"])
+    train(config, progress=False)
+    [(out, init_from, _, (gold_train, dev))] = captured
+    assert out == config.output_dir and init_from is None and len(gold_train) == 12 and len(dev) == 12
+    weak_gold = load_config(write_config(tmp_path / "b", tiny_corpus), [
+        LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, gold_fraction: 0.25}}"])
+    train(weak_gold, progress=False)
+    assert [r.id for r in captured[-1][3][0]] == [r.id for r in gold_train]  # baseline and weak+gold: same records
+
+
 def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captured, monkeypatch):
     import medner.supervision as sup
 

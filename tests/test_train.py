@@ -157,18 +157,20 @@ def test_data_parallel_training_with_torchrun(corpus, trained, tmp_path):
 def test_lexicon_features_are_learned_saved_and_used(corpus, tmp_path):
     from medner.lexicon import LexiconEntry, write_lexicon
 
-    lexicon = tmp_path / "lex.tsv"
-    write_lexicon([LexiconEntry(t, "疾病和诊断", None, t, "test") for t in ("直肠癌", "胃癌", "肺炎")]
-                  + [LexiconEntry(t, "药物", None, t, "test") for t in ("阿司匹林", "头孢")], lexicon)
+    diseases, drugs = tmp_path / "diseases.tsv", tmp_path / "drugs.tsv"
+    write_lexicon([LexiconEntry(t, "疾病和诊断", None, t, "test") for t in ("直肠癌", "胃癌", "肺炎")], diseases)
+    write_lexicon([LexiconEntry(t, "药物", None, t, "test") for t in ("阿司匹林", "头孢")], drugs)
     path = write_config(tmp_path, corpus, epochs=2)
-    config = load_config(path, [f"lexicon_features={{lexicon: {lexicon}}}"])
+    config = load_config(path, [f"lexicon_features={{lexicon: [{diseases}, {drugs}], min_length: 1}}"])
     run = finetune(config, progress=False)
     meta = json.loads((run / "medner_model.json").read_text())
-    assert meta["lexicon_fingerprint"] and (run / "lexicon_features.tsv").exists()
+    kept = (run / "lexicon_features.tsv").read_text(encoding="utf-8")
+    assert "直肠癌" in kept and "阿司匹林" in kept  # the two files, merged into the run directory
     head = load_file(str(run / "head.safetensors"))
     assert head["lexicon.weight"].abs().sum() > 0  # starts at zero, so training moved it
     annotator = medner.load(run, device="cpu")
     assert annotator.lexicon is not None and len(annotator.lexicon) == 5  # O + B/I for two labels
+    assert annotator.lexicon.fingerprint == meta["lexicon_fingerprint"]  # the features it was trained with
     texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
     assert annotator.predict(texts) == medner.load(run, device="cpu").predict(texts)
     # the features change the emissions: without them, predictions' scores differ

@@ -73,8 +73,8 @@ def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, 
     else:
         tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
     save_file(head_state(tagger), str(out_dir / "head.safetensors"))
-    if lexicon is not None and lexicon.path.resolve() != (out_dir / LEXICON_FILE).resolve():
-        shutil.copyfile(lexicon.path, out_dir / LEXICON_FILE)
+    if lexicon is not None and lexicon.paths != [out_dir / LEXICON_FILE]:
+        lexicon.save(out_dir / LEXICON_FILE)
     if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
         shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
     fp = weights_fingerprint(out_dir)
@@ -129,7 +129,8 @@ def load_run_model(run_dir: str | Path, merge_lora: bool = True):
     if config.lexicon_features is not None:
         from medner.model.lexicon_features import LexiconTagger
 
-        lexicon = LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels)
+        lexicon = LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels,
+                                config.lexicon_features.min_length)
     tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
                     crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
                     n_lexicon_tags=len(lexicon) if lexicon else 0)

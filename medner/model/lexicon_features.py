@@ -14,20 +14,35 @@ from medner.model.alignment import spans_to_token_tags
 
 
 class LexiconTagger:
-    """Feature ids per token from a lexicon file; ``scheme`` is BIO over the lexicon labels used."""
+    """Feature ids per token from one or more lexicon files, merged; ``scheme`` is BIO over the labels used.
 
-    def __init__(self, lexicon_path: str | Path, labels: Sequence[str] = ()) -> None:
+    Terms shorter than ``min_length`` characters are not matched; a term in several lexicons keeps the
+    first label in sorted order (the matcher's rule).
+    """
+
+    def __init__(self, lexicon_paths: str | Path | Sequence[str | Path], labels: Sequence[str] = (),
+                 min_length: int = 2) -> None:
         from medner.lexicon import load_lexicon
+        from medner.lexicon.matcher import LexiconMatcher
+        from medner.lexicon.store import fingerprint_of, render
 
-        lexicon = load_lexicon(lexicon_path)
-        use = set(labels) or set(lexicon.labels())
-        self.fingerprint = lexicon.fingerprint
-        self.path = Path(lexicon_path)
+        paths = [lexicon_paths] if isinstance(lexicon_paths, (str, Path)) else list(lexicon_paths)
+        entries = [entry for path in paths for entry in load_lexicon(path)]
+        use = set(labels) or {e.label for e in entries}
+        self.entries = tuple(e for e in entries if e.label in use)
+        self.fingerprint = fingerprint_of(render(self.entries)[0] + f"min_length={min_length}".encode())
+        self.paths = [Path(p) for p in paths]
         self.scheme = TagScheme(sorted(use), "BIO")
-        self.matcher = lexicon.matcher(labels=sorted(use))
+        self.matcher = LexiconMatcher(self.entries, min_length=min_length)
 
     def __len__(self) -> int:
         return len(self.scheme)
+
+    def save(self, path: str | Path) -> None:
+        """Write the merged entries as one lexicon file (what a run directory keeps)."""
+        from medner.lexicon.store import write_lexicon
+
+        write_lexicon(self.entries, path, version="features")
 
     def token_ids(self, text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
         """One feature id per label-bearing token (``offsets`` relative to ``text``)."""

@@ -8,6 +8,10 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
     .venv/bin/python scripts/bench/bench_ccks2019.py                       # all variants, config epochs
     .venv/bin/python scripts/bench/bench_ccks2019.py --variants lora_crf --epochs 3 --markdown BENCHMARKS.md
 
+Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
+for train and for picking the epoch), gold10 (10% of the gold records) and weak_gold10 (the weak run, then
+the same 10%) for the weak-supervision targets. Every variant is scored on the gold dev records.
+
 Needs ../shared/data (exits with a message when absent). Runs on CPU or GPU (`device: auto`).
 """
 from __future__ import annotations
@@ -23,27 +27,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ccks2019.yaml"
+WEAK = "supervision.weak_config=configs/weak_ccks2019.yaml"
+ICD_LEXICON = ROOT / "lexicons" / "build" / "lexicon_zh.tsv"  # `medner lexicon build configs/lexicon_zh.yaml`
+LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, lexicons/anatomy.tsv, "
+                    "lexicons/drugs.tsv, lexicons/lab_tests.tsv, lexicons/imaging.tsv, lexicons/symptoms.tsv], "
+                    "min_length: 1}")
+# name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
     "full_crf": ("full fine-tuning + CRF", ["lora=null", "train.lr_encoder=5e-5"]),
     "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
+    "lora_crf_lexicon": ("LoRA + CRF + lexicon features", [LEXICON_FEATURES]),
+    "weak": ("LoRA + CRF on weak labels only (no gold)", ["supervision.mode=weak", WEAK]),
+    "gold10": ("LoRA + CRF on 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=15"]),
+    # the `weak` variant's run (in the same --out-dir) is the pre-training; then the same 10% as `gold10`
+    "weak_gold10": ("weak pre-training + 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=15"]),
 }
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
 
 def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
-    """Train one variant in this process; returns its figures."""
+    """Train one variant in this process; returns its figures, scored on the gold dev records."""
+    import medner
     from medner.config import load_config
-    from medner.train import finetune
+    from medner.evaluate import score
+    from medner.supervision import train
+    from medner.train import split_train_dev
 
-    overrides = VARIANTS[name][1] + [f"output_dir={out_dir / name}"] + extra
+    overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
+    if name == "weak_gold10":
+        if not (out_dir / "weak" / "medner_model.json").exists():
+            raise SystemExit(f"weak_gold10 starts from the `weak` variant's run: run --variants weak first "
+                             f"(with the same --out-dir {out_dir})")
+        overrides.append(f"init_from={out_dir / 'weak'}")
     config = load_config(CONFIG, overrides)
     started = time.time()
-    run = finetune(config, progress=False)
+    run = train(config, progress=False)
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
-    report = json.loads((run / "dev_report.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    _, dev = split_train_dev(config)  # gold dev, whatever the training saw (weak variants pick epochs on weak dev)
+    report = score(dev, medner.load(run).predict_records(dev))
     figures = {
         "variant": name, "run": str(run), "wall_s": round(wall, 1), "epochs": len(epochs),
         "best_epoch": meta.get("best_epoch"), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -110,7 +134,10 @@ def main() -> int:
     if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
         print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
         return 2
-    extra = list(args.overrides) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    extra = ([f"train.epochs={args.epochs}"] if args.epochs else []) + list(args.overrides)
+    if "lora_crf_lexicon" in args.variants and not ICD_LEXICON.exists():
+        subprocess.run([sys.executable, "-m", "medner", "lexicon", "build", str(ROOT / "configs" / "lexicon_zh.yaml"),
+                        "-o", str(ICD_LEXICON)], check=True)
     out_dir = Path(args.out_dir)
     if args.one:
         import logging
