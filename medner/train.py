@@ -162,33 +162,26 @@ def init_distributed(device_name: str) -> Dist:
 
 # ------------------------------------------------------------------------------------------ training
 
-def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
-             data: tuple[list[Record], list[Record]] | None = None) -> Path:
-    """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
+@dataclass
+class TrainingInputs:
+    """What a run trains on: records, label scheme, encoder/tokenizer, lexicon features and the windows."""
 
-    ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
+    train: list[Record]
+    dev: list[Record]
+    scheme: TagScheme
+    encoder_dir: Path
+    tokenizer: object
+    lexicon: object | None
+    dataset: object  # datasets.Dataset of tokenised windows
+    feature_stats: dict
+
+
+def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list[Record]] | None) -> TrainingInputs:
+    """Read and check the records, resolve the encoder and tokenizer, and build (or reuse) the window cache.
+
+    Under data parallelism the main process imports/prunes the encoder and tokenises; the others wait and
+    reuse its caches.
     """
-    from medner.annotate import Annotator
-    from medner.evaluate import write_report
-
-    dist = init_distributed(config.device)
-    out = Path(config.output_dir)
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            stale = [p for p in (out / "metrics.jsonl", out / "checkpoint") if p.exists()]
-            if stale:
-                log.warning("%s holds an earlier run: starting afresh (use --resume to continue it)", out)
-                for p in stale:
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-    dist.barrier()
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    device = resolve_device(config.device)
-    if device.type == "cuda" and dist.world > 1:
-        device = torch.device("cuda", dist.local_rank)
-    dtype = resolve_dtype(config.precision, device)
-
     train_records, dev_records = data if data is not None else split_train_dev(config)
     scheme = TagScheme(config.data.labels or {s.label for r in train_records for s in r.spans}, config.data.scheme)
     train_records, dropped_train = restrict_labels(train_records, scheme.types)
@@ -204,7 +197,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     if config.init_from:  # the earlier run's encoder and vocabulary, so its weights fit
         encoder_dir, tokenizer_dir = Path(config.init_from) / "encoder", Path(config.init_from) / "tokenizer"
     else:
-        for turn in ("main", "others"):  # the main process imports or prunes; the others reuse its cache
+        for turn in ("main", "others"):
             if (turn == "main") == dist.main:
                 encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=[r.text for r in train_records])
             dist.barrier()
@@ -216,24 +209,67 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     if config.lexicon_features is not None:
         from medner.model.lexicon_features import LexiconTagger
 
-        lexicon = LexiconTagger(config.lexicon_features.lexicon, config.lexicon_features.labels)
-        log.info("lexicon features: %d tags from %s", len(lexicon), lexicon.path.name)
-    for turn in ("main", "others"):  # the main process tokenises and caches; the others load the cache
+        lexicon = LexiconTagger(config.lexicon_features.lexicon, config.lexicon_features.labels,
+                                config.lexicon_features.min_length)
+        log.info("lexicon features: %d tags from %s", len(lexicon), ", ".join(p.name for p in lexicon.paths))
+    for turn in ("main", "others"):
         if (turn == "main") == dist.main:
             dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
                                                            config.data.overlap_policy, cache / "features", lexicon)
         dist.barrier()
     log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
              ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
+    return TrainingInputs(train_records, dev_records, scheme, encoder_dir, tokenizer, lexicon, dataset, feature_stats)
 
-    encoder = load_encoder(encoder_dir, config.encoder.hidden_dropout, config.encoder.attention_dropout)
+
+def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device) -> Tagger:
+    """Encoder (+ LoRA adapters) -> head -> CRF, warm-started from ``config.init_from`` when set."""
+    encoder = load_encoder(inputs.encoder_dir, config.encoder.hidden_dropout, config.encoder.attention_dropout)
     if config.lora is not None:
         encoder = add_lora(encoder, config.lora)
-    tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
+    tagger = Tagger(encoder, inputs.scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
                     crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
-                    n_lexicon_tags=len(lexicon) if lexicon else 0).to(device)
+                    n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
     if config.init_from:
         warm_start(tagger, Path(config.init_from))
+    return tagger
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Remove what an earlier, unresumed run left in ``out`` (metrics, checkpoint)."""
+    stale = [p for p in (out / "metrics.jsonl", out / "checkpoint") if p.exists()]
+    if stale:
+        log.warning("%s holds an earlier run: starting afresh (use --resume to continue it)", out)
+        for p in stale:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
+             data: tuple[list[Record], list[Record]] | None = None) -> Path:
+    """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
+
+    ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
+    """
+    from medner.annotate import Annotator
+    from medner.evaluate import write_report
+
+    dist = init_distributed(config.device)
+    out = Path(config.output_dir)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            clear_earlier_run(out)
+    dist.barrier()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    device = resolve_device(config.device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+    dtype = resolve_dtype(config.precision, device)
+
+    inputs = prepare_inputs(config, dist, data)
+    dataset, tokenizer, dev_records = inputs.dataset, inputs.tokenizer, inputs.dev
+    tagger = build_tagger(config, inputs, device)
     trainable, total = count_parameters(tagger)
     log.info("parameters: %d trainable of %d (%.2f%%)", trainable, total, 100.0 * trainable / total)
     model = tagger
@@ -259,7 +295,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     pad_id = tokenizer.pad_token_id or 0
     metrics_path = out / "metrics.jsonl"
     annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
-                          lexicon=lexicon)
+                          lexicon=inputs.lexicon)
     pbar = tqdm(total=total_steps, initial=state.global_step, disable=not (progress and dist.main),
                 desc="train", unit="step", dynamic_ncols=True)
     started = time.time()
@@ -310,9 +346,9 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                     write_report(result, out / "dev_report")
                 state.bad_epochs = 0 if improved else state.bad_epochs + 1
             if improved:
-                save_run_model(tagger, tokenizer, config, out, encoder_dir, lexicon=lexicon,
+                save_run_model(tagger, tokenizer, config, out, inputs.encoder_dir, lexicon=inputs.lexicon,
                                extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
-                                      "total_parameters": total, "features": feature_stats})
+                                      "total_parameters": total, "features": inputs.feature_stats})
             with metrics_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
