@@ -112,10 +112,11 @@ def markdown(rows: list[dict]) -> str:
             + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
             + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
             f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {decode} |")
-    lines += ["", "Commands (`.venv/bin/python`, `--out-dir runs/bench2`; `weak_gold10` starts from the `weak` run):", ""]
+    lines += ["", "Commands (`.venv/bin/python`, `--out-dir runs/bench2`; `weak_gold10` starts from the `weak` run, "
+              "and its wall time excludes that run):", ""]
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
 
 
 def write_section(path: Path, section: str) -> None:
