@@ -73,7 +73,7 @@ def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, 
     else:
         tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
     save_file(head_state(tagger), str(out_dir / "head.safetensors"))
-    if lexicon is not None and lexicon.paths != [out_dir / LEXICON_FILE]:
+    if lexicon is not None and [p.resolve() for p in lexicon.paths] != [(out_dir / LEXICON_FILE).resolve()]:
         lexicon.save(out_dir / LEXICON_FILE)
     if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
         shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
