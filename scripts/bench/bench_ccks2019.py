@@ -78,20 +78,18 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
         "micro_f1": report["micro"]["f1"], "per_type": {t: report["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES},
         "span_micro_f1": report["span"]["micro"]["f1"],
     }
-    figures.update(decode_share(run, config))
+    figures.update(decode_share(run, [r.text for r in dev]))
     return figures
 
 
-def decode_share(run: Path, config) -> dict:
-    """Encoder+head vs CRF decoding time over the dev texts at batch 16 (see bench_decode_share.py)."""
+def decode_share(run: Path, texts: list[str]) -> dict:
+    """Encoder+head vs CRF decoding time over ``texts`` at batch 16 (see bench_decode_share.py)."""
     import medner
-    from medner.train import split_train_dev
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_decode_share import decode_share as measure
 
-    _, dev = split_train_dev(config)
-    return measure(medner.load(run, batch_size=16), [r.text for r in dev])
+    return measure(medner.load(run, batch_size=16), texts)
 
 
 def markdown(rows: list[dict]) -> str:
