@@ -143,6 +143,7 @@ class SupervisionConfig:
     gold_fraction: float = 1.0  # gold, weak+gold: seeded share of the gold training records used
     self_training_rounds: int = 0  # rounds of training on the model's own confident predictions on `unlabelled`
     self_training_min_score: float = 0.9  # a pseudo-labelled text is kept when all its spans score at least this
+    self_training_epochs: int = 0  # epochs of each self-training round; 0 = train.epochs
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
@@ -151,8 +152,12 @@ class SupervisionConfig:
                               fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
         if not 0.0 < self.gold_fraction <= 1.0:
             raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
-        if self.self_training_rounds and not self.unlabelled:
-            raise ConfigError("`supervision.self_training_rounds` needs `supervision.unlabelled` texts")
+        if self.self_training_rounds and not self.unlabelled and self.gold_fraction == 1.0:
+            raise ConfigError("`supervision.self_training_rounds` needs texts to pseudo-label",
+                              fix="list them in `supervision.unlabelled`, or set `supervision.gold_fraction` below 1 "
+                                  "(the training texts left out of the gold share are then pseudo-labelled)")
+        if self.self_training_epochs < 0:
+            raise ConfigError(f"`supervision.self_training_epochs` must be >= 0, got {self.self_training_epochs}")
 
 
 @dataclass

@@ -6,8 +6,9 @@
                 of `supervision.unlabelled`; dev is weak-labelled too, so no gold is used anywhere
     weak+gold   phase 1 as `weak` for `pretrain_epochs`, then phase 2 continues from its weights on the gold
                 spans of a seeded `gold_fraction` of the training records
-Then `self_training_rounds` times: predict `unlabelled`, keep texts whose spans all score at least
-`self_training_min_score`, and continue training on gold/weak training records plus those pseudo-labels.
+Then `self_training_rounds` times: predict `unlabelled` (and, when `gold_fraction` < 1, the training texts left
+out of the gold share, their gold unread), keep texts whose spans all score at least `self_training_min_score`,
+and continue training for `self_training_epochs` on gold/weak training records plus those pseudo-labels.
 Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
 """
 from __future__ import annotations
@@ -97,6 +98,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             rng = random.Random(config.seed)
             gold = rng.sample(gold, max(1, round(len(gold) * sup.gold_fraction)))
             log.info("gold phase: %d of %d training records", len(gold), len(train_records))
+            sampled = {id(r) for r in gold}  # the rest are texts without labels, as in a real 10%-annotated corpus
+            unlabelled = strip_spans([r for r in train_records if id(r) not in sampled]) + unlabelled
         steps.append(("gold", _phase(config, "gold", final=not rounds), (gold, dev_records)))
         base_train = gold
     run_dir = None
@@ -110,5 +113,6 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         pseudo = pseudo_label(run_dir, unlabelled, sup.self_training_min_score)
         cfg = _phase(config, f"self_training_{k}", final=k == rounds)
         cfg.init_from = str(run_dir)
+        cfg.train.epochs = sup.self_training_epochs or config.train.epochs
         run_dir = finetune(cfg, resume=resume, progress=progress, data=(base_train + pseudo, dev))
     return run_dir

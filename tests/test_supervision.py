@@ -112,3 +112,35 @@ def test_weak_mode_needs_labels_and_a_weak_config(tiny_corpus, tmp_path):
     config = load_config(write_config(tmp_path, tiny_corpus), [f"supervision={{mode: weak, weak_config: {WEAK}}}"])
     with pytest.raises(ConfigError, match="data.labels"):
         train(config, progress=False)
+
+
+def test_self_training_on_the_training_texts_left_out_of_a_gold_fraction(tiny_corpus, tmp_path, captured, monkeypatch):
+    import medner.supervision as sup
+
+    seen = {}
+
+    def fake_pseudo(run_dir, records, min_score):
+        seen["records"] = records
+        return records[:2]
+
+    monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=6), [
+        "supervision={gold_fraction: 0.25, self_training_rounds: 1, self_training_epochs: 2}"])
+    train(config, progress=False)
+    (_, _, gold_epochs, (gold_train, _)), (_, _, self_epochs, (self_train, _)) = captured
+    assert gold_epochs == 6 and self_epochs == 2
+    # the 36 training records outside the 25% are the unlabelled pool, their gold spans dropped unread
+    gold_ids = {r.id for r in gold_train}
+    all_ids = {r.id for r in read_corpus(tiny_corpus / "train.jsonl")}
+    assert {r.id for r in seen["records"]} == all_ids - gold_ids and len(seen["records"]) == 36
+    assert all(not r.spans for r in seen["records"])
+    assert [r.id for r in self_train] == [r.id for r in gold_train] + [r.id for r in seen["records"][:2]]
+
+
+def test_self_training_needs_texts_to_label():
+    from medner.config import SupervisionConfig
+    from medner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unlabelled"):
+        SupervisionConfig(self_training_rounds=1)
+    SupervisionConfig(self_training_rounds=1, gold_fraction=0.5)  # the other half of the training texts
