@@ -9,8 +9,13 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
     .venv/bin/python scripts/bench/bench_ccks2019.py --variants lora_crf --epochs 3 --markdown BENCHMARKS.md
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
-for train and for picking the epoch), gold10 (10% of the gold records) and weak_gold10 (the weak run, then
-the same 10%) for the weak-supervision targets. Every variant is scored on the gold dev records.
+for train and for picking the epoch), gold10 (10% of the gold records), weak_gold10 (the weak run, then
+the same 10%) and weak_gold10_self (then one self-training round on the other 90% of the training texts) for
+the weak-supervision targets. Every variant is scored on the gold dev records.
+
+The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
+its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
+an earlier run's model.
 
 Needs ../shared/data (exits with a message when absent). Runs on CPU or GPU (`device: auto`).
 """
@@ -45,6 +50,12 @@ VARIANTS = {
     # the `weak` variant's run (in the same --out-dir) is the pre-training; then the same 10% as `gold10`
     "weak_gold10": ("weak pre-training + 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=10",
                                                                     "train.patience=0"]),
+    # weak_gold10, then one self-training round: the model labels the other 810 training texts (gold unread)
+    # and trains 4 more epochs on the 10% gold + the texts whose spans all score >= 0.8
+    "weak_gold10_self": ("weak pre-training + 10% gold + self-training on the other 90% texts",
+                         ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
+                          "supervision.self_training_rounds=1", "supervision.self_training_epochs=4",
+                          "supervision.self_training_min_score=0.8"]),
 }
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
@@ -58,9 +69,9 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     from medner.train import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
-    if name == "weak_gold10":
+    if name.startswith("weak_gold10"):
         if not (out_dir / "weak" / "medner_model.json").exists():
-            raise SystemExit(f"weak_gold10 starts from the `weak` variant's run: run --variants weak first "
+            raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
                              f"(with the same --out-dir {out_dir})")
         overrides.append(f"init_from={out_dir / 'weak'}")
     config = load_config(CONFIG, overrides)
@@ -110,8 +121,8 @@ def markdown(rows: list[dict]) -> str:
             + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
             + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
             f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {decode} |")
-    lines += ["", "Commands (`.venv/bin/python`, `--out-dir runs/bench2`; `weak_gold10` starts from the `weak` run, "
-              "and its wall time excludes that run):", ""]
+    lines += ["", "Commands (`.venv/bin/python`; `weak_gold10*` start from the `weak` run in the same `--out-dir`, "
+              "and their wall time excludes that run):", ""]
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
     return "\n".join(lines) + "\n\n"
@@ -155,7 +166,7 @@ def main() -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         print(json.dumps(run_one(args.one, out_dir, extra)))
         return 0
-    results = out_dir / "results.jsonl"  # every variant's figures, appended; the table shows the latest of each
+    results = out_dir / "results.jsonl"  # figures, appended; the table shows the latest of each variant + command
     rows = []
     for name in args.variants if not args.table_only else []:
         cmd = [sys.executable, __file__, "--one", name, "--out-dir", str(out_dir)]
@@ -173,8 +184,9 @@ def main() -> int:
         with results.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(rows[-1], ensure_ascii=False) + "\n")
     if results.exists():
-        latest = {r["variant"]: r for r in map(json.loads, results.read_text(encoding="utf-8").splitlines())}
-        rows = [latest[name] for name in VARIANTS if name in latest]
+        latest = {(r["variant"], r.get("command")): r for r in map(json.loads, results.read_text(encoding="utf-8").splitlines())}
+        order = list(VARIANTS)
+        rows = sorted(latest.values(), key=lambda r: (order.index(r["variant"]), r["epochs"]))
     section = markdown(rows)
     print(section)
     if args.markdown:
