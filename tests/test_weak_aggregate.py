@@ -148,6 +148,26 @@ def test_majority_vote_nested_spans_of_the_same_label() -> None:
     assert [(s.start, s.end, s.label) for s in MajorityVote().predict_record(record, other)] == [(0, 2, "Q")]
 
 
+def test_majority_vote_nested_spans_of_other_labels_count_with_nested_other() -> None:
+    # 直肠癌根治术: two procedure LFs against three disease LFs (one of them a shorter piece, 肠癌)
+    record = Record("r", "行直肠癌根治术")
+    lfs = [Fixed("procedure", {"r": [(1, 7, "P", None)]}), Fixed("operation", {"r": [(1, 7, "P", None)]}),
+           Fixed("icd", {"r": [(1, 4, "D", "C18")]}), Fixed("site", {"r": [(1, 4, "D", None)]}),
+           Fixed("list", {"r": [(2, 4, "D", None)]})]
+    outputs = apply_functions(record, lfs)
+    assert [(s.start, s.end, s.label) for s in MajorityVote().predict_record(record, outputs)] == [(1, 4, "D")]
+    # with nested_other=0.5 the procedure has 2 + 0.5 * 3 votes against the disease's 3
+    spans = MajorityVote(nested_other=0.5).predict_record(record, outputs)
+    assert [(s.start, s.end, s.label) for s in spans] == [(1, 7, "P")]
+    # an LF that proposed the span itself is not counted twice, so the score stays a confidence in [0, 1]
+    both = apply_functions(record, [Fixed("a", {"r": [(1, 7, "P", None), (1, 4, "D", None)]}),
+                                    Fixed("b", {"r": [(1, 4, "D", None)]})])
+    [span] = MajorityVote(nested_other=1.0).predict_record(record, both)
+    assert (span.label, span.score) == ("P", 1.0)  # 2 votes (a, and b inside) of the 2 LFs involved
+    with pytest.raises(ValueError, match="nested_other"):
+        MajorityVote(nested_other=2.0)
+
+
 def test_apply_functions_rejects_spans_outside_the_text() -> None:
     record = Record("r", "abc")
     with pytest.raises(ValueError, match="outside record r"):

@@ -11,7 +11,7 @@ from medner.lexicon.normalize import fold
 
 LEXICONS = Path(__file__).resolve().parents[1] / "lexicons"
 LABELS = {
-    "anatomy.tsv": {"anatomy", "tissue", "structure", "not_anatomy"},
+    "anatomy.tsv": {"anatomy", "organ_wall", "tissue", "structure", "not_anatomy"},
     "imaging.tsv": {"imaging", "imaging_modality"},
     "lab_tests.tsv": {"lab_test", "lab_panel"},
     "drugs.tsv": {"drug", "regimen"},
@@ -45,3 +45,17 @@ def test_blocking_words_are_not_anatomy_terms() -> None:
     blockers = {e.term for e in entries if e.label == "not_anatomy"}
     assert not anatomy & blockers
     assert {"恶心", "口服"} <= blockers and {"腹", "乙状结肠", "肺上叶"} <= anatomy
+
+
+def test_ccks_anatomy_conventions() -> None:
+    """CCKS 2019 marks the organ of a wall or cavity (肠 in 肠壁), liver segments with the organ (肝S4), and not
+    the omentum or an anastomosis; the CCKS config's anatomy function follows (no ICD lexicon needed)."""
+    from medner.types import Record
+    from medner.weak import WeakPipeline, read_weak_config
+
+    config = read_weak_config(Path(__file__).resolve().parents[1] / "configs" / "weak_ccks2019.yaml")
+    [spec] = [f for f in config.functions if f["name"] == "anatomy"]
+    [lf] = WeakPipeline(config, functions=[spec]).functions
+    text = "肠壁增厚，腹膜后未见肿大，肝S4见结节，肝区叩痛，大网膜与吻合口未见异常，左肺"
+    got = [text[s.start:s.end] for s in lf.find_spans(Record("r", text))]
+    assert got == ["肠", "腹", "肝S4", "肝区", "左肺"]

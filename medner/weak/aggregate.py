@@ -7,7 +7,8 @@ by :func:`apply_functions`. Output: sorted, non-overlapping spans with ``score``
 :class:`MajorityVote`
     Span-level voting. Every distinct ``(start, end, label)`` proposed by some LF is a candidate; its votes
     are the summed weights of the LFs that proposed it, or (``nested``, the default) a span of the same
-    label inside it. Overlaps are resolved greedily: most votes first, then the longer span, then the
+    label inside it, plus ``nested_other`` times those of spans of other labels inside it (0 by default).
+    Overlaps are resolved greedily: most votes first, then the longer span, then the
     earlier one. ``score`` = the candidate's votes divided by the
     total weight of the LFs that proposed any span overlapping it (so 1.0 means "no LF disagrees").
 
@@ -103,16 +104,22 @@ class MajorityVote:
     ``weights``: LF name -> weight (default 1 each); ``min_votes``: candidates with fewer votes are dropped;
     ``nested=True``: a candidate also counts the votes of the LFs that proposed a span of the *same label*
     strictly inside it (each LF once), so the whole of ``胃癌根治术+胆囊切除术`` is not outvoted by the pieces
-    that two lists know; labels still compete only with exact votes.
+    that two lists know; labels still compete only with exact votes. ``nested_other``: the weight (0-1) of
+    the LFs that proposed a span of *another* label strictly inside it (flat corpora annotate the outermost
+    entity: the disease lists that find 直肠癌 inside 直肠癌根治术 are evidence of an entity there, not
+    against the procedure); 0 (default) ignores them.
     """
 
     name = "majority"
 
     def __init__(self, weights: Mapping[str, float] | None = None, min_votes: float = 1.0,
-                 nested: bool = True) -> None:
+                 nested: bool = True, nested_other: float = 0.0) -> None:
+        if not 0.0 <= nested_other <= 1.0:
+            raise ValueError(f"majority: nested_other must be in [0, 1], got {nested_other}")
         self.weights = dict(weights or {})
         self.min_votes = float(min_votes)
         self.nested = nested
+        self.nested_other = float(nested_other)
 
     def fit(self, records: Sequence[Record], outputs: Sequence[Outputs]) -> "MajorityVote":
         """Nothing to learn; returns self (same interface as :class:`DawidSkene`)."""
@@ -128,11 +135,12 @@ class MajorityVote:
         if self.nested:
             votes = []
             for c in cands:
-                voters = set(c.sources)
+                voters, others = set(c.sources), set()
                 for o in cands:
-                    if o.label == c.label and c.start <= o.start and o.end <= c.end:
-                        voters.update(o.sources)
-                votes.append(sum(self._weight(n) for n in voters))
+                    if c.start <= o.start and o.end <= c.end and (o.start, o.end) != (c.start, c.end):
+                        (voters if o.label == c.label else others).update(o.sources)
+                votes.append(sum(self._weight(n) for n in voters)
+                             + self.nested_other * sum(self._weight(n) for n in others - voters))
         else:
             votes = [sum(self._weight(s) for s in c.sources) for c in cands]
         # weight of the LFs proposing anything overlapping each candidate (itself included)

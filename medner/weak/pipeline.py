@@ -25,7 +25,7 @@ Config (``configs/weak_ccks2019.yaml`` is the worked example)::
         modalities: {lexicon: imaging, labels: [imaging_modality]}   # a term list: a list or a reference
     aggregator:
       method: majority                      # the default method: majority | dawid_skene
-      majority: {nested: true}              # options of each method (all optional)
+      majority: {nested: true, nested_other: 0.5}   # options of each method (all optional)
       dawid_skene: {min_confidence: 0.5, prior_strength: 1.0}
     link: {lexicon: icd, labels: [疾病和诊断, 手术], min_score: 0.6}     # optional: ICD codes for uncoded spans
 
@@ -76,7 +76,7 @@ FUNCTION_KINDS: dict[str, set[str]] = {
     "operation": {"label", "sites"},
     "tumour_site": {"label", "sites"},
 }
-_AGG_KEYS = {"majority": {"weights", "min_votes", "nested"},
+_AGG_KEYS = {"majority": {"weights", "min_votes", "nested", "nested_other"},
              "dawid_skene": {"min_confidence", "max_iter", "tol", "smoothing", "prior_strength"}}
 
 
