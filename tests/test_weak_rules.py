@@ -114,6 +114,10 @@ TUMOUR = rules.tumour_site_lf("tumour", "疾病和诊断", REGIONS)
     ("活检：腺癌", []),                               # a bare histological type is no diagnosis of a site
     ("考虑肝转移", ["肝转移"]),
     ("胃镜检查", []),
+    ("直肠溃疡型管状腺癌II级，浸润", ["直肠溃疡型管状腺癌II级"]),   # the histological grade belongs to it
+    ("（直肠）管状腺癌，II-III级。", ["（直肠）管状腺癌，II-III级"]),
+    ("中分化腺癌 3级", ["中分化腺癌 3级"]),
+    ("直肠癌，级别不详", ["直肠癌"]),
 ])
 def test_tumour_site(text: str, expected: list[str]) -> None:
     assert found(TUMOUR, text) == expected

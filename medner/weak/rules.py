@@ -17,7 +17,7 @@ from medner.lexicon.normalize import fold
 from medner.weak.base import RegexLF
 
 __all__ = [
-    "GROSS_TYPES", "LATERALITY", "LAB_UNITS", "OPERATION_HEADS", "TUMOUR_HEADS", "VITALS", "alternation",
+    "GROSS_TYPES", "HISTOLOGICAL_GRADE", "LATERALITY", "LAB_UNITS", "OPERATION_HEADS", "TUMOUR_HEADS", "VITALS", "alternation",
     "imaging_lf", "lab_value_lf", "lymph_node_lf", "operation_lf", "procedure_lf", "tumour_site_lf",
 ]
 
@@ -170,31 +170,37 @@ TUMOUR_HEADS: tuple[str, ...] = (
 )
 
 
+#: a histological grade after a tumour name (folded text): ``ii级``, ``ii-iii级``, ``，iii级``, ``1级``
+HISTOLOGICAL_GRADE = r"[，,]?\s*(?:iv|i{1,3}|[1-4])(?:\s*[-~至]\s*(?:iv|i{1,3}|[1-4]))?\s*级"
+
+
 def tumour_site_lf(name: str, label: str, sites: Iterable[str], *, heads: Sequence[str] = TUMOUR_HEADS,
                    gross: Sequence[str] = GROSS_TYPES,
                    grades: Sequence[str] = ("高分化", "中分化", "低分化", "中-低分化", "中低分化", "高-中分化",
                                             "中高分化", "未分化", "中至低分化", "高至中分化"),
                    suffixes: Sequence[str] = ("综合治疗后", "放化疗后", "化疗后", "放疗后", "术后复发", "术后",
                                               "根治术后", "姑息术后", "复发", "多发转移", "伴转移"),
-                   laterality: Sequence[str] = LATERALITY) -> RegexLF:
+                   laterality: Sequence[str] = LATERALITY, histological_grade: str = HISTOLOGICAL_GRADE) -> RegexLF:
     """Tumours named by site, with the gross type and differentiation grade pathology reports add:
     ``[laterality]SITE{1,3}[gross][grade]HEAD[suffix]`` (``右肺上叶腺癌``, ``直肠中分化腺癌``,
     ``乙状结肠癌术后``, ``肝转移``); the site in brackets, as pathology reports write it:
     ``（SITE）[gross][grade]HEAD`` (``（直肠）溃疡型中分化管状腺癌``); and without a site, when a gross type or a
     grade says it is a diagnosis rather than a word: ``[gross][grade]carcinoma`` (``中分化腺癌``,
-    ``溃疡型腺癌``; a bare ``腺癌`` is not taken)."""
+    ``溃疡型腺癌``; a bare ``腺癌`` is not taken). A histological grade right after the head belongs to the
+    span (``管状腺癌II级``, ``腺癌，II-III级``; ``histological_grade``, a folded regex, "" for none)."""
     side = "(?:" + alternation(laterality) + ")?" if laterality else ""
     site = alternation(sites)
     opt = lambda items: "(?:" + alternation(items) + ")?" if items else ""  # noqa: E731
     gross_, grade_, suffix_ = opt(gross), opt(grades), opt(suffixes)
     head = alternation(heads)
-    patterns = [rf"(?P<span>{side}(?:{site}){{1,3}}{gross_}{grade_}{head}{suffix_})",
-                rf"(?P<span>[(（]{side}(?:{site}){{1,3}}[)）]{gross_}{grade_}{head})"]
+    after = f"(?:{histological_grade})?" if histological_grade else ""
+    patterns = [rf"(?P<span>{side}(?:{site}){{1,3}}{gross_}{grade_}{head}(?:{after}{suffix_}))",
+                rf"(?P<span>[(（]{side}(?:{site}){{1,3}}[)）]{gross_}{grade_}{head}{after})"]
     carcinoma = alternation([h for h in heads if h.endswith("癌")])
     if grades:
-        patterns.append(rf"(?P<span>{gross_}{alternation(grades)}{carcinoma})")
+        patterns.append(rf"(?P<span>{gross_}{alternation(grades)}{carcinoma}{after})")
     if gross:
-        patterns.append(rf"(?P<span>{alternation(gross)}{grade_}{carcinoma})")
+        patterns.append(rf"(?P<span>{alternation(gross)}{grade_}{carcinoma}{after})")
     return RegexLF(name, label, patterns)
 
 
