@@ -122,10 +122,15 @@ def build_optimizer(tagger: Tagger, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups)
 
 
+def warmup_steps(total_steps: int, warmup_ratio: float, warmup_min_steps: int) -> int:
+    """``warmup_ratio`` of the steps, but at least ``warmup_min_steps`` (capped at a quarter of all steps)."""
+    return max(int(math.ceil(total_steps * warmup_ratio)), min(warmup_min_steps, total_steps // 4))
+
+
 def build_scheduler(optimizer, config: RunConfig, total_steps: int):
     from transformers import get_scheduler
 
-    warmup = int(math.ceil(total_steps * config.train.warmup_ratio))
+    warmup = warmup_steps(total_steps, config.train.warmup_ratio, config.train.warmup_min_steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.train.decay]
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 

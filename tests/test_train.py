@@ -214,3 +214,17 @@ def test_icd_linking_carries_codes_to_predictions(trained, corpus, tmp_path):
     annotator = medner.load(linked, device="cpu")
     texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
     assert any(s.code for p in annotator.predict(texts) for s in p)
+
+
+@pytest.mark.parametrize("total,ratio,minimum,expected", [
+    (1320, 0.06, 50, 80),   # the ratio wins on a long run (CCKS 2019, 10 epochs)
+    (140, 0.06, 50, 35),    # a short run gets the floor, capped at a quarter of its steps (90 records)
+    (1000, 0.06, 50, 60),
+    (400, 0.06, 50, 50),
+    (8, 0.0, 50, 2),
+    (100, 0.0, 0, 0),       # no warmup when both say so
+])
+def test_warmup_steps_have_a_floor(total, ratio, minimum, expected):
+    from medner.train import warmup_steps
+
+    assert warmup_steps(total, ratio, minimum) == expected

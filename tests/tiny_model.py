@@ -85,7 +85,7 @@ def make_records(n: int, seed: int) -> list[Record]:
 
 def write_config(root: Path, corpus: Path, **train) -> Path:
     """A run config (YAML) training a LoRA + CRF tagger on the tiny corpus in ``corpus``; returns its path."""
-    train_cfg = {"epochs": 3, "batch_size": 8, "lr_encoder": 1e-2, "lr_head": 1e-1, "warmup_ratio": 0.0, "patience": 0,
+    train_cfg = {"epochs": 3, "batch_size": 8, "lr_encoder": 1e-2, "lr_head": 1e-1, "warmup_ratio": 0.0, "warmup_min_steps": 0, "patience": 0,
                  "checkpoint_every": 4, **train}
     cfg = {
         "output_dir": str(root / "run"),
