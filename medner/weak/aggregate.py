@@ -107,7 +107,7 @@ class MajorityVote:
     that two lists know; labels still compete only with exact votes. ``nested_other``: the weight (0-1) of
     the LFs that proposed a span of *another* label strictly inside it (flat corpora annotate the outermost
     entity: the disease lists that find 直肠癌 inside 直肠癌根治术 are evidence of an entity there, not
-    against the procedure); 0 (default) ignores them.
+    against the procedure); 0 (default) ignores them; used only with ``nested=True``.
     """
 
     name = "majority"
