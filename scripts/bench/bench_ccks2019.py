@@ -10,9 +10,9 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
-features), weak_gold10 (the weak run, then
-the same 10%) and weak_gold10_self (then one self-training round on the other 90% of the training texts) for
-the weak-supervision targets. Every variant is scored on the gold dev records.
+features), weak_gold10 (the weak run, then the same 10%) and weak_gold10_self (then one self-training round on
+the other 90% of the training texts) for the weak-supervision targets. Every variant is scored on the gold dev
+records.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
