@@ -98,8 +98,9 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             rng = random.Random(config.seed)
             gold = rng.sample(gold, max(1, round(len(gold) * sup.gold_fraction)))
             log.info("gold phase: %d of %d training records", len(gold), len(train_records))
-            sampled = {id(r) for r in gold}  # the rest are texts without labels, as in a real 10%-annotated corpus
-            unlabelled = strip_spans([r for r in train_records if id(r) not in sampled]) + unlabelled
+            if rounds:  # the rest are texts without labels, as in a real 10%-annotated corpus
+                sampled = {id(r) for r in gold}
+                unlabelled = strip_spans([r for r in train_records if id(r) not in sampled]) + unlabelled
         steps.append(("gold", _phase(config, "gold", final=not rounds), (gold, dev_records)))
         base_train = gold
     run_dir = None
