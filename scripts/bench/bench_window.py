@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Prediction window length vs dev strict F1: one CCKS 2019 run predicting the dev records with windows of
+several lengths (the run was trained with its config's ``window.max_chars``).
+
+    .venv/bin/python scripts/bench/bench_window.py --model runs/bench3/lora_crf [--max-chars 250 400 500]
+
+Dev = the last 100 records of part 2 (as in bench_ccks2019.py); the overlap is 16% of the window, batch 16, CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a run directory trained on CCKS 2019")
+    parser.add_argument("--max-chars", type=int, nargs="+", default=[250, 400, 500])
+    args = parser.parse_args()
+    if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
+        print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
+        return 2
+    import medner
+    from medner.config import load_config
+    from medner.evaluate import score
+    from medner.train import split_train_dev
+
+    _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))
+    for max_chars in args.max_chars:
+        annotator = medner.load(args.model, device="cpu", batch_size=16)
+        annotator.window = dataclasses.replace(annotator.window, max_chars=max_chars, overlap=int(0.16 * max_chars))
+        f1 = score(dev, list(annotator.predict_records(dev)))["micro"]["f1"]
+        print(f"window {max_chars} chars (overlap {annotator.window.overlap}): dev strict micro-F1 {100 * f1:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
