@@ -172,6 +172,14 @@ def write_config(tmp_path: Path, mutate) -> Path:
     (lambda t: t.update(link={"lexicon": "nope"}), "link.lexicon"),
     (lambda t: t.update(link={"lexicon": "icd", "labels": ["X"]}), "link.labels"),
     (lambda t: t.update(link={"lexicon": "icd", "colour": 1}), "link.colour"),
+    (lambda t: t["functions"].append({"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": ["nope"]}),
+     "functions[8].base"),
+    (lambda t: t["functions"].insert(0, {"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": ["icd10"]}),
+     "functions[0].base"),   # a composite names functions defined above it only
+    (lambda t: t["functions"].append({"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": "icd10"}),
+     "functions[8].base"),
+    (lambda t: t["functions"].append({"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": ["icd10"],
+                                      "sites": ["anatomy"], "right": "("}), "functions[8]"),
 ])
 def test_config_errors_name_file_and_key(tmp_path: Path, mutate, field: str) -> None:
     path = write_config(tmp_path, mutate)
@@ -180,6 +188,14 @@ def test_config_errors_name_file_and_key(tmp_path: Path, mutate, field: str) -> 
     message = str(info.value)
     assert str(path) in message and f"`{field}`" in message and "Fix:" in message
     assert "\n" not in message
+
+
+def test_extent_function_from_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda t: t["functions"].append(
+        {"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": ["icd10"], "sites": ["anatomy"]}))
+    pipe = WeakPipeline.from_config(path)
+    ext = pipe.functions[-1]
+    assert ext.name == "ext" and [lf.name for lf in ext.base] == ["icd10"] and ext.sites[0].name == "anatomy"
 
 
 def test_missing_lexicon_and_bad_term_list(tmp_path: Path) -> None:

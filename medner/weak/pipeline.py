@@ -10,7 +10,8 @@ Config (``configs/weak_ccks2019.yaml`` is the worked example)::
     functions:                              # labelling functions, in order
       - name: icd10                         # unique; becomes Span.source
         kind: lexicon                       # lexicon | imaging | lab_value | lymph_node | procedure |
-                                            # operation | tumour_site (medner/weak/rules.py)
+                                            # operation | tumour_site (medner/weak/rules.py) |
+                                            # extent (medner/weak/extent.py)
         lexicon: icd
         sources: [icd10_national, ...]      # optional filter on the entries' source column
         label_map: {疾病和诊断: 疾病和诊断}    # lexicon label -> output label (others dropped)
@@ -23,6 +24,11 @@ Config (``configs/weak_ccks2019.yaml`` is the worked example)::
         kind: imaging
         label: 影像检查
         modalities: {lexicon: imaging, labels: [imaging_modality]}   # a term list: a list or a reference
+      - name: diagnosis_extent              # widens the spans of functions named earlier in the list
+        kind: extent
+        label: 疾病和诊断
+        base: [icd10, tumour_site]
+        sites: [anatomy]
     aggregator:
       method: majority                      # the default method: majority | dawid_skene
       majority: {nested: true, nested_other: 0.5}   # options of each method (all optional)
@@ -56,6 +62,7 @@ from medner.lexicon.store import load_lexicon
 from medner.types import Record
 from medner.weak import rules
 from medner.weak.aggregate import AGGREGATORS, Outputs, apply_functions, make_aggregator
+from medner.weak.extent import ExtentLF
 from medner.weak.base import LabellingFunction, LexiconLF
 
 __all__ = ["WeakConfig", "WeakResult", "WeakPipeline", "read_weak_config", "FUNCTION_KINDS"]
@@ -75,6 +82,7 @@ FUNCTION_KINDS: dict[str, set[str]] = {
     "procedure": {"label", "triggers"},
     "operation": {"label", "sites"},
     "tumour_site": {"label", "sites"},
+    "extent": {"label", "base", "sites", "joiners", "left", "right"},
 }
 _AGG_KEYS = {"majority": {"weights", "min_votes", "nested", "nested_other"},
              "dawid_skene": {"min_confidence", "max_iter", "tol", "smoothing", "prior_strength"}}
@@ -216,7 +224,9 @@ class WeakPipeline:
         self.config = config
         self._lexicons: dict[str, tuple[LexiconEntry, ...]] = dict(lexicons or {})
         specs = tuple(functions) if functions is not None else config.functions
-        self.functions: list[LabellingFunction] = [self._build(spec, i) for i, spec in enumerate(specs)]
+        self.functions: list[LabellingFunction] = []
+        for i, spec in enumerate(specs):
+            self.functions.append(self._build(spec, i))
         self.weights = {spec["name"]: float(spec.get("weight", 1.0)) for spec in specs}
         self._linker: IcdLinker | None = None
 
@@ -295,6 +305,18 @@ class WeakPipeline:
                    f"{type(ref).__name__}", "write a term list or a lexicon reference")
 
     # ------------------------------------------------------------------------------------ functions
+    def _earlier(self, names: Any, key: str) -> list[LabellingFunction]:
+        """The functions built so far whose names are listed in ``names`` (a composite LF's inputs)."""
+        built = {lf.name: lf for lf in self.functions}
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _err(self.config.path, key, f"expected a list of function names, got {names!r}",
+                       "list the names of functions defined above this one")
+        missing = [n for n in names if n not in built]
+        if missing:
+            raise _err(self.config.path, key, f"{missing} are not functions defined above this one "
+                       f"({sorted(built)})", "list functions that come earlier in `functions:`")
+        return [built[n] for n in names]
+
     def _build(self, spec: Mapping[str, Any], index: int) -> LabellingFunction:
         key = f"functions[{index}]"
         name, kind = str(spec["name"]), spec["kind"]
@@ -330,6 +352,12 @@ class WeakPipeline:
                 lf = rules.operation_lf(name, spec["label"], self.terms(spec.get("sites"), f"{key}.sites"))
             elif kind == "tumour_site":
                 lf = rules.tumour_site_lf(name, spec["label"], self.terms(spec.get("sites"), f"{key}.sites"))
+            elif kind == "extent":
+                joiners = spec.get("joiners")
+                lf = ExtentLF(name, spec["label"], self._earlier(spec.get("base"), f"{key}.base"),
+                              sites=self._earlier(spec.get("sites") or [], f"{key}.sites"),
+                              **({"joiners": tuple(joiners)} if joiners is not None else {}),
+                              **{side: str(spec[side] or "") for side in ("left", "right") if side in spec})
             else:  # pragma: no cover - read_weak_config checked the kind
                 raise AssertionError(kind)
         except MednerError:
