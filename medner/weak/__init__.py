@@ -12,11 +12,12 @@ nothing). Never imports torch.
 from medner.weak.aggregate import (AGGREGATORS, DawidSkene, DSResult, MajorityVote, Outputs, aggregate,
                                    apply_functions, dawid_skene, make_aggregator)
 from medner.weak.base import LabellingFunction, LexiconLF, RegexLF, leftmost_longest
+from medner.weak.extent import ExtentLF
 from medner.weak.pipeline import FUNCTION_KINDS, WeakConfig, WeakPipeline, WeakResult, read_weak_config
 from medner.weak.report import report_markdown, weak_report, write_weak_report
 
 __all__ = [
-    "AGGREGATORS", "DSResult", "DawidSkene", "FUNCTION_KINDS", "LabellingFunction", "LexiconLF", "MajorityVote",
+    "AGGREGATORS", "DSResult", "DawidSkene", "ExtentLF", "FUNCTION_KINDS", "LabellingFunction", "LexiconLF", "MajorityVote",
     "Outputs", "RegexLF", "WeakConfig", "WeakPipeline", "WeakResult", "aggregate", "apply_functions", "dawid_skene",
     "leftmost_longest", "make_aggregator", "read_weak_config", "report_markdown", "weak_report", "write_weak_report",
 ]
