@@ -10,9 +10,9 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
-features), weak_gold10 (the weak run, then the same 10%) and weak_gold10_self (then one self-training round on
-the other 90% of the training texts) for the weak-supervision targets. Every variant is scored on the gold dev
-records.
+features), weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
+records) and weak_gold10_self (then one self-training round on the other 90% of the training texts) for the
+weak-supervision targets. Every variant is scored on the gold dev records.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -54,6 +54,8 @@ VARIANTS = {
     # the `weak` variant's run (in the same --out-dir) is the pre-training; then the same 10% as `gold10`
     "weak_gold10": ("weak pre-training + 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=10",
                                                                     "train.patience=0"]),
+    # the `weak` run, then all the gold records: does weak pre-training help where gold is plentiful?
+    "weak_gold": ("weak pre-training + all the gold records", []),
     # weak_gold10, then one self-training round: the model labels the other 810 training texts (gold unread)
     # and trains 4 more epochs on the 10% gold + the texts whose spans all score >= 0.8
     "weak_gold10_self": ("weak pre-training + 10% gold + self-training on the other 90% texts",
@@ -73,7 +75,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     from medner.train import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
-    if name.startswith("weak_gold10"):
+    if name.startswith("weak_gold"):
         if not (out_dir / "weak" / "medner_model.json").exists():
             raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
                              f"(with the same --out-dir {out_dir})")
@@ -125,7 +127,7 @@ def markdown(rows: list[dict]) -> str:
             + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
             + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
             f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {decode} |")
-    lines += ["", "Commands (`.venv/bin/python`; `weak_gold10*` start from the `weak` run in the same `--out-dir`, "
+    lines += ["", "Commands (`.venv/bin/python`; `weak_gold*` start from the `weak` run in the same `--out-dir`, "
               "and their wall time excludes that run):", ""]
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
