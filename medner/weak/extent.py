@@ -108,13 +108,9 @@ class ExtentLF:
         while True:
             m = self.left.search(text, max(0, start - 16), start) if self.left else None
             gap_start = m.start() if m else start
-            if gap_start in site_end:
-                start = site_end[gap_start]
-                continue
-            if start in site_end:
-                start = site_end[start]
-                continue
-            return gap_start
+            if gap_start not in site_end:
+                return gap_start
+            start = site_end[gap_start]
 
     def _extend_right(self, text: str, end: int) -> int:
         m = self.right.match(text, end) if self.right else None
