@@ -62,8 +62,8 @@ from medner.lexicon.store import load_lexicon
 from medner.types import Record
 from medner.weak import rules
 from medner.weak.aggregate import AGGREGATORS, Outputs, apply_functions, make_aggregator
-from medner.weak.extent import ExtentLF
 from medner.weak.base import LabellingFunction, LexiconLF
+from medner.weak.extent import ExtentLF
 
 __all__ = ["WeakConfig", "WeakResult", "WeakPipeline", "read_weak_config", "FUNCTION_KINDS"]
 
@@ -225,7 +225,7 @@ class WeakPipeline:
         self._lexicons: dict[str, tuple[LexiconEntry, ...]] = dict(lexicons or {})
         specs = tuple(functions) if functions is not None else config.functions
         self.functions: list[LabellingFunction] = []
-        for i, spec in enumerate(specs):
+        for i, spec in enumerate(specs):  # in order: a composite (kind extent) uses the functions above it
             self.functions.append(self._build(spec, i))
         self.weights = {spec["name"]: float(spec.get("weight", 1.0)) for spec in specs}
         self._linker: IcdLinker | None = None
