@@ -44,6 +44,9 @@ DIAGNOSIS_RIGHT = (r"(?:[(（][^()（）。；;]{1,15}[)）])?(?:[，,]\s?[\u4e0
                    r"(?:伴(?:糜烂|出血|穿孔|梗阻))?"
                    r"(?:术后复发|术后|复发)?")
 
+#: how many characters before a span the ``left`` pattern may cover
+LEFT_REACH = 16
+
 
 class ExtentLF:
     """Spans of ``base`` functions (label ``label`` only) widened by the rules of an annotation scheme.
@@ -106,7 +109,7 @@ class ExtentLF:
 
     def _extend_left(self, text: str, start: int, site_end: dict[int, int]) -> int:
         while True:
-            m = self.left.search(text, max(0, start - 16), start) if self.left else None
+            m = self.left.search(text, max(0, start - LEFT_REACH), start) if self.left else None
             gap_start = m.start() if m else start
             if gap_start not in site_end:
                 return gap_start
