@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medner.lexicon.normalize import RULE_NAMES, aliases, fold, fold_with_offsets
+from medner.lexicon.normalize import BRACKET_NOTES, RULE_NAMES, aliases, fold, fold_with_offsets
 from medner.text import normalize_with_map
 
 KNOWN = {"恶心", "呕吐", "伤寒", "副伤寒"}
@@ -65,6 +65,12 @@ ALIASES = [
 @pytest.mark.parametrize("name,expected", ALIASES)
 def test_aliases(name: str, expected: list[str]) -> None:
     assert [a.term for a in aliases(name, known_terms=KNOWN)] == expected
+
+
+@pytest.mark.parametrize("name", ["圆柱形支气管腺瘤[观察]", "主动脉夹层[任何部分]", "双小腿创伤性切断[任何水平]"])
+def test_bracket_notes_are_not_synonyms(name: str) -> None:
+    terms = [a.term for a in aliases(name)]
+    assert terms and not any(t in BRACKET_NOTES for t in terms)
 
 
 @pytest.mark.parametrize("name,term,rule", [

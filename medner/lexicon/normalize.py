@@ -19,7 +19,8 @@ step (rules go on from it) and is not returned. The rules, each with examples (i
 ``bracket_synonym``
     A trailing *square*-bracketed note is the ICD convention for a synonym; it becomes an alias itself
     when it is at least 2 characters, not a code and holds a Chinese character: ``土拉菌病[兔热病]`` ->
-    ``兔热病``; ``冠脉微循环阻力指数检查[IMR检查]`` -> ``IMR检查``. Bare Latin abbreviations are not
+    ``兔热病``; ``冠脉微循环阻力指数检查[IMR检查]`` -> ``IMR检查``. Notes that are not names
+    (:data:`BRACKET_NOTES`: ICD-O's ``[观察]``, ``[任何水平]``, ``[任何部分]``) are not. Bare Latin abbreviations are not
     taken (``激光小梁成形术[ALP]``: ``ALP`` is alkaline phosphatase in lab text; ``[ALL]``, ``[BCG]``).
     Round brackets are not used this way (``颈动脉血管内超声(IVUS)``), nor are mid-name notes
     (``多指[趾]畸形``).
@@ -92,6 +93,7 @@ from medner.text import normalize_with_map
 
 __all__ = [
     "MAX_DEPTH",
+    "BRACKET_NOTES",
     "HEADS",
     "CARCINOMA_ORGANS",
     "Alias",
@@ -104,6 +106,9 @@ __all__ = [
 MAX_DEPTH = 4
 
 # ----------------------------------------------------------------------------------------------- rules
+#: square-bracketed notes that qualify a name rather than name it (``伯基特样淋巴瘤[观察]``: ICD-O
+#: "under observation"; ``主动脉夹层[任何部分]``); never aliases: ``观察`` alone would tag the verb
+BRACKET_NOTES: frozenset[str] = frozenset({"观察", "任何水平", "任何部分", "任何部位"})
 _OPEN, _CLOSE = "(（[【［〔", ")）]】］〕"
 _NOT_BRACKET = f"[^{re.escape(_OPEN + _CLOSE)}]"
 _BRACKET = re.compile(rf"\s*[{re.escape(_OPEN)}]{_NOT_BRACKET}*[{re.escape(_CLOSE)}]")
@@ -165,7 +170,7 @@ def _bracket_synonym(name: str) -> list[str]:
     if not m:
         return []
     syn = m.group("syn").strip()
-    if len(syn) < 2 or _CODEISH.match(syn) or not _CJK.search(syn):
+    if len(syn) < 2 or _CODEISH.match(syn) or not _CJK.search(syn) or syn in BRACKET_NOTES:
         return []
     return [syn]
 
