@@ -49,6 +49,7 @@ LAB = rules.lab_value_lf("lab", "实验室检验", ["白细胞", "CEA", "CA199",
     ("隐血试验阳性，HBsAg(+)", ["隐血试验", "HBsAg"]),
     ("体温 36.5℃，脉搏 80次/分，血压 120/80mmHg", []),                           # vital signs
     ("肿块大小约3.0cm×2.0cm", []),                                                # sizes are not lab values
+    ("复查白细胞数 3.2×10^9/L，监测血红蛋白浓度 98g/L", []),  # a known test inside a longer name: not proposed
 ])
 def test_lab_values(text: str, expected: list[str]) -> None:
     assert found(LAB, text) == expected

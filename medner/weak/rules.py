@@ -85,7 +85,8 @@ def lab_value_lf(name: str, label: str, tests: Iterable[str] = (), *, units: Seq
 
     NAME is one of ``tests`` (any context), or, when ``generic``, an unknown name: a Latin abbreviation
     (``ca-125``, ``neut%``) or 2-10 Chinese characters starting after punctuation, a space or a trigger word
-    (``查``, ``示``, ``复查``), and not in ``exclude`` (vital signs and measurements, :data:`VITALS`).
+    (``查``, ``示``, ``复查``), not in ``exclude`` (vital signs and measurements, :data:`VITALS`) and not
+    holding a known test with more around it (``白细胞数``, ``监测空腹血糖``: the span would be the wrong extent).
     Qualitative results (``隐血试验阳性``, ``HBsAg(+)``) count for known ``tests`` only.
     """
     unit = "(?:" + "|".join(units) + ")"
@@ -106,7 +107,15 @@ def lab_value_lf(name: str, label: str, tests: Iterable[str] = (), *, units: Seq
         latin = r"(?<![a-z0-9])[a-z][a-z0-9]{0,6}(?:[-_][a-z0-9]{1,4})?%?(?![a-z0-9])"
         chinese = rf"[\u4e00-\u9fff][^\s\d,，。;；、:：()（）\[\]【】{stop}a-z]{{1,9}}"
         generic_re = re.compile(rf"{boundary}(?P<span>{latin}|{chinese}){tail}")
-        patterns.append(_Filtered(generic_re, lambda span: span not in skip and not span.isdigit()))
+        # a name around a known test (白细胞数, 监测空腹血糖) is the known test plus words it does not include
+        inner = re.compile(alternation(known)) if known else None
+
+        def keep(span: str) -> bool:
+            if span in skip or span.isdigit():
+                return False
+            return inner is None or all(m.group() == span for m in inner.finditer(span))
+
+        patterns.append(_Filtered(generic_re, keep))
     if not patterns:
         raise ValueError(f"{name}: no tests given and generic=False: nothing to match")
     return RegexLF(name, label, patterns)
