@@ -10,7 +10,9 @@ import pytest
 
 from medner.types import Record, Span
 from medner.weak.aggregate import (DawidSkene, MajorityVote, _best_intervals, aggregate, apply_functions,
-                                   dawid_skene, make_aggregator)
+                                   dawid_skene, fold_composites, make_aggregator)
+from medner.weak.base import RegexLF
+from medner.weak.extent import ExtentLF
 
 
 def simulate(accuracies, n=4000, classes=4, seed=0, abstain=0.0):
@@ -231,6 +233,40 @@ def test_dawid_skene_on_spans_learns_which_source_is_reliable() -> None:
     assert coded.count("good-code") > coded.count("noisy-code")
     summary = model.summary()
     assert summary["labels"] == ["A", "B", "C"] and summary["sources"] == ["good", "fair", "noisy"]
+
+
+def test_fold_composites_hands_widened_spans_to_their_bases() -> None:
+    d = "疾病和诊断"
+    outputs = {
+        "a": [Span(0, 3, d, code="C20"), Span(4, 7, d), Span(9, 11, "解剖部位")],
+        "b": [Span(4, 7, d)],
+        "other": [Span(0, 3, d)],
+        "wide": [Span(0, 7, d, code="C20"), Span(8, 12, d)],
+    }
+    folded = fold_composites(outputs, {"wide": ["a", "b"]})
+    assert "wide" not in folded and folded["other"] == outputs["other"]          # only the bases change
+    assert [(s.start, s.end, s.label, s.code, s.source) for s in folded["a"]] == [
+        (0, 7, d, "C20", "a"), (9, 11, "解剖部位", None, None)]                   # two heads -> one widened span
+    assert [(s.start, s.end) for s in folded["b"]] == [(0, 7)]
+    assert fold_composites(folded, {"wide": ["a", "b"]}) is folded                # idempotent
+    assert outputs["a"][0] == Span(0, 3, d, code="C20")                           # the input is not modified
+
+
+def test_dawid_skene_folds_a_composite_into_its_bases() -> None:
+    d = "疾病和诊断"
+    head = RegexLF("head", d, [r"(?P<span>直肠癌|肝转移)"])
+    other = RegexLF("other", d, [r"(?P<span>直肠癌)"])
+    wide = ExtentLF("wide", d, [head])
+    lfs = [head, other, wide]
+    records = [Record(f"r{i}", "患者直肠癌伴肝转移。" if i % 2 else "直肠癌术后，无肝转移。") for i in range(20)]
+    outputs = [apply_functions(r, lfs) for r in records]
+    assert outputs[1]["wide"]  # the composite widened 直肠癌 + 伴 + 肝转移
+    model = DawidSkene(functions=lfs).fit(records, outputs)
+    assert model.sources == ["head", "other"]
+    for r, o in zip(records, outputs):
+        folded = fold_composites(o, {"wide": ["head"]})
+        proposed = {(s.start, s.end, s.label) for spans in folded.values() for s in spans}
+        assert {(s.start, s.end, s.label) for s in model.predict_record(r, o)} <= proposed
 
 
 def test_dawid_skene_predicts_unseen_patterns_and_needs_fit() -> None:

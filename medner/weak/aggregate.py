@@ -21,6 +21,12 @@ by :func:`apply_functions`. Output: sorted, non-overlapping spans with ``score``
     less. Characters with the same vote pattern share one posterior, so EM runs over the few hundred
     distinct patterns rather than every character (numpy only).
 
+    A composite function that rewrites other functions' spans (:class:`~medner.weak.extent.ExtentLF`, any
+    LF with a ``base`` of functions) is not an independent source, which the model assumes: counted beside
+    its bases it forms a correlated block that EM over-trusts (on CCKS 2019 it cost 手术 0.58 -> 0.32). So
+    its spans are folded into its bases first (:func:`fold_composites`): a base function "says" the widened
+    span instead of its own spans inside it.
+
     Decoding keeps the LFs' span boundaries: every candidate ``(start, end, label)`` gets the gain
     ``sum over its characters of (2 * P(label) - 1)`` (expected correct minus expected wrong characters);
     the set of non-overlapping candidates with the largest total gain is chosen exactly (weighted interval
@@ -44,7 +50,7 @@ from medner.types import Record, Span
 from medner.weak.base import LabellingFunction, lf_labels
 
 __all__ = [
-    "Outputs", "apply_functions", "MajorityVote", "DawidSkene", "DSResult", "dawid_skene", "AGGREGATORS",
+    "Outputs", "apply_functions", "fold_composites", "MajorityVote", "DawidSkene", "DSResult", "dawid_skene", "AGGREGATORS",
     "make_aggregator", "aggregate",
 ]
 
@@ -68,6 +74,34 @@ def apply_functions(record: Record, functions: Sequence[LabellingFunction]) -> O
                 span = Span(span.start, span.end, span.label, code=span.code, score=span.score, source=lf.name)
             spans.append(span)
         out[lf.name] = sorted(spans, key=lambda s: (s.start, s.end, s.label))
+    return out
+
+
+def fold_composites(outputs: Outputs, composites: Mapping[str, Sequence[str]]) -> Outputs:
+    """``outputs`` with each composite's spans handed to its base functions (module docstring, DawidSkene).
+
+    ``composites``: composite name -> base function names. Each base function's spans that lie inside a
+    composite span of the same label are replaced by that span (once); the composite's own entry goes.
+    Idempotent: outputs without composite entries come back unchanged.
+    """
+    if not any(name in outputs for name in composites):
+        return outputs
+    out = dict(outputs)
+    for name, bases in composites.items():
+        wide = out.pop(name, [])
+        if not wide:
+            continue
+        for base in bases:
+            spans = out.get(base, [])
+            kept, taken = [], set()
+            for s in spans:
+                outer = next((w for w in wide if w.label == s.label and w.start <= s.start and s.end <= w.end), None)
+                if outer is None:
+                    kept.append(s)
+                elif (outer.start, outer.end) not in taken:
+                    taken.add((outer.start, outer.end))
+                    kept.append(Span(outer.start, outer.end, s.label, code=s.code or outer.code, source=base))
+            out[base] = sorted(kept, key=lambda s: (s.start, s.end, s.label))
     return out
 
 
@@ -308,7 +342,8 @@ class DawidSkene:
         self.tol = tol
         self.smoothing = smoothing
         self.prior_strength = prior_strength
-        self._declared = {lf.name: lf_labels(lf) for lf in functions}
+        self._composites = {lf.name: tuple(b.name for b in lf.base) for lf in functions if getattr(lf, "base", None)}
+        self._declared = {lf.name: lf_labels(lf) for lf in functions if lf.name not in self._composites}
         self.labels: list[str] = ["O"]
         self.sources: list[str] = []
         self.result: DSResult | None = None
@@ -329,6 +364,7 @@ class DawidSkene:
 
     def fit(self, records: Sequence[Record], outputs: Sequence[Outputs]) -> "DawidSkene":
         """Estimate source reliabilities and the class prior from the LF outputs on ``records``."""
+        outputs = [fold_composites(o, self._composites) for o in outputs]
         names: list[str] = list(self._declared)
         for out in outputs:
             for name in out:
@@ -374,7 +410,7 @@ class DawidSkene:
         """shape (len(text), n_classes): the posterior class distribution of every character."""
         if self.result is None:
             raise RuntimeError("call fit() before predict()")
-        mat = self._matrix(record, outputs)
+        mat = self._matrix(record, fold_composites(outputs, self._composites))
         post = np.empty((mat.shape[0], len(self.labels)))
         missing = []
         for c, row in enumerate(mat):
@@ -399,6 +435,7 @@ class DawidSkene:
         return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-300)
 
     def predict_record(self, record: Record, outputs: Outputs) -> list[Span]:
+        outputs = fold_composites(outputs, self._composites)
         cands = _candidates(outputs)
         if not cands:
             return []
