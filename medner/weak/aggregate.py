@@ -50,8 +50,8 @@ from medner.types import Record, Span
 from medner.weak.base import LabellingFunction, lf_labels
 
 __all__ = [
-    "Outputs", "apply_functions", "fold_composites", "MajorityVote", "DawidSkene", "DSResult", "dawid_skene", "AGGREGATORS",
-    "make_aggregator", "aggregate",
+    "Outputs", "apply_functions", "fold_composites", "MajorityVote", "DawidSkene", "DSResult", "dawid_skene",
+    "AGGREGATORS", "make_aggregator", "aggregate",
 ]
 
 log = logging.getLogger(__name__)
