@@ -96,8 +96,8 @@ def lab_value_lf(name: str, label: str, tests: Iterable[str] = (), *, units: Seq
     qualitative = r"(?=\s*(?:[:：])?\s*(?:阳性|阴性|弱阳性|强阳性|\(\s*[+-]+\s*\)|[+-]{1,3}(?![\d])|\d\+))"
     patterns: list[str] = []
     known = [t for t in tests if t]
-    if known:
-        alt = alternation(known)
+    alt = alternation(known) if known else None
+    if alt:
         patterns.append(rf"(?<![a-z0-9])(?P<span>{alt}){tail}")
         patterns.append(rf"(?<![a-z0-9])(?P<span>{alt}){qualitative}")
     if generic:
@@ -107,13 +107,12 @@ def lab_value_lf(name: str, label: str, tests: Iterable[str] = (), *, units: Seq
         latin = r"(?<![a-z0-9])[a-z][a-z0-9]{0,6}(?:[-_][a-z0-9]{1,4})?%?(?![a-z0-9])"
         chinese = rf"[\u4e00-\u9fff][^\s\d,，。;；、:：()（）\[\]【】{stop}a-z]{{1,9}}"
         generic_re = re.compile(rf"{boundary}(?P<span>{latin}|{chinese}){tail}")
-        # a name around a known test (白细胞数, 监测空腹血糖) is the known test plus words it does not include
-        inner = re.compile(alternation(known)) if known else None
+        inner = re.compile(alt) if alt else None  # 白细胞数 holds 白细胞: the known test is the span, not this
 
         def keep(span: str) -> bool:
             if span in skip or span.isdigit():
                 return False
-            return inner is None or all(m.group() == span for m in inner.finditer(span))
+            return inner is None or not inner.search(span) or inner.fullmatch(span) is not None
 
         patterns.append(_Filtered(generic_re, keep))
     if not patterns:
