@@ -87,3 +87,26 @@ def test_soup_command(tiny_run, sibling, tmp_path, capsys):
     assert json.loads((tmp_path / "soup" / "medner_model.json").read_text(encoding="utf-8"))["soup"]
     assert main(["soup", str(tiny_run), str(tmp_path / "nowhere"), "-o", str(tmp_path / "soup2")]) == 2
     assert "nowhere is not a medner run directory" in capsys.readouterr().err
+
+
+def test_soup_keeps_icd_linking_when_the_members_lexicon_has_moved(tiny_run, sibling, tiny_corpus, tmp_path):
+    import yaml
+
+    from medner.lexicon import LexiconEntry, write_lexicon
+
+    lexicon = tmp_path / "icd.tsv"
+    write_lexicon([LexiconEntry(name, "疾病和诊断", code, name, "icd10")
+                   for name, code in (("直肠癌", "C20.x00"), ("胃癌", "C16.900"), ("肺炎", "J18.900"))], lexicon)
+    members = []
+    for run in (tiny_run, sibling):
+        linked = tmp_path / f"linked_{run.parent.name}"
+        shutil.copytree(run, linked, ignore=shutil.ignore_patterns("checkpoint"))
+        cfg = yaml.safe_load((linked / "config.yaml").read_text(encoding="utf-8"))
+        cfg["link"] = {"lexicon": str(tmp_path / "moved_away.tsv"), "labels": ["疾病和诊断"], "min_score": 0.6}
+        (linked / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+        shutil.copyfile(lexicon, linked / "icd_lexicon.tsv")
+        members.append(linked)
+    out = average_runs(members, tmp_path / "soup")
+    assert (out / "icd_lexicon.tsv").read_bytes() == lexicon.read_bytes()
+    texts = [r.text for r in read_corpus(tiny_corpus / "dev.jsonl", "jsonl")]
+    assert any(s.code for spans in medner.load(out, device="cpu").predict(texts) for s in spans)
