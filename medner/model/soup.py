@@ -5,8 +5,8 @@ Runs that start from the same weights (the same ``init_from`` run, or the same e
 length of training land in one basin, so the mean of their weights predicts about as well as an ensemble of
 their outputs at the cost of one model. LoRA runs are merged first (mean of the full weights, not of the
 low-rank factors, whose product is not linear), so the soup is stored as a full encoder (``"encoder": "full"``,
-``lora: null`` in its config). Members must share the label scheme, tokenizer, model layout and lexicon
-features; each mismatch fails before any weight is loaded, naming the run.
+``lora: null`` in its config). Members must share the label scheme, tokenizer, lexicon features (checked
+before any weight is loaded) and model layout (checked while averaging); a mismatch fails naming the run.
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     """Write the uniform weight average of ``runs`` as a new run directory ``out_dir``; returns its path.
 
     The first run gives the configuration (windowing, CRF, linking), tokenizer and lexicons; its
-    ``medner_model.json`` lists every member with its weights fingerprint. Holds two models in memory at once.
+    ``medner_model.json`` lists every member with its weights fingerprint. Memory: about four times one
+    model's weights (the soup, a running sum in float64, the member being added).
     """
     runs, out_dir = [Path(r) for r in runs], Path(out_dir)
     _check_members(runs, out_dir)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import sys
 import tempfile
 import time
@@ -94,8 +95,6 @@ def main() -> int:
     rows = [scored(f"member {n}", medner.load(r), dev) for n, r in zip(names, args.runs)]
     soup_dir = Path(args.out_dir) / "soup"
     if soup_dir.exists():
-        import shutil
-
         shutil.rmtree(soup_dir)  # this script's own output from an earlier call
     rows.append(scored(f"soup of all {len(args.runs)}", medner.load(average_runs(args.runs, soup_dir)), dev))
     if len(args.runs) > 2:
