@@ -92,7 +92,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
         "variant": name, "run": str(run), "wall_s": round(wall, 1), "epochs": len(epochs),
         "best_epoch": meta.get("best_epoch"), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "trainable": meta["trainable_parameters"], "total": meta["total_parameters"],
-        "micro_f1": report["micro"]["f1"], "per_type": {t: report["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES},
+        "micro_f1": report["micro"]["f1"], "per_type": per_type_f1(report),
         "span_micro_f1": report["span"]["micro"]["f1"],
     }
     figures.update(decode_share(run, [r.text for r in dev]))
@@ -132,6 +132,18 @@ def markdown(rows: list[dict]) -> str:
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
     return "\n".join(lines) + "\n\n"
+
+
+def per_type_f1(report: dict) -> dict[str, float]:
+    """F1 of each CCKS type in a :func:`medner.evaluate.score` report (0 for a type with no spans)."""
+    return {t: report["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES}
+
+
+def publish(section: str, markdown_path: str | None) -> None:
+    """Print a Markdown section and, when a file is named, put it there (see :func:`write_section`)."""
+    print(section)
+    if markdown_path:
+        write_section(Path(markdown_path), section)
 
 
 def write_section(path: Path, section: str) -> None:
@@ -193,10 +205,7 @@ def main() -> int:
         latest = {(r["variant"], r.get("command")): r for r in map(json.loads, results.read_text(encoding="utf-8").splitlines())}
         order = list(VARIANTS)
         rows = sorted(latest.values(), key=lambda r: (order.index(r["variant"]), r["epochs"]))
-    section = markdown(rows)
-    print(section)
-    if args.markdown:
-        write_section(Path(args.markdown), section)
+    publish(markdown(rows), args.markdown)
     return 0
 
 

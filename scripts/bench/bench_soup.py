@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ccks2019 import CONFIG, TYPES, write_section  # noqa: E402
+from bench_ccks2019 import CONFIG, TYPES, per_type_f1, publish  # noqa: E402
 
 
 def output_ensemble(annotators):
@@ -52,7 +52,7 @@ def scored(title: str, annotator, dev) -> dict:
     report = score(dev, annotator.predict_records(dev))
     row = {"model": title, "seconds": time.perf_counter() - started, "micro_f1": report["micro"]["f1"],
            "precision": report["micro"]["precision"], "recall": report["micro"]["recall"],
-           "per_type": {t: report["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES}}
+           "per_type": per_type_f1(report)}
     print(f"{title}: F1 {100 * row['micro_f1']:.2f} (P {100 * row['precision']:.2f} R {100 * row['recall']:.2f}) "
           f"in {row['seconds']:.0f} s", flush=True)
     return row
@@ -104,10 +104,7 @@ def main() -> int:
                                    medner.load(average_runs([a, b], Path(tmp) / "soup")), dev))
     rows.append(scored(f"output ensemble of all {len(args.runs)}",
                        output_ensemble([medner.load(r) for r in args.runs]), dev))
-    section = markdown(rows, "python scripts/bench/bench_soup.py " + " ".join(args.runs))
-    print(section)
-    if args.markdown:
-        write_section(Path(args.markdown), section)
+    publish(markdown(rows, "python scripts/bench/bench_soup.py " + " ".join(args.runs)), args.markdown)
     return 0
 
 
