@@ -144,6 +144,9 @@ class SupervisionConfig:
     self_training_rounds: int = 0  # rounds of training on the model's own confident predictions on `unlabelled`
     self_training_min_score: float = 0.9  # a pseudo-labelled text is kept when all its spans score at least this
     self_training_epochs: int = 0  # epochs of each self-training round; 0 = train.epochs
+    # weak: each round relabels every weak training text with the model's predictions, which replace the weak
+    # labels (BOND-style teacher labels; no score filter, so no text is dropped)
+    self_training_relabel: bool = False
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
@@ -152,7 +155,14 @@ class SupervisionConfig:
                               fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
         if not 0.0 < self.gold_fraction <= 1.0:
             raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
-        if self.self_training_rounds and not self.unlabelled and self.gold_fraction == 1.0:
+        if self.self_training_relabel and self.mode != "weak":
+            raise ConfigError(f"`supervision.self_training_relabel` relabels weak labels, but `supervision.mode` is "
+                              f"{self.mode}", fix="set `supervision.mode: weak`, or drop `self_training_relabel`")
+        if self.self_training_relabel and not self.self_training_rounds:
+            raise ConfigError("`supervision.self_training_relabel` is on but `supervision.self_training_rounds` is 0",
+                              fix="set `supervision.self_training_rounds: 1` (or more)")
+        if (self.self_training_rounds and not self.unlabelled and self.gold_fraction == 1.0
+                and not self.self_training_relabel):
             raise ConfigError("`supervision.self_training_rounds` needs texts to pseudo-label",
                               fix="list them in `supervision.unlabelled`, or set `supervision.gold_fraction` below 1 "
                                   "(the training texts left out of the gold share are then pseudo-labelled)")

@@ -9,6 +9,8 @@
 Then `self_training_rounds` times: predict `unlabelled` (and, when `gold_fraction` < 1, the training texts left
 out of the gold share, their gold unread), keep texts whose spans all score at least `self_training_min_score`,
 and continue training for `self_training_epochs` on gold/weak training records plus those pseudo-labels.
+With `self_training_relabel` (weak mode) a round instead relabels every weak training text (`unlabelled`
+included) with the current model, and trains on the model's labels in place of the weak ones.
 Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
 """
 from __future__ import annotations
@@ -51,15 +53,16 @@ def read_unlabelled(config: RunConfig) -> list[Record]:
     return records
 
 
-def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> list[Record]:
-    """Texts the model labels confidently (every predicted span scores >= ``min_score``)."""
+def model_labels(run_dir: Path, records: list[Record]) -> list[Record]:
+    """``records`` with the spans the model in ``run_dir`` predicts in place of their own (same order)."""
     import medner
 
-    annotator = medner.load(run_dir)
-    kept = []
-    for record in annotator.predict_records(records):
-        if all((s.score or 0.0) >= min_score for s in record.spans):
-            kept.append(record)
+    return list(medner.load(run_dir).predict_records(strip_spans(records)))
+
+
+def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> list[Record]:
+    """Texts the model labels confidently (every predicted span scores >= ``min_score``)."""
+    kept = [r for r in model_labels(run_dir, records) if all((s.score or 0.0) >= min_score for s in r.spans)]
     log.info("self-training: kept %d of %d pseudo-labelled texts", len(kept), len(records))
     return kept
 
@@ -111,7 +114,12 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         run_dir = finetune(cfg, resume=resume, progress=progress, data=data)
     dev = steps[-1][2][1]
     for k in range(1, rounds + 1):
-        pseudo = pseudo_label(run_dir, unlabelled, sup.self_training_min_score)
+        if sup.self_training_relabel:  # weak mode: `unlabelled` is already among the weak training texts
+            base_train, pseudo = model_labels(run_dir, base_train), []
+            log.info("self-training: the model relabelled %d weak training texts (%d spans)", len(base_train),
+                     sum(len(r.spans) for r in base_train))
+        else:
+            pseudo = pseudo_label(run_dir, unlabelled, sup.self_training_min_score)
         cfg = _phase(config, f"self_training_{k}", final=k == rounds)
         cfg.init_from = str(run_dir)
         cfg.train.epochs = sup.self_training_epochs or config.train.epochs

@@ -144,3 +144,54 @@ def test_self_training_needs_texts_to_label():
     with pytest.raises(ConfigError, match="unlabelled"):
         SupervisionConfig(self_training_rounds=1)
     SupervisionConfig(self_training_rounds=1, gold_fraction=0.5)  # the other half of the training texts
+
+
+def test_relabel_rounds_train_on_the_model_s_labels_of_the_weak_training_texts(tiny_corpus, tmp_path, captured,
+                                                                               monkeypatch):
+    import medner.supervision as sup
+
+    unlabelled = tmp_path / "raw.jsonl"
+    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    seen = []
+
+    def fake_model_labels(run_dir, records):
+        seen.append((run_dir, [r.id for r in records]))
+        return [r.with_spans([Span(0, 1, "药物", score=0.1)]) for r in records]  # low scores are kept too
+
+    monkeypatch.setattr(sup, "model_labels", fake_model_labels)
+    monkeypatch.setattr(sup, "pseudo_label", lambda *a: pytest.fail("relabel rounds pseudo-label nothing twice"))
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=3), [
+        LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 2, self_training_epochs: 1, "
+                f"self_training_relabel: true, unlabelled: [{unlabelled}]}}"])
+    train(config, progress=False)
+    (weak_out, _, weak_epochs, (weak_train, weak_dev)), round1, round2 = captured
+    assert [Path(c[0]).name for c in captured] == ["weak", "self_training_1", "run"] and weak_epochs == 3
+    assert len(weak_train) == 48 + 12  # the training texts and the unlabelled ones, weak-labelled
+    # each round: the previous phase's model labels every weak training text, and those labels replace the weak ones
+    assert seen == [(Path(weak_out), [r.id for r in weak_train]), (Path(round1[0]), [r.id for r in weak_train])]
+    for out, init_from, epochs, (records, dev) in (round1, round2):
+        assert epochs == 1 and [r.id for r in records] == [r.id for r in weak_train]
+        assert all(r.spans == (Span(0, 1, "药物", score=0.1),) for r in records)
+        assert dev == weak_dev  # epochs are still picked on weak labels: no gold anywhere
+    assert round1[1] == weak_out and round2[1] == round1[0]
+
+
+def test_relabel_needs_weak_mode_and_rounds():
+    from medner.config import SupervisionConfig
+    from medner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mode: weak"):
+        SupervisionConfig(self_training_rounds=1, gold_fraction=0.5, self_training_relabel=True)
+    with pytest.raises(ConfigError, match="self_training_rounds"):
+        SupervisionConfig(mode="weak", weak_config="w.yaml", self_training_relabel=True)
+    # the weak training texts are what gets relabelled: no `unlabelled` texts needed
+    SupervisionConfig(mode="weak", weak_config="w.yaml", self_training_rounds=1, self_training_relabel=True)
+
+
+def test_relabel_round_end_to_end(tiny_corpus, tmp_path):
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
+        LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
+                "self_training_relabel: true}"])
+    run = train(config, progress=False)
+    assert (run / "medner_model.json").exists() and (run / "phases" / "weak" / "medner_model.json").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1

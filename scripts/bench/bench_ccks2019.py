@@ -10,7 +10,8 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
-features), weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
+features), weak_relabel (the weak run, then a round on its own relabelling of the weak training texts),
+weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
 records) and weak_gold10_self (then one self-training round on the other 90% of the training texts) for the
 weak-supervision targets. Every variant is scored on the gold dev records.
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +47,11 @@ VARIANTS = {
     "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
     "lora_crf_lexicon": ("LoRA + CRF + lexicon features", [LEXICON_FEATURES]),
     "weak": ("LoRA + CRF on weak labels only (no gold)", ["supervision.mode=weak", WEAK]),
+    # the `weak` run (same --out-dir, reused as the finished weak phase), then one round of 2 epochs on the
+    # model's own labels of the weak training texts in place of the weak labels (BOND-style); still no gold
+    "weak_relabel": ("weak labels, then one round on the model's relabelling (no gold)",
+                     ["supervision.mode=weak", WEAK, "supervision.self_training_rounds=1",
+                      "supervision.self_training_relabel=true", "supervision.self_training_epochs=2"]),
     # no early stopping: with 14 steps an epoch the model emits no entity for the first epochs (F1 0)
     "gold10": ("LoRA + CRF on 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=10",
                                                         "train.patience=0"]),
@@ -75,14 +82,17 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     from medner.train import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
+    if name.startswith("weak_") and not (out_dir / "weak" / "checkpoint" / "trainer_state.json").exists():
+        raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
+                         f"(with the same --out-dir {out_dir})")
     if name.startswith("weak_gold"):
-        if not (out_dir / "weak" / "medner_model.json").exists():
-            raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
-                             f"(with the same --out-dir {out_dir})")
         overrides.append(f"init_from={out_dir / 'weak'}")
+    if name == "weak_relabel":  # the `weak` run is this variant's weak phase, finished: resuming it trains nothing
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+        shutil.copytree(out_dir / "weak", out_dir / name / "phases" / "weak")
     config = load_config(CONFIG, overrides)
     started = time.time()
-    run = train(config, progress=False)
+    run = train(config, progress=False, resume=name == "weak_relabel")
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
