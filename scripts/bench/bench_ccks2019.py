@@ -12,8 +12,9 @@ Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no
 for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
 features), weak_relabel (the weak run, then a round on its own relabelling of the weak training texts),
 weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
-records) and weak_gold10_self (then one self-training round on the other 90% of the training texts) for the
-weak-supervision targets. Every variant is scored on the gold dev records.
+records), weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%)
+and weak_gold10_relabel (then a round on the model's labels of all the other 90%) for the weak-supervision
+targets. Every variant is scored on the gold dev records.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -47,7 +48,7 @@ VARIANTS = {
     "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
     "lora_crf_lexicon": ("LoRA + CRF + lexicon features", [LEXICON_FEATURES]),
     "weak": ("LoRA + CRF on weak labels only (no gold)", ["supervision.mode=weak", WEAK]),
-    # the `weak` run (same --out-dir, reused as the finished weak phase), then one round of 2 epochs on the
+    # the `weak` run (same --out-dir, reused as the finished weak phase: REUSES), then one round of 2 epochs on the
     # model's own labels of the weak training texts in place of the weak labels (BOND-style); still no gold
     "weak_relabel": ("weak labels, then one round on the model's relabelling (no gold)",
                      ["supervision.mode=weak", WEAK, "supervision.self_training_rounds=1",
@@ -69,7 +70,16 @@ VARIANTS = {
                          ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
                           "supervision.self_training_rounds=1", "supervision.self_training_epochs=4",
                           "supervision.self_training_min_score=0.8"]),
+    # the `weak_gold10` run (reused as the finished gold phase), then one round of 3 epochs on the 10% gold + the
+    # model's labels of all the other 810 training texts (no score filter: min score 0), gold unread
+    "weak_gold10_relabel": ("weak pre-training + 10% gold, then a round on the model's labels of the other 90%",
+                            ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
+                             "supervision.self_training_rounds=1", "supervision.self_training_epochs=3",
+                             "supervision.self_training_min_score=0"]),
 }
+# variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
+# OUT_DIR/VARIANT/phases/PHASE and resumed, which trains nothing, so only the self-training round runs
+REUSES = {"weak_relabel": ("weak", "weak"), "weak_gold10_relabel": ("weak_gold10", "gold")}
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
 
@@ -87,12 +97,16 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
                          f"(with the same --out-dir {out_dir})")
     if name.startswith("weak_gold"):
         overrides.append(f"init_from={out_dir / 'weak'}")
-    if name == "weak_relabel":  # the `weak` run is this variant's weak phase, finished: resuming it trains nothing
+    if name in REUSES:
+        source, phase = REUSES[name]
+        if not (out_dir / source / "checkpoint" / "trainer_state.json").exists():
+            raise SystemExit(f"{name} reuses the `{source}` variant's run: run --variants {source} first "
+                             f"(with the same --out-dir {out_dir})")
         shutil.rmtree(out_dir / name, ignore_errors=True)
-        shutil.copytree(out_dir / "weak", out_dir / name / "phases" / "weak")
+        shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
     config = load_config(CONFIG, overrides)
     started = time.time()
-    run = train(config, progress=False, resume=name == "weak_relabel")
+    run = train(config, progress=False, resume=name in REUSES)
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
