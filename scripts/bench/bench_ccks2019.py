@@ -70,11 +70,11 @@ VARIANTS = {
                          ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
                           "supervision.self_training_rounds=1", "supervision.self_training_epochs=4",
                           "supervision.self_training_min_score=0.8"]),
-    # the `weak_gold10` run (reused as the finished gold phase), then one round of 3 epochs on the 10% gold + the
+    # the `weak_gold10` run (reused as the finished gold phase), then one round of 2 epochs on the 10% gold + the
     # model's labels of all the other 810 training texts (no score filter: min score 0), gold unread
     "weak_gold10_relabel": ("weak pre-training + 10% gold, then a round on the model's labels of the other 90%",
                             ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
-                             "supervision.self_training_rounds=1", "supervision.self_training_epochs=3",
+                             "supervision.self_training_rounds=1", "supervision.self_training_epochs=2",
                              "supervision.self_training_min_score=0"]),
 }
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
