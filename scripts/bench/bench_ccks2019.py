@@ -92,7 +92,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     from medner.train import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
-    if name.startswith("weak_") and not (out_dir / "weak" / "checkpoint" / "trainer_state.json").exists():
+    if name.startswith("weak_") and not (out_dir / "weak" / "medner_model.json").exists():
         raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
                          f"(with the same --out-dir {out_dir})")
     if name.startswith("weak_gold"):
