@@ -41,41 +41,40 @@ ICD_LEXICON = ROOT / "lexicons" / "build" / "lexicon_zh.tsv"  # `medner lexicon 
 LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, lexicons/anatomy.tsv, "
                     "lexicons/drugs.tsv, lexicons/lab_tests.tsv, lexicons/imaging.tsv, lexicons/symptoms.tsv], "
                     "min_length: 1}")
+# 10% of the gold records, seeded; no early stopping: with 14 steps an epoch the model emits no entity for the
+# first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
+GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
+WEAK_ONLY = ["supervision.mode=weak", WEAK]
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
     "full_crf": ("full fine-tuning + CRF", ["lora=null", "train.lr_encoder=5e-5"]),
     "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
     "lora_crf_lexicon": ("LoRA + CRF + lexicon features", [LEXICON_FEATURES]),
-    "weak": ("LoRA + CRF on weak labels only (no gold)", ["supervision.mode=weak", WEAK]),
+    "weak": ("LoRA + CRF on weak labels only (no gold)", WEAK_ONLY),
     # the `weak` run (same --out-dir, reused as the finished weak phase: REUSES), then one round of 2 epochs on the
     # model's own labels of the weak training texts in place of the weak labels (BOND-style); still no gold
     "weak_relabel": ("weak labels, then one round on the model's relabelling (no gold)",
-                     ["supervision.mode=weak", WEAK, "supervision.self_training_rounds=1",
-                      "supervision.self_training_relabel=true", "supervision.self_training_epochs=2"]),
-    # no early stopping: with 14 steps an epoch the model emits no entity for the first epochs (F1 0)
-    "gold10": ("LoRA + CRF on 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=10",
-                                                        "train.patience=0"]),
+                     WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
+                                  "supervision.self_training_epochs=2"]),
+    "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # lexicon features where gold is scarce: the same 10% as `gold10`
     "gold10_lexicon": ("LoRA + CRF + lexicon features on 10% of the gold records",
-                       ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0", LEXICON_FEATURES]),
+                       GOLD10 + [LEXICON_FEATURES]),
     # the `weak` variant's run (in the same --out-dir) is the pre-training; then the same 10% as `gold10`
-    "weak_gold10": ("weak pre-training + 10% of the gold records", ["supervision.gold_fraction=0.1", "train.epochs=10",
-                                                                    "train.patience=0"]),
+    "weak_gold10": ("weak pre-training + 10% of the gold records", GOLD10),
     # the `weak` run, then all the gold records: does weak pre-training help where gold is plentiful?
     "weak_gold": ("weak pre-training + all the gold records", []),
     # weak_gold10, then one self-training round: the model labels the other 810 training texts (gold unread)
     # and trains 4 more epochs on the 10% gold + the texts whose spans all score >= 0.8
     "weak_gold10_self": ("weak pre-training + 10% gold + self-training on the other 90% texts",
-                         ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
-                          "supervision.self_training_rounds=1", "supervision.self_training_epochs=4",
-                          "supervision.self_training_min_score=0.8"]),
+                         GOLD10 + ["supervision.self_training_rounds=1", "supervision.self_training_epochs=4",
+                                   "supervision.self_training_min_score=0.8"]),
     # the `weak_gold10` run (reused as the finished gold phase), then one round of 2 epochs on the 10% gold + the
     # model's labels of all the other 810 training texts (no score filter: min score 0), gold unread
     "weak_gold10_relabel": ("weak pre-training + 10% gold, then a round on the model's labels of the other 90%",
-                            ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0",
-                             "supervision.self_training_rounds=1", "supervision.self_training_epochs=2",
-                             "supervision.self_training_min_score=0"]),
+                            GOLD10 + ["supervision.self_training_rounds=1", "supervision.self_training_epochs=2",
+                                      "supervision.self_training_min_score=0"]),
 }
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
 # OUT_DIR/VARIANT/phases/PHASE and resumed, which trains nothing, so only the self-training round runs
