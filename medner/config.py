@@ -147,6 +147,9 @@ class SupervisionConfig:
     # weak: each round relabels every weak training text with the model's predictions, which replace the weak
     # labels (BOND-style teacher labels; no score filter, so no text is dropped)
     self_training_relabel: bool = False
+    # each round trains a new model from the first phase's starting point (`init_from`, else the encoder) on the
+    # teacher's labels (noisy-student style) instead of continuing from the teacher's weights
+    self_training_fresh_student: bool = False
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
@@ -166,6 +169,9 @@ class SupervisionConfig:
             raise ConfigError("`supervision.self_training_rounds` needs texts to pseudo-label",
                               fix="list them in `supervision.unlabelled`, or set `supervision.gold_fraction` below 1 "
                                   "(the training texts left out of the gold share are then pseudo-labelled)")
+        if self.self_training_fresh_student and not self.self_training_rounds:
+            raise ConfigError("`supervision.self_training_fresh_student` is on but `supervision.self_training_rounds` "
+                              "is 0", fix="set `supervision.self_training_rounds: 1` (or more)")
         if self.self_training_epochs < 0:
             raise ConfigError(f"`supervision.self_training_epochs` must be >= 0, got {self.self_training_epochs}")
 

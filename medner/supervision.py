@@ -9,8 +9,12 @@
 Then `self_training_rounds` times: predict `unlabelled` (and, when `gold_fraction` < 1, the training texts left
 out of the gold share, their gold unread), keep texts whose spans all score at least `self_training_min_score`,
 and continue training for `self_training_epochs` on gold/weak training records plus those pseudo-labels.
-With `self_training_relabel` (weak mode) a round instead relabels every weak training text (`unlabelled`
-included) with the current model, and trains on the model's labels in place of the weak ones.
+In weak mode the `unlabelled` texts are weak-labelled training texts already, so a confident pseudo-labelling
+replaces a text's weak labels instead of adding the text twice. With `self_training_relabel` (weak mode) a round
+relabels every weak training text (`unlabelled` included) with the current model, confident or not, and trains on
+the model's labels in place of the weak ones. Each round continues from the previous phase's weights, or with
+`self_training_fresh_student` trains a new model from the first phase's starting point (`init_from`, else the
+encoder) on the teacher's labels.
 Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
 """
 from __future__ import annotations
@@ -60,9 +64,10 @@ def model_labels(run_dir: Path, records: list[Record]) -> list[Record]:
     return list(medner.load(run_dir).predict_records(strip_spans(records)))
 
 
-def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> list[Record]:
-    """Texts the model labels confidently (every predicted span scores >= ``min_score``)."""
-    kept = [r for r in model_labels(run_dir, records) if all((s.score or 0.0) >= min_score for s in r.spans)]
+def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict[int, Record]:
+    """Texts the model labels confidently (every predicted span scores >= ``min_score``), by position in ``records``."""
+    kept = {i: r for i, r in enumerate(model_labels(run_dir, records))
+            if all((s.score or 0.0) >= min_score for s in r.spans)}
     log.info("self-training: kept %d of %d pseudo-labelled texts", len(kept), len(records))
     return kept
 
@@ -115,13 +120,18 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     dev = steps[-1][2][1]
     for k in range(1, rounds + 1):
         if sup.self_training_relabel:  # weak mode: `unlabelled` is already among the weak training texts
-            base_train, pseudo = model_labels(run_dir, base_train), []
+            base_train = round_train = model_labels(run_dir, base_train)
             log.info("self-training: the model relabelled %d weak training texts (%d spans)", len(base_train),
                      sum(len(r.spans) for r in base_train))
         else:
             pseudo = pseudo_label(run_dir, unlabelled, sup.self_training_min_score)
+            if sup.mode == "weak":  # `unlabelled` is the tail of the weak training texts: model labels replace weak
+                offset = len(base_train) - len(unlabelled)
+                round_train = [pseudo.get(i - offset, r) for i, r in enumerate(base_train)]
+            else:
+                round_train = base_train + list(pseudo.values())
         cfg = _phase(config, f"self_training_{k}", final=k == rounds)
-        cfg.init_from = str(run_dir)
+        cfg.init_from = config.init_from if sup.self_training_fresh_student else str(run_dir)
         cfg.train.epochs = sup.self_training_epochs or config.train.epochs
-        run_dir = finetune(cfg, resume=resume, progress=progress, data=(base_train + pseudo, dev))
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=(round_train, dev))
     return run_dir

@@ -84,7 +84,7 @@ def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captu
 
     def fake_pseudo(run_dir, records, min_score):
         seen["n"] = len(records)
-        return [records[0].with_spans([Span(0, 1, "药物", score=1.0)])]
+        return {0: records[0].with_spans([Span(0, 1, "药物", score=1.0)])}
 
     monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
     config = load_config(write_config(tmp_path, tiny_corpus), [
@@ -93,6 +93,47 @@ def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captu
     assert [Path(c[0]).name for c in captured] == ["gold", "self_training_1", "run"]
     assert captured[1][1] == captured[0][0] and captured[2][1] == captured[1][0]
     assert len(captured[2][3][0]) == 48 + 1 and seen["n"] == 12
+
+
+def test_weak_self_training_replaces_the_weak_labels_of_confident_texts(tiny_corpus, tmp_path, captured,
+                                                                        monkeypatch):
+    import medner.supervision as sup
+
+    unlabelled = tmp_path / "raw.jsonl"
+    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    confident = Span(0, 1, "药物", score=1.0)
+
+    def fake_pseudo(run_dir, records, min_score):
+        assert len(records) == 12 and min_score == 0.5
+        return {1: records[1].with_spans([confident])}
+
+    monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
+                f"self_training_min_score: 0.5, unlabelled: [{unlabelled}]}}"])
+    train(config, progress=False)
+    (_, _, _, (weak_train, _)), (_, _, _, (round_train, _)) = captured
+    assert len(weak_train) == len(round_train) == 48 + 12  # no text twice
+    changed = [i for i, (a, b) in enumerate(zip(weak_train, round_train)) if a != b]
+    assert changed == [48 + 1] and round_train[49].spans == (confident,)
+    assert round_train[49].text == weak_train[49].text
+
+
+def test_fresh_student_rounds_start_from_the_first_phase_s_weights(tiny_corpus, tmp_path, captured, monkeypatch):
+    import medner.supervision as sup
+
+    monkeypatch.setattr(sup, "model_labels", lambda run_dir, records: records)
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 2, "
+                "self_training_relabel: true, self_training_fresh_student: true}"])
+    train(config, progress=False)
+    assert [c[1] for c in captured] == [None, None, None]  # every phase from the encoder
+    captured.clear()
+    start = tmp_path / "earlier_run"
+    train(load_config(write_config(tmp_path / "b", tiny_corpus), [
+        LABELS, f"init_from={start}", f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
+                "self_training_relabel: true, self_training_fresh_student: true}"]), progress=False)
+    assert [c[1] for c in captured] == [str(start), str(start)]
 
 
 def test_weak_plus_gold_end_to_end(tiny_corpus, tmp_path):
@@ -121,7 +162,7 @@ def test_self_training_on_the_training_texts_left_out_of_a_gold_fraction(tiny_co
 
     def fake_pseudo(run_dir, records, min_score):
         seen["records"] = records
-        return records[:2]
+        return dict(enumerate(records[:2]))
 
     monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=6), [
@@ -184,6 +225,8 @@ def test_relabel_needs_weak_mode_and_rounds():
         SupervisionConfig(self_training_rounds=1, gold_fraction=0.5, self_training_relabel=True)
     with pytest.raises(ConfigError, match="self_training_rounds"):
         SupervisionConfig(mode="weak", weak_config="w.yaml", self_training_relabel=True)
+    with pytest.raises(ConfigError, match="fresh_student"):
+        SupervisionConfig(mode="weak", weak_config="w.yaml", self_training_fresh_student=True)
     # the weak training texts are what gets relabelled: no `unlabelled` texts needed
     SupervisionConfig(mode="weak", weak_config="w.yaml", self_training_rounds=1, self_training_relabel=True)
 

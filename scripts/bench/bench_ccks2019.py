@@ -11,6 +11,7 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
 features), weak_relabel (the weak run, then a round on its own relabelling of the weak training texts),
+weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak model's labels),
 weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
 records), weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%)
 and weak_gold10_relabel (then a round on the model's labels of all the other 90%) for the weak-supervision
@@ -57,6 +58,11 @@ VARIANTS = {
     "weak_relabel": ("weak labels, then one round on the model's relabelling (no gold)",
                      WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
                                   "supervision.self_training_epochs=2"]),
+    # the same, but the round's model is a new one trained from the encoder on the `weak` model's labels for
+    # train.epochs (noisy-student style) instead of the `weak` model continued for 2 epochs
+    "weak_relabel_fresh": ("weak labels, then a new model trained on the weak model's relabelling (no gold)",
+                           WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
+                                        "supervision.self_training_fresh_student=true"]),
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # lexicon features where gold is scarce: the same 10% as `gold10`
     "gold10_lexicon": ("LoRA + CRF + lexicon features on 10% of the gold records",
@@ -78,7 +84,8 @@ VARIANTS = {
 }
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
 # OUT_DIR/VARIANT/phases/PHASE and resumed, which trains nothing, so only the self-training round runs
-REUSES = {"weak_relabel": ("weak", "weak"), "weak_gold10_relabel": ("weak_gold10", "gold")}
+REUSES = {"weak_relabel": ("weak", "weak"), "weak_relabel_fresh": ("weak", "weak"),
+          "weak_gold10_relabel": ("weak_gold10", "gold")}
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
 
