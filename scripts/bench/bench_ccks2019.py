@@ -9,11 +9,12 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
     .venv/bin/python scripts/bench/bench_ccks2019.py --variants lora_crf --epochs 3 --markdown BENCHMARKS.md
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
-for train and for picking the epoch), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon
-features), weak_relabel (the weak run, then a round on its own relabelling of the weak training texts),
-weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak model's labels),
-weak_gold10 (the weak run, then the same 10%), weak_gold (the weak run, then all the gold
-records), weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%)
+for train and for picking the epoch), weak_relabel (the weak run, then a round on its own relabelling of the
+weak training texts), weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak
+model's labels), weak_lexicon (weak with lexicon features), gold10 (10% of the gold records), gold10_lexicon
+(the same with lexicon features), weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the
+weak_lexicon run, then the same 10% with lexicon features), weak_gold (the weak run, then all the gold records),
+weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%),
 weak_gold10_relabel (then a round on the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that
 round trains a new model from the weak run) for the weak-supervision targets. Every variant is scored on the gold dev records.
 
@@ -63,12 +64,17 @@ VARIANTS = {
     "weak_relabel_fresh": ("weak labels, then a new model trained on the weak model's relabelling (no gold)",
                            WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
                                         "supervision.self_training_fresh_student=true"]),
+    # lexicon features with weak labels: does the model do better than the lexicons it is shown and taught by?
+    "weak_lexicon": ("LoRA + CRF + lexicon features on weak labels only (no gold)", WEAK_ONLY + [LEXICON_FEATURES]),
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # lexicon features where gold is scarce: the same 10% as `gold10`
     "gold10_lexicon": ("LoRA + CRF + lexicon features on 10% of the gold records",
                        GOLD10 + [LEXICON_FEATURES]),
     # the `weak` variant's run (in the same --out-dir) is the pre-training; then the same 10% as `gold10`
     "weak_gold10": ("weak pre-training + 10% of the gold records", GOLD10),
+    # the `weak_lexicon` run, then the same 10% with the same lexicon features
+    "weak_lexicon_gold10": ("weak pre-training + 10% of the gold records, both with lexicon features",
+                            GOLD10 + [LEXICON_FEATURES]),
     # the `weak` run, then all the gold records: does weak pre-training help where gold is plentiful?
     "weak_gold": ("weak pre-training + all the gold records", []),
     # weak_gold10, then one self-training round: the model labels the other 810 training texts (gold unread)
@@ -89,6 +95,9 @@ VARIANTS = {
                                             "supervision.self_training_min_score=0",
                                             "supervision.self_training_fresh_student=true"]),
 }
+# variant: the weak-only variant whose finished run (same --out-dir) it starts from (`init_from`)
+STARTS_FROM = {"weak_gold10": "weak", "weak_gold": "weak", "weak_gold10_self": "weak", "weak_gold10_relabel": "weak",
+               "weak_gold10_relabel_fresh": "weak", "weak_lexicon_gold10": "weak_lexicon"}
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
 # OUT_DIR/VARIANT/phases/PHASE and resumed, which trains nothing, so only the self-training round runs
 REUSES = {"weak_relabel": ("weak", "weak"), "weak_relabel_fresh": ("weak", "weak"),
@@ -105,11 +114,12 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     from medner.train import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
-    if name.startswith("weak_") and not (out_dir / "weak" / "medner_model.json").exists():
-        raise SystemExit(f"{name} starts from the `weak` variant's run: run --variants weak first "
-                         f"(with the same --out-dir {out_dir})")
-    if name.startswith("weak_gold"):
-        overrides.append(f"init_from={out_dir / 'weak'}")
+    if name in STARTS_FROM:
+        weak = STARTS_FROM[name]
+        if not (out_dir / weak / "medner_model.json").exists():
+            raise SystemExit(f"{name} starts from the `{weak}` variant's run: run --variants {weak} first "
+                             f"(with the same --out-dir {out_dir})")
+        overrides.append(f"init_from={out_dir / weak}")
     if name in REUSES:
         source, phase = REUSES[name]
         if not (out_dir / source / "checkpoint" / "trainer_state.json").exists():
@@ -164,8 +174,8 @@ def markdown(rows: list[dict]) -> str:
             + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
             + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
             f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {decode} |")
-    lines += ["", "Commands (`.venv/bin/python`; `weak_gold*` start from the `weak` run in the same `--out-dir`, "
-              "and their wall time excludes that run):", ""]
+    lines += ["", "Commands (`.venv/bin/python`; weak pre-training rows start from the `weak` (or `weak_lexicon`) run in "
+              "the same `--out-dir`, and their wall time excludes that run):", ""]
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
     return "\n".join(lines) + "\n\n"
