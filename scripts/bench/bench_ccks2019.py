@@ -15,8 +15,9 @@ model's labels), weak_lexicon (weak with lexicon features), gold10 (10% of the g
 (the same with lexicon features), weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the
 weak_lexicon run, then the same 10% with lexicon features), weak_gold (the weak run, then all the gold records),
 weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%),
-weak_gold10_relabel (then a round on the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that
-round trains a new model from the weak run) for the weak-supervision targets. Every variant is scored on the gold dev records.
+weak_gold10_relabel (then a round on the model's labels of all the other 90%) and weak_gold10_relabel_fresh
+(that round trains a new model from the weak run) for the weak-supervision targets. Every variant is scored on
+the gold dev records.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -174,8 +175,8 @@ def markdown(rows: list[dict]) -> str:
             + " | ".join(f"{100 * r['per_type'][t]:.2f}" for t in TYPES)
             + f" | {r['epochs']} ({r['best_epoch']}) | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib']} MiB | "
             f"{r['trainable']:,} of {r['total']:,} ({100 * r['trainable'] / r['total']:.2f}%) | {decode} |")
-    lines += ["", "Commands (`.venv/bin/python`; weak pre-training rows start from the `weak` (or `weak_lexicon`) run in "
-              "the same `--out-dir`, and their wall time excludes that run):", ""]
+    lines += ["", "Commands (`.venv/bin/python`; weak pre-training rows start from the `weak` (or `weak_lexicon`) "
+              "run in the same `--out-dir`, and their wall time excludes that run):", ""]
     lines += [f"- {VARIANTS[r['variant']][0]}: `{r.get('command', 'python scripts/bench/bench_ccks2019.py')}`"
               for r in rows]
     return "\n".join(lines) + "\n\n"
