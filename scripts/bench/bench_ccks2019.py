@@ -222,7 +222,7 @@ def main() -> int:
         print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
         return 2
     extra = ([f"train.epochs={args.epochs}"] if args.epochs else []) + list(args.overrides)
-    if any(name.endswith("_lexicon") for name in args.variants) and not ICD_LEXICON.exists():
+    if any(LEXICON_FEATURES in VARIANTS[name][1] for name in args.variants) and not ICD_LEXICON.exists():
         subprocess.run([sys.executable, "-m", "medner", "lexicon", "build", str(ROOT / "configs" / "lexicon_zh.yaml"),
                         "-o", str(ICD_LEXICON)], check=True)
     out_dir = Path(args.out_dir)
