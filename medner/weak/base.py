@@ -78,7 +78,9 @@ class LexiconLF:
     ``右``, ``双侧``; the variant keeps the entry's code and canonical); ``suffixes``: when the raw text
     right after a match starts with one of them (folded comparison), the span is extended over it;
     ``block``: terms that take part in the leftmost-longest scan but are never emitted, so ``恶心`` (a
-    symptom) hides the ``心`` inside it from an anatomy list; ``not_before``: a regular expression; a match
+    symptom) hides the ``心`` inside it from an anatomy list; ``block_matching``: a regular expression; entries
+    whose folded term it finds are blocked the same way (``(肿物|占位)$``: a finding, not a diagnosis, and
+    what is inside it stays free for other functions); ``not_before``: a regular expression; a match
     is dropped when it matches the folded text right after it (``\\s*[(（]\\s*[+-]``: an immunohistochemistry
     result such as ``CEA(+)`` is not a lab test); ``min_length`` / ``stop_terms`` /
     ``label_priority`` / ``word_boundary`` go to the matcher.
@@ -88,7 +90,7 @@ class LexiconLF:
                  sources: Iterable[str] | None = None, include_aliases: bool = True, prefixes: Sequence[str] = (),
                  suffixes: Sequence[str] = (), min_length: int = 2, stop_terms: Iterable[str] = (),
                  label_priority: Sequence[str] = (), word_boundary: bool = True, block: Iterable[str] = (),
-                 not_before: str | None = None) -> None:
+                 block_matching: str | None = None, not_before: str | None = None) -> None:
         self.name = name
         keep_sources = set(sources) if sources is not None else None
         selected: list[LexiconEntry] = []
@@ -104,10 +106,18 @@ class LexiconLF:
                 if target != entry.label:
                     entry = replace(entry, label=target)
             selected.append(entry)
+        if block_matching:
+            try:
+                found = re.compile(block_matching).search
+            except re.error as exc:
+                raise ValueError(f"{name}: block_matching is not a valid regular expression: {exc}") from None
+            block = [*block, *(e.term for e in selected if found(fold(e.term)))]
+            selected = [e for e in selected if not found(fold(e.term))]
         variants = [replace(e, term=p + e.term) for p in prefixes for e in selected if not e.term.startswith(p)]
         self.labels: tuple[str, ...] = tuple(sorted({e.label for e in selected}))
         self.n_entries = len(selected)
-        blockers = [LexiconEntry(t, _BLOCK, None, t, _BLOCK) for t in block if t]
+        block = [p + t for t in block if t for p in ("", *prefixes) if not (p and t.startswith(p))]
+        blockers = [LexiconEntry(t, _BLOCK, None, t, _BLOCK) for t in block]
         self.n_blockers = len(blockers)
         self.matcher = LexiconMatcher([*blockers, *selected, *variants], min_length=min_length,
                                       label_priority=(_BLOCK, *label_priority),

@@ -75,13 +75,13 @@ _LEXICON_KEYS = {"path", "build"}
 _COMMON = {"name", "kind", "weight"}
 FUNCTION_KINDS: dict[str, set[str]] = {
     "lexicon": {"lexicon", "sources", "label_map", "include_aliases", "prefixes", "suffixes", "block",
-                "min_length", "word_boundary", "label_priority", "not_before"},
+                "block_matching", "min_length", "word_boundary", "label_priority", "not_before"},
     "imaging": {"label", "modalities", "exams", "regions", "laterality"},
     "lab_value": {"label", "tests", "generic"},
     "lymph_node": {"label", "sites"},
     "procedure": {"label", "triggers"},
     "operation": {"label", "sites"},
-    "tumour_site": {"label", "sites"},
+    "tumour_site": {"label", "sites", "heads"},
     "extent": {"label", "base", "sites", "joiners", "left", "right"},
 }
 _AGG_KEYS = {"majority": {"weights", "min_votes", "nested", "nested_other"},
@@ -329,7 +329,7 @@ class WeakPipeline:
                 block = self.terms(spec["block"], f"{key}.block") if spec.get("block") else ()
                 lf: LabellingFunction = LexiconLF(
                     name, self.lexicon(str(spec["lexicon"])), label_map=dict(spec["label_map"]),
-                    sources=spec.get("sources"), block=block,
+                    sources=spec.get("sources"), block=block, block_matching=spec.get("block_matching"),
                     include_aliases=bool(spec.get("include_aliases", True)), prefixes=tuple(prefixes),
                     suffixes=tuple(spec.get("suffixes", ())), min_length=int(spec.get("min_length", 2)),
                     label_priority=tuple(spec.get("label_priority", ())),
@@ -351,7 +351,9 @@ class WeakPipeline:
             elif kind == "operation":
                 lf = rules.operation_lf(name, spec["label"], self.terms(spec.get("sites"), f"{key}.sites"))
             elif kind == "tumour_site":
-                lf = rules.tumour_site_lf(name, spec["label"], self.terms(spec.get("sites"), f"{key}.sites"))
+                heads = spec.get("heads")
+                lf = rules.tumour_site_lf(name, spec["label"], self.terms(spec.get("sites"), f"{key}.sites"),
+                                          **({"heads": tuple(self.terms(heads, f"{key}.heads"))} if heads else {}))
             elif kind == "extent":
                 joiners = spec.get("joiners")
                 lf = ExtentLF(name, spec["label"], self._earlier(spec.get("base"), f"{key}.base"),

@@ -17,7 +17,8 @@ from medner.lexicon.normalize import fold
 from medner.weak.base import RegexLF
 
 __all__ = [
-    "GROSS_TYPES", "HISTOLOGICAL_GRADE", "LATERALITY", "LAB_UNITS", "OPERATION_HEADS", "TUMOUR_HEADS", "VITALS", "alternation",
+    "GROSS_TYPES", "HISTOLOGICAL_GRADE", "LATERALITY", "LAB_UNITS", "MULTIPLICITY", "OPERATION_HEADS", "TUMOUR_HEADS",
+    "VITALS", "alternation",
     "imaging_lf", "lab_value_lf", "lymph_node_lf", "operation_lf", "procedure_lf", "tumour_site_lf",
 ]
 
@@ -66,16 +67,18 @@ def imaging_lf(name: str, label: str, modalities: Iterable[str], regions: Iterab
     """
     mods = list(modalities) + list(exams)
     mod = alternation(mods)
+    mods_ = rf"{mod}(?:{_AFTER}\s?[-/]\s?[，,]?{mod})?"   # PET-CT, PET/CT
+    gap = r"[\s，,]?"
     before, after = _BEFORE, _AFTER
     suffix = "(?:" + alternation(suffixes) + ")?" if suffixes else ""
     side = "(?:" + alternation(laterality) + ")?" if laterality else ""
     region_list = [r for r in regions if r]
     if region_list:
         region = alternation(region_list)
-        with_region = rf"{side}(?:{region}[、及和]?){{1,3}}部?\s?{mod}{after}{suffix}"
-        pattern = rf"(?P<span>{with_region}|{before}{mod}{after}{suffix})"
+        with_region = rf"{side}(?:{region}[、及和+]?){{1,3}}部?{gap}{mods_}{after}{suffix}"
+        pattern = rf"(?P<span>{with_region}|{before}{mods_}{after}{suffix})"
     else:
-        pattern = rf"(?P<span>{before}{mod}{after}{suffix})"
+        pattern = rf"(?P<span>{before}{mods_}{after}{suffix})"
     return RegexLF(name, label, [pattern])
 
 
@@ -174,9 +177,12 @@ TUMOUR_HEADS: tuple[str, ...] = (
     "鳞状细胞癌", "腺鳞癌", "小细胞癌", "大细胞癌", "未分化癌", "神经内分泌癌", "神经内分泌肿瘤", "浆液性癌",
     "浆液性腺癌", "子宫内膜样腺癌", "透明细胞癌", "肝细胞癌", "胆管细胞癌", "导管癌", "浸润性导管癌", "小叶癌",
     "癌", "恶性肿瘤", "肿瘤", "间质瘤", "转移瘤", "癌肉瘤", "肉瘤", "淋巴瘤", "腺瘤", "管状腺瘤", "绒毛状腺瘤",
-    "息肉", "占位", "癌变", "转移",
+    "息肉", "癌变", "转移", "ca",
 )
 
+
+#: how many lesions, between a site and its lesion (``结肠多发息肉``, ``两肾多发囊肿``)
+MULTIPLICITY: tuple[str, ...] = ("多发性", "多发", "单发")
 
 #: a histological grade after a tumour name (folded text): ``ii级``, ``ii-iii级``, ``，iii级``, ``1级``
 HISTOLOGICAL_GRADE = r"[，,]?\s*(?:iv|i{1,3}|[1-4])(?:\s*[-~至]\s*(?:iv|i{1,3}|[1-4]))?\s*级"
@@ -188,27 +194,34 @@ def tumour_site_lf(name: str, label: str, sites: Iterable[str], *, heads: Sequen
                                             "中高分化", "未分化", "中至低分化", "高至中分化"),
                    suffixes: Sequence[str] = ("综合治疗后", "放化疗后", "化疗后", "放疗后", "术后复发", "术后",
                                               "根治术后", "姑息术后", "复发", "多发转移", "伴转移"),
-                   laterality: Sequence[str] = LATERALITY, histological_grade: str = HISTOLOGICAL_GRADE) -> RegexLF:
+                   laterality: Sequence[str] = LATERALITY, histological_grade: str = HISTOLOGICAL_GRADE,
+                   multiplicity: Sequence[str] = MULTIPLICITY) -> RegexLF:
     """Tumours named by site, with the gross type and differentiation grade pathology reports add:
     ``[laterality]SITE{1,3}[gross][grade]HEAD[suffix]`` (``右肺上叶腺癌``, ``直肠中分化腺癌``,
     ``乙状结肠癌术后``, ``肝转移``); the site in brackets, as pathology reports write it:
     ``（SITE）[gross][grade]HEAD`` (``（直肠）溃疡型中分化管状腺癌``); and without a site, when a gross type or a
     grade says it is a diagnosis rather than a word: ``[gross][grade]carcinoma`` (``中分化腺癌``,
     ``溃疡型腺癌``; a bare ``腺癌`` is not taken). A histological grade right after the head belongs to the
-    span (``管状腺癌II级``, ``腺癌，II-III级``; ``histological_grade``, a folded regex, "" for none)."""
+    span (``管状腺癌II级``, ``腺癌，II-III级``; ``histological_grade``, a folded regex, "" for none).
+    A ``multiplicity`` word may stand between site and head (``结肠多发息肉``). A head never ends where ``型``
+    follows (``胃角溃疡型腺癌``: 溃疡型 is a gross type, not the lesion), and a Latin head (``ca``) never
+    runs into letters or digits (``ca125`` is a lab test)."""
     side = "(?:" + alternation(laterality) + ")?" if laterality else ""
     site = alternation(sites)
     opt = lambda items: "(?:" + alternation(items) + ")?" if items else ""  # noqa: E731
     gross_, grade_, suffix_ = opt(gross), opt(grades), opt(suffixes)
-    head = alternation(heads)
+    latin = [h for h in heads if h.isascii()]
+    head = "(?:" + "|".join(([alternation([h for h in heads if not h.isascii()])] if len(latin) < len(heads) else [])
+                            + ([f"(?:{alternation(latin)})(?![a-z0-9])"] if latin else [])) + ")(?!型)"
+    many = opt(multiplicity)
     after = f"(?:{histological_grade})?" if histological_grade else ""
-    patterns = [rf"(?P<span>{side}(?:{site}){{1,3}}{gross_}{grade_}{head}(?:{after}{suffix_}))",
+    patterns = [rf"(?P<span>{side}(?:{site}){{1,3}}{many}{gross_}{grade_}{head}(?:{after}{suffix_}))",
                 rf"(?P<span>[(（]{side}(?:{site}){{1,3}}[)）]{gross_}{grade_}{head}{after})"]
-    carcinoma = alternation([h for h in heads if h.endswith("癌")])
-    if grades:
-        patterns.append(rf"(?P<span>{gross_}{alternation(grades)}{carcinoma}{after})")
-    if gross:
-        patterns.append(rf"(?P<span>{alternation(gross)}{grade_}{carcinoma}{after})")
+    carcinomas = [h for h in heads if h.endswith("癌")]
+    if carcinomas and grades:
+        patterns.append(rf"(?P<span>{gross_}{alternation(grades)}{alternation(carcinomas)}{after})")
+    if carcinomas and gross:
+        patterns.append(rf"(?P<span>{alternation(gross)}{grade_}{alternation(carcinomas)}{after})")
     return RegexLF(name, label, patterns)
 
 
