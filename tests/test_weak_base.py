@@ -75,6 +75,19 @@ def test_blockers_hide_inner_matches() -> None:
     assert lf.labels == ("解剖部位",)
 
 
+def test_block_matching_blocks_entries_and_their_variants() -> None:
+    entries = [LexiconEntry("结肠肿物", "疾病和诊断", "D37.401", "结肠肿物", "icd10"),
+               LexiconEntry("肿物", "疾病和诊断", None, "肿物", "icd10"),
+               LexiconEntry("结肠癌", "疾病和诊断", "C18.900", "结肠恶性肿瘤", "icd10")]
+    lf = LexiconLF("icd10", entries, label_map={"疾病和诊断": "疾病和诊断"}, prefixes=("右",),
+                   block_matching="肿物$")
+    text = "结肠肿物，右结肠肿物，结肠癌"
+    assert [text[s.start:s.end] for s in lf.find_spans(rec(text))] == ["结肠癌"]
+    assert lf.n_entries == 1
+    with pytest.raises(ValueError, match="block_matching"):
+        LexiconLF("icd10", entries, label_map={"疾病和诊断": "x"}, block_matching="(")
+
+
 def test_not_before_drops_immunohistochemistry() -> None:
     entries = [LexiconEntry("CEA", "lab_test", None, "CEA", "c")]
     lf = LexiconLF("lab", entries, label_map={"lab_test": "实验室检验"}, not_before=r"\s*[(（]?\s*[+-]")

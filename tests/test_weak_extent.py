@@ -46,3 +46,12 @@ def test_sides_can_be_turned_off_and_adjacent_sites_merge() -> None:
 def test_needs_a_base() -> None:
     with pytest.raises(ValueError, match="at least one base"):
         ExtentLF("x", "疾病和诊断", [])
+
+
+def test_widening_spans_of_other_labels_relabels_them() -> None:
+    operations = RegexLF("op", "手术", [r"胆囊切除术"])
+    status = ExtentLF("status_post", "疾病和诊断", [operations, ANATOMY], from_labels=["手术", "解剖部位"],
+                      joiners=[], left="", right=r"(?<=术)后(?!改变)|(?<!术)术后")
+    assert found(status, "胆囊切除术后，直肠术后，胆囊切除术后改变，行胆囊切除术") == ["胆囊切除术后", "直肠术后"]
+    own_label_only = ExtentLF("x", "疾病和诊断", [operations, ANATOMY], joiners=[], left="", right="术?后")
+    assert found(own_label_only, "胆囊切除术后，直肠术后") == []

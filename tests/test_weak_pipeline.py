@@ -12,6 +12,7 @@ import yaml
 from medner.cli import main
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
+from medner.types import Record
 from medner.weak import WeakPipeline, read_weak_config, report_markdown, weak_report, write_weak_report
 
 DATA = Path(__file__).resolve().parent / "data" / "weak"
@@ -180,6 +181,9 @@ def write_config(tmp_path: Path, mutate) -> Path:
      "functions[8].base"),
     (lambda t: t["functions"].append({"name": "ext", "kind": "extent", "label": "疾病和诊断", "base": ["icd10"],
                                       "sites": ["anatomy"], "right": "("}), "functions[8]"),
+    (lambda t: t["functions"][0].update(block_matching="("), "functions[0]"),
+    (lambda t: t["functions"].append({"name": "lesion", "kind": "tumour_site", "label": "疾病和诊断",
+                                      "sites": ["胃"], "heads": 3}), "functions[8].heads"),
 ])
 def test_config_errors_name_file_and_key(tmp_path: Path, mutate, field: str) -> None:
     path = write_config(tmp_path, mutate)
@@ -196,6 +200,19 @@ def test_extent_function_from_config(tmp_path: Path) -> None:
     pipe = WeakPipeline.from_config(path)
     ext = pipe.functions[-1]
     assert ext.name == "ext" and [lf.name for lf in ext.base] == ["icd10"] and ext.sites[0].name == "anatomy"
+
+
+def test_lesion_heads_and_block_matching_from_config(tmp_path: Path) -> None:
+    def mutate(tree: dict) -> None:
+        tree["functions"][0]["block_matching"] = "癌$"
+        tree["functions"].append({"name": "lesion", "kind": "tumour_site", "label": "疾病和诊断",
+                                  "sites": ["胃", "肝"], "heads": ["溃疡", "囊肿"]})
+    pipe = WeakPipeline.from_config(write_config(tmp_path, mutate))
+    icd10, lesion = pipe.functions[0], pipe.functions[-1]
+    text = "胃溃疡，肝多发囊肿，结肠癌"
+    record = Record("r", text)
+    assert [text[s.start:s.end] for s in lesion.find_spans(record)] == ["胃溃疡", "肝多发囊肿"]
+    assert not [s for s in icd10.find_spans(record) if text[s.start:s.end].endswith("癌")]
 
 
 def test_missing_lexicon_and_bad_term_list(tmp_path: Path) -> None:

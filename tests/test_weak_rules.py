@@ -18,7 +18,7 @@ def found(lf, text: str) -> list[str]:
     return [text[s.start:s.end] for s in spans]
 
 
-IMAGING = rules.imaging_lf("imaging", "影像检查", ["CT", "MRI", "彩超", "B超", "PET-CT", "CTA"], REGIONS,
+IMAGING = rules.imaging_lf("imaging", "影像检查", ["CT", "MRI", "彩超", "B超", "PET", "PET-CT", "CTA"], REGIONS,
                            exams=["胸片", "心电图", "冠脉造影"])
 
 
@@ -31,6 +31,9 @@ IMAGING = rules.imaging_lf("imaging", "影像检查", ["CT", "MRI", "彩超", "B
     ("行冠脉造影，胸片正常，心电图示窦律", ["冠脉造影", "胸片", "心电图"]),
     ("左侧胸部ＣＴ", ["左侧胸部ＣＴ"]),
     ("头颈部CTA示", ["CTA"]),                        # 头颈 is no region here: the modality alone
+    ("复查PET/CT提示", ["PET/CT"]),                  # two modalities joined are one exam
+    ("腹部，CT示：", ["腹部，CT"]),                   # a comma between region and modality (CCKS text)
+    ("胸+上腹CT", ["胸+上腹CT"]),
     ("PCT 0.5ng/ml，CT值", ["CT"]),                 # CT inside PCT is not an exam
     ("患者一般情况可", []),
 ])
@@ -122,6 +125,22 @@ TUMOUR = rules.tumour_site_lf("tumour", "疾病和诊断", REGIONS)
 ])
 def test_tumour_site(text: str, expected: list[str]) -> None:
     assert found(TUMOUR, text) == expected
+
+
+LESION = rules.tumour_site_lf("lesion", "疾病和诊断", REGIONS, heads=["囊肿", "溃疡", "结石"])
+
+
+@pytest.mark.parametrize("lf,text,expected", [
+    (TUMOUR, "结肠多发息肉，直肠单发息肉", ["结肠多发息肉", "直肠单发息肉"]),   # multiplicity between site and head
+    (TUMOUR, "胃CA侵出浆膜", ["胃CA"]),                                        # a Latin head
+    (TUMOUR, "胃ca199升高", []),                                                # ... not inside a Latin word
+    (TUMOUR, "结肠占位", []),                                                   # 占位 is a finding, not a tumour
+    (LESION, "两侧肝多发囊肿，胃溃疡", ["两侧肝多发囊肿", "胃溃疡"]),           # other heads from the caller
+    (LESION, "胃溃疡型腺癌", []),                                               # 溃疡型: a gross type, no lesion
+    (LESION, "直肠中分化腺癌", []),                                             # no carcinoma head: no grade rule
+])
+def test_tumour_site_heads(lf, text: str, expected: list[str]) -> None:
+    assert found(lf, text) == expected
 
 
 def test_alternation_longest_first_and_escaped() -> None:

@@ -81,7 +81,8 @@ def fold_composites(outputs: Outputs, composites: Mapping[str, Sequence[str]]) -
     """``outputs`` with each composite's spans handed to its base functions (module docstring, DawidSkene).
 
     ``composites``: composite name -> base function names. Each base function's spans that lie inside a
-    composite span of the same label are replaced by that span (once); the composite's own entry goes.
+    composite span of the same label are replaced by that span (once); the composite's own entry goes, so
+    a composite that relabels its bases' spans (``ExtentLF.from_labels``) takes no part in Dawid–Skene.
     Idempotent: outputs without composite entries come back unchanged.
     """
     if not any(name in outputs for name in composites):

@@ -57,14 +57,18 @@ class ExtentLF:
     another base span merges the two, and the right rule applies again. ``left`` (anchored at the span
     start) and ``right`` (anchored at its end) are regexes; "" turns a side off. Only spans that changed
     are yielded (the base functions vote for the rest themselves); a span never crosses ``stop`` characters.
+    ``from_labels``: the labels of the base spans it widens (default: its own ``label``); a widened span of
+    another label relabels what it covers (``胆囊切除术`` 手术 + ``后`` -> ``胆囊切除术后`` 疾病和诊断).
     """
 
     def __init__(self, name: str, label: str, base: Sequence[LabellingFunction], *,
                  sites: Sequence[LabellingFunction] = (), joiners: Sequence[str] = DIAGNOSIS_JOINERS,
-                 left: str = DIAGNOSIS_LEFT, right: str = DIAGNOSIS_RIGHT, stop: str = "。；;\n") -> None:
+                 left: str = DIAGNOSIS_LEFT, right: str = DIAGNOSIS_RIGHT, stop: str = "。；;\n",
+                 from_labels: Sequence[str] | None = None) -> None:
         if not base:
             raise ValueError(f"{name}: expected at least one base function")
         self.name, self.label = name, label
+        self.from_labels = frozenset(from_labels or (label,))
         self.labels: tuple[str, ...] = (label,)
         self.base, self.sites = tuple(base), tuple(sites)
         self.left = self._compile("left", left + "$" if left and not left.endswith("$") else left)
@@ -78,13 +82,14 @@ class ExtentLF:
         except re.error as exc:
             raise ValueError(f"{self.name}: `{side}` is not a valid regular expression: {exc}") from None
 
-    def _spans(self, functions: Iterable[LabellingFunction], record: Record, label: str | None) -> list[Span]:
-        found = [s for lf in functions for s in lf.find_spans(record) if label is None or s.label == label]
+    def _spans(self, functions: Iterable[LabellingFunction], record: Record,
+               labels: frozenset[str] | None) -> list[Span]:
+        found = [s for lf in functions for s in lf.find_spans(record) if labels is None or s.label in labels]
         return leftmost_longest(found)
 
     def find_spans(self, record: Record) -> list[Span]:
         text = record.text
-        base = self._spans(self.base, record, self.label)
+        base = self._spans(self.base, record, self.from_labels)
         if not base:
             return []
         site_end = {s.end: s.start for s in self._spans(self.sites, record, None)} if self.sites else {}

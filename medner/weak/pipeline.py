@@ -19,16 +19,23 @@ Config (``configs/weak_ccks2019.yaml`` is the worked example)::
         prefixes: laterality                # or a list of strings
         suffixes: [术后]
         block: {lexicon: symptoms}          # terms that are matched but never emitted
+        block_matching: '(肿物|占位)$'      # ... and so are the entries whose term this regex finds
         min_length: 2
       - name: imaging
         kind: imaging
         label: 影像检查
         modalities: {lexicon: imaging, labels: [imaging_modality]}   # a term list: a list or a reference
+      - name: site_lesion                   # SITE [多发] HEAD: 肝多发囊肿 (default heads: tumours, 腺癌 ...)
+        kind: tumour_site
+        label: 疾病和诊断
+        sites: {lexicon: anatomy, labels: [anatomy]}
+        heads: [囊肿, 结石, 溃疡]
       - name: diagnosis_extent              # widens the spans of functions named earlier in the list
         kind: extent
         label: 疾病和诊断
         base: [icd10, tumour_site]
-        sites: [anatomy]
+        sites: [anatomy]                    # also: joiners, left, right (regexes), from_labels (labels of
+                                            # base spans to widen, default its own: 胆囊切除术 + 后 -> diagnosis)
     aggregator:
       method: majority                      # the default method: majority | dawid_skene
       majority: {nested: true, nested_other: 0.5}   # options of each method (all optional)
@@ -82,7 +89,7 @@ FUNCTION_KINDS: dict[str, set[str]] = {
     "procedure": {"label", "triggers"},
     "operation": {"label", "sites"},
     "tumour_site": {"label", "sites", "heads"},
-    "extent": {"label", "base", "sites", "joiners", "left", "right"},
+    "extent": {"label", "base", "sites", "joiners", "left", "right", "from_labels"},
 }
 _AGG_KEYS = {"majority": {"weights", "min_votes", "nested", "nested_other"},
              "dawid_skene": {"min_confidence", "max_iter", "tol", "smoothing", "prior_strength"}}
@@ -359,6 +366,7 @@ class WeakPipeline:
                 lf = ExtentLF(name, spec["label"], self._earlier(spec.get("base"), f"{key}.base"),
                               sites=self._earlier(spec.get("sites") or [], f"{key}.sites"),
                               **({"joiners": tuple(joiners)} if joiners is not None else {}),
+                              from_labels=tuple(spec["from_labels"]) if spec.get("from_labels") else None,
                               **{side: str(spec[side] or "") for side in ("left", "right") if side in spec})
             else:  # pragma: no cover - read_weak_config checked the kind
                 raise AssertionError(kind)
