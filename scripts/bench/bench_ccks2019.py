@@ -11,7 +11,8 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), weak_relabel (the weak run, then a round on its own relabelling of the
 weak training texts), weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak
-model's labels), weak_lexicon (weak with lexicon features), gold10 (10% of the gold records), gold10_lexicon
+model's labels), weak_more_text (weak on the 900 texts + 1,198 CCKS 2017 EMR texts), weak_lexicon (weak with
+lexicon features), gold10 (10% of the gold records), gold10_lexicon
 (the same with lexicon features), weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the
 weak_lexicon run, then the same 10% with lexicon features), weak_gold (the weak run, then all the gold records),
 weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%),
@@ -48,6 +49,7 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = ["supervision.mode=weak", WEAK]
+CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"  # raw EMR texts (CCKS 2017 CNER), like the config's
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
@@ -65,6 +67,10 @@ VARIANTS = {
     "weak_relabel_fresh": ("weak labels, then a new model trained on the weak model's relabelling (no gold)",
                            WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
                                         "supervision.self_training_fresh_student=true"]),
+    # more weakly labelled text: the 900 training texts + the 1,198 raw texts of CCKS 2017 CNER (another
+    # hospital's EMRs; their annotations are dropped, their texts weak-labelled like the 900); still no gold
+    "weak_more_text": ("LoRA + CRF on weak labels of the 900 + 1,198 CCKS 2017 EMR texts (no gold)",
+                       WEAK_ONLY + [f"supervision.unlabelled=[{CCKS2017}]", "supervision.unlabelled_format=ccks2017"]),
     # lexicon features with weak labels: does the model do better than the lexicons it is shown and taught by?
     "weak_lexicon": ("LoRA + CRF + lexicon features on weak labels only (no gold)", WEAK_ONLY + [LEXICON_FEATURES]),
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
