@@ -75,7 +75,7 @@ def test_blockers_hide_inner_matches() -> None:
     assert lf.labels == ("解剖部位",)
 
 
-def test_block_matching_blocks_entries_and_their_variants() -> None:
+def test_block_matching_blocks_entries() -> None:
     entries = [LexiconEntry("结肠肿物", "疾病和诊断", "D37.401", "结肠肿物", "icd10"),
                LexiconEntry("肿物", "疾病和诊断", None, "肿物", "icd10"),
                LexiconEntry("结肠癌", "疾病和诊断", "C18.900", "结肠恶性肿瘤", "icd10")]

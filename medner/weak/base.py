@@ -116,8 +116,7 @@ class LexiconLF:
         variants = [replace(e, term=p + e.term) for p in prefixes for e in selected if not e.term.startswith(p)]
         self.labels: tuple[str, ...] = tuple(sorted({e.label for e in selected}))
         self.n_entries = len(selected)
-        block = [p + t for t in block if t for p in ("", *prefixes) if not (p and t.startswith(p))]
-        blockers = [LexiconEntry(t, _BLOCK, None, t, _BLOCK) for t in block]
+        blockers = [LexiconEntry(t, _BLOCK, None, t, _BLOCK) for t in block if t]
         self.n_blockers = len(blockers)
         self.matcher = LexiconMatcher([*blockers, *selected, *variants], min_length=min_length,
                                       label_priority=(_BLOCK, *label_priority),

@@ -62,23 +62,25 @@ def imaging_lf(name: str, label: str, modalities: Iterable[str], regions: Iterab
     """Imaging exams: ``[laterality][region{1,3}[部]]modality[suffix]`` and complete ``exams``.
 
     ``regions`` are body regions (``胸``, ``上腹``, ``头颅``, ``肝脏``); up to three may be chained (``胸腹部``,
-    ``胸腹盆``), optionally with ``部``. A Latin modality does not match inside a longer Latin word.
+    ``胸腹盆``, ``胸+上腹``), optionally with ``部``; a space or comma may come before the modality (``腹部，CT``,
+    as CCKS 2019 texts have it). Two modalities joined by ``-`` or ``/`` are one exam (``PET/CT``). A Latin
+    modality does not match inside a longer Latin word.
     ``suffixes`` (``平扫``, ``增强``) are taken into the span; a following ``检查`` / ``示`` is not.
     """
     mods = list(modalities) + list(exams)
-    mod = alternation(mods)
-    mods_ = rf"{mod}(?:{_AFTER}\s?[-/]\s?[，,]?{mod})?"   # PET-CT, PET/CT
-    gap = r"[\s，,]?"
     before, after = _BEFORE, _AFTER
+    mod = alternation(mods)
+    mod = rf"{mod}(?:{after}\s?[-/]\s?[，,]?{mod})?"   # two joined: PET-CT, PET/CT
+    gap = r"[\s，,]?"                               # region and modality: 腹部 CT, 腹部，CT
     suffix = "(?:" + alternation(suffixes) + ")?" if suffixes else ""
     side = "(?:" + alternation(laterality) + ")?" if laterality else ""
     region_list = [r for r in regions if r]
     if region_list:
         region = alternation(region_list)
-        with_region = rf"{side}(?:{region}[、及和+]?){{1,3}}部?{gap}{mods_}{after}{suffix}"
-        pattern = rf"(?P<span>{with_region}|{before}{mods_}{after}{suffix})"
+        with_region = rf"{side}(?:{region}[、及和+]?){{1,3}}部?{gap}{mod}{after}{suffix}"
+        pattern = rf"(?P<span>{with_region}|{before}{mod}{after}{suffix})"
     else:
-        pattern = rf"(?P<span>{before}{mods_}{after}{suffix})"
+        pattern = rf"(?P<span>{before}{mod}{after}{suffix})"
     return RegexLF(name, label, [pattern])
 
 
@@ -210,9 +212,9 @@ def tumour_site_lf(name: str, label: str, sites: Iterable[str], *, heads: Sequen
     site = alternation(sites)
     opt = lambda items: "(?:" + alternation(items) + ")?" if items else ""  # noqa: E731
     gross_, grade_, suffix_ = opt(gross), opt(grades), opt(suffixes)
-    latin = [h for h in heads if h.isascii()]
-    head = "(?:" + "|".join(([alternation([h for h in heads if not h.isascii()])] if len(latin) < len(heads) else [])
-                            + ([f"(?:{alternation(latin)})(?![a-z0-9])"] if latin else [])) + ")(?!型)"
+    latin, chinese = [h for h in heads if h.isascii()], [h for h in heads if not h.isascii()]
+    head_alternatives = ([alternation(chinese)] if chinese else []) + ([alternation(latin) + _AFTER] if latin else [])
+    head = "(?:" + "|".join(head_alternatives) + ")(?!型)"
     many = opt(multiplicity)
     after = f"(?:{histological_grade})?" if histological_grade else ""
     patterns = [rf"(?P<span>{side}(?:{site}){{1,3}}{many}{gross_}{grade_}{head}(?:{after}{suffix_}))",
