@@ -373,6 +373,11 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     if dist.main and dev_records:
         log.info("best dev strict micro-F1 %.4f at epoch %d (%s)", state.best_f1, state.best_epoch,
                  out / "dev_report.md")
+        if state.best_f1 <= 0.0 and any(r.spans for r in dev_records):
+            log.warning("dev strict micro-F1 stayed 0 for all %d epochs: the model finds no dev entity (a "
+                        "collapse to all-O tags if train_loss went flat). Fix: lower train.lr_head and "
+                        "train.lr_encoder, raise train.warmup_min_steps, or change seed, then train again",
+                        state.epoch)
     dist.barrier()
     return out
 

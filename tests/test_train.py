@@ -92,6 +92,31 @@ def test_second_run_reuses_tokenised_windows(trained, corpus, tmp_path, caplog):
     assert any("cached" in r.getMessage() for r in caplog.records)
 
 
+def test_a_run_that_never_scores_says_so(trained, tmp_path, caplog, monkeypatch):
+    import medner.train as train_module
+
+    real = train_module.evaluate_dev
+
+    def nothing_found(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result["micro"]["f1"] = 0.0
+        return result
+
+    run, config = trained
+    config.output_dir = str(tmp_path / "collapsed")
+    config.train.epochs = 1
+    monkeypatch.setattr(train_module, "evaluate_dev", nothing_found)
+    with caplog.at_level("WARNING"):
+        finetune(config, progress=False)
+    assert any("stayed 0 for all 1 epochs" in r.getMessage() and "Fix:" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setattr(train_module, "evaluate_dev", real)
+    config.output_dir = str(tmp_path / "fine")
+    with caplog.at_level("WARNING"):
+        finetune(config, progress=False)
+    assert not any("stayed 0" in r.getMessage() for r in caplog.records)
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
     whole = load_config(write_config(tmp_path / "a", corpus, epochs=2))
     finetune(whole, progress=False)
