@@ -11,10 +11,10 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), weak_relabel (the weak run, then a round on its own relabelling of the
 weak training texts), weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak
-model's labels), weak_more_text (weak on the 900 texts + 1,198 CCKS 2017 EMR texts), weak_lexicon (weak with
-lexicon features), gold10 (10% of the gold records), gold10_lexicon
-(the same with lexicon features), weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the
-weak_lexicon run, then the same 10% with lexicon features), weak_gold (the weak run, then all the gold records),
+model's labels), weak_more_text (weak on the 900 texts + 1,198 CCKS 2017 EMR texts), weak_lexicon (weak
+with lexicon features), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon features),
+weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the weak_lexicon run, then the same 10%
+with lexicon features), weak_gold (the weak run, then all the gold records),
 weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%),
 weak_gold10_relabel (then a round on the model's labels of all the other 90%) and weak_gold10_relabel_fresh
 (that round trains a new model from the weak run) for the weak-supervision targets. Every variant is scored on
@@ -49,7 +49,7 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = ["supervision.mode=weak", WEAK]
-CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"  # raw EMR texts (CCKS 2017 CNER), like the config's
+CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"  # raw EMR texts (CCKS 2017 CNER); relative like the config's data
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
