@@ -111,8 +111,9 @@ class LexiconLF:
                 found = re.compile(block_matching).search
             except re.error as exc:
                 raise ValueError(f"{name}: block_matching is not a valid regular expression: {exc}") from None
-            block = [*block, *(e.term for e in selected if found(fold(e.term)))]
-            selected = [e for e in selected if not found(fold(e.term))]
+            hit = [found(fold(e.term)) is not None for e in selected]
+            block = [*block, *(e.term for e, h in zip(selected, hit) if h)]
+            selected = [e for e, h in zip(selected, hit) if not h]
         variants = [replace(e, term=p + e.term) for p in prefixes for e in selected if not e.term.startswith(p)]
         self.labels: tuple[str, ...] = tuple(sorted({e.label for e in selected}))
         self.n_entries = len(selected)

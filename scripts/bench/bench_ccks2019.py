@@ -14,11 +14,10 @@ weak training texts), weak_relabel_fresh (the same round, but a new model traine
 model's labels), weak_more_text (weak on the 900 texts + 1,198 CCKS 2017 EMR texts), weak_lexicon (weak
 with lexicon features), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon features),
 weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the weak_lexicon run, then the same 10%
-with lexicon features), weak_gold (the weak run, then all the gold records),
-weak_gold10_self (then one self-training round on the confidently labelled texts of the other 90%),
-weak_gold10_relabel (then a round on the model's labels of all the other 90%) and weak_gold10_relabel_fresh
-(that round trains a new model from the weak run) for the weak-supervision targets. Every variant is scored on
-the gold dev records.
+with lexicon features), weak_gold (the weak run, then all the gold records), weak_gold10_self (then one
+self-training round on the confidently labelled texts of the other 90%), weak_gold10_relabel (then a round on
+the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that round trains a new model from the
+weak run) for the weak-supervision targets. Every variant is scored on the gold dev records.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -49,7 +48,8 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = ["supervision.mode=weak", WEAK]
-CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"  # raw EMR texts (CCKS 2017 CNER); relative like the config's data
+# raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
+CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
