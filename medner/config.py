@@ -193,11 +193,14 @@ class TrainConfig:
     patience: int = 3  # early stopping: epochs without dev strict F1 improvement (0 = off)
     max_steps: int = 0  # stop after N optimiser steps (0 = no limit)
     checkpoint_every: int = 200  # optimiser steps between resumable checkpoints (also at each epoch end)
+    log_every: int = 50  # optimiser steps between log lines of the running train loss (0 = epoch ends only)
     eval_batch_size: int = 32
     num_workers: int = 0
 
     def __post_init__(self) -> None:
         _one_of("train.decay", self.decay, ("linear", "cosine", "constant"))
+        if self.log_every < 0:
+            raise ConfigError(f"`train.log_every` must be >= 0 (0 = off), got {self.log_every}")
         for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"`train.{key}` must be >= 1, got {getattr(self, key)}")
