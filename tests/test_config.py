@@ -39,6 +39,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
     ("data: {train: [x], on_error: ignore}\n", "data.on_error"),
     ("data: {train: [x]}\ntrain: {epochs: zero}\n", "train.epochs"),
     ("data: {train: [x]}\ntrain: {epochs: 0}\n", "train.epochs"),
+    ("data: {train: [x]}\ntrain: {log_every: -1}\n", "train.log_every"),
     ("data: {train: [x]}\nwindow: {max_chars: 100, overlap: 60}\n", "window.overlap"),
     ("data: {train: [x]}\ncrf: {transition_mode: frozen}\n", "crf.transition_mode"),
     ("data: {train: [x]}\ndevice: gpu\n", "device"),

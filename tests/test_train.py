@@ -80,16 +80,20 @@ def test_predict_cli_writes_jsonl(trained, corpus, tmp_path):
     assert main(["evaluate", "--gold", str(corpus / "dev.jsonl"), "--pred", str(out)]) == 0
 
 
-def test_second_run_reuses_tokenised_windows(trained, corpus, tmp_path, caplog):
+def test_second_run_reuses_tokenised_windows_and_logs_the_loss(trained, corpus, tmp_path, caplog):
     run, config = trained
     cache = Path(config.encoder.cache_dir) / "features"
     before = sorted(p.name for p in cache.iterdir())
     config.output_dir = str(tmp_path / "again")
     config.train.epochs = 1
+    config.train.log_every = 2
     with caplog.at_level("INFO"):
         finetune(config, progress=False)
     assert sorted(p.name for p in cache.iterdir()) == before
     assert any("cached" in r.getMessage() for r in caplog.records)
+    steps = json.loads((tmp_path / "again" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(logged) == steps // 2 and logged[0].startswith(f"step 2/{steps}: train_loss=")
 
 
 def test_a_run_that_never_scores_says_so(trained, tmp_path, caplog, monkeypatch):
