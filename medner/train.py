@@ -327,12 +327,12 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 pbar.update(1)
-                pbar.set_postfix(loss=f"{state.loss_sum / max(1, state.loss_count):.4f}", epoch=epoch + 1)
+                running_loss = state.loss_sum / max(1, state.loss_count)  # mean over this epoch's batches so far
+                pbar.set_postfix(loss=f"{running_loss:.4f}", epoch=epoch + 1)
                 state.batch_in_epoch = b + 1
                 if dist.main and config.train.log_every and state.global_step % config.train.log_every == 0:
                     log.info("step %d/%d: train_loss=%.4g (epoch %d so far), lr=%.3g", state.global_step,
-                             total_steps, state.loss_sum / max(1, state.loss_count), epoch + 1,
-                             scheduler.get_last_lr()[0])
+                             total_steps, running_loss, epoch + 1, scheduler.get_last_lr()[0])
                 if dist.main and config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
                     ckpt.save_checkpoint(out / "checkpoint", tagger, optimizer, scheduler, state)
                 if config.train.max_steps and state.global_step >= config.train.max_steps:
