@@ -25,6 +25,9 @@ def test_bundled_configs_load():
     ccks = load_config(ROOT / "configs" / "ccks2019.yaml")
     assert ccks.data.format == "ccks2019" and ccks.data.dev_last == 100 and ccks.data.dev == []
     assert ccks.crf.transition_weights == config.crf.transition_weights  # inherited through `extends`
+    weak = load_config(ROOT / "configs" / "ccks2019_weak.yaml")
+    assert weak.supervision.mode == "weak" and (ROOT / weak.supervision.weak_config).is_file()
+    assert weak.data.train == ccks.data.train and weak.train.warmup_ratio == 0.25
 
 
 def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
