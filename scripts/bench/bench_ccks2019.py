@@ -17,7 +17,8 @@ weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the weak_lex
 with lexicon features), weak_gold (the weak run, then all the gold records), weak_gold10_self (then one
 self-training round on the confidently labelled texts of the other 90%), weak_gold10_relabel (then a round on
 the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that round trains a new model from the
-weak run) for the weak-supervision targets. Every variant is scored on the gold dev records.
+weak run) for the weak-supervision targets. Every variant is scored on the gold dev records. The variants
+without gold (WEAK_ONLY) start from configs/ccks2019_weak.yaml, the others from configs/ccks2019.yaml.
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -39,7 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ccks2019.yaml"
-WEAK = "supervision.weak_config=configs/weak_ccks2019.yaml"
+# the weak-only recipe (ccks2019.yaml + weak labels of configs/weak_ccks2019.yaml, warmup 0.25): the base config of
+# the WEAK_ONLY variants, so --set overrides it and its rows reproduce `medner finetune configs/ccks2019_weak.yaml`
+WEAK_CONFIG = ROOT / "configs" / "ccks2019_weak.yaml"
 ICD_LEXICON = ROOT / "lexicons" / "build" / "lexicon_zh.tsv"  # `medner lexicon build configs/lexicon_zh.yaml`
 LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, lexicons/anatomy.tsv, "
                     "lexicons/drugs.tsv, lexicons/lab_tests.tsv, lexicons/imaging.tsv, lexicons/symptoms.tsv], "
@@ -47,7 +50,7 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # 10% of the gold records, seeded; no early stopping: with 14 steps an epoch the model emits no entity for the
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
-WEAK_ONLY = ["supervision.mode=weak", WEAK]
+WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon"}  # no gold read
 # raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
 CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
@@ -56,23 +59,23 @@ VARIANTS = {
     "full_crf": ("full fine-tuning + CRF", ["lora=null", "train.lr_encoder=5e-5"]),
     "lora_softmax": ("LoRA + softmax (no CRF)", ["crf.enabled=false", "crf.transition_weights={}"]),
     "lora_crf_lexicon": ("LoRA + CRF + lexicon features", [LEXICON_FEATURES]),
-    "weak": ("LoRA + CRF on weak labels only (no gold)", WEAK_ONLY),
+    "weak": ("LoRA + CRF on weak labels only (no gold)", []),
     # the `weak` run (same --out-dir, reused as the finished weak phase: REUSES), then one round of 2 epochs on the
     # model's own labels of the weak training texts in place of the weak labels (BOND-style); still no gold
     "weak_relabel": ("weak labels, then one round on the model's relabelling (no gold)",
-                     WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
-                                  "supervision.self_training_epochs=2"]),
+                     ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
+                      "supervision.self_training_epochs=2"]),
     # the same, but the round's model is a new one trained from the encoder on the `weak` model's labels for
     # train.epochs (noisy-student style) instead of the `weak` model continued for 2 epochs
     "weak_relabel_fresh": ("weak labels, then a new model trained on the weak model's relabelling (no gold)",
-                           WEAK_ONLY + ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
-                                        "supervision.self_training_fresh_student=true"]),
+                           ["supervision.self_training_rounds=1", "supervision.self_training_relabel=true",
+                            "supervision.self_training_fresh_student=true"]),
     # more weakly labelled text: the 900 training texts + the 1,198 raw texts of CCKS 2017 CNER (another
     # hospital's EMRs; their annotations are dropped, their texts weak-labelled like the 900); still no gold
     "weak_more_text": ("LoRA + CRF on weak labels of the 900 + 1,198 CCKS 2017 EMR texts (no gold)",
-                       WEAK_ONLY + [f"supervision.unlabelled=[{CCKS2017}]", "supervision.unlabelled_format=ccks2017"]),
+                       [f"supervision.unlabelled=[{CCKS2017}]", "supervision.unlabelled_format=ccks2017"]),
     # lexicon features with weak labels: does the model do better than the lexicons it is shown and taught by?
-    "weak_lexicon": ("LoRA + CRF + lexicon features on weak labels only (no gold)", WEAK_ONLY + [LEXICON_FEATURES]),
+    "weak_lexicon": ("LoRA + CRF + lexicon features on weak labels only (no gold)", [LEXICON_FEATURES]),
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # lexicon features where gold is scarce: the same 10% as `gold10`
     "gold10_lexicon": ("LoRA + CRF + lexicon features on 10% of the gold records",
@@ -134,7 +137,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
                              f"(with the same --out-dir {out_dir})")
         shutil.rmtree(out_dir / name, ignore_errors=True)
         shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
-    config = load_config(CONFIG, overrides)
+    config = load_config(WEAK_CONFIG if name in WEAK_ONLY else CONFIG, overrides)
     started = time.time()
     run = train(config, progress=False, resume=name in REUSES)
     wall = time.time() - started
