@@ -379,9 +379,9 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                  out / "dev_report.md")
         if state.best_f1 <= 0.0 and any(r.spans for r in dev_records):
             log.warning("dev strict micro-F1 stayed 0 for all %d epochs: the model finds no dev entity (a "
-                        "collapse to all-O tags if train_loss went flat). Fix: warm up longer (train.warmup_ratio, e.g. "
-                        "0.25, or train.warmup_min_steps), else lower train.lr_head and train.lr_encoder, or "
-                        "change seed, then train again",
+                        "collapse to all-O tags if train_loss went flat). Fix: warm up longer "
+                        "(train.warmup_ratio, e.g. 0.25, or train.warmup_min_steps), else lower train.lr_head "
+                        "and train.lr_encoder, or change seed, then train again",
                         state.epoch)
     dist.barrier()
     return out
