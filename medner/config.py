@@ -150,6 +150,10 @@ class SupervisionConfig:
     # each round trains a new model from the first phase's starting point (`init_from`, else the encoder) on the
     # teacher's labels (noisy-student style) instead of continuing from the teacher's weights
     self_training_fresh_student: bool = False
+    # gold, weak+gold: the gold phase also trains on the weak labels of the training texts left out of the gold
+    # share (and of `unlabelled`), each gold record `gold_repeat` times per epoch (joint training on gold + weak)
+    gold_phase_weak: bool = False
+    gold_repeat: int = 1
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
@@ -172,6 +176,26 @@ class SupervisionConfig:
         if self.self_training_fresh_student and not self.self_training_rounds:
             raise ConfigError("`supervision.self_training_fresh_student` is on but `supervision.self_training_rounds` "
                               "is 0", fix="set `supervision.self_training_rounds: 1` (or more)")
+        if self.gold_phase_weak:
+            if self.mode == "weak":
+                raise ConfigError("`supervision.gold_phase_weak` mixes weak labels into the gold phase, but "
+                                  "`supervision.mode: weak` has no gold phase", fix="set `supervision.mode: weak+gold`")
+            if not self.weak_config:
+                raise ConfigError("`supervision.gold_phase_weak` is on but `supervision.weak_config` is empty",
+                                  fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
+            if self.gold_fraction == 1.0 and not self.unlabelled:
+                raise ConfigError("`supervision.gold_phase_weak` needs texts without gold to weak-label",
+                                  fix="set `supervision.gold_fraction` below 1, or list texts in "
+                                      "`supervision.unlabelled`")
+            if self.self_training_rounds:
+                raise ConfigError("`supervision.gold_phase_weak` and `supervision.self_training_rounds` both "
+                                  "label the texts without gold", fix="use one of them")
+        if self.gold_repeat < 1:
+            raise ConfigError(f"`supervision.gold_repeat` must be >= 1, got {self.gold_repeat}")
+        if self.gold_repeat > 1 and not self.gold_phase_weak:
+            raise ConfigError("`supervision.gold_repeat` weighs gold against weak labels, but "
+                              "`supervision.gold_phase_weak` is off", fix="set `supervision.gold_phase_weak: true`, "
+                              "or raise `train.epochs` to see the gold records more often")
         if self.self_training_epochs < 0:
             raise ConfigError(f"`supervision.self_training_epochs` must be >= 0, got {self.self_training_epochs}")
 

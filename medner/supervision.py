@@ -6,6 +6,8 @@
                 of `supervision.unlabelled`; dev is weak-labelled too, so no gold is used anywhere
     weak+gold   phase 1 as `weak` for `pretrain_epochs`, then phase 2 continues from its weights on the gold
                 spans of a seeded `gold_fraction` of the training records
+With `gold_phase_weak` (gold, weak+gold) the gold phase trains on the gold share, each record `gold_repeat` times,
+plus the weak labels of the training texts left out of it and of `unlabelled` (joint training; their gold unread).
 Then `self_training_rounds` times: predict `unlabelled` (and, when `gold_fraction` < 1, the training texts left
 out of the gold share, their gold unread), keep texts whose spans all score at least `self_training_min_score`,
 and continue training for `self_training_epochs` on gold/weak training records plus those pseudo-labels.
@@ -72,6 +74,22 @@ def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict
     return kept
 
 
+def weak_rest(train_records: list[Record], unlabelled: list[Record], weak_train: list[Record],
+              gold: list[Record], weak_config: str) -> list[Record]:
+    """Weak labels of the training texts outside ``gold`` and of ``unlabelled``, in that order.
+
+    ``weak_train`` (weak labels of ``train_records + unlabelled``, as the weak phase saw them) is reused when it
+    is there, so both phases train on the same weak labels; otherwise the texts are weak-labelled here.
+    """
+    sampled = {id(r) for r in gold}
+    texts = [i for i, r in enumerate(train_records) if id(r) not in sampled]
+    texts += range(len(train_records), len(train_records) + len(unlabelled))
+    if weak_train:
+        return [weak_train[i] for i in texts]
+    everything = train_records + unlabelled
+    return weak_label([everything[i] for i in texts], weak_config)
+
+
 def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
     phase = copy.deepcopy(config)
     if not final:
@@ -85,13 +103,14 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
 
     sup = config.supervision
     rounds = sup.self_training_rounds
-    if sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0:
+    if sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak:
         return finetune(config, resume=resume, progress=progress)
     if sup.mode != "gold" and not config.data.labels:
         raise ConfigError(f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come from gold)")
     train_records, dev_records = split_train_dev(config)
     unlabelled = read_unlabelled(config)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
+    weak_train: list[Record] = []
     if sup.mode in ("weak", "weak+gold"):
         weak_train = weak_label(train_records + unlabelled, sup.weak_config)
         weak_dev = weak_label(dev_records, sup.weak_config)
@@ -109,8 +128,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             if rounds:  # the rest are texts without labels, as in a real 10%-annotated corpus
                 sampled = {id(r) for r in gold}
                 unlabelled = strip_spans([r for r in train_records if id(r) not in sampled]) + unlabelled
-        steps.append(("gold", _phase(config, "gold", final=not rounds), (gold, dev_records)))
         base_train = gold
+        if sup.gold_phase_weak:
+            weak = weak_rest(train_records, unlabelled, weak_train, gold, sup.weak_config)
+            base_train = gold * sup.gold_repeat + weak
+            log.info("gold phase: %d gold records x%d + weak labels of %d texts", len(gold), sup.gold_repeat,
+                     len(weak))
+        steps.append(("gold", _phase(config, "gold", final=not rounds), (base_train, dev_records)))
     run_dir = None
     for name, cfg, data in steps:
         if run_dir is not None:

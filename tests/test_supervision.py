@@ -238,3 +238,57 @@ def test_relabel_round_end_to_end(tiny_corpus, tmp_path):
     run = train(config, progress=False)
     assert (run / "medner_model.json").exists() and (run / "phases" / "weak" / "medner_model.json").exists()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_gold_phase_weak_trains_on_repeated_gold_plus_weak_labels_of_the_rest(tiny_corpus, tmp_path, captured):
+    # corrupt the gold of every training record: the texts outside the gold share must carry weak labels only
+    gold = list(read_corpus(tiny_corpus / "train.jsonl"))
+    write_jsonl([r.with_spans([Span(0, 1, "药物")]) for r in gold], tmp_path / "train.jsonl")
+    unlabelled = tmp_path / "raw.jsonl"
+    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    config = load_config(write_config(tmp_path / "a", tiny_corpus), [
+        LABELS, f"data.train=[{tmp_path / 'train.jsonl'}]",
+        f"supervision={{weak_config: {WEAK}, gold_fraction: 0.25, gold_phase_weak: true, gold_repeat: 3, "
+        f"unlabelled: [{unlabelled}]}}"])
+    train(config, progress=False)
+    [(out, init_from, _, (phase_train, dev))] = captured
+    assert out == config.output_dir and init_from is None and len(dev) == 12
+    shared, weak = phase_train[:36], phase_train[36:]
+    assert [r.id for r in shared] == [r.id for r in shared[:12]] * 3  # the 25% gold share, three times
+    assert all(r.spans == (Span(0, 1, "药物"),) for r in shared)  # with its (here corrupted) gold
+    sampled = {r.id for r in shared}
+    by_id = {r.id: r for r in gold}
+    rest = [r for r in gold if r.id not in sampled]
+    assert [r.id for r in weak] == [r.id for r in rest] + [r.id for r in read_corpus(unlabelled)]
+    expected = weak_label(rest + list(read_corpus(unlabelled)), str(WEAK))  # clean texts: the same weak labels
+    assert [r.spans for r in weak] == [r.spans for r in expected]
+    assert all(s.source and s.source.startswith("weak") for r in weak for s in r.spans)
+    assert all(by_id[r.id].text == r.text for r in rest)
+
+    # weak+gold: the gold phase reuses the weak phase's labels of the same texts
+    both = load_config(write_config(tmp_path / "b", tiny_corpus), [
+        LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, gold_fraction: 0.25, gold_phase_weak: true}}"])
+    train(both, progress=False)
+    (_, _, _, (weak_train, _)), (_, gold_init, _, (joint, _)) = captured[1:]
+    assert gold_init == captured[1][0] and len(joint) == 12 + 36
+    weak_of = {r.id: r.spans for r in weak_train}
+    assert all(r.spans == weak_of[r.id] for r in joint[12:])
+
+
+def test_gold_phase_weak_settings_are_checked():
+    from medner.config import SupervisionConfig
+    from medner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no gold phase"):
+        SupervisionConfig(mode="weak", weak_config="w.yaml", gold_phase_weak=True)
+    with pytest.raises(ConfigError, match="weak_config"):
+        SupervisionConfig(gold_fraction=0.1, gold_phase_weak=True)
+    with pytest.raises(ConfigError, match="without gold"):
+        SupervisionConfig(weak_config="w.yaml", gold_phase_weak=True)
+    with pytest.raises(ConfigError, match="self_training_rounds"):
+        SupervisionConfig(weak_config="w.yaml", gold_fraction=0.1, gold_phase_weak=True, self_training_rounds=1)
+    with pytest.raises(ConfigError, match="gold_phase_weak"):
+        SupervisionConfig(gold_repeat=2)
+    with pytest.raises(ConfigError, match=">= 1"):
+        SupervisionConfig(weak_config="w.yaml", gold_fraction=0.1, gold_phase_weak=True, gold_repeat=0)
+    SupervisionConfig(weak_config="w.yaml", unlabelled=["raw.jsonl"], gold_phase_weak=True)  # all gold + raw texts

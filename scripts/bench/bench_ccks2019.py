@@ -13,7 +13,8 @@ for train and for picking the epoch), weak_relabel (the weak run, then a round o
 weak training texts), weak_relabel_fresh (the same round, but a new model trained from the encoder on the weak
 model's labels), weak_more_text (weak on the 900 texts + 1,198 CCKS 2017 EMR texts), weak_lexicon (weak
 with lexicon features), gold10 (10% of the gold records), gold10_lexicon (the same with lexicon features),
-weak_gold10 (the weak run, then the same 10%), weak_lexicon_gold10 (the weak_lexicon run, then the same 10%
+weak_gold10 (the weak run, then the same 10%), weak_gold10_joint (the weak run, then the same 10% together
+with the weak labels of the other 90%), weak_lexicon_gold10 (the weak_lexicon run, then the same 10%
 with lexicon features), weak_gold (the weak run, then all the gold records), weak_gold10_self (then one
 self-training round on the confidently labelled texts of the other 90%), weak_gold10_relabel (then a round on
 the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that round trains a new model from the
@@ -85,6 +86,11 @@ VARIANTS = {
     # the `weak_lexicon` run, then the same 10% with the same lexicon features
     "weak_lexicon_gold10": ("weak pre-training + 10% of the gold records, both with lexicon features",
                             GOLD10 + [LEXICON_FEATURES]),
+    # the `weak` run, then 3 epochs on the same 10% gold (each record 5 times an epoch) + the weak labels of the other
+    # 810 training texts (gold unread): joint training, so the gold phase does not forget what the weak labels taught
+    "weak_gold10_joint": ("weak pre-training, then the 10% gold (x5) + weak labels of the other 90% together",
+                          GOLD10 + ["train.epochs=3", "supervision.weak_config=configs/weak_ccks2019.yaml",
+                                    "supervision.gold_phase_weak=true", "supervision.gold_repeat=5"]),
     # the `weak` run, then all the gold records: does weak pre-training help where gold is plentiful?
     "weak_gold": ("weak pre-training + all the gold records", []),
     # weak_gold10, then one self-training round: the model labels the other 810 training texts (gold unread)
@@ -106,8 +112,9 @@ VARIANTS = {
                                             "supervision.self_training_fresh_student=true"]),
 }
 # variant: the weak-only variant whose finished run (same --out-dir) it starts from (`init_from`)
-STARTS_FROM = {"weak_gold10": "weak", "weak_gold": "weak", "weak_gold10_self": "weak", "weak_gold10_relabel": "weak",
-               "weak_gold10_relabel_fresh": "weak", "weak_lexicon_gold10": "weak_lexicon"}
+STARTS_FROM = {"weak_gold10": "weak", "weak_gold10_joint": "weak", "weak_gold": "weak", "weak_gold10_self": "weak",
+               "weak_gold10_relabel": "weak", "weak_gold10_relabel_fresh": "weak",
+               "weak_lexicon_gold10": "weak_lexicon"}
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
 # OUT_DIR/VARIANT/phases/PHASE and resumed, which trains nothing, so only the self-training round runs
 REUSES = {"weak_relabel": ("weak", "weak"), "weak_relabel_fresh": ("weak", "weak"),
