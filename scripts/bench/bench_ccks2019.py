@@ -223,6 +223,15 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def command_line(name: str, extra: list[str], out_dir: Path, default_out_dir: str) -> str:
+    """The command behind a row, as the table shows it (``--out-dir`` relative to the repository when inside it)."""
+    parts = ["python scripts/bench/bench_ccks2019.py --variants", name] + [f"--set {item}" for item in extra]
+    if out_dir.resolve() != Path(default_out_dir).resolve():
+        where = out_dir.resolve()
+        parts.append(f"--out-dir {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}")
+    return " ".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -259,8 +268,7 @@ def main() -> int:
             print(f"variant {name} failed (exit {proc.returncode})", file=sys.stderr)
             return proc.returncode
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        rows[-1]["command"] = ("python scripts/bench/bench_ccks2019.py --variants " + name + " "
-                               + " ".join(f"--set {item}" for item in extra)).strip()
+        rows[-1]["command"] = command_line(name, extra, out_dir, parser.get_default("out_dir"))
         print(json.dumps(rows[-1], ensure_ascii=False))
         out_dir.mkdir(parents=True, exist_ok=True)
         with results.open("a", encoding="utf-8") as fh:
