@@ -74,22 +74,6 @@ def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict
     return kept
 
 
-def weak_rest(train_records: list[Record], unlabelled: list[Record], weak_train: list[Record],
-              gold: list[Record], weak_config: str) -> list[Record]:
-    """Weak labels of the training texts outside ``gold`` and of ``unlabelled``, in that order.
-
-    ``weak_train`` (weak labels of ``train_records + unlabelled``, as the weak phase saw them) is reused when it
-    is there, so both phases train on the same weak labels; otherwise the texts are weak-labelled here.
-    """
-    sampled = {id(r) for r in gold}
-    texts = [i for i, r in enumerate(train_records) if id(r) not in sampled]
-    texts += range(len(train_records), len(train_records) + len(unlabelled))
-    if weak_train:
-        return [weak_train[i] for i in texts]
-    everything = train_records + unlabelled
-    return weak_label([everything[i] for i in texts], weak_config)
-
-
 def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
     phase = copy.deepcopy(config)
     if not final:
@@ -121,16 +105,22 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         base_train = weak_train
     if sup.mode in ("gold", "weak+gold"):
         gold = list(train_records)
+        left_out: list[Record] = []  # training texts outside the gold share: their gold is never read
         if sup.gold_fraction < 1.0:
             rng = random.Random(config.seed)
             gold = rng.sample(gold, max(1, round(len(gold) * sup.gold_fraction)))
             log.info("gold phase: %d of %d training records", len(gold), len(train_records))
+            sampled = {id(r) for r in gold}
+            left_out = [r for r in train_records if id(r) not in sampled]
             if rounds:  # the rest are texts without labels, as in a real 10%-annotated corpus
-                sampled = {id(r) for r in gold}
-                unlabelled = strip_spans([r for r in train_records if id(r) not in sampled]) + unlabelled
+                unlabelled = strip_spans(left_out) + unlabelled
         base_train = gold
-        if sup.gold_phase_weak:
-            weak = weak_rest(train_records, unlabelled, weak_train, gold, sup.weak_config)
+        if sup.gold_phase_weak:  # joint training: the gold share, repeated, + weak labels of the texts without gold
+            if weak_train:  # weak+gold: the labels the weak phase trained on
+                weak_of = {id(r): w for r, w in zip(train_records + unlabelled, weak_train)}
+                weak = [weak_of[id(r)] for r in left_out + unlabelled]
+            else:
+                weak = weak_label(left_out + unlabelled, sup.weak_config)
             base_train = gold * sup.gold_repeat + weak
             log.info("gold phase: %d gold records x%d + weak labels of %d texts", len(gold), sup.gold_repeat,
                      len(weak))
