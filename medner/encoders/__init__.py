@@ -1,0 +1,1 @@
+"""Encoders: offline import of the default encoder, vocabulary pruning, continued masked-LM pretraining."""

