@@ -13,7 +13,7 @@ import torch
 
 from medner.model.alignment import token_tags_to_spans
 from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.model.features import collate, token_windows
+from medner.model.windows import collate, token_windows
 from medner.text import merge_window_predictions
 from medner.types import Record, Span
 
@@ -43,7 +43,7 @@ class Annotator:
     def load(cls, path: str | Path, *, device: str = "auto", batch_size: int = 16,
              icd_lexicon: str | Path | None = None) -> "Annotator":
         """Load a run directory. ``icd_lexicon`` attaches (or replaces) ICD linking with that coded lexicon."""
-        from medner.model.artifact import load_run_model, make_linker
+        from medner.run.directory import load_run_model, make_linker
 
         tagger, tokenizer, config, meta = load_run_model(path)
         linker = meta.get("linker")

@@ -38,7 +38,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def tiny_run(tmp_path_factory, tiny_corpus) -> Path:
     """A finished run directory (6 epochs, LoRA + CRF) trained on ``tiny_corpus``; treat it as read-only."""
     from medner.config import load_config
-    from medner.train import finetune
+    from medner.training.finetune import finetune
     from tiny_model import write_config
 
     root = tmp_path_factory.mktemp("tiny_run")

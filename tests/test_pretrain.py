@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from medner.config import MaskingConfig, TextSourceConfig, load_pretrain_config
-from medner.encoders.masking import IGNORE, apply_mask, choose_masked_tokens
-from medner.encoders.texts import collect_texts, read_source
+from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
+from medner.training.text_sources import collect_texts, read_source
 from medner.errors import ConfigError, CorpusError, MednerError
 
 
@@ -119,7 +119,7 @@ def _config(tmp_path: Path, corpus: Path, **train) -> Path:
 def test_pretraining_lowers_heldout_loss_and_writes_a_loadable_encoder(tmp_path, tiny_corpus):
     from transformers import AutoModel, AutoTokenizer
 
-    from medner.encoders.pretrain import pretrain
+    from medner.training.pretrain import pretrain
 
     out = pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus)), progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -136,8 +136,8 @@ def test_pretraining_lowers_heldout_loss_and_writes_a_loadable_encoder(tmp_path,
 
 def test_a_pretrained_encoder_fine_tunes(tmp_path, tiny_corpus):
     from medner.config import load_config
-    from medner.encoders.pretrain import pretrain
-    from medner.train import finetune
+    from medner.training.pretrain import pretrain
+    from medner.training.finetune import finetune
     from tiny_model import write_config
 
     encoder = pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus, epochs=1)), progress=False)
@@ -150,7 +150,7 @@ def test_a_pretrained_encoder_fine_tunes(tmp_path, tiny_corpus):
 def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     from safetensors.torch import load_file
 
-    import medner.encoders.pretrain as pt
+    import medner.training.pretrain as pt
 
     whole = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus)), progress=False)
     config_path = _config(tmp_path / "b", tiny_corpus)

@@ -1,4 +1,4 @@
-"""Weight averaging of run directories (medner.model.soup): the mean of the merged weights, loadable as a run."""
+"""Weight averaging of run directories (medner.run.soup): the mean of the merged weights, loadable as a run."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ from medner.cli import main
 from medner.config import load_config
 from medner.corpus import read_corpus
 from medner.errors import ModelError
-from medner.model.artifact import load_run_model
-from medner.model.soup import average_runs
-from medner.train import finetune
+from medner.run.directory import load_run_model
+from medner.run.soup import average_runs
+from medner.training.finetune import finetune
 from tiny_model import write_config
 
 

@@ -119,7 +119,7 @@ def test_word_segmenter_expands_and_counts_misaligned_spans(tmp_path, caplog):
     blank = Span(space, space + 1, "药物", score=0.1)  # whitespace only: no token to cover
     # the exact span is put in a second text so that spans of one doc do not overlap before alignment
     component.annotator = FakeAnnotator({text: inside + [blank], text + "。": [exact]})
-    with caplog.at_level(logging.DEBUG, logger="medner.spacy_component"):
+    with caplog.at_level(logging.DEBUG, logger="medner.spacy.components"):
         doc = component(nlp.make_doc(text))
         second = component(nlp.make_doc(text + "。"))
     got = {s.label_: s for s in doc.spans["medner"]}
@@ -218,7 +218,7 @@ def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
 
 
 def test_lexicon_linker_hook(tiny_run, caplog):
-    with caplog.at_level(logging.WARNING, logger="medner.spacy_component"):
+    with caplog.at_level(logging.WARNING, logger="medner.spacy.components"):
         nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
         linker = component.annotator.linker
     try:
@@ -306,7 +306,7 @@ def test_factories_are_found_through_the_entry_point(tiny_run, texts, bare):
         "nlp.add_pipe('medner', config={'model': sys.argv[1]})\n"
         "nlp.add_pipe('medner_lexicon', config={'lexicon': sys.argv[2]})\n"
         "doc = nlp(sys.argv[3])\n"
-        "assert 'medner.spacy_component' in sys.modules\n"
+        "assert 'medner.spacy.components' in sys.modules\n"
         "print(json.dumps([[e.start_char, e.end_char, e.label_] for e in doc.ents]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(tiny_run), str(LEXICON), texts[0]],

@@ -1,4 +1,4 @@
-"""displaCy rendering (`medner render` and medner.spacy_render): texts escaped, colours per type, codes in labels."""
+"""displaCy rendering (`medner render` and medner.spacy.render): texts escaped, colours per type, codes in labels."""
 from __future__ import annotations
 
 import html
@@ -10,7 +10,7 @@ import spacy
 import medner
 from medner.cli import main
 from medner.corpus import read_corpus, write_jsonl
-from medner.spacy_render import TYPE_COLOURS, render_docs, render_records, type_colour
+from medner.spacy.render import TYPE_COLOURS, render_docs, render_records, type_colour
 from medner.types import Record, Span
 
 LEXICON = Path(__file__).parent / "data" / "spacy" / "lexicon.tsv"

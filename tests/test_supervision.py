@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import medner.train
+import medner.training.finetune
 from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
-from medner.supervision import train, weak_label
+from medner.training.supervision import train, weak_label
 from medner.types import Span
 from tiny_model import write_config
 
@@ -28,7 +28,7 @@ def captured(monkeypatch, tmp_path):
         out.mkdir(parents=True, exist_ok=True)
         return out
 
-    monkeypatch.setattr(medner.train, "finetune", fake_finetune)
+    monkeypatch.setattr(medner.training.finetune, "finetune", fake_finetune)
     return calls
 
 
@@ -76,7 +76,7 @@ def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus,
 
 
 def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captured, monkeypatch):
-    import medner.supervision as sup
+    import medner.training.supervision as sup
 
     unlabelled = tmp_path / "raw.jsonl"
     write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
@@ -97,7 +97,7 @@ def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captu
 
 def test_weak_self_training_replaces_the_weak_labels_of_confident_texts(tiny_corpus, tmp_path, captured,
                                                                         monkeypatch):
-    import medner.supervision as sup
+    import medner.training.supervision as sup
 
     unlabelled = tmp_path / "raw.jsonl"
     write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
@@ -120,7 +120,7 @@ def test_weak_self_training_replaces_the_weak_labels_of_confident_texts(tiny_cor
 
 
 def test_fresh_student_rounds_start_from_the_first_phase_s_weights(tiny_corpus, tmp_path, captured, monkeypatch):
-    import medner.supervision as sup
+    import medner.training.supervision as sup
 
     monkeypatch.setattr(sup, "model_labels", lambda run_dir, records: records)
     config = load_config(write_config(tmp_path, tiny_corpus), [
@@ -156,7 +156,7 @@ def test_weak_mode_needs_labels_and_a_weak_config(tiny_corpus, tmp_path):
 
 
 def test_self_training_on_the_training_texts_left_out_of_a_gold_fraction(tiny_corpus, tmp_path, captured, monkeypatch):
-    import medner.supervision as sup
+    import medner.training.supervision as sup
 
     seen = {}
 
@@ -189,7 +189,7 @@ def test_self_training_needs_texts_to_label():
 
 def test_relabel_rounds_train_on_the_model_s_labels_of_the_weak_training_texts(tiny_corpus, tmp_path, captured,
                                                                                monkeypatch):
-    import medner.supervision as sup
+    import medner.training.supervision as sup
 
     unlabelled = tmp_path / "raw.jsonl"
     write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)

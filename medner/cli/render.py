@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_render(args: argparse.Namespace) -> int:
     from medner.corpus import read_corpus
-    from medner.spacy_render import render_records
+    from medner.spacy.render import render_records
 
     if args.gold == bool(args.model):
         raise ConfigError("give exactly one of --model RUN (predictions) and --gold (the records' spans)",
@@ -56,7 +56,7 @@ def run_render(args: argparse.Namespace) -> int:
 def _predicted(records, args: argparse.Namespace):
     """Records with the model's spans (and codes when --lexicon is given), through the spaCy component's
     model loading so the CLI and the pipeline link the same way."""
-    from medner.spacy_component import MednerComponent
+    from medner.spacy.components import MednerComponent
 
     component = MednerComponent(None, "medner", model=args.model, batch_size=args.batch_size, device=args.device,
                                 lexicon=args.lexicon)

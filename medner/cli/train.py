@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.supervision import train
+    from medner.training.supervision import train
 
     config = load_config(args.config, args.overrides)
     out = train(config, resume=args.resume, progress=not args.no_progress)
@@ -53,7 +53,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_soup(args: argparse.Namespace) -> int:
-    from medner.model.soup import average_runs
+    from medner.run.soup import average_runs
 
     out = average_runs(args.runs, args.output)
     log.info("run directory: %s (load it like any run: medner predict --model %s ...)", out, out)

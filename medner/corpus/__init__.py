@@ -23,7 +23,7 @@ from medner.corpus.chip import read_chip
 from medner.corpus.cmedqaner import read_cmedqaner
 from medner.corpus.cmeee import read_cmeee
 from medner.corpus.jsonl import read_jsonl, record_from_json, record_to_json, write_jsonl
-from medner.corpus.source import check_encoding
+from medner.corpus.lines import check_encoding
 from medner.corpus.validate import ON_ERROR, Checker, ReadReport
 from medner.errors import CorpusError
 from medner.types import Record

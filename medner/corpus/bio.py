@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.source import check_path, iter_lines, note_empty
+from medner.corpus.lines import check_path, iter_lines, note_empty
 from medner.corpus.validate import Checker, RecordProblem
 from medner.errors import CorpusError, location
 from medner.types import Record, Span

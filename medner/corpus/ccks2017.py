@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from medner.corpus.source import check_path, decode_text, note_empty
+from medner.corpus.lines import check_path, decode_text, note_empty
 from medner.corpus.validate import Checker, RecordProblem, SpanProblem
 from medner.errors import CorpusError, location
 from medner.types import Record

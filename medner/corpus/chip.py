@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.source import records_from_lines
+from medner.corpus.lines import records_from_lines
 from medner.corpus.validate import Checker, SpanProblem
 from medner.types import Record
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.source import json_object, parse_json_line, records_from_lines
+from medner.corpus.lines import json_object, parse_json_line, records_from_lines
 from medner.corpus.validate import Checker, SpanProblem, as_int, require
 from medner.types import Record
 

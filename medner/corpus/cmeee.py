@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.source import check_path, decode_text, json_object, note_empty
+from medner.corpus.lines import check_path, decode_text, json_object, note_empty
 from medner.corpus.validate import Checker, SpanProblem, require
 from medner.errors import CorpusError, location
 from medner.types import Record

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from medner.corpus.source import json_object, parse_json_line, records_from_lines
+from medner.corpus.lines import json_object, parse_json_line, records_from_lines
 from medner.corpus.validate import Checker, ReadReport, RecordProblem, SpanProblem, require
 from medner.errors import CorpusError
 from medner.types import Record, Span

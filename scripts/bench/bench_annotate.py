@@ -93,7 +93,7 @@ def hf_pipeline(model_dir: Path, texts: list[str], threads: int, batch_size: int
     import torch
     from transformers import AutoModelForTokenClassification, pipeline
 
-    from medner.model.artifact import load_run_model
+    from medner.run.directory import load_run_model
 
     torch.set_num_threads(threads)
     tagger, tokenizer, config, _ = load_run_model(model_dir, merge_lora=True)
@@ -130,7 +130,7 @@ def same_weights(pipe, model_dir: Path, text: str) -> float:
     import torch
 
     from medner.model.alignment import encode_text
-    from medner.model.artifact import load_run_model
+    from medner.run.directory import load_run_model
 
     tagger, tokenizer, _, _ = load_run_model(model_dir, merge_lora=True)
     encoded = encode_text(tokenizer, text)

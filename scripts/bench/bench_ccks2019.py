@@ -127,8 +127,8 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     import medner
     from medner.config import load_config
     from medner.evaluate import score
-    from medner.supervision import train
-    from medner.train import split_train_dev
+    from medner.training.supervision import train
+    from medner.training.finetune import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
     if name in STARTS_FROM:

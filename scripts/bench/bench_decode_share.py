@@ -25,7 +25,7 @@ def decode_share(annotator, texts: list[str], batch_size: int = 16, repeats: int
     """Seconds in encoder+head vs CRF decoding over the windows of ``texts``."""
     import torch
 
-    from medner.model.features import collate, token_windows
+    from medner.model.windows import collate, token_windows
 
     windows = [(t, w, enc) for t in texts for w, enc in token_windows(annotator.tokenizer, t, annotator.window)]
     windows.sort(key=lambda item: len(item[2].input_ids))

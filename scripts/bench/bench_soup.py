@@ -87,8 +87,8 @@ def main() -> int:
         parser.error("name at least two runs")
     import medner
     from medner.config import load_config
-    from medner.model.soup import average_runs
-    from medner.train import split_train_dev
+    from medner.run.soup import average_runs
+    from medner.training.finetune import split_train_dev
 
     _, dev = split_train_dev(load_config(CONFIG))
     names = [Path(r).parent.name + "/" + Path(r).name for r in args.runs]

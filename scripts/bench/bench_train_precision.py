@@ -32,8 +32,8 @@ def main() -> int:
 
     from medner.config import load_config
     from medner.model.device import autocast
-    from medner.model.features import collate
-    from medner.train import Dist, build_optimizer, build_tagger, length_bucketed_batches, prepare_inputs
+    from medner.model.windows import collate
+    from medner.training.finetune import Dist, build_optimizer, build_tagger, length_bucketed_batches, prepare_inputs
 
     torch.set_num_threads(args.threads)
     config = load_config(ROOT / "configs" / "ccks2019.yaml", args.set)

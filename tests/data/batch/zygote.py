@@ -26,7 +26,7 @@ def _preload() -> None:
     import medner.batch.runner  # noqa: F401
     import medner.cli  # noqa: F401
     import medner.cli.annotate  # noqa: F401
-    import medner.model.artifact  # noqa: F401  (transformers)
+    import medner.run.directory  # noqa: F401  (transformers)
     import peft  # noqa: F401
     import transformers.models.bert.modeling_bert  # noqa: F401  (what AutoModel resolves lazily)
     import tqdm.auto  # noqa: F401

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from medner.config import RunConfig, config_from_dict, dump_config
 from medner.errors import ModelError
 from medner.labels import TagScheme
-from medner.model.encoder import load_encoder, load_tokenizer
+from medner.encoders.loading import load_encoder, load_tokenizer
 from medner.model.tagger import Tagger
 
 log = logging.getLogger(__name__)

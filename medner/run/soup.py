@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
-from medner.model.artifact import LINK_FILE, load_run_model, save_run_model, weights_fingerprint
+from medner.run.directory import LINK_FILE, load_run_model, save_run_model, weights_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """pretrain(config) -> encoder directory: continued masked-LM pretraining on raw clinical text.
 
-Texts (:mod:`medner.encoders.texts`) are tokenised with offsets and cut into sequences of at most
+Texts (:mod:`medner.training.text_sources`) are tokenised with offsets and cut into sequences of at most
 ``train.max_tokens`` tokens, preferably after a sentence end. Each batch masks about ``masking.probability`` of
-each sequence's tokens in character units (:mod:`medner.encoders.masking`); the masked-LM head only sees the
+each sequence's tokens in character units (:mod:`medner.training.masking`); the masked-LM head only sees the
 masked positions (the vocabulary projection is the costly part). Batches are length-grouped; masks are drawn
 from a generator seeded by (seed, epoch, sequence), so a resumed run masks exactly as an unbroken one.
 
@@ -27,13 +27,13 @@ import torch
 from tqdm import tqdm
 
 from medner.config import PretrainConfig, dump_config
-from medner.encoders.masking import IGNORE, apply_mask, choose_masked_tokens
-from medner.encoders.texts import collect_texts
+from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
+from medner.training.text_sources import collect_texts
 from medner.errors import ConfigError, ModelError
-from medner.model import checkpoint as ckpt
+from medner.training import checkpoint as ckpt
 from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.model.encoder import isolate_punctuation, load_tokenizer, resolve_encoder_dir
-from medner.train import length_bucketed_batches
+from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
+from medner.training.finetune import length_bucketed_batches
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.labels import TagScheme, allowed_transitions
-from medner.model import checkpoint as ckpt
-from medner.model.artifact import save_run_model
+from medner.training import checkpoint as ckpt
+from medner.run.directory import save_run_model
 from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.model.encoder import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
+from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
                                   load_tokenizer, resolve_encoder_dir)
-from medner.model.features import build_dataset, collate
+from medner.model.windows import build_dataset, collate
 from medner.model.tagger import Tagger
 from medner.types import Record
 
@@ -397,7 +397,7 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record]) -> dict:
 
 def warm_start(tagger: Tagger, run_dir: Path) -> None:
     """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``."""
-    from medner.model.artifact import load_run_model
+    from medner.run.directory import load_run_model
 
     previous, _, _, _ = load_run_model(run_dir, merge_lora=False)
     if previous.scheme != tagger.scheme:

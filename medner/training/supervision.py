@@ -1,6 +1,6 @@
 """Training modes: gold labels, weak labels, weak pre-training then gold, and self-training rounds.
 
-    gold        finetune on the gold spans (the default; same as :func:`medner.train.finetune`), of a seeded
+    gold        finetune on the gold spans (the default; same as :func:`medner.training.finetune.finetune`), of a seeded
                 `gold_fraction` of the training records when it is below 1 (a learning-curve baseline)
     weak        finetune on weak labels of the training texts (their gold spans are dropped unread) and
                 of `supervision.unlabelled`; dev is weak-labelled too, so no gold is used anywhere
@@ -83,7 +83,7 @@ def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
 
 def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Run every phase the `supervision` section asks for; returns the final run directory."""
-    from medner.train import finetune, split_train_dev
+    from medner.training.finetune import finetune, split_train_dev
 
     sup = config.supervision
     rounds = sup.self_training_rounds

