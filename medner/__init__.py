@@ -3,7 +3,7 @@
 Public entry points:
     medner.types.Span, medner.types.Record   the only currency between stages
     medner.corpus.read_corpus                read any supported corpus format
-    medner.load(path)                        load a trained run directory (model issue)
+    medner.load(path)                        a trained run directory as an Annotator
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 
 def load(path, **kwargs):
-    """Load a trained run directory and return an :class:`medner.annotate.Annotator`."""
-    from medner.annotate import Annotator
+    """Load a run directory as an :class:`medner.annotate.Annotator`; keyword arguments as for
+    :func:`medner.run.directory.load_annotator` (device, precision, batch_size, window, icd_lexicon)."""
+    from medner.run.directory import load_annotator  # start-up time: `import medner` must not import torch
 
-    return Annotator.load(path, **kwargs)
+    return load_annotator(path, **kwargs)

@@ -6,11 +6,11 @@ together (sorted by length to limit padding) and predictions are merged back per
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
 
+from medner.config import WindowConfig
 from medner.model.alignment import token_tags_to_spans
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.windows import collate, token_windows
@@ -21,37 +21,36 @@ log = logging.getLogger(__name__)
 
 
 class Annotator:
-    """Predicts spans on raw text. Build it with :meth:`load` (or :func:`medner.load`)."""
+    """Predicts spans on raw text. Get one from :func:`medner.load` (a run directory); it does not change after
+    it is built: another window, precision or linker is another Annotator.
+
+    ``precision``: None = the run config's (``auto``: fp32 on CPU, bf16 autocast on a capable GPU), or fp32 /
+    bf16 / fp16; ``window``: None = the run config's windowing.
+    """
 
     def __init__(self, tagger, tokenizer, config, *, device: str = "auto", batch_size: int = 16,
-                 fingerprint: str | None = None, linker: Callable[[str, Span], Span] | None = None,
-                 lexicon=None) -> None:
+                 precision: str | None = None, window: WindowConfig | None = None, fingerprint: str | None = None,
+                 linker: Callable[[str, Span], Span] | None = None, lexicon=None) -> None:
         self.tagger = tagger
         self.tokenizer = tokenizer
         self.config = config
-        self.window = config.window
+        self.window = window or config.window
         self.scheme = tagger.scheme
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.linker = linker
         self.lexicon = lexicon  # LexiconTagger when the model uses lexicon features
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(config.precision, self.device)
+        self.precision = precision or config.precision
+        self.dtype = resolve_dtype(self.precision, self.device)
         self.tagger.to(self.device).eval()
+        self._frozen = True
 
-    @classmethod
-    def load(cls, path: str | Path, *, device: str = "auto", batch_size: int = 16,
-             icd_lexicon: str | Path | None = None) -> "Annotator":
-        """Load a run directory. ``icd_lexicon`` attaches (or replaces) ICD linking with that coded lexicon."""
-        from medner.run.directory import load_run_model, make_linker
-
-        tagger, tokenizer, config, meta = load_run_model(path)
-        linker = meta.get("linker")
-        if icd_lexicon is not None:
-            labels = config.link.labels if config.link else ("疾病和诊断", "手术")
-            linker = make_linker(icd_lexicon, labels)
-        return cls(tagger, tokenizer, config, device=device, batch_size=batch_size,
-                   fingerprint=meta.get("fingerprint"), lexicon=meta.get("lexicon"), linker=linker)
+    def __setattr__(self, name: str, value) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"an Annotator does not change once built (tried to set {name!r}); load another "
+                                 "with medner.load(run, window=..., precision=..., icd_lexicon=...)")
+        object.__setattr__(self, name, value)
 
     def predict(self, texts: str | Sequence[str], batch_size: int | None = None) -> list[list[Span]] | list[Span]:
         """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list."""

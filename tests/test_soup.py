@@ -12,7 +12,7 @@ from medner.cli import main
 from medner.config import load_config
 from medner.corpus import read_corpus
 from medner.errors import ModelError
-from medner.run.directory import load_run_model
+from medner.run.directory import load_run, reseal
 from medner.run.soup import average_runs
 from medner.training.finetune import finetune
 from tiny_model import write_config
@@ -28,10 +28,11 @@ def sibling(tmp_path_factory, tiny_corpus, tiny_run):
 
 def test_soup_weights_are_the_mean_of_the_merged_members(tiny_run, sibling, tmp_path):
     out = average_runs([tiny_run, sibling], tmp_path / "soup")
-    a, b = (load_run_model(run)[0].state_dict() for run in (tiny_run, sibling))
+    a, b = (load_run(run).tagger.state_dict() for run in (tiny_run, sibling))
     assert any(not torch.equal(a[k], b[k]) for k in a if "encoder" in k), "members must differ for this test"
-    soup, _, config, meta = load_run_model(out)
-    for key, value in soup.state_dict().items():
+    loaded = load_run(out)
+    config, meta = loaded.config, loaded.meta
+    for key, value in loaded.tagger.state_dict().items():
         torch.testing.assert_close(value, (a[key] + b[key]) / 2 if value.is_floating_point() else a[key])
     assert meta["encoder"] == "full" and config.lora is None and config.output_dir == str(out)
     assert [m["run"] for m in meta["soup"]] == [str(tiny_run), str(sibling)]
@@ -86,7 +87,7 @@ def test_soup_command(tiny_run, sibling, tmp_path, capsys):
     assert main(["soup", str(tiny_run), str(sibling), "-o", str(tmp_path / "soup")]) == 0
     assert json.loads((tmp_path / "soup" / "medner_model.json").read_text(encoding="utf-8"))["soup"]
     assert main(["soup", str(tiny_run), str(tmp_path / "nowhere"), "-o", str(tmp_path / "soup2")]) == 2
-    assert "nowhere is not a medner run directory" in capsys.readouterr().err
+    assert "nowhere: not a medner run directory" in capsys.readouterr().err
 
 
 def test_soup_keeps_icd_linking_when_the_members_lexicon_has_moved(tiny_run, sibling, tiny_corpus, tmp_path):
@@ -105,6 +106,7 @@ def test_soup_keeps_icd_linking_when_the_members_lexicon_has_moved(tiny_run, sib
         cfg["link"] = {"lexicon": str(tmp_path / "moved_away.tsv"), "labels": ["疾病和诊断"], "min_score": 0.6}
         (linked / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
         shutil.copyfile(lexicon, linked / "icd_lexicon.tsv")
+        reseal(linked)  # a deliberate edit: record the new files
         members.append(linked)
     out = average_runs(members, tmp_path / "soup")
     assert (out / "icd_lexicon.tsv").read_bytes() == lexicon.read_bytes()

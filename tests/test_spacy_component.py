@@ -14,6 +14,7 @@ import pytest
 import spacy
 
 import medner
+from medner.annotate import Annotator
 from medner.corpus import read_corpus
 from medner.errors import ConfigError, MednerError, ModelError
 from medner.types import Span
@@ -119,7 +120,7 @@ def test_word_segmenter_expands_and_counts_misaligned_spans(tmp_path, caplog):
     blank = Span(space, space + 1, "药物", score=0.1)  # whitespace only: no token to cover
     # the exact span is put in a second text so that spans of one doc do not overlap before alignment
     component.annotator = FakeAnnotator({text: inside + [blank], text + "。": [exact]})
-    with caplog.at_level(logging.DEBUG, logger="medner.spacy.components"):
+    with caplog.at_level(logging.DEBUG, logger="medner.spacy.writer"):
         doc = component(nlp.make_doc(text))
         second = component(nlp.make_doc(text + "。"))
     got = {s.label_: s for s in doc.spans["medner"]}
@@ -204,10 +205,12 @@ def test_bad_config_is_one_clear_line(tmp_path):
 
 def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
     nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
-    annotator = component.annotator
+    loaded = component.annotator
     assert component.icd_names["C20.x00"] == "直肠恶性肿瘤" and "右肺" not in component.icd_names.values()
     # stub linker: every disease gets the code of 直肠恶性肿瘤 (the real IcdLinker is tested with the lexicon)
-    annotator.linker = lambda text, span: replace(span, code="C20.x00") if span.label == "疾病和诊断" else span
+    component.annotator = Annotator(
+        loaded.tagger, loaded.tokenizer, loaded.config, device="cpu",
+        linker=lambda text, span: replace(span, code="C20.x00") if span.label == "疾病和诊断" else span)
     docs = list(nlp.pipe(texts))
     diseases = [e for d in docs for e in d.ents if e.label_ == "疾病和诊断"]
     others = [e for d in docs for e in d.ents if e.label_ != "疾病和诊断"]
@@ -217,16 +220,9 @@ def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
     assert [e.kb_id_ for e in docs[0].spans["medner"]] == [e.kb_id_ for e in docs[0].ents]
 
 
-def test_lexicon_linker_hook(tiny_run, caplog):
-    with caplog.at_level(logging.WARNING, logger="medner.spacy.components"):
-        nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
-        linker = component.annotator.linker
-    try:
-        import medner.lexicon.link  # noqa: F401
-    except ModuleNotFoundError:
-        assert linker is None
-        assert any("medner.lexicon.link" in r.getMessage() for r in caplog.records)
-        return
+def test_lexicon_linker_hook(tiny_run):
+    nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
+    linker = component.annotator.linker
     text = "因直肠癌入院，右肺"
     linked = linker(text, Span(1, 4, "疾病和诊断", score=0.5))
     assert (linked.start, linked.end, linked.code, linked.score) == (1, 4, "C20.x00", 0.5)
@@ -306,7 +302,7 @@ def test_factories_are_found_through_the_entry_point(tiny_run, texts, bare):
         "nlp.add_pipe('medner', config={'model': sys.argv[1]})\n"
         "nlp.add_pipe('medner_lexicon', config={'lexicon': sys.argv[2]})\n"
         "doc = nlp(sys.argv[3])\n"
-        "assert 'medner.spacy.components' in sys.modules\n"
+        "assert 'medner.spacy.model_component' in sys.modules\n"
         "print(json.dumps([[e.start_char, e.end_char, e.label_] for e in doc.ents]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(tiny_run), str(LEXICON), texts[0]],

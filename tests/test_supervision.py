@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import medner.training.finetune
+import medner.training.supervision as sup
 from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
-from medner.training.supervision import train, weak_label
+from medner.training.supervision import run_phases, weak_label
 from medner.types import Span
 from tiny_model import write_config
 
@@ -28,7 +28,7 @@ def captured(monkeypatch, tmp_path):
         out.mkdir(parents=True, exist_ok=True)
         return out
 
-    monkeypatch.setattr(medner.training.finetune, "finetune", fake_finetune)
+    monkeypatch.setattr(sup, "finetune", fake_finetune)
     return calls
 
 
@@ -40,7 +40,7 @@ def test_weak_mode_never_reads_gold(tiny_corpus, tmp_path, captured):
     config = load_config(write_config(tmp_path / "a", tiny_corpus), [
         LABELS, f"data.train=[{tmp_path / 'train.jsonl'}]",
         f"supervision={{mode: weak, weak_config: {WEAK}}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     [(out, init_from, _, (weak_train, weak_dev))] = captured
     assert out == config.output_dir and init_from is None
     expected = weak_label(gold, str(WEAK))  # the same texts with clean gold give the same weak labels
@@ -55,7 +55,7 @@ def test_weak_mode_never_reads_gold(tiny_corpus, tmp_path, captured):
 def test_weak_then_gold_phases(tiny_corpus, tmp_path, captured):
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=4), [
         LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, pretrain_epochs: 2, gold_fraction: 0.25}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     (weak_out, weak_init, weak_epochs, _), (gold_out, gold_init, gold_epochs, (gold_train, _)) = captured
     assert weak_out == str(Path(config.output_dir) / "phases" / "weak") and weak_epochs == 2 and weak_init is None
     assert gold_out == config.output_dir and gold_init == weak_out and gold_epochs == 4
@@ -66,12 +66,12 @@ def test_weak_then_gold_phases(tiny_corpus, tmp_path, captured):
 
 def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus, tmp_path, captured):
     config = load_config(write_config(tmp_path, tiny_corpus), ["supervision.gold_fraction=0.25"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     [(out, init_from, _, (gold_train, dev))] = captured
     assert out == config.output_dir and init_from is None and len(gold_train) == 12 and len(dev) == 12
     weak_gold = load_config(write_config(tmp_path / "b", tiny_corpus), [
         LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, gold_fraction: 0.25}}"])
-    train(weak_gold, progress=False)
+    run_phases(weak_gold, progress=False)
     assert [r.id for r in captured[-1][3][0]] == [r.id for r in gold_train]  # baseline and weak+gold: same records
 
 
@@ -89,7 +89,7 @@ def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captu
     monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
     config = load_config(write_config(tmp_path, tiny_corpus), [
         f"supervision={{self_training_rounds: 2, unlabelled: [{unlabelled}]}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     assert [Path(c[0]).name for c in captured] == ["gold", "self_training_1", "run"]
     assert captured[1][1] == captured[0][0] and captured[2][1] == captured[1][0]
     assert len(captured[2][3][0]) == 48 + 1 and seen["n"] == 12
@@ -111,7 +111,7 @@ def test_weak_self_training_replaces_the_weak_labels_of_confident_texts(tiny_cor
     config = load_config(write_config(tmp_path, tiny_corpus), [
         LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
                 f"self_training_min_score: 0.5, unlabelled: [{unlabelled}]}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     (_, _, _, (weak_train, _)), (_, _, _, (round_train, _)) = captured
     assert len(weak_train) == len(round_train) == 48 + 12  # no text twice
     changed = [i for i, (a, b) in enumerate(zip(weak_train, round_train)) if a != b]
@@ -126,11 +126,11 @@ def test_fresh_student_rounds_start_from_the_first_phase_s_weights(tiny_corpus, 
     config = load_config(write_config(tmp_path, tiny_corpus), [
         LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 2, "
                 "self_training_relabel: true, self_training_fresh_student: true}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     assert [c[1] for c in captured] == [None, None, None]  # every phase from the encoder
     captured.clear()
     start = tmp_path / "earlier_run"
-    train(load_config(write_config(tmp_path / "b", tiny_corpus), [
+    run_phases(load_config(write_config(tmp_path / "b", tiny_corpus), [
         LABELS, f"init_from={start}", f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
                 "self_training_relabel: true, self_training_fresh_student: true}"]), progress=False)
     assert [c[1] for c in captured] == [str(start), str(start)]
@@ -139,7 +139,7 @@ def test_fresh_student_rounds_start_from_the_first_phase_s_weights(tiny_corpus, 
 def test_weak_plus_gold_end_to_end(tiny_corpus, tmp_path):
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
         LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, pretrain_epochs: 1}}"])
-    run = train(config, progress=False)
+    run = run_phases(config, progress=False)
     assert (run / "medner_model.json").exists() and (run / "phases" / "weak" / "medner_model.json").exists()
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 1
@@ -152,7 +152,7 @@ def test_weak_mode_needs_labels_and_a_weak_config(tiny_corpus, tmp_path):
         load_config(write_config(tmp_path, tiny_corpus), ["supervision={mode: weak}"])
     config = load_config(write_config(tmp_path, tiny_corpus), [f"supervision={{mode: weak, weak_config: {WEAK}}}"])
     with pytest.raises(ConfigError, match="data.labels"):
-        train(config, progress=False)
+        run_phases(config, progress=False)
 
 
 def test_self_training_on_the_training_texts_left_out_of_a_gold_fraction(tiny_corpus, tmp_path, captured, monkeypatch):
@@ -167,7 +167,7 @@ def test_self_training_on_the_training_texts_left_out_of_a_gold_fraction(tiny_co
     monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=6), [
         "supervision={gold_fraction: 0.25, self_training_rounds: 1, self_training_epochs: 2}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     (_, _, gold_epochs, (gold_train, _)), (_, _, self_epochs, (self_train, _)) = captured
     assert gold_epochs == 6 and self_epochs == 2
     # the 36 training records outside the 25% are the unlabelled pool, their gold spans dropped unread
@@ -204,7 +204,7 @@ def test_relabel_rounds_train_on_the_model_s_labels_of_the_weak_training_texts(t
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=3), [
         LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 2, self_training_epochs: 1, "
                 f"self_training_relabel: true, unlabelled: [{unlabelled}]}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     (weak_out, _, weak_epochs, (weak_train, weak_dev)), round1, round2 = captured
     assert [Path(c[0]).name for c in captured] == ["weak", "self_training_1", "run"] and weak_epochs == 3
     assert len(weak_train) == 48 + 12  # the training texts and the unlabelled ones, weak-labelled
@@ -235,7 +235,7 @@ def test_relabel_round_end_to_end(tiny_corpus, tmp_path):
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
         LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, self_training_rounds: 1, "
                 "self_training_relabel: true}"])
-    run = train(config, progress=False)
+    run = run_phases(config, progress=False)
     assert (run / "medner_model.json").exists() and (run / "phases" / "weak" / "medner_model.json").exists()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
 
@@ -250,7 +250,7 @@ def test_gold_phase_weak_trains_on_repeated_gold_plus_weak_labels_of_the_rest(ti
         LABELS, f"data.train=[{tmp_path / 'train.jsonl'}]",
         f"supervision={{weak_config: {WEAK}, gold_fraction: 0.25, gold_phase_weak: true, gold_repeat: 3, "
         f"unlabelled: [{unlabelled}]}}"])
-    train(config, progress=False)
+    run_phases(config, progress=False)
     [(out, init_from, _, (phase_train, dev))] = captured
     assert out == config.output_dir and init_from is None and len(dev) == 12
     shared, weak = phase_train[:36], phase_train[36:]
@@ -266,7 +266,7 @@ def test_gold_phase_weak_trains_on_repeated_gold_plus_weak_labels_of_the_rest(ti
     # weak+gold: the gold phase reuses the weak phase's labels of the same texts
     both = load_config(write_config(tmp_path / "b", tiny_corpus), [
         LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, gold_fraction: 0.25, gold_phase_weak: true}}"])
-    train(both, progress=False)
+    run_phases(both, progress=False)
     (_, _, _, (weak_train, _)), (_, gold_init, _, (joint, _)) = captured[1:]
     assert gold_init == captured[1][0] and len(joint) == 12 + 36
     weak_of = {r.id: r.spans for r in weak_train}

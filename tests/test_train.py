@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import medner
+from medner.annotate import Annotator
 from medner.cli import main
 from medner.config import load_config
 from medner.corpus import read_corpus
@@ -55,11 +56,10 @@ def test_save_load_gives_identical_predictions(trained, corpus):
     dev = list(read_corpus(corpus / "dev.jsonl"))
     texts = [r.text for r in dev]
     merged = medner.load(run, device="cpu")
-    from medner.annotate import Annotator
-    from medner.run.directory import load_run_model
+    from medner.run.directory import load_run
 
-    tagger, tokenizer, cfg, meta = load_run_model(run, merge_lora=False)
-    unmerged = Annotator(tagger, tokenizer, cfg, device="cpu")
+    unmerged_run = load_run(run, merge_lora=False)
+    unmerged = Annotator(unmerged_run.tagger, unmerged_run.tokenizer, unmerged_run.config, device="cpu")
     a, b = merged.predict(texts), unmerged.predict(texts)
     again = medner.load(run, device="cpu").predict(texts)
     assert a == again and [[s.score for s in p] for p in a] == [[s.score for s in p] for p in again]
@@ -203,8 +203,7 @@ def test_lexicon_features_are_learned_saved_and_used(corpus, tmp_path):
     texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
     assert annotator.predict(texts) == medner.load(run, device="cpu").predict(texts)
     # the features change the emissions: without them, predictions' scores differ
-    plain = medner.load(run, device="cpu")
-    plain.lexicon = None
+    plain = Annotator(annotator.tagger, annotator.tokenizer, annotator.config, device="cpu", lexicon=None)
     scores = lambda preds: [s.score for p in preds for s in p]
     assert scores(plain.predict(texts)) != scores(annotator.predict(texts))
 
@@ -240,6 +239,9 @@ def test_icd_linking_carries_codes_to_predictions(trained, corpus, tmp_path):
     cfg["link"] = {"lexicon": str(lexicon), "labels": ["疾病和诊断"], "min_score": 0.6}
     (linked / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     shutil.copyfile(lexicon, linked / "icd_lexicon.tsv")
+    from medner.run.directory import reseal
+
+    reseal(linked)  # a deliberate edit of the run: record the new files
     annotator = medner.load(linked, device="cpu")
     texts = [r.text for r in read_corpus(corpus / "dev.jsonl")]
     assert any(s.code for p in annotator.predict(texts) for s in p)

@@ -4,7 +4,7 @@ The driver reads the inputs with the same readers, cuts the same shards and skip
 (:mod:`medner.batch.runner`). Pending shards go to Ray in waves of ``ray_wave_shards``:
 ``ray.data.from_items`` (one row per shard: index + JSON-encoded texts) ->
 ``map_batches(ShardPredictor, batch_size=1, compute=ActorPoolStrategy(size=workers))`` (a callable class:
-each actor loads the model once from a :class:`medner.batch.runner.ModelSpec`, with ``threads`` torch threads
+each actor loads the model once from a :class:`medner.batch.engine.ModelSpec`, with ``threads`` torch threads
 and ``num_cpus=threads``) -> rows back to the driver, which writes every shard through the same atomic
 writer and ledger. A shard is predicted by the same ``predict_texts`` call with the same ``batch_records``
 chunks as locally, so output is byte-identical to the local engine (at equal torch thread counts). Each wave
@@ -22,6 +22,7 @@ import time
 from itertools import islice
 from typing import Iterator
 
+from medner.batch.engine import predict_texts
 from medner.errors import ConfigError
 from medner.types import Span
 
@@ -59,9 +60,7 @@ class ShardPredictor:
         self.annotator = spec.load()
 
     def __call__(self, batch: dict) -> dict:
-        import numpy as np
-
-        from medner.batch.runner import predict_texts
+        import numpy as np  # with ray: numpy is there
 
         payloads, seconds = [], []
         for texts_json in batch["texts"]:

@@ -54,10 +54,8 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def _predicted(records, args: argparse.Namespace):
-    """Records with the model's spans (and codes when --lexicon is given), through the spaCy component's
-    model loading so the CLI and the pipeline link the same way."""
-    from medner.spacy.components import MednerComponent
+    """Records with the model's spans (and codes when --lexicon is given)."""
+    from medner import load
 
-    component = MednerComponent(None, "medner", model=args.model, batch_size=args.batch_size, device=args.device,
-                                lexicon=args.lexicon)
-    return component.annotator.predict_records(records)
+    annotator = load(args.model, batch_size=args.batch_size, device=args.device, icd_lexicon=args.lexicon)
+    return annotator.predict_records(records)

@@ -147,6 +147,12 @@ class IcdLinker:
             if entry.code and entry.label in wanted:
                 grouped[entry.label].append(entry)
         self._index = {label: self._build(items, source_rank) for label, items in grouped.items()}
+        # ICD code -> canonical name: official entries first, then by source priority
+        self.names: dict[str, str] = {}
+        for ix in self._index.values():
+            for entry in sorted(ix.entries, key=lambda e: (e.is_alias, source_rank.get(e.source, len(source_rank)),
+                                                             e.source, e.term)):
+                self.names.setdefault(entry.code, entry.canonical)
         sizes = {label: len(ix.entries) for label, ix in self._index.items()}
         if not any(sizes.values()):
             log.warning("ICD linker has no coded entries for labels %s", sorted(wanted))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medner.config import RunConfig
 from medner.labels import TagScheme, allowed_transitions
 from medner.model.crf import ConstrainedCRF
 
@@ -44,6 +45,25 @@ class Tagger(nn.Module):
             start, trans, end = allowed_transitions(scheme)
             self.crf = ConstrainedCRF(list(scheme.tags), start, trans, end,
                                       transition_weights=crf_weights or {}, transition_mode=crf_mode)
+
+    @classmethod
+    def from_config(cls, encoder: nn.Module, scheme: TagScheme, config: RunConfig, *,
+                    n_lexicon_tags: int = 0) -> "Tagger":
+        """The tagger a run config describes (training and loading build it here, with the same settings)."""
+        return cls(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
+                   crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
+                   n_lexicon_tags=n_lexicon_tags)
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """Flat state of the parts saved in full (head + CRF + lexicon embedding), contiguous CPU tensors."""
+        return {f"{prefix}.{key}": value.detach().cpu().contiguous()
+                for prefix, module in self.head_modules().items() for key, value in module.state_dict().items()}
+
+    def load_head_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`head_state` output; every part must match exactly."""
+        for prefix, module in self.head_modules().items():
+            part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(part, strict=True)
 
     def head_modules(self) -> dict[str, nn.Module]:
         """The parts always trained in full and saved in full (never adapted)."""
@@ -99,3 +119,8 @@ class Tagger(nn.Module):
             tags = best[row, :n].tolist()
             out.append(Decoded(tags, probs[row, torch.arange(n), best[row, :n]].tolist()))
         return out
+
+
+def is_peft(module: nn.Module) -> bool:
+    """Whether ``module`` is wrapped by peft (LoRA adapters)."""
+    return hasattr(module, "peft_config")

@@ -1,124 +1,225 @@
-"""A run directory is one loadable artifact (no pickle anywhere):
+"""The run directory, the project's one artifact. This module alone reads and writes it.
 
+Format version 2 (no pickle anywhere: weights are safetensors, the rest JSON, YAML or TSV):
+
+    medner_model.json    format_version, fingerprint, a sha256 and size of every model file, labels,
+                         best epoch, parameter counts, lexicon fingerprint; written last (a directory without it
+                         is not a run)
     config.yaml          the resolved run configuration
     labels.json          tag scheme (name, types, tags)
     tokenizer/           fast tokenizer files
-    encoder/             Hugging Face encoder: the base under LoRA, the fine-tuned weights otherwise
+    encoder/             Hugging Face encoder: the base under LoRA, the fine-tuned (or merged) weights otherwise
     adapter/             peft LoRA adapter (LoRA runs only)
     head.safetensors     head (linear) + CRF (+ lexicon feature embedding), always saved in full
     lexicon_features.tsv the lexicon behind lexicon features, when the run uses them
     icd_lexicon.tsv      the coded lexicon for ICD linking of predictions, when the run links
-    medner_model.json    format version, fingerprint of the weights, lexicon fingerprint, windowing
+    metrics.jsonl, training.png, dev_report.{json,md}, checkpoint/, phases/   training records, not model files
+
+The model files are every file above from ``config.yaml`` to ``icd_lexicon.tsv``. The fingerprint is a sha256
+over their names and contents, so it changes with any weight; loading checks each file against its recorded
+sha256 and size and names the damaged one. Version 1 (before checksums) still loads: its fingerprint is the one
+it recorded, and there is nothing to verify.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
-from medner.config import RunConfig, config_from_dict, dump_config
-from medner.errors import ModelError
-from medner.labels import TagScheme
+from medner.annotate import Annotator
+from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config
 from medner.encoders.loading import load_encoder, load_tokenizer
-from medner.model.tagger import Tagger
+from medner.errors import ModelError
+from medner.files import atomic_write_text
+from medner.labels import TagScheme
+from medner.lexicon.link import IcdLinker
+from medner.model.lexicon_features import LexiconTagger
+from medner.model.tagger import Tagger, is_peft
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-WEIGHT_FILES = ("encoder/model.safetensors", "adapter/adapter_model.safetensors", "head.safetensors",
-                "lexicon_features.tsv")
+META_FILE = "medner_model.json"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 LEXICON_FILE = "lexicon_features.tsv"
 LINK_FILE = "icd_lexicon.tsv"
+MODEL_PARTS = ("config.yaml", "labels.json", "tokenizer", "encoder", "adapter", "head.safetensors", LEXICON_FILE,
+               LINK_FILE)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-def head_state(tagger: Tagger) -> dict[str, torch.Tensor]:
-    """Flat state of the parts saved in full (head + CRF), contiguous CPU tensors."""
-    state = {}
-    for prefix, module in tagger.head_modules().items():
-        for key, value in module.state_dict().items():
-            state[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
-    return state
+@dataclass
+class LoadedRun:
+    """A run directory in memory: the tagger (eval mode, CPU), its tokenizer, config and metadata."""
+
+    tagger: Tagger
+    tokenizer: object
+    config: RunConfig
+    meta: dict
+    lexicon: LexiconTagger | None  # lexicon features, when the run uses them
+    linker: IcdLinker | None  # the run's own ICD linker, when it links
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
 
 
-def load_head_state(tagger: Tagger, state: dict[str, torch.Tensor]) -> None:
-    for prefix, module in tagger.head_modules().items():
-        part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        module.load_state_dict(part, strict=True)
+# --------------------------------------------------------------------------------------------- writing
 
+def save_run(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_encoder_dir: Path, *,
+             lexicon: LexiconTagger | None = None, extra: dict | None = None) -> str:
+    """Write the model files of a run directory and its ``medner_model.json`` (last); returns the fingerprint.
 
-def is_peft(module: torch.nn.Module) -> bool:
-    return hasattr(module, "peft_config")
-
-
-def save_run_model(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_encoder_dir: Path,
-                   extra: dict | None = None, lexicon=None) -> str:
-    """Write the model part of a run directory; returns the weights fingerprint (sha256, 16 hex)."""
+    ``base_encoder_dir``: the encoder under the LoRA adapters (copied once); ``extra``: more metadata."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-    (out_dir / "labels.json").write_text(json.dumps(tagger.scheme.to_dict(), ensure_ascii=False, indent=1),
-                                         encoding="utf-8")
+    atomic_write_text(out_dir / "config.yaml", dump_config(config))
+    atomic_write_text(out_dir / "labels.json", json.dumps(tagger.scheme.to_dict(), ensure_ascii=False, indent=1))
     tokenizer.save_pretrained(str(out_dir / "tokenizer"))
     encoder_dir = out_dir / "encoder"
     if is_peft(tagger.encoder):
         if not encoder_dir.exists():
             shutil.copytree(base_encoder_dir, encoder_dir,
-                            ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json"))
+                            ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json", "checkpoint"))
         tagger.encoder.save_pretrained(str(out_dir / "adapter"))
+        (out_dir / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty template; the run has its own
     else:
+        shutil.rmtree(out_dir / "adapter", ignore_errors=True)
         tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
-    save_file(head_state(tagger), str(out_dir / "head.safetensors"))
+    save_file(tagger.head_state(), str(out_dir / "head.safetensors"))
     if lexicon is not None and [p.resolve() for p in lexicon.paths] != [(out_dir / LEXICON_FILE).resolve()]:
         lexicon.save(out_dir / LEXICON_FILE)
     if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
         shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
-    fp = weights_fingerprint(out_dir)
-    meta = {"format_version": FORMAT_VERSION, "fingerprint": fp,
-            "encoder": "lora" if is_peft(tagger.encoder) else "full",
-            "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None, **(extra or {})}
-    (out_dir / "medner_model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-    return fp
+    files = model_files(out_dir)
+    meta = {"format_version": FORMAT_VERSION, "fingerprint": _fingerprint_of(files),
+            "encoder": "lora" if is_peft(tagger.encoder) else "full", "labels": list(tagger.scheme.types),
+            "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None, **(extra or {}),
+            "files": files}
+    atomic_write_text(out_dir / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
+    return meta["fingerprint"]
 
 
-def weights_fingerprint(run_dir: Path) -> str:
+def model_files(run_dir: Path) -> dict[str, dict]:
+    """``{relative path: {"sha256", "bytes"}}`` of every model file of ``run_dir``, sorted by path."""
+    out = {}
+    for part in MODEL_PARTS:
+        path = run_dir / part
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        for p in paths:
+            out[p.relative_to(run_dir).as_posix()] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+    return dict(sorted(out.items()))
+
+
+def update_meta(run_dir: Path, **fields) -> None:
+    """Add ``fields`` to a run's ``medner_model.json`` (metrics known after the weights were written)."""
+    meta = read_meta(run_dir)
+    meta.update(fields)
+    atomic_write_text(Path(run_dir) / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
+
+
+def reseal(run_dir: Path) -> str:
+    """Record the model files as they are now (checksums and fingerprint), after a deliberate edit of a run
+    directory (its config's windowing or linking, say); returns the new fingerprint."""
+    files = model_files(Path(run_dir))
+    update_meta(run_dir, files=files, fingerprint=_fingerprint_of(files))
+    return _fingerprint_of(files)
+
+
+def _fingerprint_of(files: dict[str, dict]) -> str:
     h = hashlib.sha256()
-    for name in WEIGHT_FILES:
-        path = run_dir / name
-        if path.exists():
-            h.update(name.encode())
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+    for name, entry in files.items():
+        h.update(f"{name}\0{entry['sha256']}\n".encode())
     return h.hexdigest()[:16]
 
 
-def load_run_model(run_dir: str | Path, merge_lora: bool = True):
-    """Load ``(tagger, tokenizer, config, meta)`` from a run directory, on CPU, in eval mode.
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    ``meta["lexicon"]`` holds the :class:`~medner.model.lexicon_features.LexiconTagger` when the run uses
-    lexicon features (else None)."""
+
+# --------------------------------------------------------------------------------------------- reading
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def read_meta(run_dir: str | Path) -> dict:
+    """The run's metadata, checked for a readable format version; errors name the directory and the fix."""
     run_dir = Path(run_dir)
-    meta_path = run_dir / "medner_model.json"
-    if not meta_path.exists():
-        raise ModelError(f"{run_dir} is not a medner run directory (no medner_model.json)",
+    path = run_dir / META_FILE
+    if not path.is_file():
+        raise ModelError(f"not a medner run directory (no {META_FILE})", where=str(run_dir),
                          fix="point at the output_dir of a finished `medner finetune` run")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{run_dir}: model format {meta.get('format_version')} is not {FORMAT_VERSION}",
-                         fix="re-train or use the medner version that wrote it")
-    import yaml
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"unreadable {META_FILE} ({type(exc).__name__})", where=str(path),
+                         fix="copy the run directory again from where it was trained") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version not in READABLE_VERSIONS:
+        raise ModelError(f"run format {version} is not one this medner reads ({', '.join(map(str, READABLE_VERSIONS))})",
+                         where=str(run_dir), fix="load it with the medner version that wrote it, or train it again")
+    if not isinstance(meta.get("fingerprint"), str):
+        raise ModelError(f"{META_FILE} has no fingerprint", where=str(path), fix="train or save the run again")
+    return meta
 
+
+def fingerprint(run_dir: str | Path) -> str:
+    """The weights fingerprint recorded in the run (checked against the files by :func:`verify`)."""
+    return read_meta(run_dir)["fingerprint"]
+
+
+def verify(run_dir: str | Path, meta: dict | None = None) -> None:
+    """Refuse pickle files, and (format 2) any model file missing, resized, changed or added since saving."""
+    run_dir = Path(run_dir)
+    meta = meta if meta is not None else read_meta(run_dir)
+    for part in ("encoder", "adapter", "tokenizer"):
+        for p in sorted((run_dir / part).rglob("*")) if (run_dir / part).is_dir() else []:
+            if p.suffix.lower() in PICKLE_SUFFIXES:
+                raise ModelError("pickle file in a run directory; medner never loads pickle (it can run code)",
+                                 where=str(p), fix="delete it; convert weights to safetensors "
+                                                   "(save_pretrained(..., safe_serialization=True))")
+    recorded = meta.get("files")
+    if recorded is None:  # format 1: no checksums were recorded
+        return
+    for name, entry in recorded.items():
+        path = run_dir / name
+        if not path.is_file():
+            raise ModelError("model file missing", where=str(path), fix="copy the run directory again")
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            raise ModelError(f"model file damaged or changed since the run was saved ({path.stat().st_size} bytes, "
+                             f"{entry['bytes']} recorded)", where=str(path),
+                             fix="copy the run directory again from where it was trained")
+    extra = sorted(set(model_files(run_dir)) - set(recorded))
+    if extra:
+        raise ModelError(f"model file added after the run was saved: {extra[0]}", where=str(run_dir),
+                         fix="remove it, or save the run again")
+
+
+def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
+    """The run's tagger, tokenizer, config and metadata, verified, on CPU, in eval mode."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    verify(run_dir, meta)
     config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
     scheme = TagScheme.from_dict(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     encoder = load_encoder(run_dir / "encoder")
     if (run_dir / "adapter").exists():
-        from peft import PeftModel
+        from peft import PeftModel  # start-up time: peft is only needed for LoRA runs
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
@@ -127,26 +228,41 @@ def load_run_model(run_dir: str | Path, merge_lora: bool = True):
             encoder = encoder.merge_and_unload()
     lexicon = None
     if config.lexicon_features is not None:
-        from medner.model.lexicon_features import LexiconTagger
-
         lexicon = LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels,
                                 config.lexicon_features.min_length)
-    tagger = Tagger(encoder, scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
-                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
-                    n_lexicon_tags=len(lexicon) if lexicon else 0)
-    load_head_state(tagger, load_file(str(run_dir / "head.safetensors")))
-    meta["lexicon"] = lexicon
-    meta["linker"] = None
+    tagger = Tagger.from_config(encoder, scheme, config, n_lexicon_tags=len(lexicon) if lexicon else 0)
+    tagger.load_head_state(load_file(str(run_dir / "head.safetensors")))
+    linker = None
     if config.link is not None:
-        meta["linker"] = make_linker(run_dir / LINK_FILE, config.link.labels, config.link.min_score)
+        linker = make_linker(run_dir / LINK_FILE, config.link.labels, config.link.min_score)
     tagger.eval()
-    return tagger, tokenizer, config, meta
+    return LoadedRun(tagger, tokenizer, config, meta, lexicon, linker)
 
 
-def make_linker(lexicon_path: str | Path, labels, min_score: float = 0.6):
-    """An ICD linker (``(text, span) -> span`` with ``code``) from a coded lexicon file."""
-    from medner.lexicon.link import IcdLinker
+def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str | None = None, batch_size: int = 16,
+                   window: WindowConfig | Mapping[str, int] | None = None,
+                   icd_lexicon: str | Path | None = None) -> Annotator:
+    """A ready :class:`~medner.annotate.Annotator` for the run (callers never change it afterwards).
 
-    if not Path(lexicon_path).exists():
-        raise ModelError(f"ICD lexicon {lexicon_path} not found", fix="build it with `medner lexicon build`")
+    ``precision``: None or ``auto`` keeps the run's setting; ``window``: windowing other than the run's, whole
+    or as the fields to change (``{"max_chars": 120}``); ``icd_lexicon``: link with this coded lexicon instead
+    of the run's own (or at all)."""
+    run = load_run(run_dir)
+    if isinstance(window, Mapping):
+        window = dataclasses.replace(run.config.window, **window)
+    linker = run.linker
+    if icd_lexicon is not None:
+        labels = run.config.link.labels if run.config.link else ("疾病和诊断", "手术")
+        linker = make_linker(icd_lexicon, labels)
+    return Annotator(run.tagger, run.tokenizer, run.config, device=device, batch_size=batch_size,
+                     precision=None if precision in (None, "auto") else precision, window=window,
+                     fingerprint=run.fingerprint, linker=linker, lexicon=run.lexicon)
+
+
+def make_linker(lexicon_path: str | Path, labels=("疾病和诊断", "手术"), min_score: float = 0.6) -> IcdLinker:
+    """The ICD linker (``(text, span) -> span`` with ``code``) over a coded lexicon file."""
+    if not Path(lexicon_path).is_file():
+        raise ModelError("ICD lexicon not found", where=str(lexicon_path),
+                         fix="build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`")
     return IcdLinker.from_lexicon(lexicon_path, labels=tuple(labels), min_score=min_score)
+

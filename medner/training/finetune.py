@@ -20,19 +20,23 @@ from typing import Sequence
 
 import torch
 from tqdm import tqdm
+from transformers import get_scheduler
 
+from medner.annotate import Annotator
 from medner.config import RunConfig
 from medner.corpus import read_corpus
+from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
+                                     load_tokenizer, resolve_encoder_dir)
 from medner.errors import ConfigError
+from medner.evaluate import score, write_report
 from medner.labels import TagScheme, allowed_transitions
-from medner.training import checkpoint as ckpt
-from medner.run.directory import save_run_model
 from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
-                                  load_tokenizer, resolve_encoder_dir)
-from medner.model.windows import build_dataset, collate
+from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
+from medner.model.windows import build_dataset, collate
+from medner.run.directory import load_run, save_run
+from medner.training import checkpoint as ckpt
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -128,8 +132,6 @@ def warmup_steps(total_steps: int, warmup_ratio: float, warmup_min_steps: int) -
 
 
 def build_scheduler(optimizer, config: RunConfig, total_steps: int):
-    from transformers import get_scheduler
-
     warmup = warmup_steps(total_steps, config.train.warmup_ratio, config.train.warmup_min_steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.train.decay]
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
@@ -212,8 +214,6 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
         log.info("tokenizer: punctuation and symbols isolated as tokens of their own")
     lexicon = None
     if config.lexicon_features is not None:
-        from medner.model.lexicon_features import LexiconTagger
-
         lexicon = LexiconTagger(config.lexicon_features.lexicon, config.lexicon_features.labels,
                                 config.lexicon_features.min_length)
         log.info("lexicon features: %d tags from %s", len(lexicon), ", ".join(p.name for p in lexicon.paths))
@@ -232,9 +232,8 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
     encoder = load_encoder(inputs.encoder_dir, config.encoder.hidden_dropout, config.encoder.attention_dropout)
     if config.lora is not None:
         encoder = add_lora(encoder, config.lora)
-    tagger = Tagger(encoder, inputs.scheme, dropout=config.head.dropout, use_crf=config.crf.enabled,
-                    crf_weights=config.crf.transition_weights, crf_mode=config.crf.transition_mode,
-                    n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
+    tagger = Tagger.from_config(encoder, inputs.scheme, config,
+                                n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
     if config.init_from:
         warm_start(tagger, Path(config.init_from))
     return tagger
@@ -255,9 +254,6 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
 
     ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
     """
-    from medner.annotate import Annotator
-    from medner.evaluate import write_report
-
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
     if dist.main:
@@ -355,9 +351,9 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                     write_report(result, out / "dev_report")
                 state.bad_epochs = 0 if improved else state.bad_epochs + 1
             if improved:
-                save_run_model(tagger, tokenizer, config, out, inputs.encoder_dir, lexicon=inputs.lexicon,
-                               extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
-                                      "total_parameters": total, "features": inputs.feature_stats})
+                save_run(tagger, tokenizer, config, out, inputs.encoder_dir, lexicon=inputs.lexicon,
+                         extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
+                                "total_parameters": total, "features": inputs.feature_stats})
             with metrics_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -389,17 +385,13 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
 
 def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record]) -> dict:
     """Strict scores of the current weights on the dev records, through the inference path (windows, merge)."""
-    from medner.evaluate import score
-
     tagger.eval()
     return score(dev_records, annotator.predict_records(dev_records))
 
 
 def warm_start(tagger: Tagger, run_dir: Path) -> None:
     """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``."""
-    from medner.run.directory import load_run_model
-
-    previous, _, _, _ = load_run_model(run_dir, merge_lora=False)
+    previous = load_run(run_dir, merge_lora=False).tagger
     if previous.scheme != tagger.scheme:
         raise ConfigError(f"`init_from` run {run_dir} has tags {list(previous.scheme.tags)}, this run "
                           f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`")

@@ -29,7 +29,10 @@ from pathlib import Path
 from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
+from medner.run.directory import load_annotator
+from medner.training.finetune import finetune, split_train_dev
 from medner.types import Record
+from medner.weak.pipeline import WeakPipeline
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ def strip_spans(records: list[Record]) -> list[Record]:
 
 def weak_label(records: list[Record], weak_config: str) -> list[Record]:
     """Aggregated weak spans for ``records`` (whose own spans are ignored)."""
-    from medner.weak.pipeline import WeakPipeline
-
     pipeline = WeakPipeline.from_config(weak_config)
     result = pipeline.label(strip_spans(records))
     n = sum(len(r.spans) for r in result.records)
@@ -61,9 +62,7 @@ def read_unlabelled(config: RunConfig) -> list[Record]:
 
 def model_labels(run_dir: Path, records: list[Record]) -> list[Record]:
     """``records`` with the spans the model in ``run_dir`` predicts in place of their own (same order)."""
-    import medner
-
-    return list(medner.load(run_dir).predict_records(strip_spans(records)))
+    return list(load_annotator(run_dir).predict_records(strip_spans(records)))
 
 
 def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict[int, Record]:
@@ -81,10 +80,9 @@ def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
     return phase
 
 
-def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Run every phase the `supervision` section asks for; returns the final run directory."""
-    from medner.training.finetune import finetune, split_train_dev
-
+def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Run every training phase the `supervision` section asks for (each one :func:`finetune`); returns the
+    final run directory."""
     sup = config.supervision
     rounds = sup.self_training_rounds
     if sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak:

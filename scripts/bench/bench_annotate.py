@@ -14,7 +14,7 @@ and characters of all shards after the first N commits, over the time between th
 (so model loading and worker start-up are left out, while reading, prediction, CRF decoding, span building and
 atomic shard writing are all counted).
 
-Reference: the run's encoder with LoRA merged (`load_run_model(merge_lora=True)`), its weights loaded into a
+Reference: the run's encoder with LoRA merged (`load_run(merge_lora=True)`), its weights loaded into a
 `BertForTokenClassification` whose `classifier` is the run's linear head; the CRF is not used (the pipeline
 takes the arg-max tag of every token, then `aggregation_strategy="simple"` groups B-/I- tags into entities).
 Same window: `tokenizer.model_max_length` = the tokens of `window.max_chars` characters (at the measured
@@ -93,10 +93,11 @@ def hf_pipeline(model_dir: Path, texts: list[str], threads: int, batch_size: int
     import torch
     from transformers import AutoModelForTokenClassification, pipeline
 
-    from medner.run.directory import load_run_model
+    from medner.run.directory import load_run
 
     torch.set_num_threads(threads)
-    tagger, tokenizer, config, _ = load_run_model(model_dir, merge_lora=True)
+    run = load_run(model_dir, merge_lora=True)
+    tagger, tokenizer, config = run.tagger, run.tokenizer, run.config
     encoder = tagger.encoder
     hf_config = encoder.config
     tags = list(tagger.scheme.tags)
@@ -130,9 +131,10 @@ def same_weights(pipe, model_dir: Path, text: str) -> float:
     import torch
 
     from medner.model.alignment import encode_text
-    from medner.run.directory import load_run_model
+    from medner.run.directory import load_run
 
-    tagger, tokenizer, _, _ = load_run_model(model_dir, merge_lora=True)
+    run = load_run(model_dir, merge_lora=True)
+    tagger, tokenizer = run.tagger, run.tokenizer
     encoded = encode_text(tokenizer, text)
     ids = torch.tensor([encoded.input_ids])
     mask = torch.ones_like(ids)

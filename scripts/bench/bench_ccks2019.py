@@ -127,7 +127,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
     import medner
     from medner.config import load_config
     from medner.evaluate import score
-    from medner.training.supervision import train
+    from medner.training.supervision import run_phases
     from medner.training.finetune import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
@@ -146,7 +146,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
         shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
     config = load_config(WEAK_CONFIG if name in WEAK_ONLY else CONFIG, overrides)
     started = time.time()
-    run = train(config, progress=False, resume=name in REUSES)
+    run = run_phases(config, progress=False, resume=name in REUSES)
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]

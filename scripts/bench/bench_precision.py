@@ -36,9 +36,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))
     spans = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        annotator = medner.load(args.model, device="cpu", batch_size=args.batch_size)
-        annotator.dtype = dtype
+    for name in ("fp32", "bf16"):
+        annotator = medner.load(args.model, device="cpu", batch_size=args.batch_size, precision=name)
         started = time.perf_counter()
         predicted = list(annotator.predict_records(dev))
         seconds = time.perf_counter() - started

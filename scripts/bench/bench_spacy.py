@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import medner
-    from medner.spacy.components import MednerComponent  # noqa: F401  (registers the factories)
+    from medner.spacy.model_component import MednerComponent  # noqa: F401  (registers the factory)
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,7 +9,6 @@ Dev = the last 100 records of part 2 (as in bench_ccks2019.py); the overlap is 1
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -31,8 +30,8 @@ def main() -> int:
 
     _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))
     for max_chars in args.max_chars:
-        annotator = medner.load(args.model, device="cpu", batch_size=16)
-        annotator.window = dataclasses.replace(annotator.window, max_chars=max_chars, overlap=int(0.16 * max_chars))
+        annotator = medner.load(args.model, device="cpu", batch_size=16,
+                                window={"max_chars": max_chars, "overlap": int(0.16 * max_chars)})
         f1 = score(dev, list(annotator.predict_records(dev)))["micro"]["f1"]
         print(f"window {max_chars} chars (overlap {annotator.window.overlap}): dev strict micro-F1 {100 * f1:.2f}")
     return 0

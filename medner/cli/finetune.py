@@ -1,4 +1,4 @@
-"""`medner finetune`, `medner soup` and `medner predict`."""
+"""`medner finetune` and `medner soup`."""
 from __future__ import annotations
 
 import argparse
@@ -23,25 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="new run directory for the averaged model")
     p.set_defaults(func=run_soup)
 
-    p = sub.add_parser("predict", help="predict spans for a corpus with a trained run directory")
-    p.add_argument("input", help="corpus file or folder")
-    p.add_argument("--model", required=True, help="run directory written by `medner finetune`")
-    p.add_argument("--format", default="jsonl", help="input corpus format (default: jsonl)")
-    p.add_argument("--encoding", default=None, help="input encoding, e.g. gb18030")
-    p.add_argument("-o", "--output", required=True, help="output jsonl (the project's format)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--icd-lexicon", default=None,
-                   help="link predicted spans to ICD codes with this coded lexicon TSV (default: the run's own, if any)")
-    p.set_defaults(func=run_predict)
-
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.training.supervision import train
+    from medner.training.supervision import run_phases
 
     config = load_config(args.config, args.overrides)
-    out = train(config, resume=args.resume, progress=not args.no_progress)
+    out = run_phases(config, resume=args.resume, progress=not args.no_progress)
     report = out / "dev_report.json"
     if report.exists() and int(os.environ.get("RANK", "0")) == 0:
         from medner.evaluate import format_table
@@ -57,15 +45,4 @@ def run_soup(args: argparse.Namespace) -> int:
 
     out = average_runs(args.runs, args.output)
     log.info("run directory: %s (load it like any run: medner predict --model %s ...)", out, out)
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from medner import load
-    from medner.corpus import read_corpus, write_jsonl
-
-    annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
-    records = read_corpus(args.input, format=args.format, encoding=args.encoding)
-    count = write_jsonl(annotator.predict_records(records), args.output)
-    log.info("wrote predictions for %s records to %s", count, args.output)
     return 0

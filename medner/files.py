@@ -1,0 +1,52 @@
+"""Atomic file writes: a temporary file in the same folder, flushed to disk, then renamed over the target.
+
+A reader sees the old file or the new one, never half of one, even if the writer is killed or the machine
+stops; the folder entry is synced too, so the rename itself survives a crash.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(fh)`` on a temporary binary file beside ``path``, fsync it and rename it to ``path``.
+
+    On any error the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 text, written atomically (see :func:`atomic_write`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """fsync a folder, so that renames inside it are on disk (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,117 @@
+"""spaCy pipeline component ``medner_lexicon``: leftmost-longest lexicon matches with ICD codes, no model.
+
+    nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv"})
+
+Never imports torch. What it writes on each Doc: :mod:`medner.spacy.writer`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+from medner.errors import ConfigError
+from medner.lexicon.store import load_lexicon
+from medner.spacy.writer import META_FILE, META_FORMAT, SpanWriter, copy_file, read_meta
+
+__all__ = ["LexiconComponent", "make_medner_lexicon"]
+
+log = logging.getLogger(__name__)
+
+
+class LexiconComponent(SpanWriter):
+    """The ``medner_lexicon`` pipe: leftmost-longest ICD lexicon matches (a weak labeller), no model.
+
+    ``lexicon`` is a lexicon TSV (``medner lexicon build ... -o FILE``); ``labels`` keeps only those labels,
+    ``label_priority`` and ``min_length`` are passed to :class:`~medner.lexicon.matcher.LexiconMatcher`.
+    Matches carry the entry's code (``kb_id_``) and canonical name (``._.icd_name``); ``._.score`` is None.
+    """
+
+    def __init__(self, nlp: Optional[Language], name: str = "medner_lexicon", *, lexicon: Optional[str] = None,
+                 labels: Optional[List[str]] = None, label_priority: Sequence[str] = (), min_length: int = 2,
+                 ents_policy: str = "keep", spans_key: str = "medner_lexicon", store_lexicon: bool = True) -> None:
+        super().__init__(name, spans_key, ents_policy)
+        if not lexicon:
+            raise ConfigError(f"component {name!r} needs a lexicon file", field="lexicon",
+                              fix='nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv"})'
+                                  " (build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`)")
+        self.lexicon = str(lexicon)
+        self.label_filter = list(labels) if labels is not None else None
+        self.label_priority = list(label_priority)
+        self.min_length = min_length
+        self.store_lexicon = store_lexicon
+        self._lexicon_path = Path(lexicon)
+        self._matcher = None
+
+    @property
+    def matcher(self):
+        """The :class:`~medner.lexicon.matcher.LexiconMatcher` (built on first access)."""
+        if self._matcher is None:
+            lex = load_lexicon(self._lexicon_path)
+            self._matcher = lex.matcher(min_length=self.min_length, label_priority=self.label_priority,
+                                        labels=self.label_filter)
+            log.info("%s: %d lexicon keys from %s", self.name, len(self._matcher), self._lexicon_path)
+        return self._matcher
+
+    def __call__(self, doc: Doc) -> Doc:
+        counts: Counter = Counter()
+        self._set(doc, counts)
+        self._report(counts)
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size):
+            counts: Counter = Counter()
+            for doc in docs:
+                self._set(doc, counts)
+            self._report(counts)
+            yield from docs
+
+    def _set(self, doc: Doc, counts: Counter) -> None:
+        matches = self.matcher.matches(doc.text)
+        self._write(doc, [(m.to_span(), m.entry.canonical if m.entry.code else None) for m in matches], counts)
+
+    def to_disk(self, path, *, exclude: Iterable[str] = tuple()) -> None:
+        """Write ``medner_component.json`` and, with ``store_lexicon``, a copy of the lexicon file."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        source = self._lexicon_path.resolve()
+        meta = {"format": META_FORMAT, "stored": bool(self.store_lexicon), "lexicon": str(source)}
+        if self.store_lexicon:
+            copy_file(source, path / "lexicon.tsv")
+            meta["lexicon"] = "lexicon.tsv"
+        (path / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "LexiconComponent":
+        path = Path(path)
+        meta = read_meta(path, self.name)
+        self._lexicon_path = path / meta["lexicon"] if meta.get("stored") else Path(meta["lexicon"])
+        self._matcher = None
+        _ = self.matcher
+        return self
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_matcher"] = None
+        return state
+
+
+@Language.factory(
+    "medner_lexicon",
+    default_config={"lexicon": None, "labels": None, "label_priority": [], "min_length": 2, "ents_policy": "keep",
+                    "spans_key": "medner_lexicon", "store_lexicon": True},
+)
+def make_medner_lexicon(nlp: Language, name: str, *, lexicon: Optional[str], labels: Optional[List[str]],
+                        label_priority: List[str], min_length: int, ents_policy: str, spans_key: str,
+                        store_lexicon: bool) -> LexiconComponent:
+    """``lexicon``: lexicon TSV; ``labels``: keep only these (None = all); ``label_priority``: labels, highest
+    first, for terms with several labels; ``min_length``: shortest term; others as for ``medner``."""
+    return LexiconComponent(nlp, name, lexicon=lexicon, labels=labels, label_priority=label_priority,
+                            min_length=min_length, ents_policy=ents_policy, spans_key=spans_key,
+                            store_lexicon=store_lexicon)
