@@ -145,7 +145,7 @@ def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "
 
 
 def _seqeval_scores(y_true: list[list[str]], y_pred: list[list[str]]) -> dict[str, Any]:
-    from seqeval.metrics import classification_report
+    from seqeval.metrics import classification_report  # start-up time: seqeval imports scikit-learn
     from seqeval.scheme import IOB2
 
     has_entity = any(t != "O" for seq in (*y_true, *y_pred) for t in seq)

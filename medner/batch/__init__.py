@@ -16,7 +16,7 @@ from medner.batch.sources import ArchiveLimits, Item, ReadOptions, Source, iter_
 __all__ = ["ArchiveLimits", "Item", "ReadOptions", "Source", "iter_items", "annotate", "AnnotateOptions"]
 
 
-def __getattr__(name: str):  # the runner imports more; load it only when asked
+def __getattr__(name: str):  # start-up time: the runner imports torch; load it only when asked
     if name in ("annotate", "AnnotateOptions"):
         from medner.batch import runner
 

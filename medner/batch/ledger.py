@@ -55,7 +55,7 @@ class OutputLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
-        import fcntl
+        import fcntl  # POSIX only: imported where the lock is taken
 
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -22,6 +22,8 @@ import time
 from itertools import islice
 from typing import Iterator
 
+import numpy as np
+
 from medner.batch.engine import predict_texts
 from medner.errors import ConfigError
 from medner.types import Span
@@ -60,8 +62,6 @@ class ShardPredictor:
         self.annotator = spec.load()
 
     def __call__(self, batch: dict) -> dict:
-        import numpy as np  # with ray: numpy is there
-
         payloads, seconds = [], []
         for texts_json in batch["texts"]:
             start = time.perf_counter()
@@ -83,7 +83,7 @@ class RayEngine:
 
     def run(self, shards) -> Iterator[tuple]:
         try:
-            import ray
+            import ray  # optional dependency: medner[ray]
             import ray.data
         except ModuleNotFoundError:
             raise ConfigError("`--engine ray` needs Ray Data, which is not installed", field="engine",

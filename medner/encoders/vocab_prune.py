@@ -27,14 +27,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from tokenizers import Tokenizer
 
+from medner.corpus import read_corpus
 from medner.errors import CorpusError, ModelError, location
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +184,6 @@ def texts_from_files(paths: Iterable[str | Path], fmt: str | None = None) -> lis
         if fmt == "lines" or (fmt is None and path.suffix.lower() == ".txt"):
             texts.extend(_read_lines(path))
             continue
-        try:
-            from medner.corpus import read_corpus
-        except ImportError as exc:
-            raise CorpusError("corpus readers are not available in this install", where=str(path),
-                              fix="pass a .txt file with one text per line, or --prune-format lines") from exc
         kwargs = {"on_error": "skip"} if fmt is None else {"format": fmt, "on_error": "skip"}
         texts.extend(record.text for record in read_corpus(path, **kwargs))
     return texts

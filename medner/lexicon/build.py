@@ -38,13 +38,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-
 from medner.config import read_yaml
 from medner.errors import ConfigError, LexiconError
 from medner.lexicon.entry import LexiconEntry, LoadResult
 from medner.lexicon.loaders import LOADERS
 from medner.lexicon.normalize import RULE_NAMES, aliases
-from medner.lexicon.store import FORMAT_VERSION, render, fingerprint_of, write_lexicon
+from medner.lexicon.store import FORMAT_VERSION, fingerprint_of, render, write_lexicon
 
 __all__ = ["SourceSpec", "LexiconConfig", "BuildResult", "read_config", "load_source", "merge", "build_lexicon",
            "expand_path", "sidecar_path"]

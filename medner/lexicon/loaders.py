@@ -41,13 +41,14 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from medner.errors import LexiconError, location
-from medner.lexicon.codes import code_pattern as _code_pattern, dotted_icd10, is_valid_code
+from medner.lexicon.codes import code_pattern as _code_pattern
+from medner.lexicon.codes import dotted_icd10, is_valid_code
 from medner.lexicon.entry import BadRow, LexiconEntry, LoadReport, LoadResult
 
 __all__ = [
@@ -389,7 +390,7 @@ def load_po(path: str | PathLike, *, source: str = "po", label: str | None = "ç–
     ``code_format: dotted`` writes WHO codes with a dot (``J155`` -> ``J15.5``), ``given`` keeps them.
     Skipped and counted: other contexts, fuzzy, untranslated and obsolete entries.
     """
-    import polib
+    import polib  # local import: only gettext (.po) sources need it
 
     path = Path(path)
     if code_format not in ("dotted", "given"):
@@ -454,6 +455,47 @@ def load_list(path: str | PathLike, *, source: str = "list", label: str | None =
 
 
 # ---------------------------------------------------------------------------------------------- tsv
+def read_rows(path: str | PathLike) -> Iterator[tuple[int, tuple[str, str, str | None, str, str] | str]]:
+    """Yield ``(line, (term, label, code, canonical, source))`` per entry row, or ``(line, reason)`` for a
+    row with too few fields. Raises :class:`LexiconError` when the file is missing or has no header row.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise LexiconError("lexicon file not found", where=str(path), field="path",
+                           fix="build it with `medner lexicon build CONFIG -o FILE` or fix the path") from None
+    with handle:
+        index: dict[str, int] | None = None
+        for line_no, raw in enumerate(handle, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if index is None:
+                index = {name.strip(): i for i, name in enumerate(fields)}
+                missing = [c for c in ("term", "label") if c not in index]
+                if missing:
+                    raise LexiconError(f"header row lacks column(s) {missing}; found {fields[:8]}",
+                                       where=location(path, line_no), field="header",
+                                       fix="start the file with the tab-separated header "
+                                           "`term label code canonical source`")
+                continue
+            need = max(index["term"], index["label"]) + 1
+            if len(fields) < need:
+                yield line_no, f"expected >= {need} tab-separated fields, got {len(fields)}"
+                continue
+
+            def get(name: str) -> str:
+                i = index.get(name)  # type: ignore[union-attr]
+                return fields[i].strip() if i is not None and i < len(fields) else ""
+
+            yield line_no, (get("term"), get("label"), get("code") or None, get("canonical"), get("source"))
+        if index is None:
+            raise LexiconError("no header row", where=str(path), field="header",
+                               fix="start the file with the tab-separated header `term label code canonical source`")
+
+
 def load_project_tsv(path: str | PathLike, *, source: str | None = None, label: str | None = None,
                      strict: bool = False, code_system: str = "none", code_pattern: str | None = None,
                      exclude_codes: str | None = None, log_level: int = logging.INFO, **_: Any) -> LoadResult:
@@ -461,8 +503,6 @@ def load_project_tsv(path: str | PathLike, *, source: str | None = None, label: 
 
     An empty label cell takes the config ``label``; an empty source cell takes ``source``.
     """
-    from medner.lexicon.store import read_rows
-
     path = Path(path)
     name = source or path.stem
     collector = _Collector(path, name, label, strict=strict, code_system=code_system, code_regex=code_pattern,

@@ -35,6 +35,7 @@ from os import PathLike
 import ahocorasick
 
 from medner.lexicon.entry import LexiconEntry
+from medner.lexicon.loaders import load_project_tsv
 from medner.lexicon.normalize import fold, fold_with_offsets
 from medner.types import Span
 
@@ -115,10 +116,8 @@ class LexiconMatcher:
 
     @classmethod
     def from_file(cls, path: str | PathLike, **kwargs) -> "LexiconMatcher":
-        """Build from a lexicon file (:func:`medner.lexicon.store.load_lexicon`); kwargs as for the class."""
-        from medner.lexicon.store import load_lexicon
-
-        return cls(load_lexicon(path).entries, **kwargs)
+        """Build from a lexicon file in the project's TSV format; kwargs as for the class."""
+        return cls(load_project_tsv(path, strict=True, log_level=logging.DEBUG).entries, **kwargs)
 
     def __len__(self) -> int:
         """Number of distinct folded keys."""

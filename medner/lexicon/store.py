@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from medner.errors import LexiconError, location
+from medner.errors import LexiconError
+from medner.files import atomic_write_bytes
 from medner.lexicon.entry import LexiconEntry
+from medner.lexicon.loaders import load_project_tsv
+from medner.lexicon.matcher import LexiconMatcher
 
-if TYPE_CHECKING:  # pragma: no cover
-    from medner.lexicon.matcher import LexiconMatcher
-
-__all__ = ["COLUMNS", "FORMAT_VERSION", "Lexicon", "load_lexicon", "write_lexicon", "read_rows", "fingerprint_of"]
+__all__ = ["COLUMNS", "FORMAT_VERSION", "Lexicon", "load_lexicon", "write_lexicon", "fingerprint_of"]
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +59,8 @@ class Lexicon:
         """Sorted distinct labels."""
         return sorted({e.label for e in self.entries})
 
-    def matcher(self, **kwargs: Any) -> "LexiconMatcher":
+    def matcher(self, **kwargs: Any) -> LexiconMatcher:
         """A :class:`~medner.lexicon.matcher.LexiconMatcher` over these entries (kwargs passed on)."""
-        from medner.lexicon.matcher import LexiconMatcher
-
         return LexiconMatcher(self.entries, **kwargs)
 
 
@@ -103,52 +100,9 @@ def write_lexicon(entries: Iterable[LexiconEntry], path: str | PathLike, *, vers
     fp = fingerprint_of(body)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     header = f"# medner-lexicon format={FORMAT_VERSION} version={version} entries={n} {fp.replace(':', '=', 1)}\n"
-    tmp.write_bytes(header.encode("utf-8") + body)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, header.encode("utf-8") + body)
     return fp
-
-
-def read_rows(path: str | PathLike) -> Iterator[tuple[int, tuple[str, str, str | None, str, str] | str]]:
-    """Yield ``(line, (term, label, code, canonical, source))`` per entry row, or ``(line, reason)`` for a
-    row with too few fields. Raises :class:`LexiconError` when the file is missing or has no header row.
-    """
-    path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise LexiconError("lexicon file not found", where=str(path), field="path",
-                           fix="build it with `medner lexicon build CONFIG -o FILE` or fix the path") from None
-    with handle:
-        index: dict[str, int] | None = None
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if index is None:
-                index = {name.strip(): i for i, name in enumerate(fields)}
-                missing = [c for c in ("term", "label") if c not in index]
-                if missing:
-                    raise LexiconError(f"header row lacks column(s) {missing}; found {fields[:8]}",
-                                       where=location(path, line_no), field="header",
-                                       fix="start the file with the tab-separated header "
-                                           "`term label code canonical source`")
-                continue
-            need = max(index["term"], index["label"]) + 1
-            if len(fields) < need:
-                yield line_no, f"expected >= {need} tab-separated fields, got {len(fields)}"
-                continue
-
-            def get(name: str) -> str:
-                i = index.get(name)  # type: ignore[union-attr]
-                return fields[i].strip() if i is not None and i < len(fields) else ""
-
-            yield line_no, (get("term"), get("label"), get("code") or None, get("canonical"), get("source"))
-        if index is None:
-            raise LexiconError("no header row", where=str(path), field="header",
-                               fix="start the file with the tab-separated header `term label code canonical source`")
 
 
 def _read_header(data: bytes) -> tuple[dict[str, str], bytes]:
@@ -175,8 +129,6 @@ def load_lexicon(path: str | PathLike) -> Lexicon:
     when the header declares a different one (the file was edited after the build) a warning is logged
     and the recomputed one is used.
     """
-    from medner.lexicon.loaders import load_project_tsv
-
     path = Path(path)
     try:
         data = path.read_bytes()

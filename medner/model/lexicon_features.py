@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from medner.labels import TagScheme
+from medner.lexicon.matcher import LexiconMatcher
+from medner.lexicon.store import fingerprint_of, load_lexicon, render, write_lexicon
 from medner.model.alignment import spans_to_token_tags
 
 
@@ -22,10 +24,6 @@ class LexiconTagger:
 
     def __init__(self, lexicon_paths: str | Path | Sequence[str | Path], labels: Sequence[str] = (),
                  min_length: int = 2) -> None:
-        from medner.lexicon import load_lexicon
-        from medner.lexicon.matcher import LexiconMatcher
-        from medner.lexicon.store import fingerprint_of, render
-
         paths = [lexicon_paths] if isinstance(lexicon_paths, (str, Path)) else list(lexicon_paths)
         entries = [entry for path in paths for entry in load_lexicon(path)]
         use = set(labels) or {e.label for e in entries}
@@ -40,8 +38,6 @@ class LexiconTagger:
 
     def save(self, path: str | Path) -> None:
         """Write the merged entries as one lexicon file (what a run directory keeps)."""
-        from medner.lexicon.store import write_lexicon
-
         write_lexicon(self.entries, path, version="features")
 
     def token_ids(self, text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import torch
+
 from medner.config import WindowConfig
 from medner.labels import TagScheme, resolve_overlaps
 from medner.model.alignment import EncodedText, encode_text, spans_to_token_tags
-from medner.text import Window, split_windows, spans_crossing, window_spans
+from medner.text import Window, spans_crossing, split_windows, window_spans
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
 
     Returns ``(dataset, stats_dict, cached: bool)``.
     """
-    import datasets
+    import datasets  # start-up time: Arrow datasets only for training caches, not for prediction
 
     datasets.disable_progress_bars()  # one log line says what happened; bars per save/load are noise
     key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
@@ -162,8 +164,6 @@ def collate(rows: Sequence[dict], pad_id: int) -> dict:
     Returns ``input_ids``/``attention_mask`` ``(batch, seq)``, ``label_index``/``label_mask``/``tags``/``lex``
     ``(batch, n_labels)``; padding positions point at index 0 and are masked out (``lex`` 0 = no match).
     """
-    import torch
-
     batch = len(rows)
     seq = max(len(r["input_ids"]) for r in rows)
     n_labels = max(1, max(len(r["label_index"]) for r in rows))

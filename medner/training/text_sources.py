@@ -10,8 +10,8 @@ from pathlib import Path
 
 from medner.config import TextSourceConfig
 from medner.corpus import ReadReport, formats, read_corpus
-from medner.errors import ConfigError, CorpusError
 from medner.encoders.vocab_prune import texts_from_files
+from medner.errors import ConfigError, CorpusError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@
 Every labelling function follows one contract, ``find_spans(record) -> Iterable[Span]`` (abstain by yielding
 nothing). Never imports torch.
 """
-from medner.weak.aggregate import (AGGREGATORS, DawidSkene, DSResult, MajorityVote, Outputs, aggregate,
-                                   apply_functions, dawid_skene, make_aggregator)
+from medner.weak.aggregate import (AGGREGATORS, DawidSkene, DSResult, MajorityVote, Outputs, aggregate, apply_functions,
+                                   dawid_skene, make_aggregator)
 from medner.weak.base import LabellingFunction, LexiconLF, RegexLF, leftmost_longest
 from medner.weak.extent import ExtentLF
 from medner.weak.pipeline import FUNCTION_KINDS, WeakConfig, WeakPipeline, WeakResult, read_weak_config

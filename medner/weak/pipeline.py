@@ -59,7 +59,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-
 from medner.config import read_yaml
 from medner.errors import ConfigError, MednerError
 from medner.lexicon.build import build_lexicon, expand_path
