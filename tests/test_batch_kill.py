@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from medner.batch.sources import ReadOptions, iter_items
+from medner.batch.items import ReadOptions
+from medner.batch.sources import iter_items
 
 REPO = Path(__file__).resolve().parents[1]
 ZYGOTE = Path(__file__).parent / "data" / "batch" / "zygote.py"

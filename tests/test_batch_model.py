@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from medner.batch.runner import AnnotateOptions, annotate
-from medner.batch.sources import ReadOptions, iter_items
+from medner.batch.items import ReadOptions
+from medner.batch.sources import iter_items
 from medner.cli import main
 from medner.types import Span
 

@@ -8,7 +8,7 @@ import pytest
 
 from medner.batch.ledger import Ledger
 from medner.batch.runner import AnnotateOptions, annotate
-from medner.batch.sources import ReadOptions
+from medner.batch.items import ReadOptions
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

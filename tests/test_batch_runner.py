@@ -13,7 +13,8 @@ from medner.batch import shards as shards_mod
 from medner.batch.ledger import Ledger, OutputLock
 from medner.batch.engine import predict_texts
 from medner.batch.runner import AnnotateOptions, annotate
-from medner.batch.sources import ReadOptions, iter_items
+from medner.batch.items import ReadOptions
+from medner.batch.sources import iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
 from medner.types import Span
 

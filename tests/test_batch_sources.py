@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from medner.batch.sources import (ArchiveLimits, ReadOptions, ReadStats, decode_text, iter_items, looks_utf16,
-                                  unsafe_member_name)
+from medner.batch.archives import unsafe_member_name
+from medner.batch.encodings import detect_and_decode, looks_utf16
+from medner.batch.items import ArchiveLimits, ReadOptions, ReadStats
+from medner.batch.sources import iter_items
 from medner.errors import ConfigError, CorpusError
 
 DATA = Path(__file__).parent / "data" / "batch"
@@ -39,17 +41,17 @@ def by_key(items):
     ("plain ASCII note, fever 38.5".encode("utf-16-be"), "utf-16-be"),
 ])
 def test_decode_chain_detects_encoding(data, codec):
-    text, used = decode_text(data)
+    text, used = detect_and_decode(data)
     assert used == codec
     assert text in (T1, "plain ASCII note, fever 38.5")  # BOM dropped
 
 
 def test_decode_chain_reports_encodings_tried():
     with pytest.raises(ValueError, match=r"utf-8, gb18030.*offset 0"):
-        decode_text(b"\x80\xff\x80")
+        detect_and_decode(b"\x80\xff\x80")
     with pytest.raises(ValueError, match=r"as ascii"):
-        decode_text(T1.encode("utf-8"), "ascii")
-    assert decode_text(T1.encode("gbk"), "gbk") == (T1, "gbk")
+        detect_and_decode(T1.encode("utf-8"), "ascii")
+    assert detect_and_decode(T1.encode("gbk"), "gbk") == (T1, "gbk")
 
 
 def test_utf16_heuristic_ignores_chinese_utf8():

@@ -1,9 +1,12 @@
 """Offline batch annotation of archives: resumable, exactly-once, local processes or Ray.
 
     inputs (folders of .txt, JSONL/CSV/Parquet, .zip/.tar/.tar.gz of those)
-      -> :mod:`medner.batch.sources`  a deterministic stream of :class:`Item` (a record or a failure)
+      -> :mod:`medner.batch.sources`  a deterministic stream of :class:`Item` (a record or a failure), read by
+         :mod:`~medner.batch.formats` (txt, JSONL, CSV, Parquet) and :mod:`~medner.batch.archives` (zip, tar),
+         decoded by :mod:`~medner.batch.encodings`
       -> shards of ``shard_size`` items (shard k = items [k*N, (k+1)*N) of the stream)
-      -> an engine (:mod:`medner.batch.runner` local processes, :mod:`medner.batch.ray_engine` Ray Data)
+      -> an engine (:mod:`medner.batch.engine`): :mod:`~medner.batch.local_engine` (this process or a process
+         pool) or :mod:`~medner.batch.ray_engine` (Ray Data)
       -> :mod:`medner.batch.shards` atomic shard files + :mod:`medner.batch.ledger` progress ledger
       -> ``errors.jsonl`` and ``manifest.json`` at the end
 
@@ -11,7 +14,8 @@ Entry point: :func:`medner.batch.runner.annotate` (the CLI is ``medner annotate`
 """
 from __future__ import annotations
 
-from medner.batch.sources import ArchiveLimits, Item, ReadOptions, Source, iter_items
+from medner.batch.items import ArchiveLimits, Item, ReadOptions, Source
+from medner.batch.sources import iter_items
 
 __all__ = ["ArchiveLimits", "Item", "ReadOptions", "Source", "iter_items", "annotate", "AnnotateOptions"]
 

@@ -17,7 +17,7 @@ from typing import Iterator, Protocol, Sequence
 import torch
 
 from medner.annotate import Annotator
-from medner.batch.sources import Item
+from medner.batch.items import Item
 from medner.run.directory import load_annotator
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from medner.batch.ledger import Ledger, OutputLock
 from medner.batch.local_engine import LocalEngine
 from medner.batch.ray_engine import RayEngine
 from medner.batch.shards import FORMATS, ShardWriter, error_row, merge_errors, now, output_row, write_manifest
-from medner.batch.sources import Item, ReadOptions, ReadStats, check_inputs, inputs_fingerprint, iter_items
+from medner.batch.items import Item, ReadOptions, ReadStats
+from medner.batch.sources import check_inputs, inputs_fingerprint, iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
 from medner.run.directory import fingerprint
 

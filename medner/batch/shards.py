@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from medner.batch.ledger import LEDGER_FILE, Ledger, fsync_dir
-from medner.batch.sources import Item
+from medner.batch.items import Item
 from medner.errors import CorpusError
 from medner.types import Span
 

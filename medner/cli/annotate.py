@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_annotate(args: argparse.Namespace) -> int:
     from medner.batch.runner import AnnotateOptions, annotate
-    from medner.batch.sources import ArchiveLimits, ReadOptions
+    from medner.batch.items import ArchiveLimits, ReadOptions
 
     limits = ArchiveLimits(max_member_bytes=int(args.max_member_mb * _MIB),
                            max_total_bytes=int(args.max_archive_gb * 1024 * _MIB), max_ratio=args.max_ratio)

@@ -1,0 +1,287 @@
+"""Readers of the text formats of batch inputs: ``.txt`` (one record per file), JSONL, CSV/TSV and Parquet,
+from files or archive members; and the file kinds by suffix."""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from pathlib import PurePosixPath
+from typing import IO, Iterable, Iterator
+
+from medner.batch.encodings import (DecodeFailure, decode_failure, detect_and_decode, detect_stream_encoding,
+                                    looks_utf16, redecode, redecode_strict, sniff_bom)
+from medner.batch.items import SURROGATE, Item, MiB, ReadOptions, ReadStats, Source, check_text, fail
+
+_SUFFIX_KIND = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
+                ".parquet": "parquet"}
+
+
+_ARCHIVE_SUFFIXES = ((".tar.gz", "tar"), (".tgz", "tar"), (".tar.bz2", "tar"), (".tbz2", "tar"),
+                     (".tar.xz", "tar"), (".txz", "tar"), (".tar", "tar"), (".zip", "zip"))
+
+
+def archive_kind(name: str) -> str | None:
+    """``zip`` or ``tar`` from a file name's suffix, else None."""
+    lower = name.lower()
+    for suffix, kind in _ARCHIVE_SUFFIXES:
+        if lower.endswith(suffix):
+            return kind
+    return None
+
+
+def text_kind(name: str, input_format: str = "auto") -> str | None:
+    """``txt``/``jsonl``/``csv``/``parquet`` for a (non-archive) file name, or None when unsupported."""
+    suffix = PurePosixPath(name.lower()).suffix
+    if suffix not in _SUFFIX_KIND:
+        return None
+    return _SUFFIX_KIND[suffix] if input_format == "auto" else input_format
+
+
+def strip_txt(name: str) -> str:
+    return name[:-4] if name.lower().endswith(".txt") else name
+
+
+def txt_item(data: bytes, source: Source, record_id: str, options: ReadOptions, stats: ReadStats) -> Item:
+    if len(data) > options.max_record_bytes:
+        return fail(source, "too_long", f"{len(data)} bytes cannot hold <= {options.max_record_chars} characters",
+                     record_id)
+    try:
+        text, codec = detect_and_decode(data, options.encoding)
+    except DecodeFailure as exc:
+        return decode_failure(source, exc, record_id)
+    item = check_text(source, record_id, text, codec, options)
+    if item.ok:
+        stats.encodings[codec] += 1
+    return item
+
+
+def table_items(kind: str, stream: IO[bytes], source: Source, options: ReadOptions,
+                 stats: ReadStats) -> Iterator[Item]:
+    if kind == "jsonl":
+        yield from _jsonl_items(stream, source, options, stats)
+    elif kind == "csv":
+        yield from _csv_items(stream, source, options, stats)
+    else:  # pragma: no cover - dispatch is exhaustive
+        raise AssertionError(kind)
+
+
+def _byte_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, line)`` split on ``\\n`` (``\\r\\n`` stripped); None for a line over ``limit`` bytes."""
+    number = 0
+    while True:
+        raw = stream.readline(limit + 2)
+        if not raw:
+            return
+        number += 1
+        if not raw.endswith(b"\n") and len(raw) >= limit + 2:  # too long: drain the rest of the line
+            while True:
+                more = stream.readline(MiB)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        yield number, raw
+
+
+def _text_lines(stream: IO[bytes], codec: str, source: Source) -> Iterator[tuple[int, str | Item]]:
+    """UTF-16 JSONL: decoded lines split on ``\\n``; an undecodable stretch ends the file with a failure."""
+    reader = io.TextIOWrapper(stream, encoding=codec, errors="strict", newline="\n")
+    number = 0
+    try:
+        for number, line in enumerate(reader, 1):
+            line = line[:-1] if line.endswith("\n") else line
+            yield number, (line[:-1] if line.endswith("\r") else line)
+    except UnicodeDecodeError as exc:
+        where = Source(source.path, source.member, number + 1)
+        yield number + 1, fail(where, "undecodable", f"not decodable as {codec} ({exc.reason}); the rest of the "
+                                                      f"file is skipped")
+    finally:
+        reader.detach()
+
+
+def _record_id(value) -> str | None:
+    """The id column's value as a string (None when absent); other types give a ``bad_field`` failure."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _BadField(f"id has type {type(value).__name__}, expected a string or number")
+    return str(value)
+
+
+class _BadField(ValueError):
+    pass
+
+
+def _jsonl_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+    head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
+    codec = options.encoding or sniff_bom(head) or looks_utf16(head)
+    if codec is not None and codecs.lookup(codec).name.startswith(("utf-16", "utf-32")):
+        lines: Iterable[tuple[int, str | bytes | Item | None]] = _text_lines(stream, codec, source)
+    else:
+        lines = _byte_lines(stream, options.max_record_bytes + 64 * 1024)
+    for number, line in lines:
+        where = Source(source.path, source.member, number)
+        if isinstance(line, Item):
+            yield line
+            return
+        if line is None:
+            yield fail(where, "too_long", f"line longer than {options.max_record_bytes} bytes")
+            continue
+        codec_used = codec
+        if isinstance(line, bytes):
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]
+            if not line.strip():
+                continue
+            try:
+                line, codec_used = detect_and_decode(line, options.encoding)
+            except DecodeFailure as exc:
+                yield decode_failure(where, exc)
+                continue
+        if not line.strip():
+            continue
+        yield _json_record(line, where, codec_used, options, stats)
+
+
+def _json_record(line: str, where: Source, codec: str | None, options: ReadOptions, stats: ReadStats) -> Item:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return fail(where, "bad_json", f"invalid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return fail(where, "bad_json", f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        record_id = _record_id(obj.get(options.id_field))
+    except _BadField as exc:
+        return fail(where, "bad_field", f"{exc} (field `{options.id_field}`)")
+    record_id = record_id if record_id is not None else where.key
+    if options.text_field not in obj or obj[options.text_field] is None:
+        keys = ", ".join(sorted(map(str, obj))[:12])
+        return fail(where, "missing_text", f"no field `{options.text_field}` (keys: {keys}); choose it with "
+                                            f"--text-field", record_id)
+    text = obj[options.text_field]
+    if not isinstance(text, str):
+        return fail(where, "bad_field", f"field `{options.text_field}` has type {type(text).__name__}, "
+                                         f"expected a string", record_id)
+    item = check_text(where, record_id, text, codec, options)
+    if item.ok:
+        stats.encodings[codec or "utf-8"] += 1
+    return item
+
+
+def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+    head = stream.peek(MiB)[:MiB] if hasattr(stream, "peek") else b""
+    codec = detect_stream_encoding(head, options.encoding)
+    delimiter = "\t" if (source.member or source.path).lower().endswith(".tsv") else ","
+    if csv.field_size_limit() < options.max_record_bytes:
+        csv.field_size_limit(options.max_record_bytes)
+    reader_io = io.TextIOWrapper(stream, encoding=codec, errors="surrogateescape", newline="")
+    try:
+        reader = csv.reader(reader_io, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            yield fail(source, "bad_row", f"cannot read the header row: {type(exc).__name__}")
+            return
+        header = [h.lstrip("\ufeff").strip() for h in header]
+        if options.text_field not in header:
+            yield fail(source, "missing_text", f"no column `{options.text_field}` (columns: "
+                                                f"{', '.join(header[:12])}); choose it with --text-field")
+            return
+        text_col = header.index(options.text_field)
+        id_col = header.index(options.id_field) if options.id_field in header else None
+        row_number = 0
+        while True:
+            row_number += 1
+            where = Source(source.path, source.member, row=row_number)
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield fail(where, "bad_row", f"CSV error near line {reader.line_num}: {exc}")
+                continue
+            except UnicodeDecodeError as exc:
+                yield fail(where, "undecodable", f"not decodable as {codec} ({exc.reason}); the rest of the "
+                                                  f"file is skipped")
+                return
+            if not row or (len(row) == 1 and not row[0].strip() and text_col != 0):
+                row_number -= 1  # blank line
+                continue
+            record_id = redecode(row[id_col], codec)[0] if id_col is not None and id_col < len(row) else None
+            record_id = record_id if record_id else where.key
+            if text_col >= len(row):
+                yield fail(where, "bad_row", f"row has {len(row)} columns, column `{options.text_field}` is "
+                                              f"number {text_col + 1}", record_id)
+                continue
+            text, codec_used = row[text_col], codec
+            if SURROGATE.search(text):
+                try:
+                    text, codec_used = redecode_strict(text, codec, options.encoding)
+                except DecodeFailure as exc:
+                    yield decode_failure(where, exc, record_id)
+                    continue
+            item = check_text(where, record_id, text, codec_used, options)
+            if item.ok:
+                stats.encodings[codec_used] += 1
+            yield item
+    finally:
+        reader_io.detach()
+
+
+def parquet_items(data, source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+    """Rows of a Parquet file (a path or a seekable binary file object)."""
+    import pyarrow as pa  # start-up time: only Parquet inputs need pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(data)
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        yield fail(source, "corrupt", f"not a readable Parquet file ({type(exc).__name__})")
+        return
+    if options.text_field not in names:
+        yield fail(source, "missing_text", f"no column `{options.text_field}` (columns: {', '.join(names[:12])}); "
+                                            f"choose it with --text-field")
+        return
+    columns = [options.text_field] + ([options.id_field] if options.id_field in names else [])
+    row_number = 0
+    try:
+        for batch in pf.iter_batches(batch_size=1024, columns=columns):
+            texts = batch.column(0).to_pylist()
+            ids = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+            for text, raw_id in zip(texts, ids):
+                row_number += 1
+                where = Source(source.path, source.member, row=row_number)
+                yield _parquet_row(where, text, raw_id, options, stats)
+    except (pa.ArrowException, OSError) as exc:
+        yield fail(Source(source.path, source.member, row=row_number + 1), "corrupt",
+                    f"Parquet read failed ({type(exc).__name__}); the rest of the file is skipped")
+
+
+def _parquet_row(where: Source, text, raw_id, options: ReadOptions, stats: ReadStats) -> Item:
+    try:
+        record_id = _record_id(raw_id)
+    except _BadField as exc:
+        return fail(where, "bad_field", f"{exc} (column `{options.id_field}`)")
+    record_id = record_id if record_id is not None else where.key
+    codec = None
+    if text is None:
+        return fail(where, "missing_text", f"null in column `{options.text_field}`", record_id)
+    if isinstance(text, bytes):
+        try:
+            text, codec = detect_and_decode(text, options.encoding)
+        except DecodeFailure as exc:
+            return decode_failure(where, exc, record_id)
+    if not isinstance(text, str):
+        return fail(where, "bad_field", f"column `{options.text_field}` has type {type(text).__name__}",
+                     record_id)
+    item = check_text(where, record_id, text, codec, options)
+    if item.ok:
+        stats.encodings[codec or "utf-8"] += 1
+    return item
