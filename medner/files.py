@@ -16,7 +16,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
     On any error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # beside the target: cleanups that own it see it
     try:
         with open(tmp, "wb") as fh:
             write(fh)

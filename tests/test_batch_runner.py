@@ -148,15 +148,16 @@ def _crash_on_replace(monkeypatch, needle: str):
 
 
 def _crash_in_write(monkeypatch, needle: str):
-    real = shards_mod._write_tmp
+    real = shards_mod._write_rows
 
-    def write(path, rows, fmt):
-        if needle in path.as_posix():
-            path.write_bytes(b'{"partial": ')
-            raise Crash(f"write {path}")
-        return real(path, rows, fmt)
+    def write(fh, rows, fmt):
+        if needle in Path(fh.name).as_posix():
+            fh.write(b'{"partial": ')
+            fh.flush()
+            raise Crash(f"write {fh.name}")
+        return real(fh, rows, fmt)
 
-    monkeypatch.setattr(shards_mod, "_write_tmp", write)
+    monkeypatch.setattr(shards_mod, "_write_rows", write)
 
 
 def _crash_before_ledger(monkeypatch, shard: int, torn: bool):

@@ -25,26 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from medner.errors import ConfigError, CorpusError
+from medner.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.jsonl"
 LOCK_FILE = ".lock"
 LEDGER_VERSION = 1
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platform specific
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 class OutputLock:
@@ -108,13 +95,7 @@ class Ledger:
         signature = json.loads(json.dumps(signature))  # the form it will have when read back
         if not path.exists():
             header = json.dumps({"medner_ledger": LEDGER_VERSION, "signature": signature}, ensure_ascii=False)
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(header + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            fsync_dir(out_dir)
+            atomic_write_text(path, header + "\n")
             return cls(path, signature, [])
         old_signature, events = cls.read(path, repair=True)
         changed = _diff(old_signature, signature)

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import IO, Any, Iterable, Sequence
 
-from medner.batch.ledger import LEDGER_FILE, Ledger, fsync_dir
+from medner.batch.ledger import LEDGER_FILE, Ledger
+from medner.files import atomic_write, atomic_write_bytes, atomic_write_text
 from medner.batch.items import Item
 from medner.errors import CorpusError
 from medner.types import Span
@@ -84,23 +84,16 @@ def _parquet_schema():
                       ("model", pa.string())])
 
 
-def _write_tmp(path: Path, rows: Iterable[dict], fmt: str) -> int:
-    """Write rows to ``path`` (fsynced); returns the number of bytes."""
+def _write_rows(fh: IO[bytes], rows: Iterable[dict], fmt: str) -> None:
+    """Write rows to the open binary file ``fh`` as ``fmt`` (JSON lines or Parquet)."""
     if fmt == "parquet":
         import pyarrow as pa  # start-up time: only Parquet output needs pyarrow
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(list(rows), schema=_parquet_schema())
-        pq.write_table(table, str(path))
-        with open(path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        pq.write_table(pa.Table.from_pylist(list(rows), schema=_parquet_schema()), fh)
     else:
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            for row in rows:
-                fh.write(dumps(row))
-            fh.flush()
-            os.fsync(fh.fileno())
-    return path.stat().st_size
+        for row in rows:
+            fh.write(dumps(row).encode("utf-8"))
 
 
 class ShardWriter:
@@ -137,56 +130,32 @@ class ShardWriter:
 
     def commit(self, index: int, rows: Sequence[dict], errors: Sequence[dict]) -> dict[str, Any]:
         """Write shard ``index`` atomically; returns file names and sizes for the ledger."""
-        tag = f".tmp{os.getpid()}"
         data_final, errors_final = self.data_path(index), self.errors_path(index)
-        data_tmp = data_final.with_name(data_final.name + tag)
-        info: dict[str, Any] = {"file": data_final.relative_to(self.out_dir).as_posix(),
-                                "bytes": _write_tmp(data_tmp, rows, self.fmt)}
-        if errors:
-            errors_tmp = errors_final.with_name(errors_final.name + tag)
-            _write_tmp(errors_tmp, errors, "jsonl")
-            os.replace(errors_tmp, errors_final)
-            fsync_dir(self.errors_dir)
+        info: dict[str, Any] = {"file": data_final.relative_to(self.out_dir).as_posix()}
+        if errors:  # the error file first: a shard's data file exists only with its errors beside it
+            atomic_write(errors_final, lambda fh: _write_rows(fh, errors, "jsonl"))
             info["errors_file"] = errors_final.relative_to(self.out_dir).as_posix()
         elif errors_final.exists():  # pragma: no cover - only if a previous attempt differed
             errors_final.unlink()
-        os.replace(data_tmp, data_final)
-        fsync_dir(self.shards_dir)
+        atomic_write(data_final, lambda fh: _write_rows(fh, rows, self.fmt))
+        info["bytes"] = data_final.stat().st_size
         return info
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def merge_errors(out_dir: Path, ledger: Ledger) -> int:
     """Rebuild ``errors.jsonl`` from the per-shard error files, in shard order; returns the number of rows."""
-    target = out_dir / ERRORS_FILE
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    count = 0
-    with open(tmp, "wb") as out:
-        for index in sorted(ledger.shards):
-            entry = ledger.shards[index]
-            if not entry.get("errors"):
-                continue
-            path = out_dir / entry["errors_file"]
-            if not path.exists():
-                raise CorpusError(f"shard {index} lists {entry['errors']} errors but its file is missing",
-                                  where=str(path), fix="delete the output folder and run again")
-            data = path.read_bytes()
-            count += data.count(b"\n")
-            out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
-    fsync_dir(out_dir)
-    return count
+    parts = []
+    for index in sorted(ledger.shards):
+        entry = ledger.shards[index]
+        if not entry.get("errors"):
+            continue
+        path = out_dir / entry["errors_file"]
+        if not path.exists():
+            raise CorpusError(f"shard {index} lists {entry['errors']} errors but its file is missing",
+                              where=str(path), fix="delete the output folder and run again")
+        parts.append(path.read_bytes())
+    atomic_write_bytes(out_dir / ERRORS_FILE, b"".join(parts))
+    return sum(part.count(b"\n") for part in parts)
 
 
 def build_manifest(out_dir: Path, ledger: Ledger, *, extra: dict | None = None) -> dict[str, Any]:

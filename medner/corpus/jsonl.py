@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from medner.corpus.lines import json_object, parse_json_line, records_from_lines
 from medner.corpus.validate import Checker, ReadReport, RecordProblem, SpanProblem, require
 from medner.errors import CorpusError
+from medner.files import atomic_write
 from medner.types import Record, Span
 
 RECORD_KEYS = ("id", "text", "spans", "meta")
@@ -91,43 +91,25 @@ def read_jsonl(path: Path, *, encoding: str, checker: Checker) -> Iterator[Recor
     return records_from_lines(path, encoding, checker, parse)
 
 
-def _file_mode() -> int:
-    """``0o666`` less the process umask (read once, at import: os.umask can only be read by setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _file_mode()
-
-
 def write_jsonl(records: Iterable[Record], path: str | os.PathLike) -> int:
-    """Write records as UTF-8 jsonl atomically (temp file + rename); returns the number written.
+    """Write records as UTF-8 jsonl atomically (:func:`medner.files.atomic_write`); returns the number written.
 
     If ``records`` raises part-way (e.g. a reader error), nothing is left at ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for record in records:
-                try:
-                    line = json.dumps(record_to_json(record), ensure_ascii=False)
-                except (TypeError, ValueError) as exc:
-                    raise CorpusError(f"cannot write record as JSON ({exc})", where=f"record {record.id}",
-                                      field="meta", fix="keep meta values to str, numbers, lists and dicts") from None
-                handle.write(line + "\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    def write(handle) -> None:
+        nonlocal count
+        for record in records:
+            try:
+                line = json.dumps(record_to_json(record), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise CorpusError(f"cannot write record as JSON ({exc})", where=f"record {record.id}",
+                                  field="meta", fix="keep meta values to str, numbers, lists and dicts") from None
+            handle.write((line + "\n").encode("utf-8"))
+            count += 1
+
+    atomic_write(path, write)
     return count

@@ -10,13 +10,14 @@ previous complete checkpoint readable.
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from medner.files import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -33,15 +34,7 @@ class TrainerState:
 
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
 
 
 def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
@@ -65,7 +58,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.op
     _atomic_save_tensors(rng, directory / "rng.safetensors")
     payload = {"state": asdict(state), "param_groups": opt["param_groups"], "optimizer_scalars": scalars,
                "scheduler": _jsonable(scheduler.state_dict()), "python_random": _jsonable(random.getstate())}
-    _atomic_write_text(json.dumps(payload), directory / "trainer_state.json")
+    atomic_write_text(directory / "trainer_state.json", json.dumps(payload))
 
 
 def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 from medner.config import PretrainConfig, dump_config
 from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
 from medner.errors import ConfigError, ModelError
+from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
 from medner.model.device import autocast, resolve_device, resolve_dtype
@@ -329,7 +330,5 @@ def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict)
     if (base_dir / PROVENANCE_FILE).is_file():
         base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
     meta = {"base_encoder": str(base_dir), "base_provenance": base, "pretraining": pretraining}
-    tmp = out / (PROVENANCE_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(out / PROVENANCE_FILE)
+    atomic_write_text(out / PROVENANCE_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
