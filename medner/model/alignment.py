@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from medner.labels import TagScheme, spans_to_tags, tags_to_spans
+from medner.model.crf import span_confidence
 from medner.types import Span
 
 
@@ -82,13 +83,12 @@ def spans_to_token_tags(spans: Sequence[Span], offsets: Sequence[tuple[int, int]
 def token_tags_to_spans(tags: Sequence[str], offsets: Sequence[tuple[int, int]], scheme: TagScheme,
                         scores: Sequence[float] | None = None) -> list[Span]:
     """Character spans from token tags; ``scores`` (per token, e.g. CRF marginals) give each span the
-    mean score of its tokens."""
+    mean score of its tokens (:func:`~medner.model.crf.span_confidence`, ``reduce="mean"``)."""
     out = []
     for tspan in tags_to_spans(list(tags), scheme):
         start, end = offsets[tspan.start][0], offsets[tspan.end - 1][1]
         score = None
         if scores is not None:
-            chunk = scores[tspan.start : tspan.end]
-            score = float(sum(chunk) / len(chunk))
+            score = span_confidence(scores, tspan.start, tspan.end, reduce="mean")
         out.append(Span(start, end, tspan.label, score=score))
     return out
