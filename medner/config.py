@@ -201,6 +201,24 @@ class SupervisionConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation: train on the averaged CRF marginals of teacher runs (soft targets), mixed with the
+    gold loss; `unlabelled` texts add windows that carry soft targets only (`medner distill`)."""
+
+    teachers: list[str] = field(default_factory=list)  # run directories (a soup counts as one teacher)
+    alpha: float = 0.5  # weight of the soft-target loss; 1 - alpha weighs the gold loss
+    unlabelled: list[str] = field(default_factory=list)  # extra texts (their annotations dropped)
+    unlabelled_format: str = "jsonl"
+    init_head_from_teacher: bool = True  # the student's head and CRF start from the first teacher's
+
+    def __post_init__(self) -> None:
+        if not self.teachers:
+            raise ConfigError("`distill.teachers` is empty: name one or more finished run directories")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"`distill.alpha` must be in [0, 1], got {self.alpha}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
@@ -251,6 +269,7 @@ class RunConfig:
     lexicon_features: LexiconFeaturesConfig | None = None
     link: LinkConfig | None = None
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    distill: DistillConfig | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -480,6 +499,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         config.link.lexicon = _resolve(config.link.lexicon, path.parent)
     sup = config.supervision
     sup.unlabelled = [_resolve(p, path.parent) for p in sup.unlabelled]
+    if config.distill is not None:
+        config.distill.teachers = [_resolve(p, path.parent) for p in config.distill.teachers]
+        config.distill.unlabelled = [_resolve(p, path.parent) for p in config.distill.unlabelled]
     if sup.weak_config:
         sup.weak_config = _resolve(sup.weak_config, path.parent)
     return config

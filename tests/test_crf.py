@@ -142,6 +142,28 @@ def test_marginals_equal_gradient_of_log_partition():
     torch.testing.assert_close(em.grad.sum(-1), mask.float(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_log_marginals_match_brute_force_and_are_differentiable(seed):
+    rng = np.random.default_rng(seed)
+    allowed = bio_allowed(TAGS)
+    crf = make_crf(allowed, seed=seed)
+    em, mask = tiny_batch(seed)
+    em.requires_grad_(True)
+    log_marg = crf.log_marginals(em, mask)
+    for b, length in enumerate(mask.sum(1).tolist()):
+        if length == 0:
+            assert torch.all(log_marg[b] == 0)
+            continue
+        oracle = enumerate_row(crf, allowed, em[b, :length].detach())[2]
+        np.testing.assert_allclose(log_marg[b, :length].exp().detach().numpy(), oracle, atol=1e-5)
+    # gradients flow to the emissions and the transitions (a distillation loss trains both)
+    target = torch.softmax(torch.tensor(rng.normal(size=em.shape), dtype=torch.float32), -1) * mask.unsqueeze(-1)
+    loss = -(target * crf.log_marginals(em, mask).clamp_min(-1e4)).sum()
+    loss.backward()
+    assert em.grad is not None and torch.isfinite(em.grad).all() and em.grad.abs().sum() > 0
+    assert crf.transitions.grad is not None and crf.transitions.grad.abs().sum() > 0
+
+
 def test_decode_with_scores_reports_marginal_of_chosen_tag():
     crf = make_crf(seed=4)
     em, mask = tiny_batch(4)

@@ -315,6 +315,16 @@ class ConstrainedCRF(CRF):
             probs = probs.transpose(0, 1)
         return probs * mask.unsqueeze(-1)
 
+    def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log P(tag at position t = k), differentiable (for distillation onto soft targets); (batch, seq, T)
+        fp32, 0 on padding. Forward-backward in log space over the same constrained matrices as the loss."""
+        emissions, mask, lengths = self._prepare(emissions, mask, check_finite=False)
+        if emissions.size(1) == 0:
+            return emissions.clone()
+        with torch.autocast(emissions.device.type, enabled=False):
+            log_probs = self._log_marginals(emissions.transpose(0, 1), self._safe_mask(mask).transpose(0, 1))
+        return log_probs.transpose(0, 1) * mask.unsqueeze(-1)
+
     @torch.no_grad()
     def decode_with_scores(self, emissions: torch.Tensor, mask: torch.Tensor | None = None
                            ) -> list[tuple[list[int], list[float]]]:
@@ -368,6 +378,10 @@ class ConstrainedCRF(CRF):
     def _marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """exp(alpha + beta - log Z); (seq, batch, T). Uses the same PENALTY matrices as the loss, so the
         result equals d logZ / d emissions."""
+        return torch.exp(self._log_marginals(emissions, mask))
+
+    def _log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """alpha + beta - log Z; (seq, batch, T), time-first."""
         start, trans, end = self.constrained_transitions()
         alphas = self._alphas(emissions, mask, start, trans)
         log_z = torch.logsumexp(alphas[-1] + end, dim=1)  # shape: (batch,)
@@ -380,7 +394,7 @@ class ConstrainedCRF(CRF):
             betas.append(beta)
         betas.reverse()
         # shape: (seq, batch, T)
-        return torch.exp(torch.stack(alphas) + torch.stack(betas) - log_z[None, :, None])
+        return torch.stack(alphas) + torch.stack(betas) - log_z[None, :, None]
 
     def _marginals_scaled(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The marginals of :meth:`_marginals` by the scaled (Rabiner) forward-backward in probability space.

@@ -40,6 +40,7 @@ class Tagger(nn.Module):
         if n_lexicon_tags:
             self.lexicon = nn.Embedding(n_lexicon_tags, hidden)
             nn.init.zeros_(self.lexicon.weight)
+        self.soft_weight = 0.0  # distillation: weight of the soft-target loss in :meth:`loss` (not saved)
         self.crf: ConstrainedCRF | None = None
         if use_crf:
             start, trans, end = allowed_transitions(scheme)
@@ -94,13 +95,34 @@ class Tagger(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Negative log-likelihood per label-bearing token (CRF) or mean token cross-entropy (softmax):
-        both on the same per-token scale, so gradient clipping and learning rates mean the same for both."""
+        both on the same per-token scale, so gradient clipping and learning rates mean the same for both.
+
+        With soft targets in the batch (``soft`` ``(batch, n_labels, n_tags)``, ``gold`` ``(batch,)``) and a
+        positive :attr:`soft_weight` w: ``w * CE(soft, model marginals) + (1 - w) * gold loss``, the gold loss
+        over the rows that have gold only."""
         emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"], batch.get("lex"))
         mask = batch["label_mask"].bool()
         tags = batch["tags"]
+        if "soft" in batch and self.soft_weight > 0:
+            gold = batch["gold"].bool()
+            hard = self._gold_loss(emissions[gold], tags[gold], mask[gold]) if gold.any() else emissions.sum() * 0
+            return self.soft_weight * self._soft_loss(emissions, batch["soft"], mask) + (1 - self.soft_weight) * hard
+        return self._gold_loss(emissions, tags, mask)
+
+    def _gold_loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.crf is not None:
             return self.crf(emissions, tags, mask, reduction="token_mean")
         return nn.functional.cross_entropy(emissions[mask], tags[mask])
+
+    def _soft_loss(self, emissions: torch.Tensor, soft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the model's per-token tag marginals against ``soft``, per label-bearing token."""
+        if self.crf is not None:
+            log_p = self.crf.log_marginals(emissions, mask)
+        else:
+            log_p = emissions.log_softmax(-1)
+        # shape: (batch, n_labels); forbidden tags have soft 0 (and a large negative log_p)
+        per_token = -(soft * log_p).sum(-1) * mask
+        return per_token.sum() / mask.sum().clamp(min=1)
 
     @torch.no_grad()
     def decode(self, batch: dict[str, torch.Tensor]) -> list[Decoded]:

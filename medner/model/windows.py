@@ -163,6 +163,7 @@ def collate(rows: Sequence[dict], pad_id: int) -> dict:
 
     Returns ``input_ids``/``attention_mask`` ``(batch, seq)``, ``label_index``/``label_mask``/``tags``/``lex``
     ``(batch, n_labels)``; padding positions point at index 0 and are masked out (``lex`` 0 = no match).
+    Rows with distillation targets also give ``soft`` ``(batch, n_labels, n_tags)`` and ``gold`` ``(batch,)``.
     """
     batch = len(rows)
     seq = max(len(r["input_ids"]) for r in rows)
@@ -184,5 +185,14 @@ def collate(rows: Sequence[dict], pad_id: int) -> dict:
                 tags[i, :k] = torch.as_tensor(row["tags"])
             if row.get("lex"):
                 lex[i, :k] = torch.as_tensor(row["lex"])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "label_index": label_index,
-            "label_mask": label_mask, "tags": tags, "lex": lex}
+    out = {"input_ids": input_ids, "attention_mask": attention_mask, "label_index": label_index,
+           "label_mask": label_mask, "tags": tags, "lex": lex}
+    if rows and "soft" in rows[0]:
+        n_tags = next((len(r["soft"]) // len(r["label_index"]) for r in rows if r["label_index"]), 1)
+        soft = torch.zeros((batch, n_labels, n_tags))
+        for i, row in enumerate(rows):
+            if row["label_index"]:
+                soft[i, : len(row["label_index"])] = torch.as_tensor(row["soft"]).view(-1, n_tags)
+        out["soft"] = soft
+        out["gold"] = torch.as_tensor([int(r["gold"]) for r in rows], dtype=torch.bool)
+    return out

@@ -239,6 +239,18 @@ def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
     return LoadedRun(tagger, tokenizer, config, meta, lexicon, linker)
 
 
+def load_head(run_dir: str | Path) -> dict:
+    """The run's head + CRF state (``Tagger.head_state`` layout), verified, without loading the encoder."""
+    verify(run_dir)
+    return load_file(str(Path(run_dir) / "head.safetensors"))
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The run's resolved configuration."""
+    read_meta(run_dir)
+    return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")))
+
+
 def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str | None = None, batch_size: int = 16,
                    window: WindowConfig | Mapping[str, int] | None = None,
                    icd_lexicon: str | Path | None = None) -> Annotator:

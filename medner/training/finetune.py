@@ -35,8 +35,9 @@ from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate
-from medner.run.directory import load_run, save_run
+from medner.run.directory import load_head, load_run, save_run
 from medner.training import checkpoint as ckpt
+from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,15 @@ def split_train_dev(config: RunConfig) -> tuple[list[Record], list[Record]]:
         raise ConfigError("no training records were read", field="data.train",
                           fix="check the paths and `data.format`")
     return train, dev
+
+
+def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig) -> list[Record]:
+    """Texts without labels (their annotations dropped), with ids that cannot collide with training records."""
+    records = []
+    for path in paths:
+        for record in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error):
+            records.append(Record(f"unlabelled:{path}:{record.id}", record.text))
+    return records
 
 
 def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[Record], int]:
@@ -217,13 +227,21 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
         lexicon = LexiconTagger(config.lexicon_features.lexicon, config.lexicon_features.labels,
                                 config.lexicon_features.min_length)
         log.info("lexicon features: %d tags from %s", len(lexicon), ", ".join(p.name for p in lexicon.paths))
+    teachers = []
+    windowed = train_records
+    if config.distill is not None:  # teachers checked before any window is built
+        teachers = load_teachers(config.distill.teachers, scheme, tokenizer)
+        windowed = train_records + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config)
     for turn in ("main", "others"):
         if (turn == "main") == dist.main:
-            dataset, feature_stats, cached = build_dataset(train_records, tokenizer, config.window, scheme,
+            dataset, feature_stats, cached = build_dataset(windowed, tokenizer, config.window, scheme,
                                                            config.data.overlap_policy, cache / "features", lexicon)
         dist.barrier()
     log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
              ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
+    if teachers:
+        dataset = add_soft_targets(dataset, teachers, {r.id for r in train_records}, tokenizer.pad_token_id or 0,
+                                   config.train.eval_batch_size)
     return TrainingInputs(train_records, dev_records, scheme, encoder_dir, tokenizer, lexicon, dataset, feature_stats)
 
 
@@ -236,6 +254,10 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
                                 n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
     if config.init_from:
         warm_start(tagger, Path(config.init_from))
+    if config.distill is not None:
+        tagger.soft_weight = config.distill.alpha
+        if config.distill.init_head_from_teacher and not config.init_from:
+            tagger.load_head_state(load_head(config.distill.teachers[0]))
     return tagger
 
 

@@ -51,9 +51,12 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # 10% of the gold records, seeded; no early stopping: with 14 steps an epoch the model emits no entity for the
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
-WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon"}  # no gold read
+WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon", "tapt_weak"}  # no gold
 # raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
 CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
+# the encoder after masked-LM pretraining on the clinical text of ../shared/data (`medner pretrain
+# configs/pretrain_clinical.yaml`; CCKS 2019 dev texts left out), relative to the working directory
+TAPT = "encoder.name=runs/encoders/clinical_tapt"
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
@@ -78,6 +81,11 @@ VARIANTS = {
     # lexicon features with weak labels: does the model do better than the lexicons it is shown and taught by?
     "weak_lexicon": ("LoRA + CRF + lexicon features on weak labels only (no gold)", [LEXICON_FEATURES]),
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
+    # the same recipes on the clinically pretrained encoder (issue 20's ladder)
+    "tapt": ("LoRA + CRF, encoder pretrained on clinical text (masked LM)", [TAPT]),
+    "tapt_weak": ("LoRA + CRF on weak labels only (no gold), encoder pretrained on clinical text", [TAPT]),
+    "tapt_weak_gold10": ("weak pre-training + 10% of the gold records, encoder pretrained on clinical text",
+                         GOLD10 + [TAPT]),
     # lexicon features where gold is scarce: the same 10% as `gold10`
     "gold10_lexicon": ("LoRA + CRF + lexicon features on 10% of the gold records",
                        GOLD10 + [LEXICON_FEATURES]),
@@ -112,7 +120,7 @@ VARIANTS = {
                                             "supervision.self_training_fresh_student=true"]),
 }
 # variant: the weak-only variant whose finished run (same --out-dir) it starts from (`init_from`)
-STARTS_FROM = {"weak_gold10": "weak", "weak_gold10_joint": "weak", "weak_gold": "weak", "weak_gold10_self": "weak",
+STARTS_FROM = {"tapt_weak_gold10": "tapt_weak", "weak_gold10": "weak", "weak_gold10_joint": "weak", "weak_gold": "weak", "weak_gold10_self": "weak",
                "weak_gold10_relabel": "weak", "weak_gold10_relabel_fresh": "weak",
                "weak_lexicon_gold10": "weak_lexicon"}
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to

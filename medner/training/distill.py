@@ -1,0 +1,92 @@
+"""`medner distill`: one student run trained on the soft targets of one or more teacher runs.
+
+The student starts from the first teacher: its encoder with LoRA merged, cut to ``layers`` transformer layers
+when asked (every k-th layer kept, the last one always, as in DistilBERT's initialisation from the teacher),
+and its head and CRF. It is trained as the first teacher's config says (data, windows, labels), with full
+fine-tuning by default (a cut encoder must relearn more than adapters can), on ``alpha`` x the teachers' mean
+CRF marginals + (1 - alpha) x the gold loss (:mod:`medner.training.soft_targets`), over the training records and
+any unlabelled texts. The result is an ordinary run directory.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
+from medner.errors import ConfigError
+from medner.run.directory import LINK_FILE, load_run, read_run_config
+from medner.training.finetune import finetune
+
+log = logging.getLogger(__name__)
+
+STUDENT_INIT = "student_init"  # the cut encoder the student starts from, removed once the student is trained
+
+
+def keep_layers(n_layers: int, keep: int) -> list[int]:
+    """Indices of ``keep`` of ``n_layers`` layers, evenly spread and ending with the last: 12 -> 6 gives
+    1, 3, 5, 7, 9, 11; 12 -> 4 gives 2, 5, 8, 11."""
+    if not 1 <= keep <= n_layers:
+        raise ConfigError(f"`--layers` must be between 1 and the teacher's {n_layers} layers, got {keep}",
+                          field="layers")
+    step = n_layers / keep
+    return [round(n_layers - 1 - step * (keep - 1 - i)) for i in range(keep)]
+
+
+def cut_encoder(encoder: torch.nn.Module, keep: int) -> torch.nn.Module:
+    """The encoder with only the layers of :func:`keep_layers` (in place; BERT-style ``encoder.layer``)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None:
+        raise ConfigError(f"cannot cut a {type(encoder).__name__}: no encoder.layer list", field="layers",
+                          fix="distil without --layers, or use a BERT-style encoder")
+    chosen = keep_layers(len(layers), keep)
+    encoder.encoder.layer = torch.nn.ModuleList(layers[i] for i in chosen)
+    encoder.config.num_hidden_layers = keep
+    log.info("student encoder: layers %s of %d", chosen, len(layers))
+    return encoder
+
+
+def student_config(teachers: Sequence[str], out: Path, *, alpha: float, unlabelled: Sequence[str],
+                   unlabelled_format: str, encoder_dir: Path | None, overrides: Sequence[str]) -> RunConfig:
+    """The first teacher's config, made a distillation run into ``out`` (then ``overrides``, as ``--set``)."""
+    base = read_run_config(teachers[0])
+    tree = copy.deepcopy(base.to_dict())
+    tree.update(output_dir=str(out), init_from=None, lora=None)
+    if base.link is not None:  # the lexicon travels inside the teacher's run directory
+        tree["link"]["lexicon"] = str(Path(teachers[0]) / LINK_FILE)
+    tree["train"]["lr_encoder"] = 1e-4  # full fine-tuning of an already trained encoder
+    tree["supervision"] = {}
+    tree["distill"] = DistillConfig(teachers=list(teachers), alpha=alpha, unlabelled=list(unlabelled),
+                                    unlabelled_format=unlabelled_format).__dict__
+    if encoder_dir is not None:
+        tree["encoder"]["name"] = str(encoder_dir)
+    apply_overrides(tree, list(overrides))
+    return config_from_dict(tree)
+
+
+def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
+            unlabelled: Sequence[str] = (), unlabelled_format: str = "jsonl", overrides: Sequence[str] = (),
+            progress: bool = True) -> Path:
+    """Train the student run ``out`` (module docstring); returns its path."""
+    out = Path(out)
+    if not teachers:
+        raise ConfigError("name at least one teacher run directory")
+    first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
+    init_dir = out / STUDENT_INIT
+    encoder = first.tagger.encoder
+    if layers:
+        encoder = cut_encoder(encoder, layers)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(init_dir, ignore_errors=True)
+    encoder.save_pretrained(str(init_dir), safe_serialization=True)
+    first.tokenizer.save_pretrained(str(init_dir))
+    config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
+                            encoder_dir=init_dir, overrides=overrides)
+    del first, encoder
+    run = finetune(config, progress=progress)
+    shutil.rmtree(init_dir, ignore_errors=True)
+    return run

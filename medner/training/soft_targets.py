@@ -1,0 +1,81 @@
+"""Soft targets for distillation: the CRF marginals of one or more teacher runs, averaged, on every training window.
+
+Averaging the teachers' per-token tag distributions is an output ensemble; a soup is one teacher. Teachers
+must share the student's label scheme and tokenizer (the windows are tokenised once, by the student's
+tokenizer, and fed to every teacher). Rows of the training dataset gain ``soft`` (``n_labels x n_tags``
+probabilities, flattened) and ``gold`` (1 when the window's record has gold spans, 0 for an unlabelled text,
+whose gold loss is then skipped).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from medner.errors import ConfigError
+from medner.labels import TagScheme
+from medner.model.windows import collate
+from medner.run.directory import LoadedRun, load_run, read_meta
+
+log = logging.getLogger(__name__)
+
+
+def load_teachers(paths: Sequence[str], scheme: TagScheme, tokenizer) -> list[LoadedRun]:
+    """The teacher runs, checked against the student's label scheme and tokenizer before any is loaded."""
+    student_vocab = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    for path in paths:
+        labels = read_meta(path).get("labels")
+        scheme_file = json.loads((Path(path) / "labels.json").read_text(encoding="utf-8"))
+        if TagScheme.from_dict(scheme_file) != scheme:
+            raise ConfigError(f"teacher has tags {scheme_file.get('tags')} (labels {labels}), the student "
+                              f"{list(scheme.tags)}", where=str(path), field="distill.teachers",
+                              fix="distil from teachers trained with the same `data.labels` and `data.scheme`")
+        teacher_tok = json.loads((Path(path) / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+        if teacher_tok["model"] != student_vocab:
+            raise ConfigError("teacher has another tokenizer (vocabulary) than the student", where=str(path),
+                              field="distill.teachers",
+                              fix="use teachers fine-tuned from the same encoder, and a student built from one of "
+                                  "them (medner distill does this)")
+    return [load_run(path) for path in paths]
+
+
+@torch.no_grad()
+def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size: int = 32,
+                 device: torch.device | None = None) -> list[list[float]]:
+    """Per dataset row: the teachers' mean CRF marginals (softmax for a CRF-less teacher), flattened
+    ``n_labels * n_tags`` floats."""
+    device = device or torch.device("cpu")
+    for teacher in teachers:
+        teacher.tagger.to(device).eval()
+    out: list[list[float]] = [[] for _ in range(len(dataset))]
+    order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
+    for lo in range(0, len(order), batch_size):
+        chunk = order[lo : lo + batch_size]
+        rows = dataset[chunk]
+        rows = [{k: rows[k][i] for k in rows} for i in range(len(chunk))]
+        batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+        mean = None
+        for teacher in teachers:
+            emissions = teacher.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"],
+                                                 batch["lex"])
+            crf = teacher.tagger.crf
+            probs = crf.marginals(emissions, batch["label_mask"]) if crf is not None else emissions.softmax(-1)
+            mean = probs if mean is None else mean + probs
+        mean = (mean / len(teachers)).cpu()  # shape: (batch, n_labels, n_tags)
+        for i, row_index in enumerate(chunk):
+            k = len(rows[i]["label_index"])
+            out[row_index] = mean[i, :k].reshape(-1).tolist()
+    return out
+
+
+def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[str], pad_id: int,
+                     batch_size: int = 32):
+    """``dataset`` with the ``soft`` and ``gold`` columns (module docstring)."""
+    soft = soft_targets(dataset, teachers, pad_id, batch_size)
+    gold = [1 if record_id in labelled_ids else 0 for record_id in dataset["record_id"]]
+    log.info("distillation: soft targets of %d teacher(s) on %d windows (%d from unlabelled texts)", len(teachers),
+             len(soft), gold.count(0))
+    return dataset.add_column("soft", soft).add_column("gold", gold)

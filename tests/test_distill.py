@@ -1,0 +1,98 @@
+"""medner distill: soft targets from teachers, a cut student initialised from the first teacher, checks."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import medner
+from medner.corpus import read_corpus
+from medner.errors import ConfigError
+from medner.training.distill import distill, keep_layers
+
+
+@pytest.mark.parametrize("n,keep,expected", [(12, 6, [1, 3, 5, 7, 9, 11]), (12, 4, [2, 5, 8, 11]),
+                                             (2, 1, [1]), (3, 3, [0, 1, 2])])
+def test_keep_layers_spreads_and_ends_with_the_last(n, keep, expected):
+    assert keep_layers(n, keep) == expected
+
+
+def test_keep_layers_refuses_impossible_counts():
+    with pytest.raises(ConfigError, match="--layers"):
+        keep_layers(2, 3)
+
+
+def _mean_kl(teacher_dir, student_dir, records) -> float:
+    """Mean per-token KL(teacher marginals || student marginals) on the windows of ``records``."""
+    from medner.model.windows import build_dataset
+    from medner.run.directory import load_run
+    from medner.training.soft_targets import soft_targets
+
+    teacher, student = load_run(teacher_dir), load_run(student_dir)
+    dataset, _, _ = build_dataset(records, teacher.tokenizer, teacher.config.window, teacher.tagger.scheme,
+                                  "keep_longest")
+    n_tags = len(teacher.tagger.scheme)
+    p = torch.tensor([x for row in soft_targets(dataset, [teacher], 1) for x in row]).view(-1, n_tags)
+    q = torch.tensor([x for row in soft_targets(dataset, [student], 1) for x in row]).view(-1, n_tags)
+    return float((p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1).mean())
+
+
+def test_a_cut_student_learns_to_agree_with_its_teacher(tiny_run, tiny_corpus, tmp_path):
+    dev = list(read_corpus(tiny_corpus / "dev.jsonl"))
+    # a student whose head starts afresh: far from the teacher until distillation teaches it
+    fresh = ["distill.init_head_from_teacher=false", "train.warmup_min_steps=0"]
+    frozen = fresh + ["train.lr_encoder=1e-12", "train.lr_head=1e-12", "train.max_steps=1", "train.epochs=1"]
+    untrained = distill([str(tiny_run)], tmp_path / "untrained", layers=1, overrides=frozen, progress=False)
+    student = distill([str(tiny_run)], tmp_path / "student", layers=1, alpha=0.9,
+                      unlabelled=[str(tiny_corpus / "dev.jsonl")],
+                      overrides=fresh + ["train.epochs=8", "train.lr_encoder=1e-3", "train.lr_head=1e-2"],
+                      progress=False)
+    before, after = _mean_kl(tiny_run, untrained, dev), _mean_kl(tiny_run, student, dev)
+    assert before > 0.01 and after < 0.5 * before, (before, after)
+    loaded = medner.load(student, device="cpu")
+    assert loaded.tagger.encoder.config.num_hidden_layers == 1  # an ordinary run directory with one layer
+    assert not (student / "student_init").exists()
+    assert loaded.config.distill.teachers == [str(tiny_run)] and loaded.config.lora is None
+
+
+def test_soft_targets_of_identical_teachers_equal_one_teachers(tiny_run, tiny_corpus):
+    from medner.model.windows import build_dataset
+    from medner.run.directory import load_run
+    from medner.training.soft_targets import soft_targets
+
+    run = load_run(tiny_run)
+    records = list(read_corpus(tiny_corpus / "dev.jsonl"))[:4]
+    dataset, _, _ = build_dataset(records, run.tokenizer, run.config.window, run.tagger.scheme, "keep_longest")
+    one = soft_targets(dataset, [run], run.tokenizer.pad_token_id)
+    two = soft_targets(dataset, [run, load_run(tiny_run)], run.tokenizer.pad_token_id)
+    n_tags = len(run.tagger.scheme)
+    for a, b, row in zip(one, two, dataset):
+        assert len(a) == len(row["label_index"]) * n_tags
+        torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-6, rtol=0)
+        sums = torch.tensor(a).view(-1, n_tags).sum(-1)
+        torch.testing.assert_close(sums, torch.ones_like(sums), atol=1e-4, rtol=0)  # distributions over tags
+
+
+def test_teachers_with_other_labels_or_tokenizers_are_refused_before_training(tiny_run, tmp_path):
+    from medner.run.directory import reseal
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("checkpoint"))
+    labels = json.loads((other / "labels.json").read_text(encoding="utf-8"))
+    labels["types"] = labels["types"][:-1]
+    labels["tags"] = [t for t in labels["tags"] if not t.endswith(labels["types"][-1] + "x")][:-2]
+    (other / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+    reseal(other)
+    with pytest.raises(ConfigError, match="teacher has tags"):
+        distill([str(tiny_run), str(other)], tmp_path / "s1", progress=False)
+    assert not (tmp_path / "s1" / "metrics.jsonl").exists()
+    shutil.rmtree(other)
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("checkpoint"))
+    tok = json.loads((other / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["model"]["vocab"] = tok["model"]["vocab"][:-1]
+    (other / "tokenizer" / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    reseal(other)
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        distill([str(tiny_run), str(other)], tmp_path / "s2", progress=False)
