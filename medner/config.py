@@ -21,6 +21,34 @@ CCKS2019_LABELS = ["疾病和诊断", "影像检查", "实验室检验", "手术
 
 
 @dataclass
+class AuxiliaryCorpusConfig:
+    """Another labelled corpus for intermediate training (`data.auxiliary`): its labels mapped onto the target
+    label set (`label_map`, or a shipped map file), or kept as its own label set (`own_labels`, namespaced
+    `NAME:label`, learned by their own rows of the head and CRF; the target phase starts with a fresh head)."""
+
+    name: str = ""  # short name, also the namespace of its own labels (cmeee, ccks2017)
+    format: str = "jsonl"
+    train: list[str] = field(default_factory=list)
+    label_map: dict[str, str | None] = field(default_factory=dict)  # its label -> a target label, or null (dropped)
+    label_map_file: str = ""  # a YAML file holding `label_map` (configs/label_maps/*.yaml)
+    own_labels: bool = False  # keep its labels as they are (namespaced) instead of mapping them
+    limit: int = 0  # at most this many records (0 = all)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z][\w-]*", self.name or ""):
+            raise ConfigError(f"`data.auxiliary[].name` must be a short identifier, got {self.name!r}",
+                              fix="e.g. `name: cmeee`")
+        if not self.train:
+            raise ConfigError(f"auxiliary corpus `{self.name}` has no `train` files")
+        if self.own_labels and (self.label_map or self.label_map_file):
+            raise ConfigError(f"auxiliary corpus `{self.name}`: `own_labels` and a label map exclude each other",
+                              fix="keep the corpus's labels (own_labels: true) or map them, not both")
+        if not self.own_labels and not (self.label_map or self.label_map_file):
+            raise ConfigError(f"auxiliary corpus `{self.name}` needs `label_map`, `label_map_file` or "
+                              "`own_labels: true`", fix="e.g. label_map_file: configs/label_maps/cmeee_to_ccks2019.yaml")
+
+
+@dataclass
 class DataConfig:
     """Where the corpus is and how to read it."""
 
@@ -35,6 +63,8 @@ class DataConfig:
     encoding: str | None = None  # e.g. gb18030; null = the format's default (UTF-8, BOM accepted)
     on_error: str = "raise"  # raise | skip
     overlap_policy: str = "keep_longest"  # keep_longest | keep_first | error
+    # other labelled corpora: intermediate training on them + the target first (`supervision.auxiliary_epochs`)
+    auxiliary: list[AuxiliaryCorpusConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _one_of("data.on_error", self.on_error, ("raise", "skip"))
@@ -154,6 +184,7 @@ class SupervisionConfig:
     # share (and of `unlabelled`), each gold record `gold_repeat` times per epoch (joint training on gold + weak)
     gold_phase_weak: bool = False
     gold_repeat: int = 1
+    auxiliary_epochs: int = 2  # epochs of the intermediate phase on `data.auxiliary` + the target training records
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
@@ -260,6 +291,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
     init_from: str | None = None  # start from the weights of an earlier run directory (same labels and adapters)
+    init_head: bool = True  # with init_from: also its head and CRF (false: encoder and adapters only, fresh head)
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -493,6 +525,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     config = _read_tree(path, RunConfig, overrides)
     config.data.train = [_resolve(p, path.parent) for p in config.data.train]
     config.data.dev = [_resolve(p, path.parent) for p in config.data.dev]
+    for aux in config.data.auxiliary:
+        aux.train = [_resolve(p, path.parent) for p in aux.train]
+        if aux.label_map_file:
+            aux.label_map_file = _resolve(aux.label_map_file, path.parent)
     if config.lexicon_features is not None:
         config.lexicon_features.lexicon = [_resolve(p, path.parent) for p in config.lexicon_features.lexicon]
     if config.link is not None:

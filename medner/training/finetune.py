@@ -253,7 +253,7 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
     tagger = Tagger.from_config(encoder, inputs.scheme, config,
                                 n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
     if config.init_from:
-        warm_start(tagger, Path(config.init_from))
+        warm_start(tagger, Path(config.init_from), head=config.init_head)
     if config.distill is not None:
         tagger.soft_weight = config.distill.alpha
         if config.distill.init_head_from_teacher and not config.init_from:
@@ -411,9 +411,19 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record]) -> dict:
     return score(dev_records, annotator.predict_records(dev_records))
 
 
-def warm_start(tagger: Tagger, run_dir: Path) -> None:
-    """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``."""
+def warm_start(tagger: Tagger, run_dir: Path, head: bool = True) -> None:
+    """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``; with
+    ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ."""
     previous = load_run(run_dir, merge_lora=False).tagger
+    if not head:
+        state = {k: v for k, v in previous.state_dict().items() if k.startswith("encoder.")}
+        missing, unexpected = tagger.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k.startswith("encoder.")]
+        if missing or unexpected:
+            raise ConfigError(f"`init_from` run {run_dir} has another encoder layout ({len(missing)} missing, "
+                              f"{len(unexpected)} unexpected weights)", fix="use the same `lora` settings as that run")
+        log.info("initialised the encoder from %s (fresh head)", run_dir)
+        return
     if previous.scheme != tagger.scheme:
         raise ConfigError(f"`init_from` run {run_dir} has tags {list(previous.scheme.tags)}, this run "
                           f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`")

@@ -30,6 +30,7 @@ from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
+from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.finetune import finetune, split_train_dev
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
@@ -85,13 +86,29 @@ def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True
     final run directory."""
     sup = config.supervision
     rounds = sup.self_training_rounds
-    if sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak:
+    auxiliary = config.data.auxiliary
+    if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak
+            and not auxiliary):
         return finetune(config, resume=resume, progress=progress)
-    if sup.mode != "gold" and not config.data.labels:
-        raise ConfigError(f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come from gold)")
+    if (sup.mode != "gold" or auxiliary) and not config.data.labels:
+        raise ConfigError(f"`supervision.mode: {sup.mode}` with `data.auxiliary` needs `data.labels`" if auxiliary
+                          else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
+                               "from gold)", fix="list the target labels in `data.labels`")
+    steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
+    fresh_head_after = None
+    if auxiliary:  # read and checked before anything else is read or trained
+        aux_records = [r for aux in auxiliary for r in read_auxiliary(aux, config.data.labels,
+                                                                      encoding=config.data.encoding)]
+        own = auxiliary_labels(auxiliary, aux_records)
+        aux_cfg = _phase(config, "auxiliary", final=False)
+        aux_cfg.data.labels = list(config.data.labels) + own
+        aux_cfg.data.auxiliary = []
+        aux_cfg.train.epochs = sup.auxiliary_epochs
+        fresh_head_after = "auxiliary" if own else None
     train_records, dev_records = split_train_dev(config)
     unlabelled = read_unlabelled(config)
-    steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
+    if auxiliary:
+        steps.append(("auxiliary", aux_cfg, (train_records + aux_records, dev_records)))
     weak_train: list[Record] = []
     if sup.mode in ("weak", "weak+gold"):
         weak_train = weak_label(train_records + unlabelled, sup.weak_config)
@@ -124,11 +141,14 @@ def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True
                      len(weak))
         steps.append(("gold", _phase(config, "gold", final=not rounds), (base_train, dev_records)))
     run_dir = None
+    previous = None
     for name, cfg, data in steps:
         if run_dir is not None:
             cfg.init_from = str(run_dir)
+            cfg.init_head = previous != fresh_head_after  # after corpora with their own labels: a fresh head
         log.info("phase %s -> %s", name, cfg.output_dir)
         run_dir = finetune(cfg, resume=resume, progress=progress, data=data)
+        previous = name
     dev = steps[-1][2][1]
     for k in range(1, rounds + 1):
         if sup.self_training_relabel:  # weak mode: `unlabelled` is already among the weak training texts

@@ -1,0 +1,75 @@
+"""Other labelled corpora for intermediate training (`data.auxiliary`).
+
+Each corpus is read with its own reader; its spans are either mapped onto the target label set (`label_map`:
+its label -> a target label, or null to drop spans of that label; labels the map does not name are dropped
+too, and counted) or kept as its own labels, namespaced ``NAME:label`` so that they never mix with the target
+labels (`own_labels`). Record ids are prefixed with the corpus name. Everything is checked before training:
+a map naming a target label outside `data.labels`, or a source label the corpus never uses, is an error.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from medner.config import AuxiliaryCorpusConfig, read_yaml
+from medner.corpus import read_corpus
+from medner.errors import ConfigError
+from medner.types import Record, Span
+
+log = logging.getLogger(__name__)
+
+
+def label_map_of(aux: AuxiliaryCorpusConfig) -> dict[str, str | None]:
+    """The corpus's label map: `label_map`, over the map read from `label_map_file` (key `label_map`)."""
+    mapping: dict[str, str | None] = {}
+    if aux.label_map_file:
+        tree = read_yaml(aux.label_map_file)
+        if not isinstance(tree, dict) or not isinstance(tree.get("label_map"), dict):
+            raise ConfigError("expected a mapping with `label_map: {source label: target label or null}`",
+                              where=aux.label_map_file, fix="see configs/label_maps/")
+        mapping.update({str(k): (None if v is None else str(v)) for k, v in tree["label_map"].items()})
+    mapping.update(aux.label_map)
+    return mapping
+
+
+def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, encoding: str | None = None
+                   ) -> list[Record]:
+    """The corpus's records with mapped (or namespaced) spans; errors name the corpus and the label."""
+    mapping = {} if aux.own_labels else label_map_of(aux)
+    unknown = sorted({v for v in mapping.values() if v is not None} - set(target_labels))
+    if unknown:
+        raise ConfigError(f"auxiliary corpus `{aux.name}`: its label map names {unknown[0]!r}, which is not a target "
+                          f"label {target_labels}", field="data.auxiliary", fix="map onto `data.labels` or to null")
+    records: list[Record] = []
+    seen: Counter = Counter()
+    dropped: Counter = Counter()
+    for path in aux.train:
+        for record in read_corpus(path, format=aux.format, encoding=encoding, on_error="skip"):
+            spans = []
+            for span in record.spans:
+                seen[span.label] += 1
+                label = f"{aux.name}:{span.label}" if aux.own_labels else mapping.get(span.label)
+                if label is None:
+                    dropped[span.label] += 1
+                    continue
+                spans.append(Span(span.start, span.end, label))
+            records.append(Record(f"{aux.name}:{Path(path).name}:{record.id}", record.text, tuple(spans)))
+            if aux.limit and len(records) >= aux.limit:
+                break
+        if aux.limit and len(records) >= aux.limit:
+            break
+    never = sorted(set(mapping) - set(seen))
+    if never:
+        raise ConfigError(f"auxiliary corpus `{aux.name}`: its label map names {never[0]!r}, a label the corpus never "
+                          f"uses (it uses {sorted(seen)})", field="data.auxiliary",
+                          fix="fix the map's source labels, or check `format`")
+    log.info("auxiliary corpus %s: %d records, %d spans kept, dropped by label: %s", aux.name, len(records),
+             sum(seen.values()) - sum(dropped.values()), dict(dropped) or "none")
+    return records
+
+
+def auxiliary_labels(auxiliary: list[AuxiliaryCorpusConfig], records: list[Record]) -> list[str]:
+    """The namespaced labels of the corpora kept with their own labels, sorted."""
+    own = {a.name for a in auxiliary if a.own_labels}
+    return sorted({s.label for r in records for s in r.spans if s.label.split(":", 1)[0] in own})

@@ -1,0 +1,128 @@
+"""Intermediate training on other labelled corpora (`data.auxiliary`): label maps, own labels, phases."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_model import write_config
+
+import medner.training.supervision as sup
+from medner.config import load_config
+from medner.corpus import read_corpus, write_jsonl
+from medner.errors import ConfigError
+from medner.training.auxiliary import read_auxiliary
+from medner.types import Record, Span
+
+LABELS = ["疾病和诊断", "药物", "解剖部位"]
+MAPS = Path(__file__).resolve().parents[1] / "configs" / "label_maps"
+
+
+@pytest.fixture
+def other_corpus(tmp_path) -> Path:
+    """A corpus with another scheme: dis / dru / sym (CMeEE-like)."""
+    records = [Record(f"o{i}", "患者肺炎咳嗽，予青霉素。", (Span(2, 4, "dis"), Span(4, 6, "sym"), Span(8, 11, "dru")))
+               for i in range(6)]
+    path = tmp_path / "other.jsonl"
+    write_jsonl(records, path)
+    return path
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls = []
+
+    def fake_finetune(config, *, resume=False, progress=True, data=None):
+        calls.append((config, data))
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    monkeypatch.setattr(sup, "finetune", fake_finetune)
+    return calls
+
+
+def _aux(path, **extra) -> str:
+    return "data.auxiliary=" + yaml.safe_dump([{"name": "other", "format": "jsonl", "train": [str(path)], **extra}],
+                                              allow_unicode=True, default_flow_style=True).strip()
+
+
+def test_mapped_corpus_then_target_phase(tiny_corpus, other_corpus, tmp_path, captured):
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=4), [
+        f"data.labels=[{', '.join(LABELS)}]", "supervision.auxiliary_epochs=1",
+        _aux(other_corpus, label_map={"dis": "疾病和诊断", "dru": "药物", "sym": None})])
+    sup.run_phases(config, progress=False)
+    (aux_cfg, (aux_train, aux_dev)), (target_cfg, (target_train, target_dev)) = captured
+    assert aux_cfg.output_dir == str(Path(config.output_dir) / "phases" / "auxiliary") and aux_cfg.train.epochs == 1
+    assert aux_cfg.data.labels == LABELS  # mapped: the target's own label set
+    other = [r for r in aux_train if r.id.startswith("other:")]
+    assert len(other) == 6 and len(aux_train) == 6 + 48
+    assert [(s.start, s.end, s.label) for s in other[0].spans] == [(2, 4, "疾病和诊断"), (8, 11, "药物")]
+    assert target_cfg.output_dir == config.output_dir and target_cfg.train.epochs == 4
+    assert target_cfg.init_from == aux_cfg.output_dir and target_cfg.init_head  # same labels: the head carries over
+    assert [r.id for r in target_train] == [r.id for r in read_corpus(tiny_corpus / "train.jsonl")]
+    assert aux_dev == target_dev and len(target_dev) == 12
+
+
+def test_own_labels_are_namespaced_and_the_target_starts_with_a_fresh_head(tiny_corpus, other_corpus, tmp_path,
+                                                                            captured):
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, own_labels=True)])
+    sup.run_phases(config, progress=False)
+    (aux_cfg, (aux_train, _)), (target_cfg, _) = captured
+    assert aux_cfg.data.labels == LABELS + ["other:dis", "other:dru", "other:sym"]
+    assert {s.label for r in aux_train if r.id.startswith("other:") for s in r.spans} == {
+        "other:dis", "other:dru", "other:sym"}
+    assert target_cfg.init_from == aux_cfg.output_dir and not target_cfg.init_head
+
+
+def test_label_map_errors_come_before_any_training(tiny_corpus, other_corpus, tmp_path, captured):
+    for label_map, message in (({"dis": "疾病"}, "not a target label"), ({"disease": "疾病和诊断"}, "never uses")):
+        config = load_config(write_config(tmp_path, tiny_corpus), [
+            f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, label_map=label_map)])
+        with pytest.raises(ConfigError, match=message):
+            sup.run_phases(config, progress=False)
+    assert captured == []
+    with pytest.raises(ConfigError, match="needs `label_map`"):
+        load_config(write_config(tmp_path, tiny_corpus), [_aux(other_corpus)])
+    with pytest.raises(ConfigError, match="needs `data.labels`"):
+        sup.run_phases(load_config(write_config(tmp_path, tiny_corpus), [_aux(other_corpus, own_labels=True)]),
+                       progress=False)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name,fmt,path", [
+    ("cmeee_to_ccks2019", "chip", "corpora/chip2020_cmeee_v1/train_data.txt"),
+    ("ccks2017_to_ccks2019", "ccks2017", "corpora/ccks2017_cner/data_origin.zip")])
+def test_shipped_label_maps_name_every_label_of_their_corpus(shared_data, name, fmt, path):
+    from medner.config import CCKS2019_LABELS, AuxiliaryCorpusConfig
+
+    aux = AuxiliaryCorpusConfig(name=name.split("_")[0], format=fmt, train=[str(shared_data / path)],
+                                label_map_file=str(MAPS / f"{name}.yaml"), limit=3000)
+    records = read_auxiliary(aux, CCKS2019_LABELS)
+    labels = {s.label for r in records for s in r.spans}
+    assert labels and labels <= set(CCKS2019_LABELS)
+    mapping = yaml.safe_load((MAPS / f"{name}.yaml").read_text(encoding="utf-8"))["label_map"]
+    used = {s.label for r in read_corpus(shared_data / path, format=fmt, on_error="skip") for s in r.spans}
+    assert used == set(mapping)  # every label of the corpus is mapped or dropped on purpose
+
+
+def test_init_from_without_the_head_allows_other_labels(tiny_run, tiny_corpus, tmp_path):
+    import torch
+
+    from medner.run.directory import load_run
+    from medner.training.finetune import Dist, build_tagger, prepare_inputs
+
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
+        f"init_from={tiny_run}", "init_head=false", "data.labels=[疾病和诊断, 药物]", "crf.transition_weights={}"])
+    inputs = prepare_inputs(config, Dist(), None)
+    tagger = build_tagger(config, inputs, torch.device("cpu"))
+    teacher = load_run(tiny_run, merge_lora=False).tagger.state_dict()
+    mine = tagger.state_dict()
+    encoder_keys = [k for k in mine if k.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(mine[k], teacher[k]) for k in encoder_keys)
+    assert mine["head.weight"].shape[0] == 5  # O + B/I of two labels: a fresh head of the new label set
+    with pytest.raises(ConfigError, match="has tags"):  # with the head, the labels must match
+        build_tagger(load_config(write_config(tmp_path / "b", tiny_corpus), [
+            f"init_from={tiny_run}", "data.labels=[疾病和诊断, 药物]", "crf.transition_weights={}"]),
+            inputs, torch.device("cpu"))
