@@ -590,10 +590,13 @@ def _describe(tp: Any, plural: bool = False) -> str:
     """``tp`` in words: "a list of strings", "one of majority, dawid_skene", "a string or null"."""
     origin, args = get_origin(tp), get_args(tp)
     if origin is Union or origin is UnionType:
-        words = [_describe(a, plural) for a in args if a is not type(None)]
-        if type(None) in args:
-            words.append("null")
-        return " or ".join(words)
+        inner = tuple(a for a in args if a is not type(None))
+        if len(inner) > 1 and all(is_dataclass(a) for a in inner):
+            tag, variants = _tag(inner)
+            words = [f"{'mappings' if plural else 'a mapping'} with `{tag}:` ({', '.join(variants)})"]
+        else:
+            words = list(dict.fromkeys(_describe(a, plural) for a in inner))
+        return " or ".join(words + (["null"] if len(inner) < len(args) else []))
     if origin is Literal:
         return ("values among " if plural else "one of ") + ", ".join(map(str, args))
     if origin in (list, tuple):
