@@ -440,7 +440,7 @@ class _Builder:
                 if not has_default:
                     kind = f" ({variant})" if variant else ""
                     raise ConfigError(f"missing required key `{_join(key, name)}`",
-                                      fix=f"add `{name}:` to `{key or 'the config'}`{kind}")
+                                      fix=f"add `{name}:` to " + (f"`{key}`{kind}" if key else "the config"))
                 continue
             value, tp = data[name], hints[f.name]
             if has_default and ((value is None and not _takes_none(tp)) or (value == {} and is_dataclass(tp))):
@@ -524,8 +524,8 @@ class _Builder:
             candidates = [a for a in inner if _shape(a) == "scalar"]
             if isinstance(value, str) and self.one_item_lists:
                 candidates += [a for a in inner if _shape(a) == "list"]
-        if len(candidates) == 1:
-            return self.coerce(candidates[0], value, key)
+        if len(candidates) == 1 and isinstance(value, (dict, list)):
+            return self.coerce(candidates[0], value, key)  # its own error names the nested key
         for candidate in candidates:
             try:
                 return self.coerce(candidate, value, key)
@@ -598,10 +598,19 @@ def _describe(tp: Any, plural: bool = False) -> str:
             words = list(dict.fromkeys(_describe(a, plural) for a in inner))
         return " or ".join(words + (["null"] if len(inner) < len(args) else []))
     if origin is Literal:
+        if len(args) == 1:
+            return str(args[0])
         return ("values among " if plural else "one of ") + ", ".join(map(str, args))
     if origin in (list, tuple):
-        return ("lists" if plural else "a list") + " of " + _describe(args[0], plural=True)
-    if origin is dict or is_dataclass(tp):
+        items, item_origin = args[0], get_origin(args[0])
+        inner = [a for a in get_args(args[0]) if a is not type(None)]
+        simple = item_origin not in (Union, UnionType, list, tuple) or len(inner) == 1 or \
+            all(is_dataclass(a) for a in inner)  # "a list" for nested term lists, not a paragraph
+        return ("lists" if plural else "a list") + (" of " + _describe(items, plural=True) if simple else "")
+    if is_dataclass(tp):
+        keys = list(_file_fields(tp))
+        return ("mappings" if plural else "a mapping") + (f" ({', '.join(keys)})" if len(keys) <= 3 else "")
+    if origin is dict:
         return "mappings" if plural else "a mapping"
     names = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
              bool: ("true or false", "true/false values")}
