@@ -386,8 +386,9 @@ def build_config(tp: Any, tree: Any, where: str | os.PathLike | None = None, *, 
     the valid keys, a missing required key (a field without a default) or a wrong type fails naming the dotted key
     (``functions[3].label_map``). Null for a field with a default, and ``{}`` for a section with a default, mean
     the default. A ``ConfigError`` raised in ``__post_init__`` with a ``field`` gets the dataclass's own dotted key
-    prefixed to it. Every error names ``where`` (the file). ``key``: the dotted key of ``tree``; ``extra``: the
-    top dataclass's ``NOT_IN_FILE`` fields; ``one_item_lists``: a lone string is a one-item list (run configs:
+    prefixed to it. Every error names ``where`` (the file). Field metadata :func:`yaml_key` reads a field from
+    another key, :data:`NOT_IN_FILE` never from the file. ``key``: the dotted key of ``tree``; ``extra``: the top
+    dataclass's ``NOT_IN_FILE`` fields; ``one_item_lists``: a lone string is a one-item list (run configs:
     ``train: a.jsonl``).
     """
     builder = _Builder(one_item_lists)
