@@ -1,17 +1,23 @@
-"""Run configuration: YAML -> a tree of validated dataclasses.
+"""Configs: YAML -> a tree of validated dataclasses (run, pretraining; the weak-labelling and lexicon build
+configs use the same machinery: :func:`build_config`, :func:`load_yaml_config`).
 
 Unknown keys fail (with the list of valid keys), cross-field checks name the key in backticks, and
 ``--set a.b=c`` overrides are parsed as YAML values. Relative data paths are resolved against the
-current directory when they exist there, else against the config file's directory.
+current directory when they exist there, else against the config file's directory. Every YAML file is read by
+:func:`read_yaml`, which refuses documents whose aliases expand to more than :data:`MAX_ALIAS_NODES` nodes.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from datetime import date
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from types import MappingProxyType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -411,58 +417,270 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"`{key}` must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _build(cls: type, data: Any, key: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, recursively; unknown keys fail."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"`{key or 'config'}` must be a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown key `{_join(key, unknown[0])}`; valid keys here: {', '.join(sorted(names))}")
-    kwargs = {name: _coerce(hints[name], value, _join(key, name)) for name, value in data.items()}
-    return cls(**kwargs)
+# --------------------------------------------------------------------------------- YAML -> dataclasses
+#: field metadata of a field that the loader sets (the config file's own path, a resolved path): never read from YAML
+NOT_IN_FILE: Mapping[str, Any] = MappingProxyType({"in_file": False})
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key)
-    if is_dataclass(tp):
-        return _build(tp, value if value is not None else {}, key)
-    if origin is list:
-        if isinstance(value, (str, int, float)):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"`{key}` must be a list, got {type(value).__name__}")
-        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"`{key}` must be a mapping, got {type(value).__name__}")
-        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+def yaml_key(name: str) -> Mapping[str, Any]:
+    """Field metadata: the field is read from YAML key ``name`` (the attribute has another name)."""
+    return MappingProxyType({"key": name})
+
+
+def build_config(tp: Any, tree: Any, where: str | os.PathLike | None = None, *, key: str = "",
+                 extra: Mapping[str, Any] | None = None, one_item_lists: bool = False) -> Any:
+    """Validate parsed YAML ``tree`` against ``tp`` (a dataclass, or a type such as ``tuple[Spec, ...]``); build it.
+
+    The type hints are the schema: a dataclass is a mapping of its fields; a union of dataclasses that each
+    declare one value of a ``Literal`` field (``kind: Literal["csv"] = "csv"``) is picked by that key; ``Literal``
+    lists the allowed values; ``X | None`` takes null; lists and tuples take YAML lists. An unknown key fails with
+    the valid keys, a missing required key (a field without a default) or a wrong type fails naming the dotted key
+    (``functions[3].label_map``). Null for a field with a default, and ``{}`` for a section with a default, mean
+    the default. A ``ConfigError`` raised in ``__post_init__`` with a ``field`` gets the dataclass's own dotted key
+    prefixed to it. Every error names ``where`` (the file). Field metadata :func:`yaml_key` reads a field from
+    another key, :data:`NOT_IN_FILE` never from the file. ``key``: the dotted key of ``tree``; ``extra``: the top
+    dataclass's ``NOT_IN_FILE`` fields; ``one_item_lists``: a lone string is a one-item list (run configs:
+    ``train: a.jsonl``).
+    """
+    builder = _Builder(one_item_lists)
+    try:
+        if extra is not None:
+            return builder.build(tp, tree, key, extra=extra)
+        return builder.coerce(tp, tree, key)
+    except ConfigError as exc:
+        if exc.where or where is None:
+            raise
+        raise ConfigError(exc.message, where=str(where), field=exc.field, fix=exc.fix) from None
+
+
+def load_yaml_config(path: str | os.PathLike, cls: type, *, extra: Mapping[str, Any] | None = None,
+                     one_item_lists: bool = False) -> Any:
+    """Read the YAML mapping in ``path`` and :func:`build_config` dataclass ``cls`` from it; errors name the file."""
+    path = Path(path)
+    tree = read_yaml(path)
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"expected a mapping of keys ({', '.join(_file_fields(cls))}), got {_found(tree)}",
+                          where=str(path), fix="write the config as `key: value` lines")
+    return build_config(cls, tree, path, extra=extra, one_item_lists=one_item_lists)
+
+
+class _Builder:
+    """One validation pass (see :func:`build_config`); errors carry no ``where``, the caller adds it."""
+
+    def __init__(self, one_item_lists: bool) -> None:
+        self.one_item_lists = one_item_lists
+
+    def build(self, cls: type, data: Any, key: str, *, extra: Mapping[str, Any] | None = None,
+              variant: str = "") -> Any:
+        """Dataclass ``cls`` from mapping ``data`` (``variant``: e.g. "kind csv", for messages)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"`{key or 'config'}` must be a mapping, got {_found(data)}",
+                              fix=f"write `{key or 'config'}` as `key: value` pairs ({', '.join(_file_fields(cls))})")
+        in_file = _file_fields(cls)
+        hints = _hints(cls)
+        unknown = sorted(str(k) for k in data if k not in in_file)
+        if unknown:
+            kind = f" for {variant}" if variant else ""
+            raise ConfigError(f"unknown key `{_join(key, unknown[0])}`{kind}; valid keys here: "
+                              f"{', '.join(sorted(in_file))}", fix="remove or rename the key")
+        kwargs: dict[str, Any] = dict(extra or {})
+        for name, f in in_file.items():
+            has_default = f.default is not MISSING or f.default_factory is not MISSING
+            if name not in data:
+                if not has_default:
+                    kind = f" ({variant})" if variant else ""
+                    raise ConfigError(f"missing required key `{_join(key, name)}`",
+                                      fix=f"add `{name}:` to " + (f"`{key}`{kind}" if key else "the config"))
+                continue
+            value, tp = data[name], hints[f.name]
+            if has_default and ((value is None and not _takes_none(tp)) or (value == {} and is_dataclass(tp))):
+                continue  # null (a section: also {}) means the default
+            kwargs[f.name] = self.coerce(tp, value, _join(key, name))
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:  # from __post_init__: its field is relative to this dataclass
+            if exc.field is None or not key:
+                raise
+            raise ConfigError(exc.message, where=exc.where, field=_join(key, exc.field), fix=exc.fix) from None
+
+    def coerce(self, tp: Any, value: Any, key: str) -> Any:
+        """``value`` checked (and converted where YAML is loose: 3 -> 3.0, "3" -> 3) against type hint ``tp``."""
+        origin, args = get_origin(tp), get_args(tp)
+        if tp is Any:
+            return value
+        if origin is Union or origin is UnionType:
+            return self._union(tp, args, value, key)
+        if origin is Literal:
+            if any(value == a and type(value) is type(a) for a in args):
+                return value
+            raise ConfigError(f"`{key}` must be {_describe(tp)}; got {_found(value)}", fix=f"write {_describe(tp)}")
+        if is_dataclass(tp):
+            return self.build(tp, {} if value is None else value, key)
+        if origin in (list, tuple):
+            if isinstance(value, str) and self.one_item_lists:
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError(f"`{key}` must be {_describe(tp)}, got {_found(value)}",
+                                  fix="write a YAML list: [a, b] or one `- item` a line")
+            items = [self.coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+        if origin is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"`{key}` must be {_describe(tp)}, got {_found(value)}",
+                                  fix="write a mapping: {a: x, b: y} or one `a: x` a line")
+            return {str(k): self.coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"`{key}` must be true or false, got {_found(value)}", fix="write true or false")
+            return value
+        if tp in (int, float):
+            number = value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                number = None
+                if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+                    try:
+                        number = tp(value)
+                    except ValueError:
+                        pass
+                if number is None:
+                    raise ConfigError(f"`{key}` must be {_describe(tp)}, got {_found(value)}",
+                                      fix=f"write {_describe(tp)}")
+            if tp is int and isinstance(number, float) and not number.is_integer():
+                raise ConfigError(f"`{key}` must be an integer, got {number!r}", fix="write a whole number")
+            return tp(number)
+        if tp is str:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float, date)):
+                raise ConfigError(f"`{key}` must be a string, got {_found(value)}", fix="write a string (quote it)")
+            return str(value)
         return value
-    if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            try:
-                value = tp(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"`{key}` must be a number, got {value!r}") from None
-        if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
-        return tp(value)
-    if tp is str:
+
+    def _union(self, tp: Any, args: tuple[Any, ...], value: Any, key: str) -> Any:
+        inner = [a for a in args if a is not type(None)]
         if value is None:
-            raise ConfigError(f"`{key}` must be a string, got null")
-        return str(value)
-    return value
+            if len(inner) < len(args):
+                return None
+            raise ConfigError(f"`{key}` must be {_describe(tp)}, got null", fix=f"write {_describe(tp)}")
+        if len(inner) == 1:
+            return self.coerce(inner[0], value, key)
+        if all(is_dataclass(a) for a in inner):
+            return self._variant(tuple(inner), value, key)
+        if isinstance(value, dict):  # pick the alternative by the value's shape, so its own errors show
+            candidates = [a for a in inner if _shape(a) == "mapping"]
+        elif isinstance(value, list):
+            candidates = [a for a in inner if _shape(a) == "list"]
+        else:
+            candidates = [a for a in inner if _shape(a) == "scalar"]
+            if isinstance(value, str) and self.one_item_lists:
+                candidates += [a for a in inner if _shape(a) == "list"]
+        if len(candidates) == 1 and isinstance(value, (dict, list)):
+            return self.coerce(candidates[0], value, key)  # its own error names the nested key
+        for candidate in candidates:
+            try:
+                return self.coerce(candidate, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"`{key}` must be {_describe(tp)}, got {_found(value)}", fix=f"write {_describe(tp)}")
+
+    def _variant(self, classes: tuple[type, ...], value: Any, key: str) -> Any:
+        """One of ``classes``, chosen by the value of their ``Literal`` field (``kind``)."""
+        tag, variants = _tag(classes)
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping with `{tag}:`, got {_found(value)}",
+                              fix=f"write `{key}` as `key: value` pairs, `{tag}:` among them")
+        chosen = value.get(tag)
+        if chosen is None or chosen == "":
+            raise ConfigError(f"missing required key `{_join(key, tag)}`",
+                              fix=f"add `{tag}:` ({', '.join(map(str, variants))})")
+        if not isinstance(chosen, str) or chosen not in variants:
+            raise ConfigError(f"unknown {tag} {_found(chosen)} at `{_join(key, tag)}`; valid {tag}s: "
+                              f"{', '.join(map(str, variants))}", fix=f"use one of the valid {tag}s")
+        return self.build(variants[chosen], value, key, variant=f"{tag} {chosen}")
+
+
+@lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@lru_cache(maxsize=None)
+def _file_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """YAML key -> field, for the fields read from the file."""
+    return {f.metadata.get("key", f.name): f for f in fields(cls) if f.init and f.metadata.get("in_file", True)}
+
+
+@lru_cache(maxsize=None)
+def _tag(classes: tuple[type, ...]) -> tuple[str, dict[str, type]]:
+    """The ``Literal`` field that every class declares with values of its own, and value -> class."""
+    for name, hint in _hints(classes[0]).items():
+        variants: dict[str, type] = {}
+        for cls in classes:
+            own = _hints(cls).get(name)
+            if own is None or get_origin(own) is not Literal:
+                break
+            variants.update({str(v): cls for v in get_args(own)})
+        else:
+            return name, variants
+    raise TypeError(f"no Literal field tells {[c.__name__ for c in classes]} apart")  # a schema bug
+
+
+def _takes_none(tp: Any) -> bool:
+    return tp is Any or (get_origin(tp) in (Union, UnionType) and type(None) in get_args(tp))
+
+
+def _shape(tp: Any) -> str:
+    origin = get_origin(tp)
+    if is_dataclass(tp) or origin is dict:
+        return "mapping"
+    return "list" if origin in (list, tuple) else "scalar"
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """``tp`` in words: "a list of strings", "one of majority, dawid_skene", "a string or null"."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Union or origin is UnionType:
+        inner = tuple(a for a in args if a is not type(None))
+        if len(inner) > 1 and all(is_dataclass(a) for a in inner):
+            tag, variants = _tag(inner)
+            words = [f"{'mappings' if plural else 'a mapping'} with `{tag}:` ({', '.join(variants)})"]
+        else:
+            words = list(dict.fromkeys(_describe(a, plural) for a in inner))
+        return " or ".join(words + (["null"] if len(inner) < len(args) else []))
+    if origin is Literal:
+        if len(args) == 1:
+            return str(args[0])
+        return ("values among " if plural else "one of ") + ", ".join(map(str, args))
+    if origin in (list, tuple):
+        items, item_origin = args[0], get_origin(args[0])
+        inner = [a for a in get_args(args[0]) if a is not type(None)]
+        simple = item_origin not in (Union, UnionType, list, tuple) or len(inner) == 1 or \
+            all(is_dataclass(a) for a in inner)  # "a list" for nested term lists, not a paragraph
+        return ("lists" if plural else "a list") + (" of " + _describe(items, plural=True) if simple else "")
+    if is_dataclass(tp):
+        keys = list(_file_fields(tp))
+        return ("mappings" if plural else "a mapping") + (f" ({', '.join(keys)})" if len(keys) <= 3 else "")
+    if origin is dict:
+        return "mappings" if plural else "a mapping"
+    names = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+             bool: ("true or false", "true/false values")}
+    return names[tp][plural] if tp in names else ("values" if plural else "a value")
+
+
+def _found(value: Any) -> str:
+    """What the file holds, in YAML words (short: config values, never record text)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _join(prefix: str, name: str) -> str:
@@ -475,7 +693,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value", fix="e.g. --set train.epochs=3")
         dotted, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw, f"override {dotted.strip()}") if raw.strip() else None
         node = tree
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
@@ -488,6 +706,75 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return tree
 
 
+#: nodes that aliases (``*name``) may add to one YAML document, counting the whole subtree each alias stands for;
+#: the shipped configs add a few dozen, a "billion laughs" document 10^9
+MAX_ALIAS_NODES = 10_000
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that counts, while composing, the nodes that aliases add (an alias counts the expanded
+    size of the node it names) and stops past :data:`MAX_ALIAS_NODES`, and that refuses an alias inside the node
+    it names (a recursive document). Nothing is expanded before the check."""
+
+    def __init__(self, stream: str, where: str) -> None:
+        super().__init__(stream)
+        self._where = where
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> expanded size; nodes live as long as the loader
+        self._open: set[str] = set()  # anchors of the collections being composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = self.anchors.get(event.anchor)
+            where = f"{self._where}:{event.start_mark.line + 1}"
+            if event.anchor in self._open:
+                raise ConfigError(f"alias *{event.anchor} stands for a node that holds it (a recursive document)",
+                                  where=where, fix="write the values out instead of the alias")
+            if node is not None:  # an undefined alias: the composer's own error
+                self._alias_nodes += self._size(node)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise ConfigError(f"aliases expand to more than {MAX_ALIAS_NODES} YAML nodes (alias "
+                                      f"*{event.anchor}); a config needs a few dozen", where=where,
+                                      fix="write the values out, or use fewer and smaller aliases")
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open.discard(anchor)
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes in ``node`` with every alias inside it expanded."""
+        size = self._sizes.get(id(node))
+        if size is None:
+            if isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._size(child) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            else:
+                size = 1
+            self._sizes[id(node)] = size
+        return size
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse one YAML document with the safe, alias-bounded loader; errors are ConfigErrors naming ``where:line``."""
+    loader = _ConfigLoader(text, where)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
+                          where=f"{where}:{mark.line + 1}" if mark is not None else where,
+                          fix="fix the YAML syntax") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
     """Parse a YAML file; a missing file or a syntax error is a ConfigError naming the file (and line)."""
     path = Path(path)
@@ -495,13 +782,12 @@ def read_yaml(path: str | os.PathLike) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file not found", where=str(path), fix="check the path") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where,
-                          fix="fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config file is not UTF-8 text", where=str(path), fix="save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file ({exc.strerror or type(exc).__name__})", where=str(path),
+                          fix="check the path and its permissions") from None
+    return parse_yaml(text, str(path))
 
 
 def _read_tree(path: Path, cls: type, overrides: list[str] | None) -> Any:
@@ -512,10 +798,7 @@ def _read_tree(path: Path, cls: type, overrides: list[str] | None) -> Any:
                           fix="see the files under configs/")
     tree = _with_base(tree, path)
     apply_overrides(tree, overrides or [])
-    try:
-        return _build(cls, tree, "")
-    except ConfigError as exc:
-        raise ConfigError(exc.message, where=exc.where or str(path), field=exc.field, fix=exc.fix) from None
+    return build_config(cls, tree, path, one_item_lists=True)
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
@@ -577,9 +860,9 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(tree: dict[str, Any]) -> RunConfig:
-    """Validate an already-parsed mapping (e.g. the resolved config stored in a run directory)."""
-    return _build(RunConfig, tree, "")
+def config_from_dict(tree: dict[str, Any], where: str | os.PathLike | None = None) -> RunConfig:
+    """Validate an already-parsed mapping (e.g. the resolved config stored in a run directory, ``where``)."""
+    return build_config(RunConfig, tree, where, one_item_lists=True)
 
 
 def _resolve(value: str, base: Path) -> str:

@@ -1,12 +1,17 @@
-"""Run configuration: validation, overrides, `extends`, and the bundled configs."""
+"""Run configuration: validation, overrides, `extends`, the bundled configs; the shared YAML -> dataclass
+validation path (build_config) and the YAML alias limit."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Union
 
 import pytest
 
 from medner.cli import main
-from medner.config import config_from_dict, dump_config, load_config
+from medner.config import (MAX_ALIAS_NODES, NOT_IN_FILE, build_config, config_from_dict, dump_config, load_config,
+                           load_yaml_config, read_yaml, yaml_key)
 from medner.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +94,165 @@ def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
     assert main(["finetune", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown key `trian`" in err[0]
+
+
+# ------------------------------------------------------------------ the shared validation path (build_config)
+@dataclass(frozen=True, kw_only=True)
+class _Csv:
+    kind: Literal["csv"] = "csv"
+    name: str
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Xlsx:
+    kind: Literal["xlsx"] = "xlsx"
+    name: str
+    sheet: str = "全部"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Options:
+    depth: int = 2
+    ratio: float = 0.5
+    strict: bool = False
+    mode: Literal["fast", "exact"] = "fast"
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.depth > 9:
+            raise ConfigError("too deep", field="depth", fix="use 9 or less")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Top:
+    path: Path = field(metadata=NOT_IN_FILE)
+    title: str
+    options: _Options = field(default_factory=_Options)
+    sources: tuple[Union[_Csv, _Xlsx], ...] = ()
+    renamed: str = field(default="", metadata=yaml_key("as-written"))
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len({s.name for s in self.sources}) < len(self.sources):
+            raise ConfigError("duplicate source name", field=f"sources[{len(self.sources) - 1}].name",
+                              fix="rename it")
+
+
+def build_top(tree: dict, **kw) -> _Top:
+    return build_config(_Top, tree, "top.yaml", extra={"path": Path("top.yaml")}, **kw)
+
+
+def test_build_config_builds_the_tree() -> None:
+    top = build_top({"title": 3, "options": {"depth": "4", "ratio": 1, "tags": ["a"]}, "as-written": "x",
+                     "sources": [{"kind": "csv", "name": "a"}, {"kind": "xlsx", "name": "b", "sheet": "S"}],
+                     "weights": {"f": 2}})
+    assert top.title == "3" and top.path == Path("top.yaml") and top.renamed == "x"
+    assert top.options == _Options(depth=4, ratio=1.0, tags=("a",)) and isinstance(top.options.ratio, float)
+    assert top.sources == (_Csv(name="a"), _Xlsx(name="b", sheet="S")) and top.weights == {"f": 2.0}
+    # null for a field with a default, and {} for a section, mean the default
+    assert build_top({"title": "t", "options": None}).options == _Options()
+    assert build_top({"title": "t", "options": {}, "sources": None, "weights": None}) == build_top({"title": "t"})
+    assert build_top({"title": "t", "sources": [{"kind": "xlsx", "name": "b", "sheet": None}]}).sources[0].sheet == "全部"
+    # a lone string is a one-item list only where asked for (run configs)
+    assert build_top({"title": "t", "options": {"tags": "a"}}, one_item_lists=True).options.tags == ("a",)
+
+
+@pytest.mark.parametrize("tree, key, fragment", [
+    ({"title": "t", "colour": 1}, "colour", "valid keys here: as-written, options, sources, title, weights"),
+    ({"title": "t", "path": "x"}, "path", "unknown key"),                      # not read from the file
+    ({"title": "t", "renamed": "x"}, "renamed", "unknown key"),                # only under its YAML name
+    ({"title": "t", "options": {"depht": 1}}, "options.depht", "valid keys here: depth, mode, ratio, strict, tags"),
+    ({"title": "t", "sources": [{"kind": "csv", "name": "a", "sheet": "S"}]}, "sources[0].sheet", "for kind csv"),
+    ({"options": {}}, "title", "missing required key"),
+    ({"title": "t", "sources": [{"kind": "csv"}]}, "sources[0].name", "missing required key"),
+    ({"title": "t", "sources": [{"name": "a"}]}, "sources[0].kind", "missing required key"),
+    ({"title": "t", "sources": [{"kind": "xls", "name": "a"}]}, "sources[0].kind", "unknown kind 'xls'"),
+    ({"title": "t", "sources": [{"kind": ["csv"], "name": "a"}]}, "sources[0].kind", "unknown kind"),
+    ({"title": "t", "sources": ["a"]}, "sources[0]", "must be a mapping with `kind:`"),
+    ({"title": "t", "sources": {"kind": "csv"}}, "sources", "must be a list of mappings with `kind:` (csv, xlsx)"),
+    ({"title": "t", "options": {"tags": "a"}}, "options.tags", "must be a list of strings, got 'a'"),
+    ({"title": "t", "options": {"tags": [["a"]]}}, "options.tags[0]", "must be a string, got a list"),
+    ({"title": {"a": 1}}, "title", "must be a string, got a mapping"),
+    ({"title": None}, "title", "must be a string, got null"),
+    ({"title": "t", "options": {"depth": 2.5}}, "options.depth", "must be an integer"),
+    ({"title": "t", "options": {"depth": "two"}}, "options.depth", "must be an integer, got 'two'"),
+    ({"title": "t", "options": {"depth": True}}, "options.depth", "must be an integer, got true"),
+    ({"title": "t", "options": {"ratio": "half"}}, "options.ratio", "must be a number"),
+    ({"title": "t", "options": {"strict": "yes"}}, "options.strict", "must be true or false"),
+    ({"title": "t", "options": {"mode": "slow"}}, "options.mode", "must be one of fast, exact"),
+    ({"title": "t", "options": [1]}, "options", "must be a mapping, got a list"),
+    ({"title": "t", "weights": {"f": "x"}}, "weights.f", "must be a number"),
+    ({"title": "t", "weights": [1]}, "weights", "must be a mapping"),
+    ({"title": "t", "options": {"depth": 10}}, "options.depth", "too deep"),     # __post_init__, key prefixed
+    ({"title": "t", "sources": [{"kind": "csv", "name": "a"}, {"kind": "xlsx", "name": "a"}]}, "sources[1].name",
+     "duplicate source name"),
+])
+def test_build_config_errors_name_file_and_dotted_key(tree: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_top(tree)
+    message = str(info.value)
+    assert message.startswith("top.yaml: ") and f"`{key}`" in message and fragment in message
+    assert ". Fix: " in message and "\n" not in message
+
+
+def test_load_yaml_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: expected a mapping of keys \(title, options"):
+        load_yaml_config(path, _Top, extra={"path": path})
+    path = write(tmp_path, "title: t\noptions: {mode: exact}\n")
+    assert load_yaml_config(path, _Top, extra={"path": path}).options.mode == "exact"
+
+
+# ----------------------------------------------------------------------------------------- YAML aliases
+def laughs(levels: int, width: int = 9) -> str:
+    """A "billion laughs" document: each level lists the previous one `width` times (width ** levels scalars)."""
+    lines = ['lol0: &lol0 "lol"']
+    for level in range(1, levels + 1):
+        lines.append(f"lol{level}: &lol{level} [" + ", ".join([f"*lol{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # safe_load shares aliased nodes, so this returns quickly even without the limit; whatever walks the
+    # result (validation, --set merging, dump) would visit 9 ** 9 = 387 million strings
+    path = write(tmp_path, laughs(9))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert time.perf_counter() - start < 2.0
+    message = str(info.value)
+    assert message.startswith(f"{path}:6: aliases expand to more than {MAX_ALIAS_NODES} YAML nodes (alias *lol4)")
+    assert "Fix: write the values out" in message and "\n" not in message
+
+
+def test_alias_limit_counts_expanded_nodes(tmp_path: Path) -> None:
+    items = ", ".join(["x"] * 99)  # the anchored list: 1 + 99 nodes
+    under = f"base: &b [{items}]\nuses:\n" + "".join(["  - *b\n"] * (MAX_ALIAS_NODES // 100))
+    assert len(read_yaml(write(tmp_path, under))["uses"]) == MAX_ALIAS_NODES // 100
+    with pytest.raises(ConfigError, match=rf"c\.yaml:{MAX_ALIAS_NODES // 100 + 3}: aliases expand"):
+        read_yaml(write(tmp_path, under + "  - *b\n"))
+
+
+@pytest.mark.parametrize("text", ["a: &a [1, *a]\n", "a: &a {b: *a}\n"])
+def test_recursive_alias_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match=r"c\.yaml:1: alias \*a stands for a node that holds it"):
+        read_yaml(write(tmp_path, text))
+
+
+def test_configs_with_and_without_aliases_still_load(tmp_path: Path) -> None:
+    path = write(tmp_path, "data: {train: [x.jsonl]}\ntrain: {epochs: 2}\n")
+    assert "&" not in path.read_text() and load_config(path).train.epochs == 2
+    path = write(tmp_path, "data: {train: &t [x.jsonl], dev: *t}\n")
+    assert load_config(path).data.dev == ["x.jsonl"]
+
+
+def test_alias_bomb_in_a_config_and_an_override(tmp_path: Path, capsys) -> None:
+    bomb = laughs(5, width=10)  # 10 ** 5 strings once expanded: bounded even without the limit
+    path = write(tmp_path, "data: {train: [x.jsonl]}\n" + bomb)  # refused while parsing, before the unknown keys
+    assert main(["finetune", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "aliases expand to more than" in err[0]
+    with pytest.raises(ConfigError, match=r"override data\.labels:1: aliases expand"):
+        load_config(write(tmp_path, "data: {train: [x.jsonl]}\n", "ok.yaml"),
+                    ["data.labels=" + "{" + bomb.replace("\n", ", ").rstrip(", ") + "}"])

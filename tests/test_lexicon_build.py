@@ -106,6 +106,73 @@ def test_config_errors_name_file_and_key(tmp_path: Path, body: str, where: str |
         assert f"`{where}`" in message
 
 
+#: a key that only some kinds take -> those kinds
+KIND_KEYS = {"sheet: S": {"icd10_xlsx", "icd9cm3_xlsx"}, "category_labels: {a: b}": {"icd10_xlsx", "icd9cm3_xlsx"},
+             "delimiter: ','": {"csv"}, "columns: {name: 名称}": {"icd10_xlsx", "icd9cm3_xlsx", "csv"},
+             "context: x": {"po"}, "code_format: given": {"po"},
+             "exclude_codes: ^R": {"icd10_xlsx", "icd9cm3_xlsx", "csv", "po", "tsv"}}
+KINDS = ["icd10_xlsx", "icd9cm3_xlsx", "csv", "po", "list", "tsv"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("option", sorted(KIND_KEYS))
+def test_each_kind_takes_its_own_keys(tmp_path: Path, kind: str, option: str) -> None:
+    path = write_config(tmp_path, f"sources:\n  - {{name: a, kind: {kind}, path: x, {option}}}\n")
+    key = option.split(":")[0]
+    if kind in KIND_KEYS[option]:
+        [spec] = read_config(path).sources
+        assert spec.kind == kind and key in spec.options  # passed to the loader
+        return
+    with pytest.raises(ConfigError, match=rf"unknown key `sources\[0\]\.{key}` for kind {kind}; valid keys here: "
+                                          rf"alias_rules, aliases, .*Fix: remove or rename the key$") as info:
+        read_config(path)
+    valid = str(info.value).split("valid keys here: ")[1].split(". Fix")[0].split(", ")
+    assert key not in valid and {"name", "kind", "path", "label", "strict", "optional"} <= set(valid)
+
+
+@pytest.mark.parametrize("body, field, fragment", [
+    ("sources:\n  - {kind: list, path: x}\n", "sources[0].name", "missing required key"),
+    ("sources:\n  - {name: a, path: x}\n", "sources[0].kind", "missing required key"),
+    ("sources:\n  - {name: a, kind: list, path: ''}\n", "sources[0].path", "empty path"),
+    ("sources:\n  - {name: 'a b', kind: list, path: x}\n", "sources[0].name", "holds characters other than"),
+    ("sources:\n  - {name: a, kind: po, path: x, code_format: dot}\n", "sources[0].code_format",
+     "must be one of dotted, given"),
+    ("sources:\n  - {name: a, kind: csv, path: x, columns: [name]}\n", "sources[0].columns", "must be a mapping"),
+    ("sources:\n  - {name: a, kind: csv, path: x, columns: {name: {a: 1}}}\n", "sources[0].columns.name",
+     "must be a string or a list of strings or null"),
+    ("sources:\n  - {name: a, kind: list, path: x, label: [a]}\n", "sources[0].label", "must be a string"),
+    ("sources:\n  - {name: a, kind: list, path: x, alias_rules: tail}\n", "sources[0].alias_rules",
+     "must be a list of strings"),
+    ("sources: {name: a}\n", "sources", "must be a list of mappings with `kind:`"),
+    ("sources:\n  - a.csv\n", "sources[0]", "must be a mapping with `kind:`"),
+    ("label_priority: 药物\nsources:\n  - {name: a, kind: list, path: x}\n", "label_priority",
+     "must be a list of strings"),
+])
+def test_more_config_errors_name_file_and_key(tmp_path: Path, body: str, field: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_config(write_config(tmp_path, body))
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "cfg.yaml") + ": ") and f"`{field}`" in message
+    assert fragment in message and ". Fix: " in message and "\n" not in message
+
+
+def test_config_loads_to_typed_sources(tmp_path: Path) -> None:
+    config = read_config(CONFIG)
+    assert config.version == "test-1" and config.label_priority == ("疾病和诊断", "药物")
+    assert [(s.name, s.kind, s.path_as_written) for s in config.sources] == [
+        ("bj", "csv", "beijing_mini.csv"), ("gh", "po", "${MEDNER_TEST_LEXICON_DIR:-.}/gnuhealth_mini.po"),
+        ("manual", "tsv", "project_mini.tsv"), ("words", "list", "terms_mini.txt")]
+    assert [s.path for s in config.sources] == [DATA / "beijing_mini.csv", DATA / "gnuhealth_mini.po",
+                                                DATA / "project_mini.tsv", DATA / "terms_mini.txt"]
+    assert all(s.options == {} for s in config.sources)  # unset options: the loaders' defaults
+    shipped = read_config(Path(__file__).resolve().parents[1] / "configs" / "lexicon_zh.yaml")
+    icd9 = {s.name: s for s in shipped.sources}["icd9cm3_national"]
+    assert icd9.kind == "icd9cm3_xlsx" and icd9.aliases and not icd9.strict and icd9.options == {
+        "category_labels": {"手术": "手术", "介入治疗": "手术", "治疗性操作": None, "诊断性操作": None}}
+    assert {s.name: s for s in shipped.sources}["icd10_cn_3char"].options == {"delimiter": "\t",
+                                                                               "exclude_codes": "^[RVWXYZ]"}
+
+
 def test_missing_source_file(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, f"sources:\n  - {{name: a, kind: list, path: missing.txt, label: x}}\n"
                                  f"  - {{name: b, kind: list, path: '{DATA / 'terms_mini.txt'}', label: y}}\n")

@@ -238,4 +238,4 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 
 def test_read_weak_config_resolves_relative_paths() -> None:
     config = read_weak_config(CONFIG)
-    assert config.labels[0] == "疾病和诊断" and config.aggregator["method"] == "dawid_skene"
+    assert config.labels[0] == "疾病和诊断" and config.aggregator.method == "dawid_skene"

@@ -13,6 +13,9 @@ Config (``configs/lexicon_zh.yaml`` is the worked example)::
         strict: false                  # true: the first bad row is an error
         exclude_codes: ^[RVWXYZ]       # optional regex: rows whose code it finds are skipped (counted)
 
+The schema is :class:`LexiconConfig`; the keys a source takes are the fields of its kind's class
+(:class:`Icd10XlsxSource`, :class:`CsvSource`, ... below), validated by :func:`medner.config.build_config`.
+
 Paths: ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment first (an unset ``${VAR}``
 without a default is an error); a path that is still relative is resolved against the directory of the
 config file. So ``${MEDNER_SHARED:-../../shared/data}`` in ``configs/`` means "``$MEDNER_SHARED`` when set,
@@ -27,66 +30,159 @@ crawled list's ``直肠癌`` gives way to ``直肠癌`` derived from ``直肠恶
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
-from medner.config import read_yaml
+from medner.config import NOT_IN_FILE, load_yaml_config, yaml_key
 from medner.errors import ConfigError, LexiconError
 from medner.lexicon.entry import LexiconEntry, LoadResult
 from medner.lexicon.loaders import LOADERS
 from medner.lexicon.normalize import RULE_NAMES, aliases
 from medner.lexicon.store import FORMAT_VERSION, fingerprint_of, render, write_lexicon
 
-__all__ = ["SourceSpec", "LexiconConfig", "BuildResult", "read_config", "load_source", "merge", "build_lexicon",
+__all__ = ["SourceSpec", "SourceKind", "Icd10XlsxSource", "Icd9cm3XlsxSource", "CsvSource", "PoSource", "ListSource",
+           "TsvSource", "LexiconConfig", "BuildResult", "read_config", "load_source", "merge", "build_lexicon",
            "expand_path", "sidecar_path"]
 
 log = logging.getLogger(__name__)
 
-_COMMON_KEYS = {"name", "kind", "path", "label", "strict", "aliases", "alias_rules", "optional", "encoding",
-                "code_system", "code_pattern"}
-_KIND_KEYS = {
-    "icd10_xlsx": {"sheet", "columns", "category_labels", "exclude_codes"},
-    "icd9cm3_xlsx": {"sheet", "columns", "category_labels", "exclude_codes"},
-    "csv": {"delimiter", "columns", "exclude_codes"},
-    "po": {"context", "code_format", "exclude_codes"},
-    "list": set(),
-    "tsv": {"exclude_codes"},
-}
-_TOP_KEYS = {"version", "description", "label_priority", "sources"}
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+#: SourceSpec fields that are not loader options
+_NOT_OPTIONS = frozenset({"name", "kind", "path", "path_as_written", "label", "strict", "aliases", "alias_rules",
+                          "optional"})
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One validated source entry of the config; ``options`` are passed to the loader."""
+    """One source entry of the config; each kind is a subclass with a ``kind`` field and the keys of its loader.
 
-    name: str
-    kind: str
-    path: Path
-    path_as_written: str
-    label: str | None
-    strict: bool = False
-    aliases: bool = False
-    alias_rules: tuple[str, ...] | None = None
-    optional: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)
+    :attr:`options` are passed to the loader; options left null take the loader's default
+    (:mod:`medner.lexicon.loaders`).
+    """
+
+    name: str  # unique; becomes the entries' `source`
+    path_as_written: str = field(metadata=yaml_key("path"))  # YAML `path`, as written (${VAR} not yet replaced)
+    label: str | None = None  # label of every entry (project TSVs carry their own)
+    strict: bool = False  # true: the first bad row is an error
+    aliases: bool = False  # derive aliases (medner.lexicon.normalize)
+    alias_rules: tuple[str, ...] | None = None  # only these alias rules; null = all
+    optional: bool = False  # a missing file is skipped with a warning
+    encoding: str | None = None
+    code_system: str | None = None  # icd10 | icd9cm3 | none
+    code_pattern: str | None = None  # regex a valid code matches
+    path: Path = field(default=Path(), metadata=NOT_IN_FILE)  # resolved by read_config
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[\w.\-]+", self.name):
+            raise ConfigError(f"name {self.name!r} holds characters other than letters, digits . - _", field="name",
+                              fix="give each source a simple name")
+        if not self.path_as_written:
+            raise ConfigError("empty path", field="path", fix="name the source's file in `path:`")
+        bad = sorted(set(self.alias_rules or ()) - set(RULE_NAMES))
+        if bad:
+            raise ConfigError(f"unknown alias rule(s) {bad}; valid: {list(RULE_NAMES)}", field="alias_rules",
+                              fix="list valid rule names")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The loader's keyword arguments: the kind's own keys (and encoding, code_system, code_pattern) set."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in _NOT_OPTIONS and getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class Icd10XlsxSource(SourceSpec):
+    """国家临床版 ICD-10 workbook (sheet 全部: 主要编码, 附加编码, 疾病名称)."""
+
+    kind: Literal["icd10_xlsx"] = "icd10_xlsx"
+    sheet: str | None = None
+    columns: dict[str, str | list[str] | None] | None = None  # name, code, extra_code?: header names
+    category_labels: dict[str, str | None] | None = None
+    exclude_codes: str | None = None  # regex: rows whose code it finds are skipped (counted)
+
+
+@dataclass(frozen=True)
+class Icd9cm3XlsxSource(SourceSpec):
+    """国家临床版 ICD-9-CM-3 workbook (sheet 所有条目: 主要编码, 附加编码, 手术名称, 类别)."""
+
+    kind: Literal["icd9cm3_xlsx"] = "icd9cm3_xlsx"
+    sheet: str | None = None
+    columns: dict[str, str | list[str] | None] | None = None
+    category_labels: dict[str, str | None] | None = None  # 类别 -> label (null: skip the row)
+    exclude_codes: str | None = None
+
+
+@dataclass(frozen=True)
+class CsvSource(SourceSpec):
+    """Delimited file with a header naming a code and a name column."""
+
+    kind: Literal["csv"] = "csv"
+    delimiter: str | None = None  # null: sniffed among , TAB ; |
+    columns: dict[str, str | list[str] | None] | None = None
+    exclude_codes: str | None = None
+
+
+@dataclass(frozen=True)
+class PoSource(SourceSpec):
+    """gettext catalogue (GNU Health): code from msgctxt, name = msgstr."""
+
+    kind: Literal["po"] = "po"
+    context: str | None = None  # regex on msgctxt with a `code` group
+    code_format: Literal["dotted", "given"] | None = None  # dotted: J155 -> J15.5
+    exclude_codes: str | None = None
+
+
+@dataclass(frozen=True)
+class ListSource(SourceSpec):
+    """One term a line."""
+
+    kind: Literal["list"] = "list"
+
+
+@dataclass(frozen=True)
+class TsvSource(SourceSpec):
+    """The project's lexicon TSV (medner.lexicon.store)."""
+
+    kind: Literal["tsv"] = "tsv"
+    exclude_codes: str | None = None
+
+
+#: a source entry: the kind picks the class (and so the keys it takes)
+SourceKind = Union[Icd10XlsxSource, Icd9cm3XlsxSource, CsvSource, PoSource, ListSource, TsvSource]
 
 
 @dataclass(frozen=True)
 class LexiconConfig:
-    path: Path
-    version: str
-    sources: tuple[SourceSpec, ...]
-    label_priority: tuple[str, ...] = ()
+    """A validated lexicon build config; ``path`` is the config file (not a key of it)."""
+
+    path: Path = field(metadata=NOT_IN_FILE)
+    version: str = "0"  # written into the lexicon's header
+    sources: tuple[SourceKind, ...] = ()  # in order of precedence
+    label_priority: tuple[str, ...] = ()  # copied to the sidecar for matchers
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("expected a non-empty list", field="sources",
+                              fix="list the sources, each with name, kind, path")
+        seen: set[str] = set()
+        for i, spec in enumerate(self.sources):
+            if spec.name in seen:
+                raise ConfigError(f"name {spec.name!r} is duplicated", field=f"sources[{i}].name",
+                                  fix="give each source a unique name")
+            seen.add(spec.name)
+        if not re.fullmatch(r"[\w.\-+]+", self.version):
+            raise ConfigError(f"version {self.version!r} may only hold letters, digits and . - + _", field="version",
+                              fix="write a simple version such as zh-1")
 
 
 @dataclass
@@ -114,78 +210,15 @@ def expand_path(value: str, base: Path, key: str, config: Path) -> Path:
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
-def _bool(value: Any, key: str, config: Path) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"expected true or false, got {value!r}", where=str(config), field=key,
-                          fix="write true or false")
-    return value
-
-
 def read_config(path: str | PathLike) -> LexiconConfig:
-    """Parse and validate a lexicon build config; every error names the file and the key."""
+    """Parse and validate a lexicon build config; every error names the file and the key. Source paths are
+    resolved (``${VAR}``, then relative to the config's folder); whether the files exist is checked at build."""
     path = Path(path)
-    tree = read_yaml(path)
-    if not isinstance(tree, dict):
-        raise ConfigError("expected a mapping with `sources:`", where=str(path), fix="see configs/lexicon_zh.yaml")
-    unknown = sorted(set(tree) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; valid: {sorted(_TOP_KEYS)}", where=str(path),
-                          field=unknown[0], fix="remove or rename the key")
-    sources_raw = tree.get("sources")
-    if not isinstance(sources_raw, list) or not sources_raw:
-        raise ConfigError("expected a non-empty list", where=str(path), field="sources",
-                          fix="list the sources, each with name, kind, path")
+    config = load_yaml_config(path, LexiconConfig, extra={"path": path})
     base = path.resolve().parent
-    specs: list[SourceSpec] = []
-    names: set[str] = set()
-    for i, raw in enumerate(sources_raw):
-        key = f"sources[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError("expected a mapping", where=str(path), field=key, fix="give name, kind, path")
-        for required in ("name", "kind", "path"):
-            if not raw.get(required):
-                raise ConfigError("missing", where=str(path), field=f"{key}.{required}",
-                                  fix=f"add `{required}:` to this source")
-        kind = raw["kind"]
-        if kind not in _KIND_KEYS:
-            raise ConfigError(f"unknown kind {kind!r}; valid: {sorted(_KIND_KEYS)}", where=str(path),
-                              field=f"{key}.kind", fix="use one of the valid kinds")
-        allowed = _COMMON_KEYS | _KIND_KEYS[kind]
-        extra = sorted(set(raw) - allowed)
-        if extra:
-            raise ConfigError(f"unknown key(s) {extra} for kind {kind}; valid: {sorted(allowed)}",
-                              where=str(path), field=f"{key}.{extra[0]}", fix="remove or rename the key")
-        name = str(raw["name"])
-        if name in names or not re.fullmatch(r"[\w.\-]+", name):
-            raise ConfigError(f"name {name!r} is duplicated or holds characters other than letters, digits . - _",
-                              where=str(path), field=f"{key}.name", fix="give each source a unique simple name")
-        names.add(name)
-        rules = raw.get("alias_rules")
-        if rules is not None:
-            bad = sorted(set(rules) - set(RULE_NAMES)) if isinstance(rules, list) else [rules]
-            if bad:
-                raise ConfigError(f"unknown alias rule(s) {bad}; valid: {list(RULE_NAMES)}", where=str(path),
-                                  field=f"{key}.alias_rules", fix="list valid rule names")
-        options = {k: v for k, v in raw.items() if k not in {"name", "kind", "path", "label", "strict", "aliases",
-                                                             "alias_rules", "optional"}}
-        specs.append(SourceSpec(
-            name=name, kind=kind, path=expand_path(str(raw["path"]), base, f"{key}.path", path),
-            path_as_written=str(raw["path"]), label=raw.get("label"),
-            strict=_bool(raw.get("strict", False), f"{key}.strict", path),
-            aliases=_bool(raw.get("aliases", False), f"{key}.aliases", path),
-            alias_rules=tuple(rules) if rules is not None else None,
-            optional=_bool(raw.get("optional", False), f"{key}.optional", path),
-            options=options))
-    priority = tree.get("label_priority") or []
-    if not isinstance(priority, list):
-        raise ConfigError("expected a list of labels", where=str(path), field="label_priority",
-                          fix="write label_priority: [疾病和诊断, 手术]")
-    version = str(tree.get("version", "0"))
-    if not re.fullmatch(r"[\w.\-+]+", version):
-        raise ConfigError(f"version {version!r} may only hold letters, digits and . - + _", where=str(path),
-                          field="version", fix="write a simple version such as zh-1")
-    return LexiconConfig(path=path, version=version, sources=tuple(specs),
-                         label_priority=tuple(str(p) for p in priority), description=str(tree.get("description", "")))
+    return dataclasses.replace(config, sources=tuple(
+        dataclasses.replace(spec, path=expand_path(spec.path_as_written, base, f"sources[{i}].path", path))
+        for i, spec in enumerate(config.sources)))
 
 
 def load_source(spec: SourceSpec, *, strict: bool | None = None) -> LoadResult:

@@ -32,11 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from safetensors.torch import load_file, save_file
 
 from medner.annotate import Annotator
-from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config
+from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config, read_yaml
 from medner.encoders.loading import load_encoder, load_tokenizer
 from medner.errors import ModelError
 from medner.files import atomic_write_text
@@ -214,7 +213,7 @@ def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     verify(run_dir, meta)
-    config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    config = config_from_dict(read_yaml(run_dir / "config.yaml"), where=run_dir / "config.yaml")
     scheme = TagScheme.from_dict(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     encoder = load_encoder(run_dir / "encoder")
