@@ -213,7 +213,7 @@ def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     verify(run_dir, meta)
-    config = config_from_dict(read_yaml(run_dir / "config.yaml"), where=run_dir / "config.yaml")
+    config = read_run_config(run_dir)
     scheme = TagScheme.from_dict(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     encoder = load_encoder(run_dir / "encoder")
@@ -246,8 +246,8 @@ def load_head(run_dir: str | Path) -> dict:
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The run's resolved configuration."""
-    read_meta(run_dir)
-    return config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")))
+    path = Path(run_dir) / "config.yaml"
+    return config_from_dict(read_yaml(path), where=path)
 
 
 def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str | None = None, batch_size: int = 16,
