@@ -172,7 +172,7 @@ class SupervisionConfig:
     """Where training labels come from: gold (default), weak labels, or weak pre-training then gold."""
 
     mode: str = "gold"  # gold | weak | weak+gold
-    weak_config: str = ""  # labelling functions + aggregator (e.g. configs/weak_ccks2019.yaml); weak modes only
+    weak_config: str = ""  # labelling functions + aggregator (e.g. configs/weak_labels/ccks2019.yaml); weak modes only
     unlabelled: list[str] = field(default_factory=list)  # extra raw texts: weak labels and self-training
     unlabelled_format: str = "jsonl"
     pretrain_epochs: int = 3  # weak+gold: epochs on weak labels before the gold phase
@@ -196,7 +196,7 @@ class SupervisionConfig:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
         if self.mode != "gold" and not self.weak_config:
             raise ConfigError(f"`supervision.mode` is {self.mode} but `supervision.weak_config` is empty",
-                              fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
+                              fix="name a weak-labelling config, e.g. configs/weak_labels/ccks2019.yaml")
         if not 0.0 < self.gold_fraction <= 1.0:
             raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
         if self.self_training_relabel and self.mode != "weak":
@@ -219,7 +219,7 @@ class SupervisionConfig:
                                   "`supervision.mode: weak` has no gold phase", fix="set `supervision.mode: weak+gold`")
             if not self.weak_config:
                 raise ConfigError("`supervision.gold_phase_weak` is on but `supervision.weak_config` is empty",
-                                  fix="name a weak-labelling config, e.g. configs/weak_ccks2019.yaml")
+                                  fix="name a weak-labelling config, e.g. configs/weak_labels/ccks2019.yaml")
             if self.gold_fraction == 1.0 and not self.unlabelled:
                 raise ConfigError("`supervision.gold_phase_weak` needs texts without gold to weak-label",
                                   fix="set `supervision.gold_fraction` below 1, or list texts in "

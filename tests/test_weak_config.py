@@ -166,7 +166,7 @@ def test_null_and_empty_sections_mean_the_defaults(tmp_path: Path) -> None:
 
 
 def test_shipped_config_loads_to_typed_specs() -> None:
-    config = read_weak_config(ROOT / "configs" / "weak_ccks2019.yaml")
+    config = read_weak_config(ROOT / "configs" / "weak_labels/ccks2019.yaml")
     by_name = {f.name: f for f in config.functions}
     icd10, disease_list = by_name["icd10"], by_name["disease_list"]
     assert isinstance(icd10, LexiconFunction) and icd10.prefixes == "laterality" and icd10.suffixes == ("术后",)
@@ -176,7 +176,7 @@ def test_shipped_config_loads_to_typed_specs() -> None:
     assert config.aggregator.method == "majority" and config.aggregator.options("dawid_skene") == {
         "min_confidence": 0.5, "prior_strength": 1.0}
     assert config.link is not None and config.link.labels == ("疾病和诊断", "手术") and config.link.min_score == 0.6
-    assert config.lexicons["icd"].build == "lexicon_zh.yaml"
+    assert config.lexicons["icd"].build == "../lexicon_zh.yaml"
 
 
 @pytest.fixture()

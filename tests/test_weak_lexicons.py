@@ -53,7 +53,7 @@ def test_ccks_anatomy_conventions() -> None:
     from medner.types import Record
     from medner.weak import WeakPipeline, read_weak_config
 
-    config = read_weak_config(Path(__file__).resolve().parents[1] / "configs" / "weak_ccks2019.yaml")
+    config = read_weak_config(Path(__file__).resolve().parents[1] / "configs" / "weak_labels/ccks2019.yaml")
     [spec] = [f for f in config.functions if f.name == "anatomy"]
     [lf] = WeakPipeline(config, functions=[spec]).functions
     text = "肠壁增厚，腹膜后未见肿大，肝S4见结节，肝区叩痛，大网膜与吻合口未见异常，左肺"

@@ -35,7 +35,7 @@ def pipeline() -> WeakPipeline:
     mp = pytest.MonkeyPatch()
     mp.setenv("MEDNER_SHARED", str(shared_data()))
     try:
-        return WeakPipeline.from_config(REPO / "configs" / "weak_ccks2019.yaml")  # builds the ICD lexicon if needed
+        return WeakPipeline.from_config(REPO / "configs" / "weak_labels/ccks2019.yaml")  # builds the ICD lexicon if needed
     finally:
         mp.undo()
 
@@ -60,7 +60,7 @@ def test_weak_labels_on_ccks_dev(pipeline: WeakPipeline, dev_records: list) -> N
         # every CCKS type is found by the curated lists and rules; raw ICD names find only two
         per_type = score(dev_records, weak)["span"]["per_type"]
         assert {t for t, v in per_type.items() if v["recall"] > 0} == set(read_weak_config(
-            REPO / "configs" / "weak_ccks2019.yaml").labels)
+            REPO / "configs" / "weak_labels/ccks2019.yaml").labels)
     assert min(results.values()) > 2 * micro_f1(dev_records, raw)
     linked = pipeline.label(dev_records, method="majority", outputs=outputs).records
     coded = [s for r in linked for s in r.spans if s.label in ("疾病和诊断", "手术")]

@@ -1,7 +1,7 @@
 """`medner weak`: weak labels from lexicons and rules, and their quality report.
 
-    medner weak label  --config configs/weak_ccks2019.yaml INPUT --format ccks2019 -o weak.jsonl [--aggregator A]
-    medner weak report --config configs/weak_ccks2019.yaml INPUT --format ccks2019 [--json] [-o PREFIX]
+    medner weak label  --config configs/weak_labels/ccks2019.yaml INPUT --format ccks2019 -o weak.jsonl [--aggregator A]
+    medner weak report --config configs/weak_labels/ccks2019.yaml INPUT --format ccks2019 [--json] [-o PREFIX]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("input", help="corpus file or folder")
-        p.add_argument("--config", required=True, help="weak-labelling config (YAML), e.g. configs/weak_ccks2019.yaml")
+        p.add_argument("--config", required=True, help="weak-labelling config (YAML), e.g. configs/weak_labels/ccks2019.yaml")
         p.add_argument("--format", default="jsonl", choices=formats(), help="corpus format (default jsonl)")
         p.add_argument("--encoding", default=None, help="text encoding (default UTF-8, BOM accepted)")
         p.add_argument("--aggregator", choices=AGGREGATORS, default=None,

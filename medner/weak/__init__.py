@@ -1,7 +1,7 @@
 """Weak supervision: labelling functions (lexicons, rules) -> spans; aggregation; quality report.
 
     from medner.weak import WeakPipeline, weak_report
-    pipeline = WeakPipeline.from_config("configs/weak_ccks2019.yaml")
+    pipeline = WeakPipeline.from_config("configs/weak_labels/ccks2019.yaml")
     result = pipeline.label(records)                    # fit the label model on these records, no gold
     result.records                                      # records whose spans are the weak spans (score, code)
     report = weak_report(records, result.outputs, {"dawid_skene": [r.spans for r in result.records]})

@@ -1,6 +1,6 @@
 """Weak-labelling config: YAML -> validated dataclasses (:class:`WeakConfig`), read by :func:`read_weak_config`.
 
-Config (``configs/weak_ccks2019.yaml`` is the worked example)::
+Config (``configs/weak_labels/ccks2019.yaml`` is the worked example)::
 
     version: ccks2019-1
     labels: [疾病和诊断, 手术, ...]          # every LF output must be one of these

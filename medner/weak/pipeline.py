@@ -1,6 +1,6 @@
 """Weak-labelling config -> labelling functions -> aggregated weak records.
 
-The config and its schema are in :mod:`medner.weak.config` (``configs/weak_ccks2019.yaml`` is the worked example);
+The config and its schema are in :mod:`medner.weak.config` (``configs/weak_labels/ccks2019.yaml`` is the worked example);
 :class:`WeakPipeline` reads the lexicons it names and builds its labelling functions, in order. Every mistake
 raises :class:`~medner.errors.ConfigError` naming the file and the key.
 """

@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "ccks2019.yaml"
-# the weak-only recipe (ccks2019.yaml + weak labels of configs/weak_ccks2019.yaml, warmup 0.25): the base config of
+# the weak-only recipe (ccks2019.yaml + weak labels of configs/weak_labels/ccks2019.yaml, warmup 0.25): the base config of
 # the WEAK_ONLY variants, so --set overrides it and its rows reproduce `medner finetune configs/ccks2019_weak.yaml`
 WEAK_CONFIG = ROOT / "configs" / "ccks2019_weak.yaml"
 ICD_LEXICON = ROOT / "lexicons" / "build" / "lexicon_zh.tsv"  # `medner lexicon build configs/lexicon_zh.yaml`
@@ -97,7 +97,7 @@ VARIANTS = {
     # the `weak` run, then 3 epochs on the same 10% gold (each record 5 times an epoch) + the weak labels of the other
     # 810 training texts (gold unread): joint training, so the gold phase does not forget what the weak labels taught
     "weak_gold10_joint": ("weak pre-training, then the 10% gold (x5) + weak labels of the other 90% together",
-                          GOLD10 + ["train.epochs=3", "supervision.weak_config=configs/weak_ccks2019.yaml",
+                          GOLD10 + ["train.epochs=3", "supervision.weak_config=configs/weak_labels/ccks2019.yaml",
                                     "supervision.gold_phase_weak=true", "supervision.gold_repeat=5"]),
     # the `weak` run, then all the gold records: does weak pre-training help where gold is plentiful?
     "weak_gold": ("weak pre-training + all the gold records", []),

@@ -2,7 +2,7 @@
 """Weak supervision on CCKS 2019: per-type precision/recall/F1 of every labelling function and of the
 aggregated weak labels, before and after normalisation, plus ICD-linking speed.
 
-    .venv/bin/python scripts/bench/bench_weak.py [--config configs/weak_ccks2019.yaml] [--json OUT.json] [--train]
+    .venv/bin/python scripts/bench/bench_weak.py [--config configs/weak_labels/ccks2019.yaml] [--json OUT.json] [--train]
 
 Data: the 1,000 CCKS 2019 training records in ../shared/data (or $MEDNER_SHARED); "dev" is the last 100
 records of part 2, "all" the 1,000. Nothing is trained: the label model is fitted on the records it labels,
@@ -135,7 +135,7 @@ def linker_speed(records: list, lexicon_entries) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(REPO / "configs" / "weak_ccks2019.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "weak_labels/ccks2019.yaml"))
     parser.add_argument("--json", default=None, help="write every number as JSON here")
     parser.add_argument("--train", action="store_true", help="also the first 900 records (where the conventions "
                         "of the config are decided; the dev 100 are not looked at)")
