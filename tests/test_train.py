@@ -140,12 +140,13 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         finetune(killed, progress=False)
     monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
-    state = json.loads((Path(killed.output_dir) / "checkpoint" / "trainer_state.json").read_text())["state"]
+    latest = ckpt.checkpoints(Path(killed.output_dir) / "checkpoint")[0]
+    state = json.loads((latest / "trainer_state.json").read_text())["state"]
     assert not state["finished"]
     finetune(killed, resume=True, progress=False)
 
-    a = load_file(str(Path(whole.output_dir) / "checkpoint" / "trainable.safetensors"))
-    b = load_file(str(Path(killed.output_dir) / "checkpoint" / "trainable.safetensors"))
+    a = load_file(str(ckpt.checkpoints(Path(whole.output_dir) / "checkpoint")[0] / "trainable.safetensors"))
+    b = load_file(str(ckpt.checkpoints(Path(killed.output_dir) / "checkpoint")[0] / "trainable.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
