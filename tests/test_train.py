@@ -69,6 +69,18 @@ def test_save_load_gives_identical_predictions(trained, corpus):
             assert 0 <= span.start < span.end <= len(text) and 0.0 <= span.score <= 1.0 + 1e-6
 
 
+def test_predicted_spans_never_start_or_end_on_invisible_characters(trained, monkeypatch):
+    import medner.annotate as annotate_module
+
+    run, _ = trained
+    annotator = medner.load(run, device="cpu")
+    whole = lambda windows, spans: [Span(0, windows[-1].end, "疾病和诊断", score=0.5)]  # noqa: E731
+    monkeypatch.setattr(annotate_module, "merge_window_predictions", whole)  # a model that tags everything
+    texts = ["\x00 胃癌\u200b\n", "\x00 \t", "胃癌e\u0301"]
+    got = annotator.predict(texts)
+    assert [[(s.start, s.end, s.score) for s in spans] for spans in got] == [[(2, 4, 0.5)], [], [(0, 4, 0.5)]]
+
+
 def test_predict_cli_writes_jsonl(trained, corpus, tmp_path):
     run, _ = trained
     out = tmp_path / "pred.jsonl"
