@@ -198,6 +198,11 @@ def test_a_checkpoint_written_by_an_earlier_medner_still_loads(tmp_path):
     (root / "optimizer.safetensors").write_bytes(b"\x10\x00")
     with pytest.raises(CheckpointError, match="optimizer.safetensors"):
         ckpt.load_checkpoint(root, model, optimizer, scheduler)
+    # resumed with this medner: new checkpoints beside it, then the old files go (never the folder)
+    for k in (2, 3):
+        ckpt.save_checkpoint(root, model, optimizer, scheduler, TrainerState(global_step=k))
+    assert sorted(p.name for p in root.iterdir()) == ["ckpt-000001", "ckpt-000002"]
+    assert ckpt.load_checkpoint(root, model, optimizer, scheduler).global_step == 3
 
 
 def test_remove_clears_every_checkpoint(tmp_path):

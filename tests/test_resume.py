@@ -122,6 +122,33 @@ def test_a_real_sigkill_right_after_an_epoch_is_logged(tiny_corpus, tmp_path, cl
     assert_like_clean(run, clean)
 
 
+def test_resume_from_a_checkpoint_of_an_earlier_medner_keeps_its_metrics(tiny_corpus, tmp_path, monkeypatch, clean):
+    """The earlier layout (files directly in checkpoint/, no hashes, no rows in the state) still resumes, and the
+    rows metrics.jsonl holds up to that checkpoint are kept."""
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=EPOCHS))
+    kill_on_call(monkeypatch, "evaluate_dev", 2)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(config, progress=False)
+    monkeypatch.undo()
+    root = tmp_path / "run" / "checkpoint"
+    newest = ckpt.checkpoints(root)[0]
+    payload = json.loads((newest / "trainer_state.json").read_text())
+    for key in ("metrics", "best_report", "elapsed_s"):
+        del payload["state"][key]
+    del payload["files"], payload["serial"]
+    for folder in ckpt.checkpoints(root):
+        for path in folder.iterdir():
+            if folder == newest:
+                path.rename(root / path.name)
+        if folder == newest:
+            folder.rmdir()
+        else:
+            ckpt.remove(folder)
+    (root / "trainer_state.json").write_text(json.dumps(payload))
+    ft.finetune(config, resume=True, progress=False)
+    assert_like_clean(tmp_path / "run", clean)
+
+
 def damage(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 

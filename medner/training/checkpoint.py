@@ -115,12 +115,17 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
     os.replace(work, final)
     sync_folder(root)
     for old in checkpoints(root)[max(keep, 2):]:
-        _remove_folder(old)
+        _remove_folder(old, root)
     return final
 
 
-def _remove_folder(path: Path) -> None:
-    """Rename out of the way first, so that a kill mid-removal never leaves a half checkpoint under its name."""
+def _remove_folder(path: Path, root: Path) -> None:
+    """Rename out of the way first, so that a kill mid-removal never leaves a half checkpoint under its name.
+    The checkpoint of an earlier medner (files directly in ``root``) loses its files, state file first."""
+    if path == root:
+        for name in (STATE_FILE, *TENSOR_FILES):
+            (root / name).unlink(missing_ok=True)
+        return
     hidden = path.with_name(path.name + _REMOVING)
     os.replace(path, hidden)
     shutil.rmtree(hidden, ignore_errors=True)

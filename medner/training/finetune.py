@@ -283,6 +283,11 @@ class Publisher:
     def catch_up(self, state: ckpt.TrainerState) -> None:
         """After loading a checkpoint (the tagger holds its weights): make the outputs what it says, whether the
         kill came before, while or after they were written."""
+        if state.epoch and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the files
+            state.metrics = read_metrics(self.out / METRICS_FILE, "epoch", state.epoch)
+            report = self.out / "dev_report.json"
+            if state.best_report is None and report.is_file():
+                state.best_report = json.loads(report.read_text(encoding="utf-8"))
         saved = self.saved_epoch()
         model = False
         if state.best_epoch and saved != state.best_epoch:
@@ -302,6 +307,21 @@ class Publisher:
         except ModelError:
             return None
         return meta.get("best_epoch")
+
+
+def read_metrics(path: Path, key: str, last: int) -> list[dict]:
+    """The rows of ``path`` whose ``key`` is at most ``last``, one per value (the last written wins), in order;
+    unreadable lines are skipped. For resuming from a checkpoint that does not hold the rows itself."""
+    rows: dict = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get(key), int) and row[key] <= last:
+                rows[row[key]] = row
+    return [rows[k] for k in sorted(rows)]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:

@@ -36,7 +36,7 @@ from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
-from medner.training.finetune import length_bucketed_batches, write_metrics
+from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
 from medner.training.text_sources import collect_texts
 
@@ -256,6 +256,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             state = loaded
             log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
     metrics_path = out / "metrics.jsonl"
+    if state.global_step and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the file
+        state.metrics = read_metrics(metrics_path, "step", state.global_step)
     write_metrics(metrics_path, state.metrics)  # as the checkpoint says: rows written after it are dropped
 
     def record(entry: dict, checkpoint: bool = False) -> None:
