@@ -186,8 +186,7 @@ def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "
             y_true.append(spans_to_tags(flat_gold, length, "BIO"))
             y_pred.append(spans_to_tags(flat_pred, length, "BIO"))
     if gold_repeats:
-        log.warning("gold holds %d exact duplicate span(s) (same start, end and label): each counted once",
-                    gold_repeats)
+        log.info("gold holds %d exact duplicate span(s) (same start, end and label): each counted once", gold_repeats)
     if pred_repeats:
         log.warning("%d exact duplicate predicted span(s) (same start, end and label as another): each counted once",
                     pred_repeats)
