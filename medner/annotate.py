@@ -14,7 +14,7 @@ from medner.config import WindowConfig
 from medner.model.alignment import token_tags_to_spans
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.windows import collate, token_windows
-from medner.text import merge_window_predictions
+from medner.text import merge_window_predictions, trim_spans
 from medner.types import Record, Span
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class Annotator:
         object.__setattr__(self, name, value)
 
     def predict(self, texts: str | Sequence[str], batch_size: int | None = None) -> list[list[Span]] | list[Span]:
-        """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list."""
+        """Spans (sorted, non-overlapping, with ``score``) for each text; a single string gives one list. Span edges
+        never fall on whitespace, control or format characters nor inside a character (:func:`trim_spans`)."""
         if isinstance(texts, str):
             return self.predict([texts], batch_size)[0]
         texts = list(texts)
@@ -85,7 +86,7 @@ class Annotator:
             windows.append(window)
             spans_list.append(spans)
         for t, (windows, spans_list) in grouped.items():
-            merged = merge_window_predictions(windows, spans_list)
+            merged = trim_spans(texts[t], merge_window_predictions(windows, spans_list))
             if self.linker is not None:
                 merged = [self.linker(texts[t], s) for s in merged]
             results[t] = merged

@@ -25,13 +25,16 @@ import unicodedata
 from collections import Counter
 from os import PathLike
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from medner.corpus import read_corpus
+from medner.corpus.validate import RecordProblem, SpanProblem
 from medner.errors import CorpusError, location
+from medner.files import atomic_write_text
 from medner.labels import resolve_overlaps, spans_to_tags
 from medner.types import Record, Span
 
-__all__ = ["score", "format_table", "to_markdown", "write_report", "MISSING_POLICIES"]
+__all__ = ["score", "read_for_scoring", "format_table", "to_markdown", "write_report", "MISSING_POLICIES"]
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,42 @@ def _index(records: Iterable[Record], where: str) -> dict[str, Record]:
     return out
 
 
-def _check_spans(spans: Iterable[Span], length: int, where: str) -> None:
+def _check_spans(spans: Iterable[Span], length: int, where: str, *, gold: bool) -> None:
     for i, span in enumerate(spans):
         if not 0 <= span.start < span.end <= length:
             raise CorpusError(f"span ({span.start}, {span.end}, {span.label}) is empty or outside the text: "
                               f"expected 0 <= start < end <= {length} (len(text))", where=where,
-                              field=f"spans[{i}]", fix="predict on the same texts as the gold records")
+                              field=f"spans[{i}]", fix="correct or remove this span in the gold file" if gold
+                              else "predict on the same texts as the gold records")
+
+
+def _unique(spans: Sequence[Span]) -> tuple[tuple[Span, ...], int]:
+    """``spans`` without exact repeats (same start, end and label; the first kept), and the number dropped."""
+    seen: set[tuple[int, int, str]] = set()
+    out = []
+    for span in spans:
+        key = (span.start, span.end, span.label)
+        if key not in seen:
+            seen.add(key)
+            out.append(span)
+    return tuple(out), len(spans) - len(out)
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def read_for_scoring(path: str | PathLike, format: str = "jsonl", *, encoding: str | None = None,
+                     show_text: bool = False) -> Iterator[Record]:
+    """The records of a gold or predicted corpus, every span as it is: a malformed span or record raises (scores
+    over part of a file would mislead), with a fix that cleans the file, since scoring has no ``on_error``."""
+    try:
+        yield from read_corpus(path, format=format, encoding=encoding, on_error="raise", show_text=show_text)
+    except (SpanProblem, RecordProblem) as exc:
+        raise CorpusError(exc.message, where=exc.where, field=exc.field,
+                          fix=f"correct it in the file; scoring reads every span and record as they are (to drop the "
+                              f"malformed ones first: `medner corpus convert {path} CLEAN.jsonl --format {format} "
+                              f"--on-error skip`, then score CLEAN.jsonl)") from None
 
 
 def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "raise",
@@ -77,16 +110,20 @@ def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "
     """Score predicted records against gold records, paired by ``id``.
 
     ``on_missing="raise"`` (default) raises :class:`CorpusError` naming the first gold id without a
-    prediction; ``"empty"`` scores such records as having no predicted spans. A predicted id that is not in
+    prediction; ``"empty"`` scores such records as having no predicted spans, with a warning. A predicted record
+    with an empty text and no spans for a gold record with text counts as missing (a failed or cut-off
+    prediction); with spans, an empty predicted text means "text not given". A predicted id that is not in
     gold, a duplicate id, a predicted record whose (non-empty) text differs from the gold text, or a span
-    outside its text always raise. ``gold_where``/``pred_where`` name the inputs in messages (file paths).
+    outside its text always raise. An exact duplicate span (same start, end and label) counts once and is
+    reported as such (``gold_duplicates``, ``pred_duplicates``), not as an overlap.
+    ``gold_where``/``pred_where`` name the inputs in messages (file paths).
 
     Returns a JSON-ready dict::
 
         {"micro": {precision, recall, f1, support}, "macro": {...}, "per_type": {type: {...}},
          "span": {"micro": ..., "macro": ..., "per_type": ...},
          "records": n, "overlaps_resolved": n_gold_dropped, "pred_overlaps_resolved": n_pred_dropped,
-         "scheme": "IOB2", "mode": "strict"}
+         "gold_duplicates": n, "pred_duplicates": n, "scheme": "IOB2", "mode": "strict"}
     """
     if on_missing not in MISSING_POLICIES:
         raise ValueError(f"on_missing must be one of {', '.join(MISSING_POLICIES)}, got {on_missing!r}")
@@ -97,41 +134,62 @@ def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "
         raise CorpusError(f"predicted record id {extra[0]!r} has no gold record ({len(extra)} such ids)",
                           where=location(pred_where, record=extra[0]), field="id",
                           fix="score predictions against the gold file they were made for")
-    missing = [rid for rid in gold_by_id if rid not in pred_by_id]
+    # a predicted record with an empty text and no spans, for a gold text that is not empty, is a prediction that
+    # failed or was cut off: it counts as missing (not as a prediction of nothing)
+    blank = [rid for rid, p in pred_by_id.items() if not p.text and not p.spans and gold_by_id[rid].text]
+    absent = [rid for rid in gold_by_id if rid not in pred_by_id]
+    missing = absent + blank
     if missing and on_missing == "raise":
-        raise CorpusError(f"gold record id {missing[0]!r} has no prediction ({len(missing)} of "
-                          f"{len(gold_by_id)} gold records missing)", where=location(gold_where, record=missing[0]),
-                          field="id", fix="predict every gold record, or pass on_missing='empty' "
-                          "(--allow-missing) to count missing records as predicting nothing")
+        fix = ("predict every gold record, or pass on_missing='empty' (--allow-missing) to count missing records "
+               "as predicting nothing")
+        if absent:
+            raise CorpusError(f"gold record id {absent[0]!r} has no prediction ({len(missing)} of "
+                              f"{len(gold_by_id)} gold records missing)", where=location(gold_where, record=absent[0]),
+                              field="id", fix=fix)
+        raise CorpusError(f"predicted record {blank[0]!r} has an empty text but the gold text has "
+                          f"{len(gold_by_id[blank[0]].text)} characters: a failed or cut-off prediction ({len(blank)} "
+                          f"such records, {len(missing)} of {len(gold_by_id)} gold records missing)",
+                          where=location(pred_where, record=blank[0]), field="text", fix=fix)
     if missing:
-        log.warning("%d of %d gold records have no prediction; scored as predicting no spans",
-                    len(missing), len(gold_by_id))
+        log.warning("%d of %d gold records have no prediction (%d with an empty text); scored as predicting no spans",
+                    len(missing), len(gold_by_id), len(blank))
+    unpredicted = set(missing)
 
     y_true: list[list[str]] = []
     y_pred: list[list[str]] = []
     gold_set: set[tuple[int, int, int, str]] = set()
     pred_set: set[tuple[int, int, int, str]] = set()
-    gold_dropped = pred_dropped = 0
+    gold_dropped = pred_dropped = gold_repeats = pred_repeats = 0
     for index, (rid, g) in enumerate(gold_by_id.items()):
-        p = pred_by_id.get(rid)
+        p = None if rid in unpredicted else pred_by_id.get(rid)
         length = len(g.text)
-        _check_spans(g.spans, length, location(gold_where, record=rid))
+        _check_spans(g.spans, length, location(gold_where, record=rid), gold=True)
+        gold_spans, n = _unique(g.spans)
+        gold_repeats += n
         pred_spans: tuple[Span, ...] = ()
         if p is not None:
             if p.text and p.text != g.text:
-                raise CorpusError("predicted text differs from the gold text", where=location(pred_where, record=rid),
-                                  field="text", fix="predict on the same texts as the gold records")
-            _check_spans(p.spans, length, location(pred_where, record=rid))
-            pred_spans = p.spans
-        gold_set.update((index, s.start, s.end, s.label) for s in g.spans)
+                raise CorpusError(f"predicted text differs from the gold text (lengths {len(p.text)} and {length}, "
+                                  f"first difference at offset {_first_difference(p.text, g.text)})",
+                                  where=location(pred_where, record=rid), field="text",
+                                  fix="predict on the same texts as the gold records")
+            _check_spans(p.spans, length, location(pred_where, record=rid), gold=False)
+            pred_spans, n = _unique(p.spans)
+            pred_repeats += n
+        gold_set.update((index, s.start, s.end, s.label) for s in gold_spans)
         pred_set.update((index, s.start, s.end, s.label) for s in pred_spans)
-        flat_gold, n = resolve_overlaps(g.spans, "keep_longest")
+        flat_gold, n = resolve_overlaps(gold_spans, "keep_longest")
         gold_dropped += n
         flat_pred, n = resolve_overlaps(pred_spans, "keep_longest")
         pred_dropped += n
         if length:
             y_true.append(spans_to_tags(flat_gold, length, "BIO"))
             y_pred.append(spans_to_tags(flat_pred, length, "BIO"))
+    if gold_repeats:
+        log.info("gold holds %d exact duplicate span(s) (same start, end and label): each counted once", gold_repeats)
+    if pred_repeats:
+        log.warning("%d exact duplicate predicted span(s) (same start, end and label as another): each counted once",
+                    pred_repeats)
     if gold_dropped:
         log.info("resolved overlapping gold spans for the seqeval score: %d dropped (keep_longest)", gold_dropped)
     if pred_dropped:
@@ -140,7 +198,7 @@ def score(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: str = "
     result = _seqeval_scores(y_true, y_pred)
     result["span"] = _span_scores(gold_set, pred_set)
     result.update(records=len(gold_by_id), overlaps_resolved=gold_dropped, pred_overlaps_resolved=pred_dropped,
-                  scheme="IOB2", mode="strict")
+                  gold_duplicates=gold_repeats, pred_duplicates=pred_repeats, scheme="IOB2", mode="strict")
     return result
 
 
@@ -247,7 +305,7 @@ def write_report(result: Mapping[str, Any], out: str | PathLike) -> tuple[Path, 
     base.parent.mkdir(parents=True, exist_ok=True)
     json_path = base.parent / (base.name + ".json")
     md_path = base.parent / (base.name + ".md")
-    json_path.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(to_markdown(result), encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(md_path, to_markdown(result))
     log.info("wrote %s and %s", json_path, md_path)
     return json_path, md_path

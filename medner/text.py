@@ -24,6 +24,16 @@ Merging (the "centre" rule)
     :func:`window_spans` per window and merging returns non-overlapping gold spans exactly when all are
     that short; longer spans that no window holds are lost (count them with :func:`spans_crossing`).
 
+Span edges
+    :func:`trim_spans` moves span edges so that a span never starts or ends on an invisible character and never
+    splits what a reader sees as one character (an extended grapheme cluster, Unicode UAX #29: a letter and its
+    combining marks, an emoji ZWJ sequence, a variation selector, CRLF). A cluster belongs to a span when its first
+    code point does, so an end inside a cluster moves to the cluster's end and a start inside one moves to the
+    next cluster. Then invisible clusters (starting with whitespace, a control Cc or a format Cf character, or
+    holding only those and combining marks) are dropped from both ends; a span left with nothing is dropped. A
+    format character inside a visible cluster (the joiner of ``👨‍👩``, the tag characters of a flag, an Arabic
+    number sign before its digits) stays with it. Offsets stay exact.
+
 Normalisation
     :func:`normalize_with_map` folds text for dictionary matching (full-width ASCII -> half-width, NFKC
     per character, lower case) and returns a map from each normalised character to the raw character it
@@ -35,9 +45,12 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable, Sequence
+
+import regex
 
 from medner.types import Span
 
@@ -48,6 +61,7 @@ __all__ = [
     "window_spans",
     "spans_crossing",
     "merge_window_predictions",
+    "trim_spans",
     "normalize_with_map",
     "to_raw_span",
 ]
@@ -168,6 +182,51 @@ def merge_window_predictions(windows: Sequence[Window], per_window_spans: Sequen
     kept.sort(key=lambda s: (s.start, s.end))
     log.debug("merged %d windows: kept %d spans, dropped %d duplicates/conflicts", len(windows), len(kept), dropped)
     return kept
+
+
+_CLUSTER = regex.compile(r"\X")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
+#: format characters that start a visible cluster (Grapheme_Cluster_Break=Prepend: number signs before digits)
+_PREPEND_FORMAT = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2"
+                            "\U000110bd\U000110cd")
+
+
+def _invisible(cluster: str) -> bool:
+    """True when ``cluster`` is nothing a reader sees as part of a mention: it starts with whitespace, a control
+    or a format character (a stray mark or modifier after a space goes with the space), or holds only
+    whitespace, controls, format characters and marks."""
+    base = cluster[0]
+    category = unicodedata.category(base)
+    if base.isspace() or category == "Cc" or (category == "Cf" and base not in _PREPEND_FORMAT):
+        return True
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in cluster)
+
+
+def cluster_bounds(text: str) -> list[int]:
+    """Start offsets of the extended grapheme clusters of ``text``, then ``len(text)``."""
+    return [m.start() for m in _CLUSTER.finditer(text)] + [len(text)]
+
+
+def trim_spans(text: str, spans: Iterable[Span]) -> list[Span]:
+    """``spans`` (on ``text``) with their edges on visible, whole characters (rules in the module doc), in input
+    order; a span with nothing visible is dropped. ``label``/``code``/``score``/``source`` are kept. Disjoint
+    spans stay disjoint."""
+    spans = list(spans)
+    if not spans:
+        return []
+    bounds = cluster_bounds(text)
+    out = []
+    for span in spans:
+        first, stop = bisect_left(bounds, span.start), bisect_left(bounds, span.end)  # clusters first..stop-1
+        while first < stop and _invisible(text[bounds[first] : bounds[first + 1]]):
+            first += 1
+        while stop > first and _invisible(text[bounds[stop - 1] : bounds[stop]]):
+            stop -= 1
+        if first == stop:
+            continue
+        start, end = bounds[first], bounds[stop]
+        out.append(span if (start, end) == (span.start, span.end) else replace(span, start=start, end=end))
+    return out
 
 
 @lru_cache(maxsize=65536)

@@ -187,6 +187,44 @@ def test_prediction_without_text_is_accepted():
     assert score([rec("a", TEXT, (0, 2, "A"))], [rec("a", "", (0, 2, "A"))])["micro"]["f1"] == 1.0
 
 
+def test_an_empty_predicted_text_is_a_missing_prediction_not_silently_nothing(caplog):
+    gold = [rec("a", TEXT, (0, 2, "A")), rec("b", TEXT, (3, 4, "B"))]
+    pred = [rec("a", TEXT, (0, 2, "A")), rec("b", "")]  # b: a failed prediction wrote the id and nothing else
+    with pytest.raises(CorpusError, match=r"pred.jsonl record b: predicted record 'b' has an empty text but the "
+                                          r"gold text has 20 characters.*--allow-missing") as info:
+        score(gold, pred, pred_where="pred.jsonl")
+    assert "\n" not in str(info.value)
+    with caplog.at_level("WARNING"):
+        result = score(gold, pred, on_missing="empty")
+    assert prf(result["micro"]) == approx(1, 1 / 2, 2 / 3)
+    assert any("1 of 2 gold records have no prediction" in r.getMessage() and "1 with an empty text" in r.getMessage()
+               for r in caplog.records)
+    both_empty = score([rec("a", "")], [rec("a", "")])  # an empty gold text: nothing to predict, nothing missing
+    assert both_empty["records"] == 1
+
+
+def test_an_exact_duplicate_span_is_counted_once_and_called_a_duplicate(caplog):
+    gold = [rec("a", TEXT, (0, 2, "A"), (5, 9, "B"))]
+    pred = [rec("a", TEXT, (0, 2, "A"), (0, 2, "A"), (5, 9, "B"))]
+    with caplog.at_level("INFO"):
+        result = score(gold, pred)
+    assert prf(result["micro"]) == approx(1, 1, 1) and prf(result["span"]["micro"]) == approx(1, 1, 1)
+    assert (result["pred_overlaps_resolved"], result["pred_duplicates"], result["gold_duplicates"]) == (0, 1, 0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("overlapping" in m for m in messages)
+    assert any("1 exact duplicate predicted span" in m for m in messages)
+    doubled_gold = score([rec("a", TEXT, (0, 2, "A"), (0, 2, "A"))], [rec("a", TEXT, (0, 2, "A"))])
+    assert doubled_gold["gold_duplicates"] == 1 and doubled_gold["overlaps_resolved"] == 0
+    assert doubled_gold["micro"]["support"] == 1 and doubled_gold["micro"]["f1"] == 1.0
+
+
+def test_an_empty_gold_span_asks_to_correct_the_gold_file():
+    with pytest.raises(CorpusError) as info:
+        score([rec("a", TEXT, (3, 3, "A"))], [rec("a", TEXT)], gold_where="gold.jsonl")
+    assert "gold.jsonl record a" in str(info.value) and "predict on the same texts" not in str(info.value)
+    assert "Fix: correct or remove this span in the gold file" in str(info.value)
+
+
 def test_unknown_missing_policy():
     with pytest.raises(ValueError, match="raise, empty"):
         score([], [], on_missing="skip")
@@ -325,6 +363,37 @@ def test_cli_allow_missing(capsys):
                 "--json") == 0
     result = json.loads(capsys.readouterr().out)
     assert result["micro"]["recall"] == pytest.approx(3 / 5) and result["micro"]["precision"] == pytest.approx(3 / 4)
+
+
+def test_cli_empty_predicted_text_is_missing_unless_allowed(capsys, tmp_path):
+    lines = (DATA / "pred.jsonl").read_text(encoding="utf-8").splitlines()
+    emptied = [json.dumps({"id": json.loads(line)["id"], "text": "", "spans": []}) if i == 2 else line
+               for i, line in enumerate(lines)]
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("\n".join(emptied) + "\n", encoding="utf-8")
+    assert _cli("--gold", DATA / "gold.jsonl", "--pred", pred) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "empty text" in err and "--allow-missing" in err
+    assert _cli("--gold", DATA / "gold.jsonl", "--pred", pred, "--allow-missing", "--json") == 0
+
+
+@pytest.mark.parametrize("side", ["gold", "pred"])
+def test_cli_malformed_span_error_offers_a_fix_evaluate_has(capsys, tmp_path, side):
+    """evaluate scores every span and has no --on-error: the error must not send the user to it."""
+    bad = tmp_path / f"{side}.jsonl"
+    bad.write_text(json.dumps({"id": "r1", "text": "患者头痛三天，诊断为偏头痛。",
+                               "spans": [{"start": 4, "end": 4, "label": "x"}]}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    args = {"gold": DATA / "gold.jsonl", "pred": DATA / "pred.jsonl", side: bad}
+    assert _cli("--gold", args["gold"], "--pred", args["pred"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{side}.jsonl:1 span 0" in err and "expected start < end" in err
+    assert "read with on_error=skip" not in err
+    assert f"medner corpus convert {bad} " in err and "--on-error skip" in err  # the command that has it
+    from medner.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--gold", "g", "--pred", "p", "--on-error", "skip"])
 
 
 # ------------------------------------------------------------------ real data

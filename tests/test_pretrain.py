@@ -176,6 +176,10 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no step logged twice
+    losses = [json.loads(line).get("heldout_loss") for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    clean = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [row["step"] for row in clean]  # the rows of an unbroken run
+    assert losses == pytest.approx([row.get("heldout_loss") for row in clean], abs=1e-5)
 
 
 def test_config_errors_name_the_key(tmp_path):

@@ -264,3 +264,94 @@ def test_ccks2019_windows_reproduce_gold_spans():
             assert nstart >= 0
             start, end = to_raw_span(nstart, nstart + len(needle), index_map)
             assert normalize_with_map(record.text[start:end])[0] == needle
+
+
+# ------------------------------------------------------------------ span edges: trim_spans
+
+MAN, WOMAN, FLAG = "\U0001F468", "\U0001F469", "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"
+
+
+@pytest.mark.parametrize("text, start, end, expected", [
+    ("发热\x00", 0, 3, (0, 2)),  # ends on a NUL
+    (" 发热 ", 0, 4, (1, 3)),  # whitespace both sides
+    ("\u3000发热\u00a0", 0, 4, (1, 3)),  # ideographic and no-break spaces (Zs)
+    ("\u200b发热\ufeff", 0, 4, (1, 3)),  # zero-width space, byte-order mark (Cf)
+    ("\r\n发热\r\n", 0, 6, (2, 4)),
+    ("e\u0301x", 0, 1, (0, 2)),  # ends between a letter and its combining accent: the accent comes along
+    ("xe\u0301", 0, 2, (0, 3)),
+    ("e\u0301x", 1, 3, (2, 3)),  # starts on the accent of a letter outside: the accent stays out
+    (f"{MAN}\u200d{WOMAN} x", 0, 1, (0, 3)),  # a ZWJ sequence is one character to a reader
+    ("\u263a\ufe0f", 0, 1, (0, 2)),  # variation selector
+    (f"a{FLAG}", 0, 2, (0, 8)),  # emoji tag sequence: its tag characters (Cf) belong to it
+    ("\u1100\u1161", 0, 1, (0, 2)),  # Hangul jamo L + V
+    ("\u06001", 0, 2, (0, 2)),  # an Arabic number sign (Cf) before its digit: one visible character
+    ("发热", 0, 2, (0, 2)),
+])
+def test_trim_by_hand(text, start, end, expected):
+    from medner.text import trim_spans
+
+    (span,) = trim_spans(text, [Span(start, end, "X", code="C1", score=0.5, source="m")])
+    assert (span.start, span.end) == expected
+    assert (span.label, span.code, span.score, span.source) == ("X", "C1", 0.5, "m")
+
+
+@pytest.mark.parametrize("text, start, end", [("发\x00 \t热", 1, 4), ("\ufeff", 0, 1), ("a\u0301", 1, 2),
+                                               ("\r\n", 0, 2), (" \u0301 ", 0, 3), (" \U0001F3FB", 0, 2)])
+def test_a_span_of_nothing_visible_is_dropped(text, start, end):
+    from medner.text import trim_spans
+
+    assert trim_spans(text, [Span(start, end, "X")]) == []
+
+
+TRIM_CHARS = ["a", "e", "发", "热", "1", " ", "\t", "\n", "\r", "\x00", "\x7f", "\u3000", "\u00a0", "\u2028",
+              "\u200b", "\u200c", "\u200d", "\ufeff", "\u0600", "\u0301", "\u20dd", "\u0903", "\ufe0f", MAN, WOMAN,
+              "\U0001F3FB", "\U0001F1E8", "\U0001F1F3", "\u1100", "\u1161", "\U000E0067", "\U000E007F"]
+
+
+@st.composite
+def text_with_spans(draw):
+    text = "".join(draw(st.lists(st.sampled_from(TRIM_CHARS), max_size=30)))
+    assume(text)
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=8))))
+    spans = [Span(a, b, "X", score=0.9) for a, b in zip(cuts, cuts[1:])]  # disjoint, adjacent spans
+    return text, spans
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(text_with_spans())
+def test_trimmed_spans_start_and_end_on_visible_whole_characters(data):
+    import unicodedata
+
+    import regex
+
+    from medner.text import trim_spans
+
+    text, spans = data
+    bounds = {m.start() for m in regex.finditer(r"\X", text)} | {len(text)}
+    clusters = {m.start(): m.group() for m in regex.finditer(r"\X", text)}
+    def invisible(cluster: str) -> bool:
+        base, category = cluster[0], unicodedata.category(cluster[0])
+        if base.isspace() or category == "Cc" or (category == "Cf" and base != "\u0600"):  # U+0600 comes before digits
+            return True
+        return all(c.isspace() or unicodedata.category(c)[0] in "CMZ" for c in cluster)
+
+    out = trim_spans(text, spans)
+    assert all(a.end <= b.start for a, b in zip(out, out[1:]))  # still disjoint, still in order
+    assert trim_spans(text, out) == out  # idempotent
+    for span in out:
+        assert 0 <= span.start < span.end <= len(text) and span.score == 0.9
+        assert span.start in bounds and span.end in bounds  # no cluster split
+        assert not invisible(clusters[span.start])
+        last = max(b for b in clusters if b < span.end)
+        assert not invisible(clusters[last])
+        assert not text[span.start].isspace() and unicodedata.category(text[span.start]) != "Cc"
+        assert unicodedata.category(text[span.start]) != "Cf" or text[span.start] == "\u0600"
+        assert not text[span.end - 1].isspace() and unicodedata.category(text[span.end - 1]) != "Cc"
+    for span in spans:  # each output comes from one input, inside it but for the rest of its last character
+        kept = [o for o in out if span.start <= o.start < span.end]
+        assert len(kept) <= 1
+        if kept:
+            next_bound = min(b for b in bounds if b >= span.end)
+            assert kept[0].end <= next_bound
+        else:  # dropped: nothing visible starts inside it
+            assert all(invisible(c) for b, c in clusters.items() if span.start <= b < span.end)

@@ -69,6 +69,18 @@ def test_save_load_gives_identical_predictions(trained, corpus):
             assert 0 <= span.start < span.end <= len(text) and 0.0 <= span.score <= 1.0 + 1e-6
 
 
+def test_predicted_spans_never_start_or_end_on_invisible_characters(trained, monkeypatch):
+    import medner.annotate as annotate_module
+
+    run, _ = trained
+    annotator = medner.load(run, device="cpu")
+    whole = lambda windows, spans: [Span(0, windows[-1].end, "疾病和诊断", score=0.5)]  # noqa: E731
+    monkeypatch.setattr(annotate_module, "merge_window_predictions", whole)  # a model that tags everything
+    texts = ["\x00 胃癌\u200b\n", "\x00 \t", "胃癌e\u0301"]
+    got = annotator.predict(texts)
+    assert [[(s.start, s.end, s.score) for s in spans] for spans in got] == [[(2, 4, 0.5)], [], [(0, 4, 0.5)]]
+
+
 def test_predict_cli_writes_jsonl(trained, corpus, tmp_path):
     run, _ = trained
     out = tmp_path / "pred.jsonl"
@@ -140,12 +152,13 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         finetune(killed, progress=False)
     monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
-    state = json.loads((Path(killed.output_dir) / "checkpoint" / "trainer_state.json").read_text())["state"]
+    latest = ckpt.checkpoints(Path(killed.output_dir) / "checkpoint")[0]
+    state = json.loads((latest / "trainer_state.json").read_text())["state"]
     assert not state["finished"]
     finetune(killed, resume=True, progress=False)
 
-    a = load_file(str(Path(whole.output_dir) / "checkpoint" / "trainable.safetensors"))
-    b = load_file(str(Path(killed.output_dir) / "checkpoint" / "trainable.safetensors"))
+    a = load_file(str(ckpt.checkpoints(Path(whole.output_dir) / "checkpoint")[0] / "trainable.safetensors"))
+    b = load_file(str(ckpt.checkpoints(Path(killed.output_dir) / "checkpoint")[0] / "trainable.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)

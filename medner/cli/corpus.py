@@ -1,7 +1,10 @@
 """`medner corpus`: inspect and convert annotated corpora.
 
-    medner corpus stats PATH --format chip [--encoding gb18030] [--on-error skip] [--json]
-    medner corpus convert IN OUT --format ccks2017 [--encoding E] [--on-error skip]
+    medner corpus stats PATH --format chip [--encoding gb18030] [--on-error skip] [--show-text] [--json]
+    medner corpus convert IN OUT --format ccks2017 [--encoding E] [--on-error skip] [--show-text]
+
+Messages about malformed spans and records never quote record text (offsets, lengths, digests and file:line
+instead); ``--show-text`` lets them quote short excerpts of mentions, for debugging a corpus.
 """
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ def _input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", default="raise", choices=ON_ERROR,
                         help="raise: stop at the first malformed span/record (default); "
                              "skip: drop it, count it and report")
+    parser.add_argument("--show-text", action="store_true",
+                        help="quote short excerpts of record text (mentions, field values) in messages about malformed "
+                             "spans and records, for debugging a corpus; off by default: offsets, lengths and sha256 "
+                             "digests only (these are medical records)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_stats(args: argparse.Namespace) -> int:
     report = ReadReport()
-    records = read_corpus(args.path, args.format, encoding=args.encoding, on_error=args.on_error, report=report)
+    records = read_corpus(args.path, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
+                          show_text=args.show_text)
     stats = corpus_stats(records)
     if args.json:
         stats["read_report"] = {key: value for key, value in report.to_dict().items()
@@ -59,7 +67,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     report = ReadReport()
-    records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report)
+    records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
+                          show_text=args.show_text)
     count = write_jsonl(records, args.output)
     print(f"wrote {count} records ({report.spans} spans) to {args.output}")
     if report.skipped:

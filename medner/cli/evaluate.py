@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoding", default=None, help="text encoding of both inputs (default: the reader's)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score gold records without a prediction as predicting nothing (default: error)")
+    parser.add_argument("--show-text", action="store_true",
+                        help="quote record text (mentions) in error messages, for debugging a corpus; off by default: "
+                             "messages give offsets, lengths and hashes only")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("-o", "--output", metavar="REPORT_PREFIX",
                         help="also write REPORT_PREFIX.json and REPORT_PREFIX.md (a folder gets evaluation.*)")
@@ -26,11 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from medner.corpus import read_corpus
-    from medner.evaluate import format_table, score, write_report
+    from medner.evaluate import format_table, read_for_scoring, score, write_report  # start-up time: on use only
 
-    gold = read_corpus(args.gold, format=args.gold_format, encoding=args.encoding, on_error="raise")
-    pred = read_corpus(args.pred, format=args.pred_format, encoding=args.encoding, on_error="raise")
+    gold = read_for_scoring(args.gold, args.gold_format, encoding=args.encoding, show_text=args.show_text)
+    pred = read_for_scoring(args.pred, args.pred_format, encoding=args.encoding, show_text=args.show_text)
     result = score(gold, pred, on_missing="empty" if args.allow_missing else "raise",
                    gold_where=args.gold, pred_where=args.pred)
     if args.json:

@@ -49,11 +49,13 @@ def formats() -> list[str]:
 
 
 def read_corpus(path: str | os.PathLike, format: str = "jsonl", *, encoding: str | None = None,
-                on_error: str = "raise", report: ReadReport | None = None) -> Iterator[Record]:
+                on_error: str = "raise", report: ReadReport | None = None, show_text: bool = False) -> Iterator[Record]:
     """Stream the records of ``path`` read as ``format``.
 
     ``encoding`` None means UTF-8 (a BOM is accepted); ``report``, if given, is filled in while
     iterating and complete once the iterator is exhausted. Arguments are checked immediately.
+    Error messages, the report and logs carry no record text (offsets, lengths, digests and the file/line
+    instead); ``show_text=True`` lets them quote short excerpts, for debugging a corpus.
     """
     reader = READERS.get(format)
     if reader is None:
@@ -67,7 +69,7 @@ def read_corpus(path: str | os.PathLike, format: str = "jsonl", *, encoding: str
         raise CorpusError("no such file or folder", where=str(path), fix="check the path")
     report = report if report is not None else ReadReport()
     report.path, report.format = str(path), format
-    checker = Checker(on_error, report)
+    checker = Checker(on_error, report, show_text=show_text)
     return _counted(reader(Path(path), encoding=codec, checker=checker), checker)
 
 

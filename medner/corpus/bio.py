@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from medner.corpus.lines import check_path, iter_lines, note_empty
-from medner.corpus.validate import Checker, RecordProblem
+from medner.corpus.validate import Checker, RecordProblem, name_of
 from medner.errors import CorpusError, location
 from medner.types import Record, Span
 
@@ -24,15 +24,18 @@ FORMAT = "bio"
 _TAG = re.compile(r"^([BIEMSLU])[-_](\S+)$")
 _COLUMNS = re.compile(r"[ \t]+")
 _DOCSTART = "-DOCSTART-"
+_TAG_SHAPE = re.compile(r"[A-Za-z]{1,3}[-_]\S{1,30}")  # what a tag looks like: shown in messages as is
 
 
-def parse_tag(tag: str, where: str) -> tuple[str | None, str | None]:
-    """``"B-dis"`` -> ``("B", "dis")``; ``"O"`` -> ``(None, None)``; anything else raises."""
+def parse_tag(tag: str, where: str, show_text: bool = False) -> tuple[str | None, str | None]:
+    """``"B-dis"`` -> ``("B", "dis")``; ``"O"`` -> ``(None, None)``; anything else raises (quoting the tag only
+    when it has the shape of one, or with ``show_text``: the column may hold record text)."""
     if tag == "O":
         return None, None
     match = _TAG.match(tag)
     if not match:
-        raise RecordProblem(f"unknown tag {tag[:20]!r}", kind="bad_tag", where=where, field="tag",
+        raise RecordProblem(f"unknown tag {name_of(tag, show_text, _TAG_SHAPE)}", kind="bad_tag", where=where,
+                            field="tag",
                             fix="use O or B-/I-/E-/S-/M- (or _) followed by the type")
     return match.group(1), match.group(2)
 
@@ -126,7 +129,7 @@ def _record(block, path: Path, checker: Checker) -> Record:
         where = location(path, number)
         token, tag = _split(line, where)
         tokens.append(token)
-        tags.append(parse_tag(tag, where))
+        tags.append(parse_tag(tag, where, checker.show_text))
     token_spans, invalid = tags_to_spans(tags)
     checker.report.invalid_tag_sequences += invalid
     starts = [0]

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from medner.corpus.lines import check_path, decode_text, note_empty
-from medner.corpus.validate import Checker, RecordProblem, SpanProblem
+from medner.corpus.validate import Checker, RecordProblem, SpanProblem, name_of
 from medner.errors import CorpusError, location
 from medner.types import Record
 
 FORMAT = "brat"
+_OFFSETS = re.compile(r"[0-9 ;]{1,60}")  # fragment offsets: shown in messages as they are
+_ID = re.compile(r"[A-Z][0-9]{1,9}")  # an annotation id (T12): shown as is
 
 
 def _natural_key(path: Path) -> list:
@@ -85,7 +87,9 @@ def _text_bound(line: str, text: str, where: str, checker: Checker):
     mention = fields[2] if len(fields) > 2 else None
     if ";" in offsets:
         checker.report.discontinuous_spans += 1
-        raise SpanProblem(f"discontinuous span ({offsets.strip()}) of {fields[0]} is not supported",
+        shown = name_of(offsets.strip(), checker.show_text, _OFFSETS)
+        raise SpanProblem(f"discontinuous span ({shown}) of {name_of(fields[0], checker.show_text, _ID)} is not "
+                          "supported",
                           kind="discontinuous", where=where, field="T",
                           fix="merge or split the fragments in the .ann, or read with on_error=skip to drop it")
     parts = offsets.split()

@@ -32,7 +32,7 @@ def read_cmedqaner(path: Path, *, encoding: str, checker: Checker) -> Iterator[R
                     raise SpanProblem(f"expected a mention object, got {type(ent).__name__}", kind="bad_type",
                                       where=span_where, field="mention_data", fix="write mentions as objects")
                 mention = require(ent, "mention", str, where=span_where, level=SpanProblem)
-                start = as_int(ent.get("offset"), "offset", span_where)
+                start = as_int(ent.get("offset"), "offset", span_where, show_text=checker.show_text)
                 spans.append(checker.span(text, start, start + len(mention), ent.get("type"), where=span_where,
                                           names=("offset", "offset", "type"), mention=mention))
             except SpanProblem as exc:

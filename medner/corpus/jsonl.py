@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medner.corpus.lines import json_object, parse_json_line, records_from_lines
-from medner.corpus.validate import Checker, ReadReport, RecordProblem, SpanProblem, require
+from medner.corpus.validate import Checker, ReadReport, RecordProblem, SpanProblem, name_of, require
 from medner.errors import CorpusError
 from medner.files import atomic_write
 from medner.types import Record, Span
@@ -41,7 +41,9 @@ def record_from_json(obj: Mapping[str, Any], *, where: str = "<input>", default_
 def _record_from_json(obj: Mapping[str, Any], where: str, checker: Checker, default_id: str | None) -> Record:
     unknown = sorted(set(obj) - set(RECORD_KEYS))
     if unknown:
-        raise RecordProblem(f"unknown key {unknown[0]!r}", kind="unknown_field", where=where, field=unknown[0],
+        key = name_of(unknown[0], checker.show_text)
+        raise RecordProblem(f"unknown key {key}", kind="unknown_field", where=where,
+                            field=unknown[0] if key == repr(unknown[0]) else None,
                             fix="jsonl records have keys id, text, spans, meta; for another layout pass its "
                                 "--format")
     record_id = require(obj, "id", (str, int), where=where, default=default_id)
@@ -67,8 +69,10 @@ def _span_from_json(raw: Any, text: str, where: str, checker: Checker) -> Span:
                           field="spans", fix='write spans as {"start": .., "end": .., "label": ..}')
     unknown = sorted(set(raw) - set(SPAN_KEYS))
     if unknown:
-        raise SpanProblem(f"unknown span key {unknown[0]!r}", kind="unknown_field", where=where,
-                          field=unknown[0], fix=f"span keys are {', '.join(SPAN_KEYS)}")
+        key = name_of(unknown[0], checker.show_text)
+        raise SpanProblem(f"unknown span key {key}", kind="unknown_field", where=where,
+                          field=unknown[0] if key == repr(unknown[0]) else None,
+                          fix=f"span keys are {', '.join(SPAN_KEYS)}")
     span = checker.span(text, raw.get("start"), raw.get("end"), raw.get("label"), where=where, mention=raw.get("text"),
                         mention_field="text", case_ok=False)
     code = require(raw, "code", str, where=where, level=SpanProblem, default=None)

@@ -48,7 +48,7 @@ def check_path(path: Path, *, want: str = "file") -> Path:
 def decode_error(exc: UnicodeDecodeError, encoding: str, where: str, *, column: int | None = None,
                  level: type[CorpusError] = RecordProblem) -> CorpusError:
     """A one-line error for undecodable bytes that names the encoding tried and suggests another."""
-    bad = exc.object[exc.start:exc.start + 4]
+    bad = exc.object[exc.start:min(exc.end, exc.start + 2)]  # the offending byte(s) only: never a whole character
     col = f" at byte column {column}" if column is not None else f" at byte offset {exc.start}"
     other = "gb18030" if encoding.replace("_", "-") in ("utf-8", "utf-8-sig") else "utf-8"
     message = f"cannot decode bytes {bad.hex(' ')}{col} as {encoding} ({exc.reason})"

@@ -3,10 +3,13 @@
 Readers raise :class:`SpanProblem` for a bad span (only that span is dropped under ``on_error="skip"``)
 and :class:`RecordProblem` for a bad record or line (the whole record is dropped). File-level problems
 (missing file, unreadable JSON array) are plain :class:`~medner.errors.CorpusError` and always raise.
-Messages never carry record text beyond a short escaped excerpt.
+Messages and the read report never carry record text (these are medical records): they give offsets, lengths,
+short sha256 digests and the file/line. Only a ``Checker`` built with ``show_text=True`` (``--show-text``, for
+debugging a corpus) quotes short escaped excerpts of mentions and field values.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import Counter
@@ -22,6 +25,7 @@ ON_ERROR = ("raise", "skip")
 MAX_EXAMPLES = 5
 _EXCERPT = 8  # characters of record text allowed in a message
 _INT = re.compile(r"-?[0-9]+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,39}")  # a key or tag name, shown as is
 
 
 class SpanProblem(CorpusError):
@@ -90,14 +94,16 @@ class ReadReport:
 
 
 class Checker:
-    """Applies the ``on_error`` policy for one read and fills ``report``."""
+    """Applies the ``on_error`` policy for one read and fills ``report``; ``show_text`` lets messages quote short
+    excerpts of record text (off by default)."""
 
-    def __init__(self, on_error: str, report: ReadReport) -> None:
+    def __init__(self, on_error: str, report: ReadReport, *, show_text: bool = False) -> None:
         if on_error not in ON_ERROR:
             raise CorpusError(f"unknown on_error policy {on_error!r}", field="on_error",
                               fix=f"use one of {', '.join(ON_ERROR)}")
         self.on_error = on_error
         self.report = report
+        self.show_text = show_text
 
     def _note(self, exc: CorpusError) -> None:
         self.report.problems[getattr(exc, "kind", "other")] += 1
@@ -138,10 +144,11 @@ class Checker:
         the covered text (a case-only difference is accepted and counted when ``case_ok``).
         """
         s_name, e_name, l_name = names
-        s = as_int(start, s_name, where)
-        e = as_int(end, e_name, where)
+        s = as_int(start, s_name, where, show_text=self.show_text)
+        e = as_int(end, e_name, where, show_text=self.show_text)
         if not isinstance(label, str) or not label.strip():
-            raise SpanProblem(f"expected a non-empty label, got {label!r}", kind="empty_label",
+            got = repr(label) if isinstance(label, str) or label is None else describe(label, self.show_text)
+            raise SpanProblem(f"expected a non-empty label, got {got}", kind="empty_label",
                               where=where, field=l_name, fix="give every span a type")
         stop = e + 1 if inclusive else e
         rel = "<=" if inclusive else "<"
@@ -151,7 +158,7 @@ class Checker:
         if s >= stop:
             raise SpanProblem(f"expected {s_name} {rel} {e_name}, got {s_name}={s}, {e_name}={e}",
                               kind="start_not_before_end", where=where, field=e_name,
-                              fix="correct or remove this span, or read with on_error=skip (`--on-error skip`)")
+                              fix="correct or remove this span, or read with on_error=skip")
         if stop > len(text):
             limit = len(text) - 1 if inclusive else len(text)
             raise SpanProblem(f"expected {e_name} <= {limit} (text length {len(text)}), got {e}",
@@ -167,11 +174,14 @@ class Checker:
                 if case_ok and mention.casefold() == covered.casefold():
                     self.report.case_mismatches += 1
                 else:
-                    raise SpanProblem(
-                        f"mention mismatch: text[{s}:{stop}] is {excerpt(covered)} but {mention_field} is "
-                        f"{excerpt(mention)}{_shift_hint(text, mention, s)}", kind="mention_mismatch",
-                        where=where, field=mention_field,
-                        fix="correct the offsets or the mention, or read with on_error=skip")
+                    if self.show_text:
+                        found = f"text[{s}:{stop}] is {excerpt(covered)} but {mention_field} is {excerpt(mention)}"
+                    else:
+                        found = (f"text[{s}:{stop}] ({_size(covered)}, {digest(covered)}) differs from "
+                                 f"{mention_field} ({_size(mention)}, {digest(mention)})")
+                    raise SpanProblem(f"mention mismatch: {found}{_shift_hint(text, mention, s)}",
+                                      kind="mention_mismatch", where=where, field=mention_field,
+                                      fix="correct the offsets or the mention, or read with on_error=skip")
         return Span(s, stop, label)
 
 
@@ -183,7 +193,7 @@ def _shift_hint(text: str, mention: str, start: int, reach: int = 3) -> str:
     return ""
 
 
-def as_int(value: Any, name: str, where: str) -> int:
+def as_int(value: Any, name: str, where: str, *, show_text: bool = False) -> int:
     """An integer offset from an int or a string of ASCII digits, else :class:`SpanProblem`."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -194,7 +204,7 @@ def as_int(value: Any, name: str, where: str) -> int:
     if value is None:
         raise SpanProblem(f"missing offset {name}", kind="missing_field", where=where, field=name,
                           fix=f"add `{name}` to the span")
-    raise SpanProblem(f"expected an integer offset, got {excerpt(str(value))}", kind="bad_type",
+    raise SpanProblem(f"expected an integer offset, got {describe(value, show_text)}", kind="bad_type",
                       where=where, field=name, fix="write offsets as integers")
 
 
@@ -215,6 +225,34 @@ def require(obj: dict, key: str, kind: type | tuple[type, ...], *, where: str,
 
 
 def excerpt(value: str, limit: int = _EXCERPT) -> str:
-    """A short, escaped, single-line excerpt for messages."""
+    """A short, escaped, single-line excerpt for messages (only where the user asked for text: ``show_text``)."""
     short = value if len(value) <= limit else value[:limit] + "…"
     return repr(short)
+
+
+def digest(value: str) -> str:
+    """``sha256 <12 hex digits>`` of ``value`` (UTF-8): tells two values apart without showing them."""
+    return "sha256 " + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _size(value: str) -> str:
+    return f"{len(value)} character{'s' if len(value) != 1 else ''}"
+
+
+def describe(value: Any, show_text: bool = False) -> str:
+    """A value from a corpus file for a message: an excerpt with ``show_text``, else its type, length and digest."""
+    if show_text:
+        return excerpt(value if isinstance(value, str) else str(value))
+    if isinstance(value, str):
+        return f"a string of {_size(value)} ({digest(value)})"
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__} of length {len(value)}" if hasattr(value, "__len__") else type(value).__name__
+
+
+def name_of(value: str, show_text: bool = False, pattern: re.Pattern = _NAME) -> str:
+    """A key or tag name for a message: quoted when it has the shape of one (or with ``show_text``), else
+    described without its text (a corrupted file can hold record text where a name belongs)."""
+    if show_text or pattern.fullmatch(value):
+        return repr(value)
+    return describe(value)

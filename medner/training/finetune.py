@@ -4,6 +4,11 @@ The loop: AdamW with two learning rates (encoder or LoRA adapters; head + CRF), 
 gradient accumulation and clipping, dev strict F1 after each epoch with early stopping, a checkpoint for
 ``resume`` every ``train.checkpoint_every`` steps and at each epoch end, data-parallel when launched with
 ``torchrun --nproc_per_node N``. Tokenised windows are cached as Arrow datasets.
+
+Each epoch ends by recording its metrics and dev report in the trainer state, saving the checkpoint, and only
+then writing ``metrics.jsonl``, ``dev_report.*``, the best model and ``training.png`` from that state. So
+``resume`` after a kill at any moment rewrites those outputs from the checkpoint it resumes from and trains the
+rest: the run directory ends as an unbroken run's (only ``elapsed_s`` differs).
 """
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -27,20 +33,24 @@ from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
-from medner.errors import ConfigError
+from medner.errors import ConfigError, ModelError
 from medner.evaluate import score, write_report
+from medner.files import atomic_write_text
 from medner.labels import TagScheme, allowed_transitions
 from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate
-from medner.run.directory import load_head, load_run, save_run
+from medner.run.directory import load_head, load_run, read_meta, save_run, verify
 from medner.training import checkpoint as ckpt
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
 
 log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoint"
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -262,12 +272,94 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
 
 
 def clear_earlier_run(out: Path) -> None:
-    """Remove what an earlier, unresumed run left in ``out`` (metrics, checkpoint)."""
-    stale = [p for p in (out / "metrics.jsonl", out / "checkpoint") if p.exists()]
+    """Remove what an earlier, unresumed run left in ``out`` (metrics, checkpoints)."""
+    stale = [p for p in (out / METRICS_FILE, out / CHECKPOINT_DIR) if p.exists()]
     if stale:
         log.warning("%s holds an earlier run: starting afresh (use --resume to continue it)", out)
         for p in stale:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+class Publisher:
+    """Writes a run's outputs from a checkpointed :class:`~medner.training.checkpoint.TrainerState`: the best
+    epoch's dev report and model, ``metrics.jsonl`` and ``training.png``. Every file is written whole from the
+    state, so writing again after a kill leaves the files a clean run leaves; random generators are untouched."""
+
+    def __init__(self, out: Path, tagger: Tagger, tokenizer, config: RunConfig, inputs: TrainingInputs,
+                 extra: dict, device: torch.device) -> None:
+        self.out, self.tagger, self.tokenizer, self.config = out, tagger, tokenizer, config
+        self.inputs, self.extra, self.device = inputs, extra, device
+
+    def __call__(self, state: ckpt.TrainerState, *, model: bool) -> None:
+        """Write the outputs; the model (from the tagger's current weights) only when ``model``."""
+        with _random_untouched(self.device):
+            if state.best_report is not None:
+                write_report(state.best_report, self.out / "dev_report")
+            if model:
+                save_run(self.tagger, self.tokenizer, self.config, self.out, self.inputs.encoder_dir,
+                         lexicon=self.inputs.lexicon, extra={"best_epoch": state.best_epoch, **self.extra})
+            write_metrics(self.out / METRICS_FILE, state.metrics)
+            if state.metrics:
+                plot_metrics(self.out / METRICS_FILE, self.out / "training.png")
+
+    def catch_up(self, state: ckpt.TrainerState) -> None:
+        """After loading a checkpoint (the tagger holds its weights): make the outputs what it says, whether the
+        kill came before, while or after they were written."""
+        if state.epoch and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the files
+            state.metrics = read_metrics(self.out / METRICS_FILE, "epoch", state.epoch)
+            report = self.out / "dev_report.json"
+            if state.best_report is None and report.is_file():
+                state.best_report = json.loads(report.read_text(encoding="utf-8"))
+        saved = self.saved_epoch()
+        model = False
+        if state.best_epoch and saved != state.best_epoch:
+            if state.epoch == state.best_epoch and state.batch_in_epoch == 0:
+                model = True  # the checkpoint is the end of the best epoch: its weights are that model
+            else:
+                log.warning("%s: the saved model is of epoch %s but the checkpoint resumed from records epoch %d as "
+                            "the best; it stays until an epoch scores better", self.out, saved or "-",
+                            state.best_epoch)
+        self(state, model=model)
+
+    def saved_epoch(self) -> int | None:
+        """The epoch of the complete, intact model in the run directory, if any."""
+        try:
+            meta = read_meta(self.out)
+            verify(self.out, meta)
+        except ModelError:
+            return None
+        return meta.get("best_epoch")
+
+
+def read_metrics(path: Path, key: str, last: int) -> list[dict]:
+    """The rows of ``path`` whose ``key`` is at most ``last``, one per value (the last written wins), in order;
+    unreadable lines are skipped. For resuming from a checkpoint that does not hold the rows itself."""
+    rows: dict = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get(key), int) and row[key] <= last:
+                rows[row[key]] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """``metrics.jsonl``: one JSON object a line, written whole (atomically)."""
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+@contextmanager
+def _random_untouched(device: torch.device) -> Iterator[None]:
+    """Restore the torch and Python random states on leaving: writing outputs must not change training."""
+    python_state = random.getstate()
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+    random.setstate(python_state)
 
 
 def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
@@ -309,19 +401,28 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     optimizer = build_optimizer(tagger, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
     state = ckpt.TrainerState()
-    if resume and (out / "checkpoint" / "trainer_state.json").exists():
-        state = ckpt.load_checkpoint(out / "checkpoint", tagger, optimizer, scheduler)
-        log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
-        if state.finished:
-            log.info("the run in %s has finished; nothing to resume", out)
+    extra = {"trainable_parameters": trainable, "total_parameters": total, "features": inputs.feature_stats}
+    publish = Publisher(out, tagger, tokenizer, config, inputs, extra, device)
+    if resume:
+        loaded = ckpt.load_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler)
+        if loaded is None:
+            log.warning("%s holds no complete checkpoint: training from the start", out)
+            if dist.main:
+                clear_earlier_run(out)
+        else:
+            state = loaded
+            log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
+            if state.finished:
+                log.info("the run in %s has finished; nothing to resume", out)
+            if dist.main:
+                publish.catch_up(state)
 
     pad_id = tokenizer.pad_token_id or 0
-    metrics_path = out / "metrics.jsonl"
     annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
                           lexicon=inputs.lexicon)
     pbar = tqdm(total=total_steps, initial=state.global_step, disable=not (progress and dist.main),
                 desc="train", unit="step", dynamic_ncols=True)
-    started = time.time()
+    started = time.time() - state.elapsed_s
     stop = False
     for epoch in range(state.epoch, config.train.epochs if not state.finished else 0):
         batches = length_bucketed_batches(lengths, config.train.batch_size, config.seed + epoch)
@@ -352,11 +453,13 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                     log.info("step %d/%d: train_loss=%.4g (epoch %d so far), lr=%.3g", state.global_step,
                              total_steps, running_loss, epoch + 1, scheduler.get_last_lr()[0])
                 if dist.main and config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
-                    ckpt.save_checkpoint(out / "checkpoint", tagger, optimizer, scheduler, state)
+                    state.elapsed_s = time.time() - started
+                    ckpt.save_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler, state)
                 if config.train.max_steps and state.global_step >= config.train.max_steps:
                     stop = True
                     break
-        # end of epoch: evaluate, record, maybe save, maybe stop
+        # end of epoch: evaluate and record in the state, checkpoint it, then write what it says (report,
+        # best model, metrics): a kill at any point leaves a checkpoint whose outputs can be written again
         entry = {"epoch": epoch + 1, "step": state.global_step,
                  "train_loss": state.loss_sum / max(1, state.loss_count), "lr": scheduler.get_last_lr()[0],
                  "elapsed_s": round(time.time() - started, 1)}
@@ -369,18 +472,11 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                              dev_recall=result["micro"]["recall"], dev_span_f1=result["span"]["micro"]["f1"])
                 improved = result["micro"]["f1"] > state.best_f1
                 if improved:
-                    state.best_f1, state.best_epoch = result["micro"]["f1"], epoch + 1
-                    write_report(result, out / "dev_report")
+                    state.best_f1, state.best_report = result["micro"]["f1"], result
                 state.bad_epochs = 0 if improved else state.bad_epochs + 1
             if improved:
-                save_run(tagger, tokenizer, config, out, inputs.encoder_dir, lexicon=inputs.lexicon,
-                         extra={"best_epoch": epoch + 1, "trainable_parameters": trainable,
-                                "total_parameters": total, "features": inputs.feature_stats})
-            with metrics_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry) + "\n")
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                          for k, v in entry.items()))
-            plot_metrics(metrics_path, out / "training.png")
+                state.best_epoch = epoch + 1
+            state.metrics.append(entry)
         state.epoch, state.batch_in_epoch = epoch + 1, 0
         if config.train.patience and state.bad_epochs >= config.train.patience:
             log.info("early stopping: no dev F1 improvement for %d epochs", state.bad_epochs)
@@ -388,7 +484,11 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
         stop = _agree(stop, dist)
         state.finished = stop or epoch + 1 == config.train.epochs
         if dist.main:
-            ckpt.save_checkpoint(out / "checkpoint", tagger, optimizer, scheduler, state)
+            state.elapsed_s = time.time() - started
+            ckpt.save_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler, state)
+            publish(state, model=improved)
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                          for k, v in entry.items()))
         if stop:
             break
     pbar.close()

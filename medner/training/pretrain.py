@@ -36,7 +36,7 @@ from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
-from medner.training.finetune import length_bucketed_batches
+from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
 from medner.training.text_sources import collect_texts
 
@@ -211,7 +211,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.masking.strategy == "lexicon":
         entries = [e for path in config.masking.lexicon for e in load_lexicon(path)]
         matcher = LexiconMatcher(entries, min_length=2)
-    if resume and (out / PROVENANCE_FILE).is_file() and not (out / "checkpoint").exists():
+    if resume and (out / PROVENANCE_FILE).is_file() and not ckpt.exists(out / "checkpoint"):
         log.info("%s holds a finished pretraining run; nothing to resume", out)
         return out
     prepare_output(out, resume, overwrite)
@@ -250,16 +250,23 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(total_steps * config.train.warmup_ratio),
                               num_training_steps=total_steps)
     state = ckpt.TrainerState()
-    if resume and (out / "checkpoint" / "trainer_state.json").exists():
-        state = ckpt.load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
-        log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
+    if resume:
+        loaded = ckpt.load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
+        if loaded is not None:
+            state = loaded
+            log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
     metrics_path = out / "metrics.jsonl"
-    if not resume and metrics_path.exists():
-        metrics_path.unlink()
+    if state.global_step and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the file
+        state.metrics = read_metrics(metrics_path, "step", state.global_step)
+    write_metrics(metrics_path, state.metrics)  # as the checkpoint says: rows written after it are dropped
 
-    def record(entry: dict) -> None:
-        with metrics_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+    def record(entry: dict, checkpoint: bool = False) -> None:
+        """Add a row to the state; with ``checkpoint``, save the state first, so the file never runs ahead."""
+        state.metrics.append(entry)
+        if checkpoint:
+            state.elapsed_s = time.time() - run_started
+            ckpt.save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
+        write_metrics(metrics_path, state.metrics)
 
     if state.global_step == 0:
         first = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
@@ -268,7 +275,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     pbar = tqdm(total=total_steps, initial=state.global_step, disable=not progress, desc="pretrain", unit="step",
                 dynamic_ncols=True)
     clock, tokens_seen = time.time(), 0
-    run_started = clock
+    run_started = clock - state.elapsed_s
     for epoch in range(state.epoch, config.train.epochs):
         if state.finished or state.global_step >= total_steps:
             break
@@ -299,12 +306,12 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             at_end = state.global_step >= total_steps
             if at_end or (config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0):
                 held_loss = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
-                record({"step": state.global_step, "epoch": epoch + 1, "train_loss": running,
-                        "heldout_loss": held_loss, "tokens_per_s": round(rate, 1),
-                        "elapsed_s": round(time.time() - run_started, 1)})
+                row = {"step": state.global_step, "epoch": epoch + 1, "train_loss": running,
+                       "heldout_loss": held_loss, "tokens_per_s": round(rate, 1),
+                       "elapsed_s": round(time.time() - run_started, 1)}
                 state.loss_sum, state.loss_count = 0.0, 0
                 state.finished = at_end
-                ckpt.save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
+                record(row, checkpoint=True)
             if at_end:
                 break
         else:
@@ -331,4 +338,4 @@ def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict)
         base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
     meta = {"base_encoder": str(base_dir), "base_provenance": base, "pretraining": pretraining}
     atomic_write_text(out / PROVENANCE_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    ckpt.remove(out / "checkpoint")
