@@ -310,6 +310,30 @@ def test_a_ledger_naming_a_file_elsewhere_never_touches_it(fake_model, records, 
     assert snapshot(out) == snapshot(ref)
 
 
+def test_an_output_of_the_previous_version_resumes(fake_model, records, tmp_path):
+    """Ledgers written before checksums and write lines (no `crc`, no `tracked`, no `sha256`) still resume."""
+    ref = tmp_path / "ref"
+    annotate(opts(fake_model, [records], ref), engine=FakeEngine())
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        crash_before_listing(patch, 2)
+        with pytest.raises(Crash):
+            annotate(opts(fake_model, [records], out), engine=FakeEngine())
+    old = []
+    for line in (out / "ledger.jsonl").read_bytes().splitlines():
+        event = json.loads(line)
+        event.pop("crc")
+        for key in ("tracked", "pid", "sha256", "errors_bytes", "errors_sha256"):
+            event.pop(key, None)
+        if event.get("event") != "write":
+            old.append(json.dumps(event, ensure_ascii=False) + "\n")
+    (out / "ledger.jsonl").write_text("".join(old), encoding="utf-8")
+    engine = FakeEngine()
+    manifest = annotate(opts(fake_model, [records], out), engine=engine)
+    assert engine.calls == [2, 3, 4] and manifest["redone_shards"] == [] and manifest["ledger_lines_dropped"] == []
+    assert snapshot(out) == snapshot(ref)
+
+
 # ------------------------------------------------------------------------------ 3. model changed between runs
 def test_a_changed_weight_file_is_refused_at_start_and_rows_never_mix(tiny_run, records, tmp_path, monkeypatch):
     from medner.run.directory import fingerprint, reseal

@@ -170,11 +170,15 @@ def inputs_fingerprint(inputs: Sequence[Path]) -> list[dict]:
         h = hashlib.sha256()
         files = _listing(path)[0] if path.is_dir() else [path]
         for f in files:
+            rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
             try:
                 st = f.stat()
             except OSError:  # a broken link, or no access: its name still counts
-                st = f.lstat()
-            rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
+                try:
+                    st = f.lstat()
+                except OSError:  # gone since it was listed
+                    h.update(f"{rel}\0gone\n".encode("utf-8", "surrogateescape"))
+                    continue
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         out.append({"path": str(path), "files": len(files), "digest": h.hexdigest()[:16]})
     return out
