@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medner.batch import shards as shards_mod
-from medner.batch.ledger import Ledger, OutputLock
+from medner.batch.ledger import Ledger, OutputLock, ledger_line
 from medner.batch.engine import predict_texts
 from medner.batch.runner import AnnotateOptions, annotate
 from medner.batch.items import ReadOptions
@@ -148,16 +148,17 @@ def _crash_on_replace(monkeypatch, needle: str):
 
 
 def _crash_in_write(monkeypatch, needle: str):
-    real = shards_mod._write_rows
+    """The process dies half-way through writing a shard file: half its bytes in ``<name>.tmp<pid>``."""
+    real = shards_mod.atomic_write_bytes
 
-    def write(fh, rows, fmt):
-        if needle in Path(fh.name).as_posix():
-            fh.write(b'{"partial": ')
-            fh.flush()
-            raise Crash(f"write {fh.name}")
-        return real(fh, rows, fmt)
+    def write(path, data):
+        tmp = Path(path).with_name(f"{Path(path).name}.tmp{os.getpid()}")
+        if needle in tmp.as_posix():
+            tmp.write_bytes(data[: len(data) // 2])
+            raise Crash(f"write {tmp}")
+        return real(path, data)
 
-    monkeypatch.setattr(shards_mod, "_write_rows", write)
+    monkeypatch.setattr(shards_mod, "atomic_write_bytes", write)
 
 
 def _crash_before_ledger(monkeypatch, shard: int, torn: bool):
@@ -236,9 +237,10 @@ def test_shard_content_check_on_resume(fake_model, inputs, tmp_path):
     lines = ledger_path.read_text(encoding="utf-8").splitlines()
     for n, line in enumerate(lines):
         event = json.loads(line)
-        if event.get("shard") == 2:
+        if event.get("event") == "shard" and event.get("shard") == 2:  # as if the inputs had changed
+            event.pop("crc")
             event["keys"] = "0" * 16
-            lines[n] = json.dumps(event)
+            lines[n] = ledger_line(event).decode("utf-8").rstrip("\n")
     ledger_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="shard 2 now holds other records"):
         annotate(options(fake_model, inputs, out), engine=FakeEngine())
@@ -305,11 +307,11 @@ def test_model_failure_on_one_record_is_isolated(fake_model, tmp_path, monkeypat
 def test_torn_ledger_line_is_repaired(tmp_path):
     sig = {"model": "m", "shard_size": 2}
     ledger = Ledger.open(tmp_path, sig)
-    ledger.append({"event": "shard", "shard": 0, "items": 2, "records": 2, "errors": 0, "keys": "k"})
+    ledger.append({"event": "shard", "shard": 0, "items": 2, "records": 2, "errors": 0, "keys": "k", "file": "f"})
     with open(ledger.path, "ab") as fh:
         fh.write(b'{"event": "shard", "sha')
     again = Ledger.open(tmp_path, sig)
     assert list(again.shards) == [0]
-    again.append({"event": "shard", "shard": 1, "items": 2, "records": 2, "errors": 0, "keys": "k"})
+    again.append({"event": "shard", "shard": 1, "items": 2, "records": 2, "errors": 0, "keys": "k", "file": "f"})
     assert list(Ledger.open(tmp_path, sig).shards) == [0, 1]
     assert ledger.path.read_bytes().endswith(b"\n")

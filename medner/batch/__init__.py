@@ -3,14 +3,15 @@
     inputs (folders of .txt, JSONL/CSV/Parquet, .zip/.tar/.tar.gz of those)
       -> :mod:`medner.batch.sources`  a deterministic stream of :class:`Item` (a record or a failure), read by
          :mod:`~medner.batch.formats` (txt, JSONL, CSV, Parquet) and :mod:`~medner.batch.archives` (zip, tar),
-         decoded by :mod:`~medner.batch.encodings`
+         decoded by :mod:`~medner.batch.encodings`, keys made unique by :mod:`~medner.batch.unique`
       -> shards of ``shard_size`` items (shard k = items [k*N, (k+1)*N) of the stream)
       -> an engine (:mod:`medner.batch.engine`): :mod:`~medner.batch.local_engine` (this process or a process
          pool) or :mod:`~medner.batch.ray_engine` (Ray Data)
       -> :mod:`medner.batch.shards` atomic shard files + :mod:`medner.batch.ledger` progress ledger
       -> ``errors.jsonl`` and ``manifest.json`` at the end
 
-Entry point: :func:`medner.batch.runner.annotate` (the CLI is ``medner annotate``).
+Entry point: :func:`medner.batch.runner.annotate` (the CLI is ``medner annotate``). What it promises against
+kills, full disks, damaged output, changed models and hostile inputs: ``docs/guarantees.md``.
 """
 from __future__ import annotations
 

@@ -19,11 +19,10 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from pathlib import Path
 from typing import IO, Iterator
 
 from medner.batch.formats import archive_kind, parquet_items, strip_txt, table_items, text_kind, txt_item
-from medner.batch.items import ArchiveLimits, Item, MiB, ReadOptions, ReadStats, Source, fail
+from medner.batch.items import ArchiveLimits, Item, MiB, ReadOptions, ReadStats, Source, fail, printable
 
 
 def unsafe_member_name(name: str) -> str | None:
@@ -60,12 +59,12 @@ def _member_kind(name: str, source: Source, options: ReadOptions, stats: ReadSta
     return kind, None
 
 
-def zip_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+def zip_items(fh: IO[bytes], label: str, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+    """Items of the zip archive open as ``fh`` (a seekable binary file), named ``label``."""
     limits = options.limits
-    label = str(path)
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         yield fail(Source(label), "corrupt", f"not a readable zip archive ({type(exc).__name__})")
         return
     total = 0
@@ -74,7 +73,7 @@ def zip_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[It
             name = info.filename
             if info.is_dir():
                 continue
-            source = Source(label, name)
+            source = Source(label, printable(name))
             unsafe = unsafe_member_name(name)
             if unsafe:
                 yield fail(source, "unsafe_path", unsafe)
@@ -116,7 +115,7 @@ def zip_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[It
                                                f"truncated or unsupported compression)")
                 continue
             total += len(data)
-            yield from _member_item_stream(data, name, kind, source, options, stats)
+            yield from _member_item_stream(data, printable(name), kind, source, options, stats)
 
 
 class _LimitExceeded(Exception):
@@ -147,25 +146,25 @@ def _read_limited(fh: IO[bytes], declared: int, compressed: int, limits: Archive
     return b"".join(chunks)
 
 
-def _decompressed(path: Path) -> IO[bytes]:
-    """The tar bytes of ``path``: gzip/bz2/xz by magic number (their readers raise on truncation), else raw."""
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
+def _decompressed(fh: IO[bytes]) -> IO[bytes]:
+    """The tar bytes of ``fh``: gzip/bz2/xz by magic number (their readers raise on truncation), else raw."""
+    magic = fh.read(6)
+    fh.seek(0)
     if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=fh, mode="rb")
     if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb")
+        return bz2.BZ2File(fh, "rb")
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+        return lzma.LZMAFile(fh, "rb")
+    return fh
 
 
-def tar_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+def tar_items(fh: IO[bytes], label: str, size: int, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
+    """Items of the tar archive (maybe compressed) open as ``fh``, of ``size`` bytes, named ``label``."""
     limits = options.limits
-    label = str(path)
-    compressed = max(path.stat().st_size, 1)
+    compressed = max(size, 1)
     try:
-        raw = _decompressed(path)
+        raw = _decompressed(fh)
         # streaming: members in stream order, never seeks, never extracts
         tf = tarfile.open(fileobj=raw, mode="r|")
     except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
@@ -191,7 +190,7 @@ def tar_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[It
                 yield fail(Source(label, last), "corrupt", f"tar stream broken{after} ({type(exc).__name__}); the "
                                                            f"rest of the archive is skipped")
                 return
-            name = member.name
+            name = printable(member.name)
             last = name
             if member.isdir():
                 continue
@@ -205,7 +204,7 @@ def tar_items(path: Path, options: ReadOptions, stats: ReadStats) -> Iterator[It
                 yield fail(source, "ratio_exceeded", f"{end} bytes from a {compressed}-byte archive (ratio > "
                                                       f"{limits.max_ratio:g}); the rest of the archive is skipped")
                 return
-            unsafe = unsafe_member_name(name)
+            unsafe = unsafe_member_name(member.name)
             if unsafe:
                 yield fail(source, "unsafe_path", unsafe)
                 continue

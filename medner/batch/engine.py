@@ -18,6 +18,7 @@ import torch
 
 from medner.annotate import Annotator
 from medner.batch.items import Item
+from medner.errors import ModelError
 from medner.run.directory import load_annotator
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class ModelSpec:
 
     ``precision``: ``auto`` keeps the run's setting (fp32 on CPU, bf16/fp16 autocast on a capable GPU);
     ``fp32``; ``bf16`` = bf16 autocast for the encoder (fast on CPUs with AMX/AVX512-BF16; CRF stays fp32).
+    ``fingerprint``: the model fingerprint the runner checked before it started; a worker that finds another
+    (the run directory was replaced meanwhile) refuses to predict, so no output mixes two models.
     """
 
     model: str
@@ -69,13 +72,20 @@ class ModelSpec:
     lexicon: str | None = None
     precision: str = "auto"
     threads: int | None = None
+    fingerprint: str | None = None
 
     def load(self) -> Annotator:
-        """Set the torch threads, then load the Annotator with the requested precision and linker."""
+        """Set the torch threads, then load (and verify) the Annotator with the requested precision and linker."""
         if self.threads:
             torch.set_num_threads(self.threads)
-        return load_annotator(self.model, device=self.device, batch_size=self.batch_size, precision=self.precision,
-                              icd_lexicon=self.lexicon)
+        annotator = load_annotator(self.model, device=self.device, batch_size=self.batch_size,
+                                   precision=self.precision, icd_lexicon=self.lexicon)
+        if self.fingerprint is not None and annotator.fingerprint != self.fingerprint:
+            raise ModelError(f"the model changed after the run started (fingerprint {annotator.fingerprint}, "
+                             f"{self.fingerprint} when checked)", where=self.model, field="model",
+                             fix="do not replace a run directory while `medner annotate` uses it; rerun the "
+                                 "command (a resumed output refuses another model)")
+        return annotator
 
 
 def predict_texts(annotator, texts: Sequence[str], batch_records: int) -> list:

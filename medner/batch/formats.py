@@ -1,11 +1,18 @@
 """Readers of the text formats of batch inputs: ``.txt`` (one record per file), JSONL, CSV/TSV and Parquet,
-from files or archive members; and the file kinds by suffix."""
+from files or archive members; and the file kinds by suffix.
+
+Hostile input stays one failure: a JSONL line nested too deep for the parser, or with a number too long to
+convert, is one ``bad_json`` item; a JSONL line or CSV row longer than a little over ``max_record_bytes`` is one
+``too_long`` item, found while reading (never read whole into memory). Failure details never quote record
+text: field and column names are shown only when they look like names (:func:`names_for_message`).
+"""
 from __future__ import annotations
 
 import codecs
 import csv
 import io
 import json
+import re
 from pathlib import PurePosixPath
 from typing import IO, Iterable, Iterator
 
@@ -86,12 +93,25 @@ def _byte_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | No
         yield number, raw
 
 
-def _text_lines(stream: IO[bytes], codec: str, source: Source) -> Iterator[tuple[int, str | Item]]:
-    """UTF-16 JSONL: decoded lines split on ``\\n``; an undecodable stretch ends the file with a failure."""
+def _text_lines(stream: IO[bytes], codec: str, source: Source,
+                limit: int) -> Iterator[tuple[int, str | Item | None]]:
+    """UTF-16 JSONL: decoded lines split on ``\\n`` (None for a line over ``limit`` characters); an undecodable
+    stretch ends the file with a failure."""
     reader = io.TextIOWrapper(stream, encoding=codec, errors="strict", newline="\n")
     number = 0
     try:
-        for number, line in enumerate(reader, 1):
+        while True:
+            line = reader.readline(limit + 2)
+            if not line:
+                return
+            number += 1
+            if not line.endswith("\n") and len(line) >= limit + 2:  # too long: drain the rest of the line
+                while True:
+                    more = reader.readline(MiB)
+                    if not more or more.endswith("\n"):
+                        break
+                yield number, None
+                continue
             line = line[:-1] if line.endswith("\n") else line
             yield number, (line[:-1] if line.endswith("\r") else line)
     except UnicodeDecodeError as exc:
@@ -119,7 +139,8 @@ def _jsonl_items(stream: IO[bytes], source: Source, options: ReadOptions, stats:
     head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
     codec = options.encoding or sniff_bom(head) or looks_utf16(head)
     if codec is not None and codecs.lookup(codec).name.startswith(("utf-16", "utf-32")):
-        lines: Iterable[tuple[int, str | bytes | Item | None]] = _text_lines(stream, codec, source)
+        lines: Iterable[tuple[int, str | bytes | Item | None]] = _text_lines(
+            stream, codec, source, options.max_record_bytes + 64 * 1024)
     else:
         lines = _byte_lines(stream, options.max_record_bytes + 64 * 1024)
     for number, line in lines:
@@ -151,6 +172,10 @@ def _json_record(line: str, where: Source, codec: str | None, options: ReadOptio
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         return fail(where, "bad_json", f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return fail(where, "bad_json", f"JSON nested too deeply to parse ({len(line)} characters)")
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return fail(where, "bad_json", f"JSON value that cannot be converted ({type(exc).__name__})")
     if not isinstance(obj, dict):
         return fail(where, "bad_json", f"expected a JSON object, got {type(obj).__name__}")
     try:
@@ -159,9 +184,8 @@ def _json_record(line: str, where: Source, codec: str | None, options: ReadOptio
         return fail(where, "bad_field", f"{exc} (field `{options.id_field}`)")
     record_id = record_id if record_id is not None else where.key
     if options.text_field not in obj or obj[options.text_field] is None:
-        keys = ", ".join(sorted(map(str, obj))[:12])
-        return fail(where, "missing_text", f"no field `{options.text_field}` (keys: {keys}); choose it with "
-                                            f"--text-field", record_id)
+        return fail(where, "missing_text", f"no field `{options.text_field}` ({names_for_message(obj, 'keys')}); "
+                                            f"choose it with --text-field", record_id)
     text = obj[options.text_field]
     if not isinstance(text, str):
         return fail(where, "bad_field", f"field `{options.text_field}` has type {type(text).__name__}, "
@@ -172,6 +196,59 @@ def _json_record(line: str, where: Source, codec: str | None, options: ReadOptio
     return item
 
 
+class _RowTooLong(Exception):
+    pass
+
+
+class _BoundedLines:
+    """The lines of a text stream for :mod:`csv`, at most ``limit`` characters per CSV row (over several lines
+    when a quoted field holds newlines); a longer row raises :class:`_RowTooLong` after skipping the rest of its
+    line. The reader calls :meth:`row_done` after each row."""
+
+    def __init__(self, stream: IO[str], limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.used = 0
+
+    def __iter__(self) -> "_BoundedLines":
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline(self.limit - self.used + 1)
+        if not line:
+            raise StopIteration
+        self.used += len(line)
+        if self.used > self.limit:
+            while line and not line.endswith(("\n", "\r")):
+                line = self.stream.readline(MiB)
+            self.used = 0
+            raise _RowTooLong
+        return line
+
+    def row_done(self) -> None:
+        self.used = 0
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,39}")
+
+
+def names_for_message(names, what: str) -> str:
+    """Field or column names for an error message, without record text: names that look like identifiers
+    (ASCII, no spaces, up to 40 characters) are listed; others (which, in a file without a header row, are a record's
+    text) are only counted, with their lengths."""
+    names = [str(n) for n in names]
+    shown = [n for n in names if _NAME.fullmatch(n)]
+    hidden = [n for n in names if not _NAME.fullmatch(n)]
+    parts = []
+    if shown:
+        parts.append(f"{what}: {', '.join(shown[:12])}" + (f" and {len(shown) - 12} more" if len(shown) > 12 else ""))
+    if hidden:
+        lengths = ", ".join(str(len(n)) for n in hidden[:5]) + (", ..." if len(hidden) > 5 else "")
+        parts.append(f"{len(hidden)} other {what} not shown, of {lengths} characters (if they are record text, "
+                     f"the header row may be missing)")
+    return "; ".join(parts) if parts else f"no {what}"
+
+
 def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
     head = stream.peek(MiB)[:MiB] if hasattr(stream, "peek") else b""
     codec = detect_stream_encoding(head, options.encoding)
@@ -179,19 +256,22 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
     if csv.field_size_limit() < options.max_record_bytes:
         csv.field_size_limit(options.max_record_bytes)
     reader_io = io.TextIOWrapper(stream, encoding=codec, errors="surrogateescape", newline="")
+    lines = _BoundedLines(reader_io, options.max_record_bytes + 64 * 1024)
     try:
-        reader = csv.reader(reader_io, delimiter=delimiter)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            yield fail(source, "bad_row", f"cannot read the header row: {type(exc).__name__}")
+        except (csv.Error, UnicodeDecodeError, _RowTooLong) as exc:
+            yield fail(source, "bad_row", f"cannot read the header row: {type(exc).__name__.lstrip('_')}")
             return
+        lines.row_done()
         header = [h.lstrip("\ufeff").strip() for h in header]
         if options.text_field not in header:
-            yield fail(source, "missing_text", f"no column `{options.text_field}` (columns: "
-                                                f"{', '.join(header[:12])}); choose it with --text-field")
+            yield fail(source, "missing_text", f"no column `{options.text_field}` in the header row of "
+                                                f"{len(header)} columns ({names_for_message(header, 'columns')}); "
+                                                f"choose it with --text-field")
             return
         text_col = header.index(options.text_field)
         id_col = header.index(options.id_field) if options.id_field in header else None
@@ -203,13 +283,18 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
                 row = next(reader)
             except StopIteration:
                 return
+            except _RowTooLong:
+                yield fail(where, "too_long", f"row longer than {lines.limit} characters")
+                continue
             except csv.Error as exc:
+                lines.row_done()
                 yield fail(where, "bad_row", f"CSV error near line {reader.line_num}: {exc}")
                 continue
             except UnicodeDecodeError as exc:
                 yield fail(where, "undecodable", f"not decodable as {codec} ({exc.reason}); the rest of the "
                                                   f"file is skipped")
                 return
+            lines.row_done()
             if not row or (len(row) == 1 and not row[0].strip() and text_col != 0):
                 row_number -= 1  # blank line
                 continue
@@ -235,7 +320,7 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
 
 
 def parquet_items(data, source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
-    """Rows of a Parquet file (a path or a seekable binary file object)."""
+    """Rows of a Parquet file (a seekable binary file object)."""
     import pyarrow as pa  # start-up time: only Parquet inputs need pyarrow
     import pyarrow.parquet as pq
 

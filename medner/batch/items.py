@@ -15,6 +15,8 @@ from medner.errors import ConfigError
 
 TEXT_KINDS = ("txt", "jsonl", "csv", "parquet")
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 INPUT_FORMATS = ("auto",) + TEXT_KINDS
 
@@ -34,13 +36,15 @@ REASONS = {
     "bad_row": "a CSV row that cannot be parsed or lacks the text column",
     "unsafe_path": "archive member with an absolute path or a `..` component",
     "link": "archive member that is a symbolic or hard link",
-    "special_file": "archive member that is a device, FIFO or other non-regular file",
+    "special_file": "a FIFO, socket, device or other non-regular file or archive member (links are followed)",
+    "duplicate_file": "a file already read under another name (a hard or symbolic link to it); read once",
+    "inside_output": "an input file that resolves (through a link) into the output folder",
     "encrypted": "encrypted archive member",
     "nested_archive": "archive inside an archive",
     "member_too_large": "archive member over max_member_bytes",
     "ratio_exceeded": "compression ratio over max_ratio (decompression bomb)",
     "total_exceeded": "archive content over max_total_bytes",
-    "corrupt": "a file or archive that cannot be read (truncated, bad CRC, not that format)",
+    "corrupt": "a file, folder or archive that cannot be read (truncated, bad CRC, not that format, no access)",
     "model_error": "the model failed on this record (the exception type is given)",
 }
 
@@ -99,21 +103,28 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class Source:
-    """Where an item came from: input ``path``, archive ``member``, JSONL ``line`` or CSV/Parquet ``row`` (1-based)."""
+    """Where an item came from: input ``path``, archive ``member``, JSONL ``line`` or CSV/Parquet ``row`` (1-based).
+
+    ``copy`` (2, 3, ...) is set only on an item whose key an earlier item of the stream already has (the same
+    member name twice in an archive, say): see :mod:`medner.batch.unique`.
+    """
 
     path: str
     member: str | None = None
     line: int | None = None
     row: int | None = None
+    copy: int | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity, e.g. ``data/a.zip!notes/b.jsonl:17`` or ``data/c.parquet#3``."""
+        """Stable identity, e.g. ``data/a.zip!notes/b.jsonl:17``, ``data/c.parquet#3``, ``data/d.zip!x.txt~2``."""
         key = self.path if self.member is None else f"{self.path}!{self.member}"
         if self.line is not None:
             key += f":{self.line}"
         if self.row is not None:
             key += f"#{self.row}"
+        if self.copy is not None:
+            key += f"~{self.copy}"
         return key
 
     @property
@@ -145,30 +156,58 @@ class Item:
         return self.reason is None
 
 
+EXAMPLES = 10
+
+
 @dataclass
 class ReadStats:
-    """What the reader saw besides items: skipped files (unsupported suffix) and encodings used."""
+    """What the reader saw besides items: skipped files (unsupported suffix), encodings used, record ids that
+    repeat and keys made unique (:mod:`medner.batch.unique`); examples are keys, never text."""
 
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     encodings: Counter = field(default_factory=Counter)
+    duplicate_ids: int = 0
+    duplicate_id_examples: list[str] = field(default_factory=list)
+    copies: int = 0
+    copy_examples: list[str] = field(default_factory=list)
 
     def skip(self, where: str) -> None:
         self.skipped += 1
-        if len(self.skipped_examples) < 10:
+        if len(self.skipped_examples) < EXAMPLES:
             self.skipped_examples.append(where)
+
+    def duplicate_id(self, key: str) -> None:
+        self.duplicate_ids += 1
+        if len(self.duplicate_id_examples) < EXAMPLES:
+            self.duplicate_id_examples.append(key)
+
+    def copy(self, key: str) -> None:
+        self.copies += 1
+        if len(self.copy_examples) < EXAMPLES:
+            self.copy_examples.append(key)
 
     def to_dict(self) -> dict:
         return {"skipped_files": self.skipped, "skipped_examples": list(self.skipped_examples),
-                "encodings": dict(sorted(self.encodings.items()))}
+                "encodings": dict(sorted(self.encodings.items())),
+                "duplicate_ids": self.duplicate_ids, "duplicate_id_examples": list(self.duplicate_id_examples),
+                "repeated_keys": self.copies, "repeated_key_examples": list(self.copy_examples)}
+
+
+def printable(name: str) -> str:
+    """A file or member name as valid Unicode: bytes that were not UTF-8 (surrogate escapes) become ``\\xNN``."""
+    if not SURROGATE.search(name):
+        return name
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return name.encode("utf-8", "backslashreplace").decode("ascii")
 
 
 def fail(source: Source, reason: str, detail: str, record_id: str | None = None) -> Item:
     assert reason in REASONS, reason
     return Item(source, record_id if record_id is not None else source.key, None, reason, detail)
 
-
-SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_text(source: Source, record_id: str, text: str, encoding: str | None, options: ReadOptions) -> Item:

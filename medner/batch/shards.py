@@ -19,20 +19,30 @@ Output row (one JSON line; same fields as Parquet columns)::
 
     {"id": ..., "key": ..., "source": {...}, "reason": "undecodable", "detail": "not decodable as utf-8, gb18030 ..."}
 
-Commit protocol of a shard: write ``*.tmp`` files, fsync, rename the errors file then the data file into
-place, fsync the folders; only then is the shard appended to the ledger. Killed before the ledger line, the
-shard is redone and its files replaced by identical ones; stale ``*.tmp`` files are removed on start.
+Commit protocol of a shard: a ``write`` line in the ledger (this run writes shard k's files), then ``*.tmp<pid>``
+files, fsync, rename the errors file then the data file into place, fsync the folders; only then is the shard
+appended to the ledger, with the size and sha256 of each file. Killed before the ledger line, the shard is redone
+and its files replaced by identical ones.
+
+On every start, :func:`verify_shards` checks each listed shard's files against their recorded size and sha256;
+a missing, cut or changed file is reported, a ``redo`` line is appended, and the shard is done again.
+:meth:`ShardWriter.cleanup` then removes the files of shards that a session of this output started but did not
+list (and the ``*.tmp<pid>`` files of its own sessions); any other file in the output folder is left alone.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
+import os
+import re
 import time
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
-from medner.batch.ledger import LEDGER_FILE, Ledger
-from medner.files import atomic_write, atomic_write_bytes, atomic_write_text
+from medner.batch.ledger import LEDGER_FILE, Ledger, output_error
+from medner.files import atomic_write_bytes
 from medner.batch.items import Item
 from medner.errors import CorpusError
 from medner.types import Span
@@ -74,6 +84,11 @@ def dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def encode_line(row: dict) -> bytes:
+    """:func:`dumps` as UTF-8; a lone surrogate (never in record text) is written as the JSON escape ``\\udcNN``."""
+    return dumps(row).encode("utf-8", "backslashreplace")
+
+
 def _parquet_schema():
     import pyarrow as pa  # start-up time: only Parquet output needs pyarrow
 
@@ -93,7 +108,25 @@ def _write_rows(fh: IO[bytes], rows: Iterable[dict], fmt: str) -> None:
         pq.write_table(pa.Table.from_pylist(list(rows), schema=_parquet_schema()), fh)
     else:
         for row in rows:
-            fh.write(dumps(row).encode("utf-8"))
+            fh.write(encode_line(row))
+
+
+def _serialise(rows: Iterable[dict], fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    _write_rows(buffer, rows, fmt)
+    return buffer.getvalue()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_PART = re.compile(r"part-(\d{6,})\.(jsonl|parquet)(?:\.tmp(\d+))?")
+_ROOT_TMP = re.compile(rf"(?:{re.escape(LEDGER_FILE)}|errors\.jsonl|manifest\.json)\.tmp(\d+)")
 
 
 class ShardWriter:
@@ -115,31 +148,138 @@ class ShardWriter:
     def errors_path(self, index: int) -> Path:
         return self.errors_dir / f"{shard_stem(index)}.jsonl"
 
-    def cleanup(self, done: Iterable[int]) -> int:
-        """Remove temp files and shard files the ledger does not list (left by a killed run); returns the count."""
-        keep = {self.data_path(i).name for i in done} | {self.errors_path(i).name for i in done}
-        removed = 0
-        for folder in (self.shards_dir, self.errors_dir):
-            for path in folder.iterdir():
-                if path.name not in keep and path.name.startswith("part-"):
-                    path.unlink()
-                    removed += 1
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
+
+    def cleanup(self, ledger: Ledger) -> int:
+        """Remove what a session of this output wrote but did not list in the ledger: the files of shards with a
+        ``write`` line and no ``shard`` line, and ``*.tmp<pid>`` files of its sessions; returns the count.
+        (A ledger of a medner that wrote no ``write`` lines: every unlisted ``part-*`` file.) Other files are
+        left alone."""
+        done, written, pids = set(ledger.shards), ledger.written, ledger.pids
+        removed, foreign = 0, []
+        candidates = [(self.shards_dir, p) for p in _listdir(self.shards_dir)]
+        candidates += [(self.errors_dir, p) for p in _listdir(self.errors_dir)]
+        for folder, path in candidates:
+            match = _PART.fullmatch(path.name)
+            if match is None:
+                foreign.append(path)
+                continue
+            index, tmp_pid = int(match.group(1)), match.group(3)
+            base = path.name if tmp_pid is None else path.name[:path.name.rindex(".tmp")]
+            ours = base == (self.data_path(index) if folder == self.shards_dir else self.errors_path(index)).name
+            if not ours:
+                foreign.append(path)
+            elif tmp_pid is not None:
+                if int(tmp_pid) in pids or not ledger.tracked:
+                    removed += self._remove(path)
+                else:
+                    foreign.append(path)
+            elif index not in done:
+                if index in written or not ledger.tracked:
+                    removed += self._remove(path)
+                else:
+                    foreign.append(path)
+        for path in _listdir(self.out_dir):
+            match = _ROOT_TMP.fullmatch(path.name)
+            if match is not None and int(match.group(1)) in pids:
+                removed += self._remove(path)
         if removed:
             log.info("removed %d partial shard files left by an interrupted run", removed)
+        if foreign:
+            log.warning("%s: %d files this output did not write were left alone (first: %s); they are not part of "
+                        "the output", self.out_dir, len(foreign), self.relative(foreign[0]))
         return removed
 
+    def _remove(self, path: Path) -> int:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise output_error(exc, path, "remove a partial shard file") from None
+        return 1
+
+    def remove_shard(self, index: int) -> None:
+        """Remove shard ``index``'s files (this output's own names only)."""
+        self._remove(self.data_path(index))
+        self._remove(self.errors_path(index))
+
     def commit(self, index: int, rows: Sequence[dict], errors: Sequence[dict]) -> dict[str, Any]:
-        """Write shard ``index`` atomically; returns file names and sizes for the ledger."""
+        """Write shard ``index`` atomically; returns file names, sizes and sha256 for the ledger."""
         data_final, errors_final = self.data_path(index), self.errors_path(index)
-        info: dict[str, Any] = {"file": data_final.relative_to(self.out_dir).as_posix()}
-        if errors:  # the error file first: a shard's data file exists only with its errors beside it
-            atomic_write(errors_final, lambda fh: _write_rows(fh, errors, "jsonl"))
-            info["errors_file"] = errors_final.relative_to(self.out_dir).as_posix()
-        elif errors_final.exists():  # pragma: no cover - only if a previous attempt differed
-            errors_final.unlink()
-        atomic_write(data_final, lambda fh: _write_rows(fh, rows, self.fmt))
-        info["bytes"] = data_final.stat().st_size
+        data = _serialise(rows, self.fmt)
+        info: dict[str, Any] = {"file": self.relative(data_final)}
+        try:
+            if errors:  # the error file first: a shard's data file exists only with its errors beside it
+                blob = _serialise(errors, "jsonl")
+                atomic_write_bytes(errors_final, blob)
+                info.update(errors_file=self.relative(errors_final), errors_bytes=len(blob),
+                            errors_sha256=hashlib.sha256(blob).hexdigest())
+            elif errors_final.exists():  # pragma: no cover - only if a previous attempt differed
+                errors_final.unlink()
+            atomic_write_bytes(data_final, data)
+        except OSError as exc:
+            raise output_error(exc, data_final, f"write shard {index}") from None
+        info.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
         return info
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise output_error(exc, folder, "list the output folder") from None
+
+
+def _file_problem(path: Path, size: int | None, sha256: str | None) -> str | None:
+    """Why ``path`` does not match its recorded size and sha256, or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    if size is not None and st.st_size != size:
+        return f"{st.st_size} bytes, {size} recorded (cut short or changed)"
+    if sha256 is not None:
+        try:
+            if sha256_file(path) != sha256:
+                return "content changed since it was written (sha256 differs)"
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def verify_shards(writer: ShardWriter, ledger: Ledger, session: int | None) -> list[dict]:
+    """Check every listed shard's files against the ledger (size and sha256 recorded at commit); a damaged
+    shard's files are removed and a ``redo`` line appended, so the run does it again. Returns those redos."""
+    redo = []
+    for index in sorted(ledger.shards):
+        entry = ledger.shards[index]
+        data = writer.data_path(index)
+        why = None
+        if entry["file"] != writer.relative(data):
+            why = f"the ledger names {entry['file']!r}, not {writer.relative(data)!r}"
+        else:
+            problem = _file_problem(data, entry.get("bytes"), entry.get("sha256"))
+            if problem:
+                why = f"{writer.relative(data)}: {problem}"
+            elif entry["errors"]:
+                errors = writer.errors_path(index)
+                if entry.get("errors_file") != writer.relative(errors):
+                    why = f"the ledger names {entry.get('errors_file')!r}, not {writer.relative(errors)!r}"
+                else:
+                    problem = _file_problem(errors, entry.get("errors_bytes"), entry.get("errors_sha256"))
+                    why = f"{writer.relative(errors)}: {problem}" if problem else None
+        if why is None:
+            continue
+        log.warning("%s: shard %d is damaged (%s); it is annotated again", writer.out_dir, index, why)
+        writer.remove_shard(index)
+        event = {"event": "redo", "shard": index, "why": why, "session": session, "t": now()}
+        ledger.append(event)
+        redo.append({"shard": index, "why": why})
+    return redo
 
 
 def merge_errors(out_dir: Path, ledger: Ledger) -> int:
@@ -154,7 +294,10 @@ def merge_errors(out_dir: Path, ledger: Ledger) -> int:
             raise CorpusError(f"shard {index} lists {entry['errors']} errors but its file is missing",
                               where=str(path), fix="delete the output folder and run again")
         parts.append(path.read_bytes())
-    atomic_write_bytes(out_dir / ERRORS_FILE, b"".join(parts))
+    try:
+        atomic_write_bytes(out_dir / ERRORS_FILE, b"".join(parts))
+    except OSError as exc:
+        raise output_error(exc, out_dir / ERRORS_FILE, "write errors.jsonl") from None
     return sum(part.count(b"\n") for part in parts)
 
 
@@ -203,7 +346,11 @@ def build_manifest(out_dir: Path, ledger: Ledger, *, extra: dict | None = None) 
 
 def write_manifest(out_dir: Path, ledger: Ledger, *, extra: dict | None = None) -> dict[str, Any]:
     manifest = build_manifest(out_dir, ledger, extra=extra)
-    atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+    text = json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"
+    try:
+        atomic_write_bytes(out_dir / MANIFEST_FILE, text.encode("utf-8", "backslashreplace"))
+    except OSError as exc:
+        raise output_error(exc, out_dir / MANIFEST_FILE, "write manifest.json") from None
     return manifest
 
 

@@ -14,7 +14,16 @@ Inputs, in command-line order:
 (e.g. CCKS 2019 ``.txt`` files that hold JSON lines). Files with other suffixes are skipped and counted.
 
 Every record gets a stable :attr:`Source.key` (``path!member:line`` or ``path!member#row``) so a resumed run
-can tell records apart; the same inputs always give the same stream in the same order.
+can tell records apart; the same inputs always give the same stream in the same order. Keys are unique: a key
+seen before in the stream gets ``~2``, ``~3``, ... and repeated record ids are counted
+(:mod:`medner.batch.unique`). File and member names that are not valid UTF-8 appear with ``\\xNN`` escapes.
+
+Only regular files are read (checked after following links, on the open file): FIFOs, sockets, devices and
+links to them in a folder become ``special_file`` failures, unreadable files and folders ``corrupt`` ones, a
+file reached twice through links ``duplicate_file``, and a link into the output folder ``inside_output``. As
+inputs on the command line, non-regular files, paths given twice and inputs inside other inputs are refused
+(:func:`check_inputs`); :func:`check_overlap` refuses inputs and an output folder that overlap. Every read is
+bounded while it happens (a ``.txt`` file at ``max_record_bytes``, a JSONL line or CSV row a little above it).
 
 Encodings: :mod:`medner.batch.encodings`; formats: :mod:`medner.batch.formats`; archives and their safety
 limits: :mod:`medner.batch.archives`; items and failure reasons: :mod:`medner.batch.items`.
@@ -24,49 +33,131 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 from medner.batch.archives import tar_items, zip_items
 from medner.batch.formats import archive_kind, parquet_items, strip_txt, table_items, text_kind, txt_item
-from medner.batch.items import Item, ReadOptions, ReadStats, Source, fail
+from medner.batch.items import Item, ReadOptions, ReadStats, Source, fail, printable
+from medner.batch.unique import DigestSet, Unique, digest
 from medner.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
+_FILE_TYPES = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder"}
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` sorted by relative path; hidden entries and symlinked folders skipped."""
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+def file_type(mode: int) -> str:
+    """``a FIFO``, ``a socket``, ... for a non-regular ``st_mode``."""
+    return _FILE_TYPES.get(stat.S_IFMT(mode), f"a special file (mode {oct(stat.S_IFMT(mode))})")
+
+
+class NotRegular(OSError):
+    """The path is (or links to) a FIFO, socket, device or folder; ``kind`` says which."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(f"{kind}, not a regular file")
+
+
+def open_regular(path: str | os.PathLike) -> tuple[IO[bytes], os.stat_result]:
+    """``(binary file, stat)`` of a regular file, links followed; raises :class:`NotRegular` for anything else.
+
+    The type is checked before opening (a device is never opened) and again on the open file, which is opened
+    non-blocking, so a path swapped for a FIFO in between cannot hang the reader.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegular(file_type(st.st_mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(file_type(st.st_mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _listing(folder: Path) -> tuple[list[Path], list[OSError]]:
+    """Files under ``folder`` sorted by relative path (hidden entries and symlinked folders skipped), and the
+    sub-folders that could not be listed."""
+    problems: list[OSError] = []
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=False, onerror=problems.append):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
-
-
-def _walk_sorted(folder: Path) -> list[Path]:
+        files += [Path(root) / name for name in names if not name.startswith(".")]
     # os.walk yields a folder's files before its sub-folders; sort the whole listing by relative path instead
-    return sorted(_walk(folder), key=lambda p: p.relative_to(folder).as_posix())
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
+    problems.sort(key=lambda exc: str(exc.filename))
+    return files, problems
+
+
+def _within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _real(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def check_inputs(inputs: Sequence[str | os.PathLike], options: ReadOptions) -> list[Path]:
-    """The inputs as paths; a missing path or an unsupported single file is a :class:`CorpusError`."""
+    """The inputs as paths; a missing, non-regular or unsupported input, or one given twice (also as a file
+    inside a folder given too) is a :class:`CorpusError`."""
     if not inputs:
         raise CorpusError("no input given", fix="pass folders, .txt/.jsonl/.csv/.parquet files or archives")
-    paths = []
+    paths: list[Path] = []
+    reals: list[tuple[Path, Path, bool]] = []
     for raw in inputs:
         path = Path(raw)
-        if not path.exists():
-            raise CorpusError("no such file or folder", where=str(path), fix="check the input path")
-        if path.is_file() and archive_kind(path.name) is None and text_kind(path.name, options.input_format) is None:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            if path.is_symlink():
+                raise CorpusError("a link to nothing", where=str(path), fix="check the input path") from None
+            if isinstance(exc, FileNotFoundError):
+                raise CorpusError("no such file or folder", where=str(path), fix="check the input path") from None
+            raise CorpusError(f"cannot read the input: {exc.strerror or type(exc).__name__}", where=str(path),
+                              fix="check the input path and its permissions") from None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not is_dir and not stat.S_ISREG(st.st_mode):
+            raise CorpusError(f"{file_type(st.st_mode)}, not a regular file or folder", where=str(path),
+                              fix="pass files and folders; FIFOs, sockets and devices are not read")
+        if not is_dir and archive_kind(path.name) is None and text_kind(path.name, options.input_format) is None:
             if options.input_format == "auto":
                 raise CorpusError("unsupported input file type", where=str(path),
                                   fix="use .txt, .jsonl, .csv, .tsv, .parquet, .zip, .tar or .tar.gz, "
                                       "or force a reader with --input-format")
-        if any(path.resolve() == seen.resolve() for seen in paths):
-            raise CorpusError("input given twice", where=str(path), fix="pass each input once")
+        real = _real(path)
+        for other, other_real, other_dir in reals:
+            if real == other_real:
+                raise CorpusError("input given twice", where=str(path), fix="pass each input once")
+            if other_dir and _within(real, other_real):
+                raise CorpusError(f"input inside another input ({other}): its records would be read twice",
+                                  where=str(path), fix="pass the folder or what is inside it, not both")
+            if is_dir and _within(other_real, real):
+                raise CorpusError(f"input holds another input ({other}): its records would be read twice",
+                                  where=str(path), fix="pass the folder or what is inside it, not both")
+        reals.append((path, real, is_dir))
         paths.append(path)
     return paths
+
+
+def check_overlap(inputs: Sequence[Path], out: str | os.PathLike) -> None:
+    """Refuse an output folder that is, holds or lies inside an input (real paths, links followed)."""
+    out_real = _real(out)
+    for path in inputs:
+        real = _real(path)
+        if _within(real, out_real):
+            raise CorpusError(f"the input is inside the output folder {out}", where=str(path),
+                              fix="choose an --out outside every input, and keep inputs out of output folders")
+        if path.is_dir() and _within(out_real, real):
+            raise CorpusError(f"the output folder {out} is inside this input folder: the run would read its own "
+                              f"output", where=str(path), fix="choose an --out outside every input")
 
 
 def inputs_fingerprint(inputs: Sequence[Path]) -> list[dict]:
@@ -77,58 +168,98 @@ def inputs_fingerprint(inputs: Sequence[Path]) -> list[dict]:
     out = []
     for path in inputs:
         h = hashlib.sha256()
-        files = _walk_sorted(path) if path.is_dir() else [path]
+        files = _listing(path)[0] if path.is_dir() else [path]
         for f in files:
-            st = f.stat()
             rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
+            try:
+                st = f.stat()
+            except OSError:  # a broken link, or no access: its name still counts
+                try:
+                    st = f.lstat()
+                except OSError:  # gone since it was listed
+                    h.update(f"{rel}\0gone\n".encode("utf-8", "surrogateescape"))
+                    continue
             h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         out.append({"path": str(path), "files": len(files), "digest": h.hexdigest()[:16]})
     return out
 
 
 def iter_items(inputs: Sequence[str | os.PathLike], options: ReadOptions | None = None,
-               stats: ReadStats | None = None) -> Iterator[Item]:
-    """The deterministic item stream of ``inputs`` (see module docstring)."""
+               stats: ReadStats | None = None, *, avoid: str | os.PathLike | None = None) -> Iterator[Item]:
+    """The deterministic item stream of ``inputs`` (see module docstring); files that resolve into ``avoid``
+    (the output folder) are not read."""
     options = options or ReadOptions()
     stats = stats if stats is not None else ReadStats()
+    unique = Unique(stats)
+    files = _Files(options, stats, _real(avoid) if avoid is not None else None)
     for path in check_inputs(inputs, options):
         if path.is_dir():
-            for file in _walk_sorted(path):
+            listed, problems = _listing(path)
+            for file in listed:
                 rel = file.relative_to(path).as_posix()
-                yield from _file_items(file, strip_txt(rel), options, stats)
+                yield from unique.items(files.items(file, printable(strip_txt(rel))))
+            for exc in problems:
+                where = Source(printable(str(exc.filename or path)))
+                yield unique.one(fail(where, "corrupt", f"cannot list the folder: "
+                                                        f"{exc.strerror or type(exc).__name__}"))
         else:
-            yield from _file_items(path, strip_txt(path.name), options, stats)
+            yield from unique.items(files.items(path, printable(strip_txt(path.name))))
 
 
-def _file_items(path: Path, txt_id: str, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
-    label = str(path)
-    archive = archive_kind(path.name)
-    if archive == "zip":
-        yield from zip_items(path, options, stats)
-        return
-    if archive == "tar":
-        yield from tar_items(path, options, stats)
-        return
-    kind = text_kind(path.name, options.input_format)
-    if kind is None:
-        stats.skip(label)
-        log.debug("skipped %s (unsupported file type)", label)
-        return
-    source = Source(label)
-    try:
-        size = path.stat().st_size
-        if kind == "txt":
-            if size > options.max_record_bytes:
-                yield fail(source, "too_long", f"{size} bytes cannot hold <= {options.max_record_chars} characters",
-                            txt_id)
+class _Files:
+    """Reads one input file after the checks of the module docstring."""
+
+    def __init__(self, options: ReadOptions, stats: ReadStats, avoid: Path | None) -> None:
+        self.options = options
+        self.stats = stats
+        self.avoid = avoid
+        self.seen = DigestSet()  # (device, inode) of files read
+
+    def items(self, path: Path, txt_id: str) -> Iterator[Item]:
+        options, stats = self.options, self.stats
+        label = printable(str(path))
+        source = Source(label)
+        archive = archive_kind(path.name)
+        kind = None if archive else text_kind(path.name, options.input_format)
+        if archive is None and kind is None:
+            stats.skip(label)
+            log.debug("skipped %s (unsupported file type)", label)
+            return
+        if self.avoid is not None and os.path.islink(path) and _within(_real(path), self.avoid):
+            yield fail(source, "inside_output", "a link into the output folder; not read")
+            return
+        try:
+            fh, st = open_regular(path)
+        except NotRegular as exc:
+            yield fail(source, "special_file", f"{exc.kind} (links followed), not a regular file; not read")
+            return
+        except OSError as exc:
+            yield fail(source, "corrupt", f"cannot open the file: {exc.strerror or type(exc).__name__}")
+            return
+        with fh:
+            if not self.seen.add(digest(f"{st.st_dev}:{st.st_ino}")):
+                yield fail(source, "duplicate_file", "the same file (device and inode) as an earlier input file, "
+                                                     "reached again through a link; its records are read once, "
+                                                     "under the earlier path")
                 return
-            with open(path, "rb") as fh:
-                yield txt_item(fh.read(), source, txt_id, options, stats)
-            return
-        if kind == "parquet":
-            yield from parquet_items(str(path), source, options, stats)
-            return
-        with open(path, "rb") as fh:
-            yield from table_items(kind, fh, source, options, stats)
-    except OSError as exc:
-        yield fail(source, "corrupt", f"cannot read the file: {exc.strerror or type(exc).__name__}")
+            try:
+                if archive == "zip":
+                    yield from zip_items(fh, label, options, stats)
+                elif archive == "tar":
+                    yield from tar_items(fh, label, st.st_size, options, stats)
+                elif kind == "txt":
+                    yield self._txt(fh, st, source, txt_id)
+                elif kind == "parquet":
+                    yield from parquet_items(fh, source, options, stats)
+                else:
+                    yield from table_items(kind, fh, source, options, stats)
+            except OSError as exc:
+                yield fail(source, "corrupt", f"cannot read the file: {exc.strerror or type(exc).__name__}")
+
+    def _txt(self, fh: IO[bytes], st: os.stat_result, source: Source, txt_id: str) -> Item:
+        limit = self.options.max_record_bytes
+        if st.st_size > limit:
+            return fail(source, "too_long", f"{st.st_size} bytes cannot hold <= {self.options.max_record_chars} "
+                                            f"characters", txt_id)
+        data = fh.read(limit + 1)  # bounded even if the file grows while it is read
+        return txt_item(data, source, txt_id, self.options, self.stats)

@@ -13,8 +13,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "annotate", help="annotate folders, JSONL/CSV/Parquet files and archives with a trained run",
         description="Annotate every record of the inputs with a trained run and write sharded JSONL (or Parquet) "
                     "to OUTDIR, with errors.jsonl (records that could not be read, with the reason) and "
-                    "manifest.json (counts, timings). Killed at any moment, the same command resumes where it "
-                    "stopped; the finished output holds every input record exactly once.")
+                    "manifest.json (counts, timings). Killed at any moment, or stopped by a full disk, the same "
+                    "command resumes where it stopped; the finished output holds every input record exactly once. "
+                    "On every start it checks the model files and each written shard (size and sha256) and redoes "
+                    "damaged shards; it refuses inputs that overlap the output folder. See docs/guarantees.md.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="folders of .txt files, .jsonl/.csv/.tsv/.parquet files, .zip/.tar/.tar.gz archives")
     parser.add_argument("--model", required=True, metavar="RUN", help="run directory of a finished training run")
@@ -80,6 +82,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     counts, timings = manifest["counts"], manifest["timings"]
     print(json.dumps({"out": str(args.out), "read": counts["read"], "annotated": counts["annotated"],
                       "failed": counts["failed"], "shards": manifest["shards"]["count"],
+                      "redone_shards": len(manifest["redone_shards"]),
+                      "duplicate_ids": manifest["read_stats"]["duplicate_ids"],
                       "records_per_s": timings["records_per_s"], "chars_per_s": timings["chars_per_s"]},
                      ensure_ascii=False), file=sys.stdout)
     return 0

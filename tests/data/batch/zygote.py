@@ -19,6 +19,11 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
+
+# the checkout this file belongs to, not whichever medner the interpreter has installed (a worktree's tests must
+# run the worktree's code; sys.path[0] is this file's folder)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 
 def _preload() -> None:
