@@ -4,7 +4,9 @@
 "score"?: float, "source"?: str, "name"?: str, "match"?: str, "link_score"?: float,
 "text"?: str}], "meta": {...}}`` with ``end`` exclusive; a span's
 ``text``, when present, must equal ``text[start:end]``. ``id`` defaults to ``<file stem>:<line>``,
-``spans`` to ``[]`` and ``meta`` to ``{}``. Unknown keys are errors (they would be lost silently).
+``spans`` to ``[]`` and ``meta`` to ``{}``. Unknown keys are errors (they would be lost silently). Optional span
+keys without a value are left out when writing (never written as ``null``; ``null`` reads as absent); scores
+are rounded by :func:`medner.types.round_score`.
 """
 from __future__ import annotations
 
