@@ -8,13 +8,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+#: decimals kept when a score is written out (jsonl, batch output, spaCy, rendered pages)
+SCORE_DECIMALS = 6
+#: the optional fields of a span, in the order they are written
+OPTIONAL_SPAN_FIELDS = ("code", "name", "match", "link_score", "score", "source")
+
+
+def round_score(value: float | None) -> float | None:
+    """A score as written everywhere: rounded to :data:`SCORE_DECIMALS` decimals (None stays None)."""
+    return None if value is None else round(float(value), SCORE_DECIMALS)
+
 
 @dataclass(frozen=True, order=True)
 class Span:
     """A labelled character span ``[start, end)`` on a record's raw text.
 
-    ``code`` is an ICD-10 / ICD-9-CM-3 code where linked, ``score`` a confidence in [0, 1],
-    ``source`` the name of whatever produced the span (a reader, a labelling function, a model).
+    ``code`` is an ICD-10 / ICD-9-CM-3 code where linked, ``score`` the confidence in the span in [0, 1],
+    ``source`` the name of whatever produced the span (a reader, a labelling function, a model). A linked span
+    also carries ``name`` (the code's canonical ICD name), ``match`` (how the code was found: ``exact``,
+    ``alias``, ``normalised`` or ``fuzzy``, see :mod:`medner.lexicon.link`) and ``link_score`` (the confidence
+    in the code, in [0, 1]). Only offsets and label take part in equality and ordering.
     """
 
     start: int
@@ -23,6 +36,9 @@ class Span:
     code: str | None = field(default=None, compare=False)
     score: float | None = field(default=None, compare=False)
     source: str | None = field(default=None, compare=False)
+    name: str | None = field(default=None, compare=False)
+    match: str | None = field(default=None, compare=False)
+    link_score: float | None = field(default=None, compare=False)
 
     def mention(self, text: str) -> str:
         """The covered text: ``text[start:end]``."""
@@ -37,14 +53,15 @@ class Span:
         return self.end - self.start
 
     def to_dict(self, text: str | None = None) -> dict[str, Any]:
-        """JSON-ready dict; with ``text``, the mention is included as ``text``."""
+        """JSON-ready dict; with ``text``, the mention is included as ``text``. Optional fields that are None
+        are left out; scores are rounded by :func:`round_score`."""
         out: dict[str, Any] = {"start": self.start, "end": self.end, "label": self.label}
         if text is not None:
             out["text"] = text[self.start : self.end]
-        for key in ("code", "score", "source"):
+        for key in OPTIONAL_SPAN_FIELDS:
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[key] = round_score(value) if key in ("score", "link_score") else value
         return out
 
 

@@ -90,7 +90,8 @@ def test_every_item_exactly_once_with_valid_spans(fake_model, inputs, tmp_path):
     for row in rows:
         assert row["model"] == "fake0001"
         assert [s["text"] for s in row["spans"]] == [texts[row["key"]][s["start"]:s["end"]] for s in row["spans"]]
-        assert all(set(s) == {"start", "end", "label", "text", "score", "code"} for s in row["spans"])
+        assert all(set(s) == {"start", "end", "label", "text", "score", "code", "name", "match", "link_score"}
+                   for s in row["spans"])
     assert any(row["spans"] for row in rows)
     assert [e["key"] for e in errors] == [i.key for i in expected if not i.ok]  # in input order
     n_bad = sum(not i.ok for i in expected)

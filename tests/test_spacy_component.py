@@ -17,7 +17,7 @@ import medner
 from medner.annotate import Annotator
 from medner.corpus import read_corpus
 from medner.errors import ConfigError, MednerError, ModelError
-from medner.types import Span
+from medner.types import Span, round_score
 
 LEXICON = Path(__file__).parent / "data" / "spacy" / "lexicon.tsv"
 
@@ -81,7 +81,7 @@ def test_char_segmenter_equals_bare_annotator(tiny_run, texts, bare):
         assert doc.text == text
         assert ents_of(doc) == triples(pred)
         assert [(s.start_char, s.end_char, s.label_) for s in doc.spans["medner"]] == triples(pred)
-        assert scores_of(doc) == [s.score for s in pred]
+        assert scores_of(doc) == [round_score(s.score) for s in pred]  # rounded like every output
         assert [e._.char_offsets for e in doc.ents] == [(s.start, s.end) for s in pred]
         assert all(e.kb_id_ == "" and e._.icd_name is None for e in doc.ents)
     stats = component.stats
@@ -99,18 +99,18 @@ def test_call_and_small_batches_give_the_same_entities(tiny_run, texts):
         assert scores_of(a) == pytest.approx(scores_of(b), abs=1e-5)
 
 
-def test_pipe_sends_batches_of_docs_to_the_model(tmp_path):
-    nlp, component = pipeline(tmp_path / "never-loaded")
+def test_pipe_sends_batches_of_docs_to_the_model(tiny_run):
+    nlp, component = pipeline(tiny_run)  # never loaded: a fake annotator answers
     fake = component.annotator = FakeAnnotator({})
     docs = list(nlp.pipe([f"第{i}例" for i in range(10)], batch_size=4))
     assert fake.calls == [4, 4, 2]
     assert [d.text for d in docs] == [f"第{i}例" for i in range(10)]
 
 
-def test_word_segmenter_expands_and_counts_misaligned_spans(tmp_path, caplog):
+def test_word_segmenter_expands_and_counts_misaligned_spans(tmp_path, caplog, tiny_run):
     pytest.importorskip("jieba")
     text = "患者诊断为直肠癌， 予阿司匹林治疗。"
-    nlp, component = pipeline(tmp_path / "unused", segmenter="jieba")
+    nlp, component = pipeline(tiny_run, segmenter="jieba")
     doc = nlp.make_doc(text)
     word = next(t for t in doc if len(t) >= 3)  # a word of 3+ characters to cut into
     space = text.index(" ")
@@ -163,9 +163,9 @@ def test_word_segmenter_with_the_model_accounts_for_every_span(tiny_run, texts, 
     ("merge", [(1, 3, "OLD"), (8, 10, "药物")]),
     ("overwrite", [(1, 4, "疾病和诊断"), (8, 10, "药物")]),
 ])
-def test_existing_entities_policy(tmp_path, policy, expected):
+def test_existing_entities_policy(tmp_path, policy, expected, tiny_run):
     text = "因直肠癌入院，予头孢治疗"
-    nlp, component = pipeline(tmp_path / "unused", ents_policy=policy)
+    nlp, component = pipeline(tiny_run, ents_policy=policy)
     predictions = [Span(1, 4, "疾病和诊断", score=0.8), Span(8, 10, "药物", score=0.6)]
     component.annotator = FakeAnnotator({text: predictions})
     doc = nlp.make_doc(text)
@@ -175,11 +175,11 @@ def test_existing_entities_policy(tmp_path, policy, expected):
     assert [(s.start_char, s.end_char, s.label_) for s in doc.spans["medner"]] == triples(predictions)
 
 
-def test_lexicon_entities_survive_a_merging_model(tmp_path):
+def test_lexicon_entities_survive_a_merging_model(tmp_path, tiny_run):
     text = "因直肠癌入院，予头孢治疗"
     nlp = spacy.blank("zh")
     nlp.add_pipe("medner_lexicon", config={"lexicon": str(LEXICON), "ents_policy": "merge"})
-    component = nlp.add_pipe("medner", config={"model": str(tmp_path / "unused")})
+    component = nlp.add_pipe("medner", config={"model": str(tiny_run)})
     component.annotator = FakeAnnotator({text: [Span(1, 3, "解剖部位", score=0.8), Span(8, 10, "药物", score=0.6)]})
     doc = nlp(text)
     assert ents_of(doc) == [(1, 4, "疾病和诊断"), (8, 10, "药物")]
@@ -195,12 +195,11 @@ def test_bad_config_is_one_clear_line(tmp_path):
         nlp.add_pipe("medner", name="no_model")
     with pytest.raises(ConfigError, match="batch_size"):
         nlp.add_pipe("medner", name="bad_batch", config={"model": str(tmp_path), "batch_size": 0})
-    component = nlp.add_pipe("medner", name="missing", config={"model": str(tmp_path / "nope")})
-    with pytest.raises(ModelError) as err:
-        nlp("患者")
+    with pytest.raises(ModelError) as err:  # at add_pipe, not on the first document
+        nlp.add_pipe("medner", name="missing", config={"model": str(tmp_path / "nope")})
     message = str(err.value)
     assert str(tmp_path / "nope") in message and "`model`" in message and "Fix:" in message
-    assert "\n" not in message and component.stats["docs"] == 0
+    assert "\n" not in message and "missing" not in nlp.pipe_names
 
 
 def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
@@ -265,17 +264,17 @@ def test_to_disk_and_spacy_load_round_trip(tiny_run, texts, tmp_path, store):
         assert [ents_of(d) for d in again] == [ents_of(d) for d in before[:3]]
 
 
-def test_from_disk_without_metadata_is_a_clear_error(tmp_path):
-    nlp, component = pipeline(tmp_path / "unused")
+def test_from_disk_without_metadata_is_a_clear_error(tmp_path, tiny_run):
+    nlp, component = pipeline(tiny_run)
     with pytest.raises(MednerError, match="medner_component.json"):
         component.from_disk(tmp_path)
 
 
-def test_extension_values_survive_doc_serialisation(tmp_path):
+def test_extension_values_survive_doc_serialisation(tmp_path, tiny_run):
     from spacy.tokens import Doc
 
     text = "因直肠癌入院"
-    nlp, component = pipeline(tmp_path / "unused")
+    nlp, component = pipeline(tiny_run)
     component.annotator = FakeAnnotator({text: [Span(1, 4, "疾病和诊断", code="C20.x00", score=0.25)]})
     component.icd_names["C20.x00"] = "直肠恶性肿瘤"
     doc = Doc(nlp.vocab).from_bytes(nlp(text).to_bytes())
@@ -310,3 +309,69 @@ def test_factories_are_found_through_the_entry_point(tiny_run, texts, bare):
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert [tuple(x) for x in got] == triples(bare.predict(texts[0]))
+
+
+def test_nlp_evaluate_reports_entity_scores(tiny_run, tiny_corpus):
+    from spacy.training import Example
+
+    nlp, _ = pipeline(tiny_run)
+    records = list(read_corpus(tiny_corpus / "dev.jsonl"))
+    examples = []
+    for r in records:
+        reference = nlp.make_doc(r.text)
+        reference.ents = [reference.char_span(s.start, s.end, label=s.label) for s in r.spans]
+        examples.append(Example(nlp.make_doc(r.text), reference))
+    scores = nlp.evaluate(examples)
+    assert {"ents_p", "ents_r", "ents_f", "ents_per_type"} <= set(scores)
+    # the same numbers as the project's exact character-span scoring of the bare annotator
+    bare = medner.load(tiny_run, device="cpu")
+    pred = bare.predict([r.text for r in records])
+    tp = sum(len(set(triples(p)) & set(triples(r.spans))) for p, r in zip(pred, records))
+    n_pred, n_gold = sum(len(p) for p in pred), sum(len(r.spans) for r in records)
+    assert scores["ents_p"] == pytest.approx(tp / n_pred) and scores["ents_r"] == pytest.approx(tp / n_gold)
+    assert set(scores["ents_per_type"]) <= set(nlp.get_pipe("medner").labels)
+
+
+def test_factory_meta_declares_assigns_and_labels(tiny_run):
+    nlp, component = pipeline(tiny_run)
+    meta = nlp.get_pipe_meta("medner")
+    assert "doc.ents" in meta.assigns and "span._.icd_name" in meta.assigns and "span._.link_score" in meta.assigns
+    assert meta.default_score_weights["ents_f"] == 1.0
+    labels = json.loads((Path(tiny_run) / "medner_model.json").read_text(encoding="utf-8"))["labels"]
+    assert list(component.labels) == labels and nlp.meta["labels"]["medner"] == labels
+    assert component._annotator is None  # reading the labels does not load the model
+
+
+def test_linked_spans_carry_name_match_and_link_score(tiny_run):
+    text = "因直肠癌入院"
+    nlp, component = pipeline(tiny_run)
+    linked = Span(1, 4, "疾病和诊断", code="C20.x00", score=0.1234567891, name="直肠恶性肿瘤", match="alias",
+                  link_score=0.95)
+    component.annotator = FakeAnnotator({text: [linked]})
+    (ent,) = nlp(text).ents
+    assert (ent.kb_id_, ent._.icd_name, ent._.match, ent._.link_score) == ("C20.x00", "直肠恶性肿瘤", "alias", 0.95)
+    assert ent._.score == 0.123457  # rounded as in every output
+
+
+@pytest.mark.slow
+def test_spacy_package_of_a_saved_pipeline(tiny_run, texts, bare, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    nlp, _ = pipeline(run)
+    nlp.meta.update(name="medner_demo", version="0.0.1")
+    nlp.to_disk(tmp_path / "pipe")
+    shutil.rmtree(run)  # an installed package must not need the run it was made from
+    (tmp_path / "pkg").mkdir()
+    done = subprocess.run([sys.executable, "-m", "spacy", "package", str(tmp_path / "pipe"), str(tmp_path / "pkg"),
+                           "--build", "sdist"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    package = tmp_path / "pkg" / "zh_medner_demo-0.0.1"
+    meta = json.loads((package / "meta.json").read_text(encoding="utf-8"))
+    assert any(r.startswith("medner") for r in meta["requirements"])  # found through the entry point
+    code = ("import json, sys\nsys.path.insert(0, sys.argv[1])\nimport zh_medner_demo\n"
+            "doc = zh_medner_demo.load()(sys.argv[2])\n"
+            "print(json.dumps([[e.start_char, e.end_char, e.label_] for e in doc.ents]))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(package), texts[0]], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [tuple(x) for x in json.loads(done.stdout.strip().splitlines()[-1])] == triples(bare.predict(texts[0]))

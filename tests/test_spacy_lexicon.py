@@ -74,7 +74,25 @@ def test_errors_name_the_field_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="`lexicon`") as err:
         nlp.add_pipe("medner_lexicon")
     assert "Fix:" in str(err.value) and "\n" not in str(err.value)
-    nlp.add_pipe("medner_lexicon", config={"lexicon": str(tmp_path / "missing.tsv")})
-    with pytest.raises(LexiconError, match="missing.tsv") as err:
-        nlp("患者")
-    assert "\n" not in str(err.value)
+    with pytest.raises(LexiconError, match="missing.tsv") as err:  # at add_pipe, not on the first document
+        nlp.add_pipe("medner_lexicon", config={"lexicon": str(tmp_path / "missing.tsv")})
+    assert "\n" not in str(err.value) and "Fix:" in str(err.value)
+    assert "medner_lexicon" not in nlp.pipe_names
+
+
+def test_writes_entities_on_request_and_scores():
+    from spacy.training import Example
+
+    nlp, component = lexicon_nlp(ents_policy="merge")
+    doc = nlp(TEXT)
+    assert [(e.start_char, e.end_char, e.label_, e.kb_id_) for e in doc.ents] == [s[:4] for s in EXPECTED]
+    (disease,) = [e for e in doc.ents if e.kb_id_]
+    assert (disease._.icd_name, disease._.match, disease._.link_score) == ("直肠恶性肿瘤", "alias", 0.95)
+    assert set(nlp.meta["labels"]["medner_lexicon"]) >= {"疾病和诊断", "药物", "解剖部位"}
+    reference = nlp.make_doc(TEXT)
+    reference.ents = [reference.char_span(3, 6, label="疾病和诊断"), reference.char_span(17, 19, label="解剖部位")]
+    scores = nlp.evaluate([Example(nlp.make_doc(TEXT), reference)])
+    assert scores["ents_p"] == pytest.approx(2 / 3) and scores["ents_r"] == 1.0
+    keep, _ = lexicon_nlp()  # a weak labeller: its doc.spans group against the reference entities
+    scores = keep.evaluate([Example(keep.make_doc(TEXT), reference)])
+    assert scores["spans_medner_lexicon_p"] == pytest.approx(2 / 3) and "ents_f" not in scores

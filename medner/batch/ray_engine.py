@@ -40,7 +40,7 @@ def _encode(predictions: list) -> str:
         if isinstance(pred, str):
             out.append(pred)
         else:
-            out.append([[s.start, s.end, s.label, s.code, s.score] for s in pred])
+            out.append([[s.start, s.end, s.label, s.code, s.score, s.name, s.match, s.link_score] for s in pred])
     return json.dumps(out, ensure_ascii=False)
 
 
@@ -50,7 +50,8 @@ def _decode(payload: str) -> list:
         if isinstance(pred, str):
             out.append(pred)
         else:
-            out.append([Span(start, end, label, code=code, score=score) for start, end, label, code, score in pred])
+            out.append([Span(start, end, label, code=code, score=score, name=name, match=match, link_score=link)
+                        for start, end, label, code, score, name, match, link in pred])
     return out
 
 

@@ -12,10 +12,13 @@ Output row (one JSON line; same fields as Parquet columns)::
 
     {"id": "r1", "key": "in/a.zip!notes.jsonl:3",
      "source": {"path": "in/a.zip", "member": "notes.jsonl", "line": 3, "row": null},
-     "spans": [{"start": 1, "end": 3, "label": "疾病和诊断", "text": "胃癌", "score": 0.93812, "code": null}],
+     "spans": [{"start": 1, "end": 3, "label": "疾病和诊断", "text": "胃癌", "score": 0.93812, "code": "C16.900",
+                "name": "胃恶性肿瘤", "match": "exact", "link_score": 1.0}],
      "model": "04c80e3dbcc54130"}
 
-``text`` is ``original_text[start:end]``; ``score`` is rounded to 6 decimals. Error row::
+``text`` is ``original_text[start:end]``; ``score`` and ``link_score`` are rounded to 6 decimals; ``code``,
+``name`` (the ICD name), ``match`` (exact / alias / normalised / fuzzy) and ``link_score`` are null when the span
+is not linked. Error row::
 
     {"id": ..., "key": ..., "source": {...}, "reason": "undecodable", "detail": "not decodable as utf-8, gb18030 ..."}
 
@@ -45,7 +48,7 @@ from medner.batch.ledger import LEDGER_FILE, Ledger, output_error
 from medner.files import atomic_write_bytes
 from medner.batch.items import Item
 from medner.errors import CorpusError
-from medner.types import Span
+from medner.types import Span, round_score
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,6 @@ SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
 ERRORS_FILE = "errors.jsonl"
 MANIFEST_FILE = "manifest.json"
-SCORE_DECIMALS = 6
 
 
 def shard_stem(index: int) -> str:
@@ -62,9 +64,9 @@ def shard_stem(index: int) -> str:
 
 
 def span_dict(text: str, span: Span) -> dict[str, Any]:
-    score = None if span.score is None else round(float(span.score), SCORE_DECIMALS)
     return {"start": span.start, "end": span.end, "label": span.label, "text": text[span.start:span.end],
-            "score": score, "code": span.code}
+            "score": round_score(span.score), "code": span.code, "name": span.name, "match": span.match,
+            "link_score": round_score(span.link_score)}
 
 
 def output_row(item: Item, spans: Sequence[Span], model: str | None) -> dict[str, Any]:
@@ -93,7 +95,8 @@ def _parquet_schema():
     import pyarrow as pa  # start-up time: only Parquet output needs pyarrow
 
     span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("text", pa.string()),
-                      ("score", pa.float64()), ("code", pa.string())])
+                      ("score", pa.float64()), ("code", pa.string()), ("name", pa.string()),
+                      ("match", pa.string()), ("link_score", pa.float64())])
     source = pa.struct([("path", pa.string()), ("member", pa.string()), ("line", pa.int64()), ("row", pa.int64())])
     return pa.schema([("id", pa.string()), ("key", pa.string()), ("source", source), ("spans", pa.list_(span)),
                       ("model", pa.string())])

@@ -1,32 +1,122 @@
-"""`medner predict`: spans for a corpus with a trained run directory."""
+"""`medner predict`: spans (with scores and ICD links) for texts, with a trained run directory.
+
+    medner predict --model RUN notes/                      # every .txt file of a folder: one record per file
+    medner predict --model RUN note.txt -o pred.jsonl
+    echo 患者因直肠癌入院。 | medner predict --model RUN -   # standard input: one record per line
+    medner predict --model RUN dev.txt --format ccks2019   # an annotated corpus (gold spans replaced)
+
+Output: the project's jsonl (``medner.corpus.jsonl``), to ``-o FILE`` (written atomically) or standard output.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from medner.corpus import formats
+from medner.errors import CorpusError
+from medner.types import Record
 
 log = logging.getLogger(__name__)
 
+STDIN = "-"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict spans for a corpus with a trained run directory")
-    p.add_argument("input", help="corpus file or folder")
-    p.add_argument("--model", required=True, help="run directory written by `medner finetune`")
-    p.add_argument("--format", default="jsonl", help="input corpus format (default: jsonl)")
-    p.add_argument("--encoding", default=None, help="input encoding, e.g. gb18030")
-    p.add_argument("-o", "--output", required=True, help="output jsonl (the project's format)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--icd-lexicon", default=None,
+    p = sub.add_parser(
+        "predict", help="predict spans for texts, folders, standard input or a corpus with a trained run",
+        description="Predict spans with a trained run directory. INPUT is a .txt file (one record), a folder "
+                    "(its .txt/.jsonl/.csv/.parquet files and archives, read as `medner annotate` reads them), "
+                    "a .jsonl file in the project's format, or - for standard input (one record per non-blank "
+                    "line). Writes the project's jsonl to -o FILE or to standard output.")
+    p.add_argument("input", metavar="INPUT", help="a .txt or .jsonl file, a folder, or - (standard input)")
+    p.add_argument("--model", required=True, metavar="RUN", help="run directory written by `medner finetune`")
+    p.add_argument("--format", default="auto", choices=("auto", *formats()),
+                   help="auto (default): by the input's suffix (.jsonl: the project's format; - : lines of "
+                        "standard input; anything else as `medner annotate` reads it); or a corpus format, whose "
+                        "gold spans are replaced by the predictions")
+    p.add_argument("--encoding", default=None,
+                   help="input encoding, e.g. gb18030 (default: UTF-8 for corpora and standard input; detected "
+                        "for .txt files and folders)")
+    p.add_argument("-o", "--output", default=STDIN, metavar="FILE",
+                   help="output jsonl (the project's format); default - (standard output)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="windows (of at most the run's window length) per forward pass (default: 16; on CPU "
+                        "small batches are fastest)")
+    p.add_argument("--icd-lexicon", default=None, metavar="TSV",
                    help="link predicted spans to ICD codes with this coded lexicon TSV (default: the run's own, if any)")
     p.set_defaults(func=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from medner import load
-    from medner.corpus import read_corpus, write_jsonl
+    from medner import load  # start-up time: loading torch and the model only when a command needs them
+    from medner.corpus import record_to_json, write_jsonl
 
+    if args.batch_size < 1:
+        raise CorpusError(f"--batch-size must be >= 1, got {args.batch_size}", field="--batch-size",
+                          fix="use a positive number of windows, e.g. 16")
+    failed: list[str] = []
+    records = _records(args, failed)
     annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
-    records = read_corpus(args.input, format=args.format, encoding=args.encoding)
-    count = write_jsonl(annotator.predict_records(records), args.output)
-    log.info("wrote predictions for %s records to %s", count, args.output)
+    predicted = annotator.predict_records(records)
+    if args.output == STDIN:
+        count = 0
+        for record in predicted:
+            sys.stdout.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
+            count += 1
+        sys.stdout.flush()
+    else:
+        count = write_jsonl(predicted, args.output)
+    log.info("wrote predictions for %d records to %s", count, "standard output" if args.output == STDIN
+             else args.output)
+    if failed:
+        log.error("%d inputs could not be read and have no predictions (first: %s); see the warnings above",
+                  len(failed), failed[0])
+        return 1
     return 0
+
+
+def _records(args: argparse.Namespace, failed: list[str]) -> Iterator[Record]:
+    """The input records; unreadable items are logged (key and reason, never text) and listed in ``failed``."""
+    from medner.corpus import read_corpus
+
+    if args.input == STDIN:
+        return _stdin_records(args.encoding)
+    path = Path(args.input)
+    if not path.exists():
+        raise CorpusError("no such file or folder", where=str(path), fix="check the path, or pass - for standard input")
+    if args.format != "auto":
+        return read_corpus(path, format=args.format, encoding=args.encoding)
+    if path.is_file() and path.suffix.lower() == ".jsonl":
+        return read_corpus(path, format="jsonl", encoding=args.encoding)
+    return _item_records(path, args.encoding, failed)
+
+
+def _stdin_records(encoding: str | None) -> Iterator[Record]:
+    data = sys.stdin.buffer.read()
+    codec = encoding or "utf-8-sig"
+    try:
+        text = data.decode(codec)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise CorpusError(f"standard input is not {codec} ({type(exc).__name__})", where="<stdin>",
+                          field="--encoding", fix="pass --encoding (e.g. gb18030)") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield Record(f"stdin:{number}", line)
+
+
+def _item_records(path: Path, encoding: str | None, failed: list[str]) -> Iterator[Record]:
+    from medner.batch.items import ReadOptions  # start-up time: the batch readers only for files and folders
+    from medner.batch.sources import iter_items
+
+    for item in iter_items([path], ReadOptions(encoding=encoding)):
+        if item.ok:
+            yield Record(item.id, item.text)
+        else:
+            failed.append(item.key)
+            log.warning("%s: not read (%s: %s)", item.key, item.reason, item.detail)

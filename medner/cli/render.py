@@ -1,4 +1,5 @@
-"""`medner render`: displaCy HTML of annotated records (entity colours per type, ICD codes in the labels).
+"""`medner render`: displaCy HTML of annotated records that reads in Chinese (UTF-8, a CJK font stack, colours
+per type with a legend, ICD codes in the labels, score and ICD name on hover).
 
     medner render RECORDS --model RUN -o out.html [--format jsonl] [--limit N] [--lexicon LEXICON]
     medner render RECORDS --gold -o out.html            # the records' own spans, no model
@@ -10,13 +11,16 @@ import itertools
 from pathlib import Path
 
 from medner.errors import ConfigError
+from medner.files import atomic_write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "render", help="write displaCy HTML of records annotated by a model (or their gold spans)",
         description="Annotate records with a trained run and write one HTML page (displaCy) with one colour per "
-                    "entity type and the ICD code, where linked, in each label.")
+                    "entity type (a legend on top), the ICD code, where linked, in each label, and the score, ICD "
+                    "name and link score on hover. The page is UTF-8 with lang=zh-CN and a CJK font stack; a "
+                    "machine without any CJK font shows boxes (Debian: apt-get install fonts-noto-cjk).")
     parser.add_argument("records", metavar="RECORDS", help="corpus file or folder")
     parser.add_argument("--model", metavar="RUN", help="trained run directory (e.g. runs/emr_zh)")
     parser.add_argument("--gold", action="store_true", help="draw the records' own spans instead of predictions")
@@ -44,10 +48,10 @@ def run_render(args: argparse.Namespace) -> int:
         records = itertools.islice(records, args.limit)
     if not args.gold:
         records = _predicted(records, args)
-    result = render_records(records)
+    result = render_records(records, title=f"medner: {Path(args.records).name}")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(result.html, encoding="utf-8")
+    atomic_write_text(out, result.html)
     note = f", {result.hidden} overlapping spans not drawn" if result.hidden else ""
     print(f"{out}: {result.records} records, {result.entities} entities{note}")
     return 0

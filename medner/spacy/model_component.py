@@ -5,7 +5,8 @@ lexicon matcher without a model, is in :mod:`medner.spacy.lexicon_component`).
     nlp = spacy.blank("zh")                                   # char segmenter; jieba/pkuseg work too
     nlp.add_pipe("medner", config={"model": "runs/emr_zh"})  # no `import medner` needed (entry point)
     doc = nlp(text)
-    [(e.text, e.label_, e.kb_id_, e._.score, e._.icd_name) for e in doc.ents]
+    [(e.text, e.label_, e.kb_id_, e._.score, e._.icd_name, e._.match, e._.link_score) for e in doc.ents]
+    nlp.evaluate(examples)                                   # ents_p / ents_r / ents_f / ents_per_type
 
 Both factories are registered through the ``spacy_factories`` entry point of the package, take keyword-only
 config with defaults, always return the Doc, and have ``to_disk``/``from_disk``. This module is a thin
@@ -47,7 +48,9 @@ from spacy.util import minibatch
 from medner.errors import ConfigError, ModelError
 from medner.lexicon.link import IcdLinker
 from medner.run.directory import fingerprint, is_run_dir, load_annotator
-from medner.spacy.writer import META_FILE, META_FORMAT, SpanWriter, copy_file, read_meta
+from medner.run.directory import read_meta as read_run_meta
+from medner.spacy.writer import (ASSIGNS, META_FILE, META_FORMAT, SCORE_WEIGHTS, SpanWriter, copy_file,
+                                 loading_saved_pipeline, read_meta)
 from medner.types import Span
 
 __all__ = ["MednerComponent", "make_medner"]
@@ -58,9 +61,10 @@ log = logging.getLogger(__name__)
 class MednerComponent(SpanWriter):
     """The ``medner`` pipe: a trained run directory applied to each Doc's text.
 
-    The model is loaded on first use (or by :meth:`from_disk`), so ``spacy.load`` of a pipeline saved with
-    ``store_model=True`` never needs the original run directory. ``batch_size`` is the number of windows per
-    forward pass; ``nlp.pipe(texts, batch_size=N)`` sends N docs at a time through one
+    The run directory is checked when the component is created (``add_pipe`` fails on a missing or
+    unreadable run) and the model loaded on first use (or by :meth:`from_disk`), so ``spacy.load`` of a
+    pipeline saved with ``store_model=True`` never needs the original run directory. ``batch_size`` is the
+    number of windows per forward pass; ``nlp.pipe(texts, batch_size=N)`` sends N docs at a time through one
     :meth:`~medner.annotate.Annotator.predict` call.
     """
 
@@ -88,6 +92,12 @@ class MednerComponent(SpanWriter):
         self._lexicon_path = Path(lexicon) if lexicon else None
         self._annotator = None
         self._pid = os.getpid()
+        if not loading_saved_pipeline():  # fail at add_pipe, not on the first document
+            self._check_model()
+            if self._lexicon_path is not None and not self._lexicon_path.is_file():
+                raise ModelError(f"component {name!r}: ICD lexicon not found", where=str(self._lexicon_path),
+                                 field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
+                                                      "-o lexicons/build/lexicon_zh.tsv`, or leave `lexicon` out")
 
     # -- model ------------------------------------------------------------------------------------------
     @property
@@ -109,12 +119,27 @@ class MednerComponent(SpanWriter):
     def annotator(self, annotator) -> None:
         self._annotator = annotator
 
-    def _load(self):
+    @property
+    def labels(self) -> tuple:
+        """Entity types the model predicts (what ``nlp.meta["labels"]`` shows for this component)."""
+        if self._annotator is not None:
+            return tuple(self._annotator.scheme.types)
+        try:
+            return tuple(read_run_meta(self._model_path).get("labels") or ())
+        except ModelError:
+            return ()
+
+    def _check_model(self) -> None:
         path = self._model_path
         if not is_run_dir(path):
             raise ModelError(f"component {self.name!r}: not a medner run directory", where=str(path), field="model",
                              fix="point `model` at the output_dir of a finished run "
                                  "(scripts/finetune.sh configs/emr_zh.yaml writes runs/emr_zh)")
+        read_run_meta(path)  # a readable format version, else one clear line now
+
+    def _load(self):
+        path = self._model_path
+        self._check_model()
         window = {k: v for k, v in (("max_chars", self.window_chars), ("overlap", self.window_overlap)) if v is not None}
         annotator = load_annotator(path, device=self.device, batch_size=self.batch_size, window=window or None,
                                    icd_lexicon=self._lexicon_path)
@@ -145,7 +170,7 @@ class MednerComponent(SpanWriter):
         return self.annotator.predict(list(texts))
 
     def _set(self, doc: Doc, spans: Sequence[Span], counts: Counter) -> None:
-        self._write(doc, [(s, self.icd_names.get(s.code) if s.code else None) for s in spans], counts)
+        self._write(doc, [(s, s.name or self.icd_names.get(s.code) if s.code else None) for s in spans], counts)
 
     # -- serialisation ----------------------------------------------------------------------------------
     def to_disk(self, path, *, exclude: Iterable[str] = tuple()) -> None:
@@ -189,6 +214,8 @@ class MednerComponent(SpanWriter):
 
 @Language.factory(
     "medner",
+    assigns=list(ASSIGNS),
+    default_score_weights=SCORE_WEIGHTS,
     default_config={"model": None, "batch_size": 16, "device": "auto", "window_chars": None,
                     "window_overlap": None, "ents_policy": "merge", "spans_key": "medner", "store_model": True,
                     "lexicon": None},

@@ -9,31 +9,45 @@ What a component writes on each Doc
                             ``"keep"`` (default of ``medner_lexicon``): ``doc.ents`` is left untouched.
                             Predictions that overlap each other once aligned to tokens cannot all be
                             entities: the longest is kept (``spacy.util.filter_spans``).
-  on every span             ``label_``; ``kb_id_`` = ICD code ("" when not linked); ``._.score`` (float in
-                            [0, 1], None for lexicon matches); ``._.icd_name`` (canonical ICD name, None when
-                            unknown); ``._.char_offsets`` = ``(start, end)`` of the predicted character span
-                            on ``doc.text`` (differs from the span's own boundaries when it was expanded).
+  on every span             ``label_``; ``kb_id_`` = ICD code ("" when not linked); ``._.score`` (the
+                            confidence in the span, float in [0, 1], None for lexicon matches);
+                            ``._.icd_name`` (canonical ICD name of the code, None when not linked);
+                            ``._.match`` (how the code was found: exact / alias / normalised / fuzzy) and
+                            ``._.link_score`` (the confidence in the code, in [0, 1]), both None when not
+                            linked (:mod:`medner.lexicon.link`); ``._.char_offsets`` = ``(start, end)`` of the
+                            predicted character span on ``doc.text`` (differs from the span's own boundaries
+                            when it was expanded). Scores are rounded by :func:`medner.types.round_score`.
+
+Both components implement ``score(examples)`` (what ``nlp.evaluate`` reports): ``ents_p/r/f`` and
+``ents_per_type`` from spaCy's span scorer when they write ``doc.ents``, else ``spans_<key>_p/r/f`` and
+``spans_<key>_per_type`` over their ``doc.spans`` group.
 """
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 from spacy.util import filter_spans
 
 from medner.errors import ConfigError, ModelError
-from medner.types import Span
+from medner.types import Span, round_score
 
 log = logging.getLogger(__name__)
 
 ENTS_POLICIES = ("keep", "merge", "overwrite")
-EXTENSIONS = ("score", "icd_name", "char_offsets")
+EXTENSIONS = ("score", "icd_name", "match", "link_score", "char_offsets")
+#: what the components write on a Doc (their factories' ``assigns``)
+ASSIGNS = ("doc.ents", "doc.spans", "token.ent_iob", "token.ent_type", *(f"span._.{n}" for n in EXTENSIONS))
+#: score weights of the factories: entity F1 counts, P and R are reported
+SCORE_WEIGHTS = {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None}
 META_FILE = "medner_component.json"
 META_FORMAT = 1
 
@@ -64,7 +78,8 @@ class SpanWriter:
         self._warned = False
 
     def _write(self, doc: Doc, items: Sequence[Tuple[Span, Optional[str]]], counts: Counter) -> None:
-        """Set ``doc.spans[self.spans_key]`` and ``doc.ents`` from ``(span, icd_name)`` pairs."""
+        """Set ``doc.spans[self.spans_key]`` and ``doc.ents`` from ``(span, icd_name)`` pairs (``icd_name``:
+        the name to show when the span carries none of its own)."""
         counts["docs"] += 1
         group: List[SpacySpan] = []
         seen = set()
@@ -90,8 +105,10 @@ class SpanWriter:
                           "._ values", self.name, span.start, span.end, span.label, *edges)
             else:
                 seen.add(edges)
-                sp._.score = span.score
-                sp._.icd_name = icd_name
+                sp._.score = round_score(span.score)
+                sp._.icd_name = (span.name or icd_name) if span.code else None
+                sp._.match = span.match if span.code else None
+                sp._.link_score = round_score(span.link_score) if span.code else None
                 sp._.char_offsets = (span.start, span.end)
             group.append(sp)
         doc.spans[self.spans_key] = group
@@ -111,6 +128,22 @@ class SpanWriter:
         counts["ents_added"] += len(added)
         counts["ents_skipped"] += len(group) - len(added)
 
+    @property
+    def writes_ents(self) -> bool:
+        """Whether this component writes ``doc.ents`` (``ents_policy`` other than ``keep``)."""
+        return self.ents_policy != "keep"
+
+    def score(self, examples, **kwargs) -> dict:
+        """Scores for ``nlp.evaluate``: ``ents_p/r/f`` and ``ents_per_type`` (spaCy's span scorer over
+        ``doc.ents``) when the component writes entities; else (``ents_policy: keep``) ``spans_<key>_p/r/f`` and
+        ``spans_<key>_per_type``: its ``doc.spans`` group against the reference entities."""
+        if self.writes_ents:
+            return Scorer.score_spans(examples, "ents", **kwargs)
+        key = self.spans_key
+        kwargs.setdefault("getter", lambda doc, attr: doc.spans[key] if key in doc.spans else doc.ents)
+        kwargs.setdefault("allow_overlap", True)
+        return Scorer.score_spans(examples, f"spans_{key}", **kwargs)
+
     def _report(self, counts: Counter) -> None:
         """Add one call's counts to ``stats`` and log a summary when spans were expanded or dropped."""
         self.stats.update(counts)
@@ -120,6 +153,20 @@ class SpanWriter:
             self._warned = True
             log.log(level, "%s: %d of %d spans expanded to token boundaries, %d covered no token (in %d docs; "
                     "totals in component.stats)", self.name, moved, counts["spans"], lost, counts["docs"])
+
+
+def loading_saved_pipeline() -> bool:
+    """True while spaCy builds a saved pipeline (``spacy.load`` of a folder or of an installed package):
+    the component's files then come from ``from_disk``, so the paths in its config need not exist (a pipeline
+    saved with ``store_model`` / ``store_lexicon`` carries its own copies to machines without the original).
+
+    spaCy gives a factory no sign of this; its call stack does (``spacy.util.load_model_from_path``)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "load_model_from_path" and frame.f_globals.get("__name__") == "spacy.util":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def read_meta(path: Path, name: str) -> dict:

@@ -42,7 +42,8 @@ from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate
-from medner.run.directory import load_head, load_run, read_meta, save_run, verify
+from medner.run.directory import (is_run_dir, load_head, load_run, read_meta, save_run, verify,
+                                   write_model_card)
 from medner.training import checkpoint as ckpt
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
@@ -501,6 +502,8 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
                         "(train.warmup_ratio, e.g. 0.25, or train.warmup_min_steps), else lower train.lr_head "
                         "and train.lr_encoder, or change seed, then train again",
                         state.epoch)
+    if dist.main and is_run_dir(out):
+        write_model_card(out)
     dist.barrier()
     return out
 

@@ -1,0 +1,106 @@
+"""Command-line manners: --version, -v/-q before or after the command, predict from .txt files, folders and
+standard input, a closed pipe ends quietly, help texts."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medner import __version__
+from medner.cli import BROKEN_PIPE_STATUS, build_parser, log_level, main
+from medner.corpus import read_corpus, write_jsonl
+from medner.types import Record, Span
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def run_cli(*argv: str, stdin: bytes | None = None, shell: str | None = None) -> subprocess.CompletedProcess:
+    if shell is not None:
+        return subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, env=ENV, cwd=REPO,
+                              timeout=300)
+    return subprocess.run([sys.executable, "-m", "medner", *argv], input=stdin, capture_output=True, env=ENV,
+                          cwd=REPO, timeout=300)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"medner {__version__}"
+
+
+@pytest.mark.parametrize("argv, level", [
+    (["evaluate", "--gold", "g", "--pred", "p"], logging.INFO),
+    (["-v", "evaluate", "--gold", "g", "--pred", "p"], logging.DEBUG),
+    (["evaluate", "--gold", "g", "--pred", "p", "-v"], logging.DEBUG),
+    (["-q", "evaluate", "--gold", "g", "--pred", "p"], logging.WARNING),
+    (["evaluate", "-q", "--gold", "g", "--pred", "p"], logging.WARNING),
+    (["-q", "lexicon", "stats", "x", "-q"], logging.ERROR),
+    (["corpus", "stats", "x", "--format", "jsonl", "-vv"], logging.DEBUG),
+])
+def test_verbosity_before_or_after_the_command(argv, level):
+    assert log_level(build_parser().parse_args(argv)) == level
+
+
+def test_help_texts_of_predict():
+    parser = build_parser()
+    predict = next(a for a in parser._actions if a.dest == "command").choices["predict"]
+    helps = {a.dest: a.help for a in predict._actions}
+    assert helps["batch_size"] and "windows" in helps["batch_size"]
+    assert all(helps[d] for d in ("input", "model", "format", "encoding", "output", "device", "icd_lexicon"))
+
+
+def test_predict_reads_txt_files_folders_and_jsonl(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "notes"
+    (folder / "ward").mkdir(parents=True)
+    (folder / "a.txt").write_text("患者因胃癌入院。\n查体示肝压痛。", encoding="utf-8")
+    (folder / "ward" / "b.txt").write_bytes("因直肠癌入院，予阿司匹林治疗。".encode("gb18030"))
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(tiny_run), str(folder), "-o", str(out), "--device", "cpu"]) == 0
+    records = {r.id: r for r in read_corpus(out)}
+    assert set(records) == {"a", "ward/b"} and records["ward/b"].text == "因直肠癌入院，予阿司匹林治疗。"
+    assert main(["predict", "--model", str(tiny_run), str(folder / "a.txt"), "--device", "cpu"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()  # standard output by default
+    assert json.loads(line)["id"] == "a" and json.loads(line)["text"] == records["a"].text
+    gold = tmp_path / "gold.jsonl"
+    write_jsonl([Record("g1", "因胃癌入院", (Span(1, 3, "疾病和诊断"),), {"ward": 3})], gold)
+    assert main(["predict", "--model", str(tiny_run), str(gold), "-o", str(out), "--device", "cpu"]) == 0
+    (record,) = read_corpus(out)
+    assert record.id == "g1" and record.meta == {"ward": 3}  # the project's jsonl keeps ids and meta
+
+
+def test_predict_from_standard_input(tiny_run):
+    done = run_cli("predict", "--model", str(tiny_run), "--device", "cpu", "-q", "-",
+                   stdin="患者因直肠癌入院，予阿司匹林治疗。\n\n右肺呼吸音清。\n".encode("utf-8"))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    rows = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["stdin:1", "stdin:3"] and rows[1]["text"] == "右肺呼吸音清。"
+    assert all(set(s) >= {"start", "end", "label", "text", "score"} and "code" not in s for r in rows
+               for s in r["spans"])  # no linker: `code` is left out, never null
+    assert b"INFO" not in done.stderr  # -q after the command
+
+
+def test_predict_errors_are_one_line(tiny_run, tmp_path, capsys):
+    assert main(["predict", "--model", str(tiny_run), str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("medner: error:") and "missing.txt" in err and "\n" not in err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    lexicon = REPO / "tests" / "data" / "spacy" / "lexicon.tsv"
+    (tmp_path / "in.txt").write_text("因直肠癌入院\n" * 20000, encoding="utf-8")
+    done = run_cli(shell=f"{sys.executable} -m medner lexicon match {lexicon} < {tmp_path / 'in.txt'} | head -n 1")
+    assert done.stdout.decode("utf-8").count("\n") == 1
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr, done.stderr.decode()[-2000:]
+    assert done.returncode == BROKEN_PIPE_STATUS  # pipefail: medner's own status, from the handler in main
+    records = [Record(f"r{i}", "因胃癌入院" * 20, (Span(1, 3, "疾病和诊断"),)) for i in range(300)]
+    write_jsonl(records, tmp_path / "g.jsonl")
+    done = run_cli(shell=f"{sys.executable} -m medner evaluate --gold {tmp_path / 'g.jsonl'} "
+                         f"--pred {tmp_path / 'g.jsonl'} --json | head -n 2")
+    assert b"Traceback" not in done.stderr and done.stdout.decode().count("\n") == 2
