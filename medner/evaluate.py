@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from medner.config import read_yaml
-from medner.corpus.predictions import TEXT_HASH_FIELD, read_predictions, text_sha256
+from medner.corpus.predictions import TEXT_HASH_FIELD, is_annotate_output, read_predictions, text_sha256
 from medner.corpus.validate import RecordProblem, SpanProblem, describe
 from medner.errors import ConfigError, CorpusError, location
 from medner.files import atomic_write, atomic_write_text
@@ -107,6 +107,10 @@ def read_for_scoring(path: str | PathLike, format: str = "jsonl", *, encoding: s
     try:
         yield from read_predictions(path, format, encoding=encoding, on_error="raise", show_text=show_text)
     except (SpanProblem, RecordProblem) as exc:
+        if format != "annotate" and is_annotate_output(path):
+            raise CorpusError(exc.message, where=exc.where, field=exc.field,
+                              fix="this is `medner annotate` output: read it with --pred-format auto (the default) "
+                                  "or annotate") from None
         raise CorpusError(exc.message, where=exc.where, field=exc.field,
                           fix=f"correct it in the file; scoring reads every span and record as they are (to drop the "
                               f"malformed ones first: `medner corpus convert {path} CLEAN.jsonl --format {format} "

@@ -242,3 +242,14 @@ def test_cli_compare(tmp_path, capsys):
     assert "--errors and --train go with --pred" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "--gold", "g", "--pred", "p", "--compare", "a", "b"])
+
+
+def test_evaluate_and_its_analysis_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, medner.evaluate, medner.analysis, medner.cli.evaluate, medner.corpus.predictions\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]

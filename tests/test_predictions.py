@@ -180,3 +180,21 @@ def test_failed_records_are_named_as_the_reason_they_have_no_prediction(gold, tm
             score(read_corpus(gold), read_for_scoring(out, "auto"))
     assert any("could not read or annotate 1 record(s)" in r.getMessage() and "errors.jsonl" in r.getMessage()
                for r in caplog.records)
+
+
+def test_render_can_ask_for_the_text(gold, out):
+    """`medner render --gold` draws the text: annotate output without it is a clear error, with it fine."""
+    with pytest.raises(CorpusError, match="holds no text.*--with-text"):
+        list(pr.read_predictions(out, require_text=True))
+    texts = {r.id: r.text for r in read_corpus(gold)}
+    rewrite_rows(out, lambda row: {**row, "text": texts[row["id"]]})
+    records = list(pr.read_predictions(out, require_text=True))
+    assert [r.text for r in records] == list(texts.values()) and records[1].spans[0].mention(records[1].text) == "胃癌"
+    assert list(pr.read_predictions(gold, require_text=True))  # a corpus file always has its text
+
+
+def test_annotate_output_read_as_jsonl_says_how_to_read_it(gold, out, capsys):
+    shard = out / "shards" / "part-000000.jsonl"
+    assert main(["evaluate", "--gold", str(gold), "--pred", str(shard), "--pred-format", "jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown key" in err and "`medner annotate` output" in err and "--pred-format auto" in err

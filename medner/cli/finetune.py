@@ -30,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.training.supervision import run_phases
+    from medner.training.output_dir import check_output
 
     config = load_config(args.config, args.overrides)
+    check_output(config.output_dir, resume=args.resume, overwrite=args.overwrite)  # at once, before torch loads
+    from medner.training.supervision import run_phases  # start-up time: torch, only once the run may start
+
     out = run_phases(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     report = out / "dev_report.json"
     if report.exists() and int(os.environ.get("RANK", "0")) == 0:

@@ -202,22 +202,27 @@ def _record(row: Any, where: str) -> Record:
     return Record(str(row["id"]), text or "", (), meta).with_spans(spans)
 
 
-def read_annotate_output(path: str | os.PathLike) -> Iterator[Record]:
-    """The records of an annotate output folder (every shard its manifest lists, in order) or of one shard file."""
+def read_annotate_output(path: str | os.PathLike, *, require_text: bool = False) -> Iterator[Record]:
+    """The records of an annotate output folder (every shard its manifest lists, in order) or of one shard file.
+    ``require_text``: a row without its text raises (for what draws the text, such as `medner render`)."""
     path = Path(path)
     if not path.exists():
         raise CorpusError("no such file or folder", where=str(path), fix="check the path")
     files = shard_files(path) if path.is_dir() else [path]
     if path.is_file() and path.suffix not in SHARD_SUFFIXES:
         raise CorpusError(f"not a shard file (expected {' or '.join(SHARD_SUFFIXES)})", where=str(path), fix=_FIX)
-    return _read(files, str(path))
+    return _read(files, str(path), require_text)
 
 
-def _read(files: list[Path], name: str) -> Iterator[Record]:
+def _read(files: list[Path], name: str, require_text: bool) -> Iterator[Record]:
     rows = unchecked = 0
     for file in files:
         for where, row in _rows(file):
             record = _record(row, where)
+            if require_text and record.meta["text_absent"]:
+                raise CorpusError("the row holds no text (annotate writes it only when asked)", where=where,
+                                  field="text", fix="annotate again with --with-text, or use the input records "
+                                                    "with --model instead")
             rows += 1
             if record.meta["text_absent"] and TEXT_HASH_FIELD not in record.meta:
                 unchecked += 1
@@ -229,10 +234,11 @@ def _read(files: list[Path], name: str) -> Iterator[Record]:
 
 
 def read_predictions(path: str | os.PathLike, format: str = "auto", *, encoding: str | None = None,
-                     on_error: str = "raise", show_text: bool = False) -> Iterator[Record]:
+                     on_error: str = "raise", show_text: bool = False, require_text: bool = False) -> Iterator[Record]:
     """Predicted records from annotate output (``format`` ``"annotate"``, or ``"auto"`` when
-    :func:`is_annotate_output`) or from a corpus file of any reader's format (``"auto"``: jsonl)."""
+    :func:`is_annotate_output`) or from a corpus file of any reader's format (``"auto"``: jsonl).
+    ``require_text``: annotate rows without their text raise (corpus records always have it)."""
     if format == "annotate" or (format == "auto" and is_annotate_output(path)):
-        return read_annotate_output(path)
+        return read_annotate_output(path, require_text=require_text)
     return read_corpus(path, format="jsonl" if format == "auto" else format, encoding=encoding, on_error=on_error,
                        show_text=show_text)

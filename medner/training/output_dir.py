@@ -36,7 +36,7 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
     if not entries:
         return False
     if not overwrite:
-        raise ConfigError(f"`output_dir` is not empty ({len(entries)} entries, an earlier run?)", where=str(out),
+        raise ConfigError(f"`output_dir` is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, an earlier run?)", where=str(out),
                           fix="pass --resume to continue that run, --overwrite to replace it, or choose another "
                               "output_dir (e.g. --set output_dir=runs/NEW)")
     if not RUN_MARKERS.intersection(entries):
