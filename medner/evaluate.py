@@ -589,7 +589,7 @@ def plot_per_type(result: Mapping[str, Any], png_path: str | PathLike) -> bool:
         return False
     family = _font_for(types)
     names = types if family else [f"#{i + 1}" for i in range(len(types))]
-    height = max(2.5, 0.45 * len(types) + 1.2)
+    height = max(2.5, 0.45 * len(types) + 1.6)
     with matplotlib.rc_context({"font.family": family or "DejaVu Sans"}):
         fig, ax = plt.subplots(figsize=(7, height))
         y = np.arange(len(types))
@@ -606,7 +606,7 @@ def plot_per_type(result: Mapping[str, Any], png_path: str | PathLike) -> bool:
         ax.set_xlabel("F1 (%)")
         micro = 100 * (result.get("micro") or {}).get("f1", 0.0)
         ax.axvline(micro, color="gray", linestyle="--", linewidth=1, label=f"micro strict F1 {micro:.1f}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 * 3.5 / height), ncol=3, fontsize=8, frameon=False)
         if not family:
             log.info("no installed font draws the type names: bars are numbered (#1 = %s, ...)", types[0])
         fig.tight_layout()
