@@ -32,7 +32,7 @@ def other_corpus(tmp_path) -> Path:
 def captured(monkeypatch):
     calls = []
 
-    def fake_finetune(config, *, resume=False, progress=True, data=None):
+    def fake_finetune(config, *, resume=False, progress=True, data=None, **_):
         calls.append((config, data))
         out = Path(config.output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ def test_lone_i_against_b_i_is_wrong_under_strict_but_right_under_the_lenient_de
 
 
 def test_type_confusion_is_a_false_positive_and_a_false_negative():
-    result = score([rec("a", TEXT, (0, 2, "A"))], [rec("a", TEXT, (0, 2, "B"))])
+    result = score([rec("a", TEXT, (0, 2, "A"))], [rec("a", TEXT, (0, 2, "B"))], check_labels=False)
     for part in (result, result["span"]):
         assert prf(part["micro"]) == approx(0, 0, 0)
         assert part["micro"]["support"] == 1
@@ -272,7 +272,7 @@ def test_char_span_scores_equal_seqeval_strict_on_flat_data(data):
     gold, pred = data
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = score(gold, pred)
+        result = score(gold, pred, check_labels=False)  # random labels: the sets may not meet
     span = result["span"]
     assert result["overlaps_resolved"] == 0 and result["pred_overlaps_resolved"] == 0
     assert result["micro"] == pytest.approx(span["micro"])

@@ -251,3 +251,20 @@ def test_icd9cm3_codes(code: str, ok: bool) -> None:
                                           ("B9711", "B97.11")])
 def test_dotted_icd10(given: str, dotted: str) -> None:
     assert dotted_icd10(given) == dotted
+
+
+def test_bad_rows_make_one_short_warning_line_with_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The build's warnings were hundreds of characters (five rows quoted); now one line: count, kinds, first row."""
+    import logging
+
+    path = write_xlsx(tmp_path / "icd10.xlsx", {"全部": ICD10_ROWS})
+    with caplog.at_level(logging.DEBUG, logger="medner.lexicon"):
+        load_icd10_xlsx(path, source="nat")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["nat: 3 bad rows skipped (conflicting_duplicate 1, empty_name 1, malformed_code 1), the first "
+                        "at icd10.xlsx[全部]:7; -vv lists each"]
+    assert str(tmp_path) not in warnings[0] and "坏编码霍乱" not in warnings[0]  # short: file name, no terms
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "bad row" in r.getMessage()]
+    assert len(debug) == 3 and any(":7" in line for line in debug)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(info) == 1 and "3 bad," in info[0] and "\n" not in info[0]

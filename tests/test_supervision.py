@@ -22,7 +22,7 @@ def captured(monkeypatch, tmp_path):
     """Replace finetune by a recorder: (output_dir, init_from, train records, dev records) per phase."""
     calls = []
 
-    def fake_finetune(config, *, resume=False, progress=True, data=None):
+    def fake_finetune(config, *, resume=False, progress=True, data=None, **_):
         calls.append((config.output_dir, config.init_from, config.train.epochs, data))
         out = Path(config.output_dir)
         out.mkdir(parents=True, exist_ok=True)

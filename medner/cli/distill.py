@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unlabelled-format", default="jsonl", help="corpus format of --unlabelled (default: jsonl)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the student's config, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --output first (default: refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_distill)
 
@@ -29,6 +30,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from medner.training.distill import distill  # start-up time: torch
 
     out = distill(args.teachers, args.output, layers=args.layers, alpha=args.alpha, unlabelled=args.unlabelled,
-                  unlabelled_format=args.unlabelled_format, overrides=args.overrides, progress=not args.no_progress)
+                  unlabelled_format=args.unlabelled_format, overrides=args.overrides, progress=not args.no_progress,
+                  overwrite=args.overwrite)
     log.info("student run directory: %s", out)
     return 0

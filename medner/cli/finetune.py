@@ -14,8 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="YAML run configuration, e.g. configs/emr_zh.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete an earlier run in output_dir first (default: a non-empty output_dir is refused)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (training, dev evaluation); log lines as when stderr is not a terminal")
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("soup", help="average the weights of runs fine-tuned from the same start into one run")
@@ -26,10 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.training.supervision import run_phases
+    from medner.training.output_dir import check_output
 
     config = load_config(args.config, args.overrides)
-    out = run_phases(config, resume=args.resume, progress=not args.no_progress)
+    check_output(config.output_dir, resume=args.resume, overwrite=args.overwrite)  # at once, before torch loads
+    from medner.training.supervision import run_phases  # start-up time: torch, only once the run may start
+
+    out = run_phases(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     report = out / "dev_report.json"
     if report.exists() and int(os.environ.get("RANK", "0")) == 0:
         from medner.evaluate import format_table

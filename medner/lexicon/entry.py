@@ -16,13 +16,14 @@ counted by reason. Blank lines and comments are not rows.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 __all__ = ["LexiconEntry", "BadRow", "LoadReport", "LoadResult"]
 
-_EXAMPLES = 5  # bad rows shown in logs and sidecars
+_EXAMPLES = 5  # bad rows listed in sidecars
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,16 @@ class LoadReport:
         return self.rows == self.loaded + len(self.bad) + self.merged + sum(self.skipped.values())
 
     def log(self, logger: logging.Logger, level: int = logging.INFO) -> None:
-        """Log a one-line summary at ``level``, and the first few bad rows as a warning when there are any."""
-        logger.log(level, "%s: %d rows -> %d entries (%d merged duplicates, %d bad %s, skipped %s) from %s",
-                    self.source, self.rows, self.loaded, self.merged, len(self.bad), self.bad_counts() or "",
-                    dict(self.skipped) or "none", self.path)
+        """Log a one-line summary at ``level`` and, when rows were bad, one short warning line with their count
+        by kind and where the first is (no terms: a line per bad row goes to DEBUG, ``-vv``)."""
+        logger.log(level, "%s: %d rows -> %d entries (%d merged duplicates, %d bad, skipped %s) from %s",
+                   self.source, self.rows, self.loaded, self.merged, len(self.bad),
+                   _kinds(dict(sorted(self.skipped.items()))) or "none", self.path)
         if self.bad:
-            examples = "; ".join(str(b) for b in self.bad[:_EXAMPLES])
-            logger.warning("%s: %d bad rows skipped, first %d: %s", self.source, len(self.bad),
-                           min(len(self.bad), _EXAMPLES), examples)
+            logger.warning("%s: %d bad rows skipped (%s), the first at %s; -vv lists each", self.source,
+                           len(self.bad), _kinds(self.bad_counts()), os.path.basename(self.bad[0].where))
+            for row in self.bad:
+                logger.debug("%s: bad row %s", self.source, row)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the first few bad rows."""
@@ -100,6 +103,11 @@ class LoadReport:
             "bad_examples": [str(b) for b in self.bad[:_EXAMPLES]],
             "skipped": dict(sorted(self.skipped.items())),
         }
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    """``{"a": 2, "b": 1}`` -> ``"a 2, b 1"``."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 @dataclass

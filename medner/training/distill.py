@@ -21,6 +21,7 @@ from medner.config import DistillConfig, RunConfig, apply_overrides, config_from
 from medner.errors import ConfigError
 from medner.run.directory import LINK_FILE, load_run, read_run_config
 from medner.training.finetune import finetune
+from medner.training.output_dir import check_output, prepare_output
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,24 @@ def student_config(teachers: Sequence[str], out: Path, *, alpha: float, unlabell
 
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
             unlabelled: Sequence[str] = (), unlabelled_format: str = "jsonl", overrides: Sequence[str] = (),
-            progress: bool = True) -> Path:
-    """Train the student run ``out`` (module docstring); returns its path."""
+            progress: bool = True, overwrite: bool = False) -> Path:
+    """Train the student run ``out`` (module docstring); returns its path. A non-empty ``out`` is refused unless
+    ``overwrite`` (delete it first)."""
     out = Path(out)
     if not teachers:
         raise ConfigError("name at least one teacher run directory")
+    check_output(out, overwrite=overwrite)
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
     init_dir = out / STUDENT_INIT
     encoder = first.tagger.encoder
     if layers:
         encoder = cut_encoder(encoder, layers)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(init_dir, ignore_errors=True)
+    prepare_output(out, overwrite=overwrite)
     encoder.save_pretrained(str(init_dir), safe_serialization=True)
     first.tokenizer.save_pretrained(str(init_dir))
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
     del first, encoder
-    run = finetune(config, progress=progress)
+    run = finetune(config, progress=progress, output_ready=True)
     shutil.rmtree(init_dir, ignore_errors=True)
     return run

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from tqdm import tqdm
 from transformers import get_scheduler
 
 from medner.annotate import Annotator
@@ -42,9 +41,11 @@ from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate
+from medner.progress import Progress
 from medner.run.directory import (is_run_dir, load_head, load_run, read_meta, save_run, verify,
                                    write_model_card)
 from medner.training import checkpoint as ckpt
+from medner.training.output_dir import check_output, prepare_output
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
 
@@ -273,12 +274,23 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
 
 
 def clear_earlier_run(out: Path) -> None:
-    """Remove what an earlier, unresumed run left in ``out`` (metrics, checkpoints)."""
+    """Remove the metrics and checkpoints of a run that ``--resume`` found no intact checkpoint of."""
     stale = [p for p in (out / METRICS_FILE, out / CHECKPOINT_DIR) if p.exists()]
-    if stale:
-        log.warning("%s holds an earlier run: starting afresh (use --resume to continue it)", out)
-        for p in stale:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in stale:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def prepare_run_output(out: str | Path, dist: Dist, *, resume: bool, overwrite: bool) -> Path:
+    """The output folder of a run, once for the whole run (all phases): every rank checks it (a non-empty folder
+    is refused unless ``resume`` or ``overwrite``, see :mod:`medner.training.output_dir`), then the main rank
+    empties it if need be and creates it."""
+    out = Path(out)
+    replace = check_output(out, resume=resume, overwrite=overwrite)  # on every rank, before anything changes
+    dist.barrier()
+    if dist.main:
+        prepare_output(out, resume=resume, overwrite=replace)
+    dist.barrier()
+    return out
 
 
 class Publisher:
@@ -363,19 +375,22 @@ def _random_untouched(device: torch.device) -> Iterator[None]:
     random.setstate(python_state)
 
 
-def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
-             data: tuple[list[Record], list[Record]] | None = None) -> Path:
+def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+             data: tuple[list[Record], list[Record]] | None = None, output_ready: bool = False) -> Path:
     """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
 
-    ``data`` (train, dev) replaces reading ``config.data`` (used by the weak-supervision phases).
+    A non-empty ``output_dir`` is refused unless ``resume`` (continue its run from the last checkpoint) or
+    ``overwrite`` (delete it first). ``data`` (train, dev) replaces reading ``config.data``, and ``output_ready``
+    skips the output check: both for callers that prepared the run themselves (the supervision phases, distill).
     """
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            clear_earlier_run(out)
-    dist.barrier()
+    if output_ready:
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+    else:
+        prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = resolve_device(config.device)
@@ -421,8 +436,8 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     pad_id = tokenizer.pad_token_id or 0
     annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
                           lexicon=inputs.lexicon)
-    pbar = tqdm(total=total_steps, initial=state.global_step, disable=not (progress and dist.main),
-                desc="train", unit="step", dynamic_ncols=True)
+    pbar = Progress(total_steps, "train", unit="step", bar=progress, quiet=not dist.main, initial=state.global_step,
+                    logger=log)
     started = time.time() - state.elapsed_s
     stop = False
     for epoch in range(state.epoch, config.train.epochs if not state.finished else 0):
@@ -468,7 +483,7 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
         improved = True
         if dist.main:
             if dev_records:
-                result = evaluate_dev(tagger, annotator, dev_records)
+                result = evaluate_dev(tagger, annotator, dev_records, progress=progress)
                 entry.update(dev_f1=result["micro"]["f1"], dev_precision=result["micro"]["precision"],
                              dev_recall=result["micro"]["recall"], dev_span_f1=result["span"]["micro"]["f1"])
                 improved = result["micro"]["f1"] > state.best_f1
@@ -508,10 +523,22 @@ def finetune(config: RunConfig, *, resume: bool = False, progress: bool = True,
     return out
 
 
-def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record]) -> dict:
-    """Strict scores of the current weights on the dev records, through the inference path (windows, merge)."""
+DEV_CHUNK = 64  # dev records per prediction call: the bar moves in steps this size
+
+
+def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progress: bool = True) -> dict:
+    """Strict scores of the current weights on the dev records, through the inference path (windows, merge).
+
+    Shows a ``dev`` bar on a terminal (``progress``), else a log line per 10% when it takes long; a record's
+    spans do not depend on the other records of its chunk, so the chunk size changes no score."""
     tagger.eval()
-    return score(dev_records, annotator.predict_records(dev_records))
+    with Progress(len(dev_records), "dev", unit="rec", bar=progress, leave=False, logger=log) as bar:
+        def predicted():
+            for record in annotator.predict_records(dev_records, chunk=DEV_CHUNK):
+                yield record
+                bar.update(1)
+
+        return score(dev_records, predicted(), check_labels=False)
 
 
 def warm_start(tagger: Tagger, run_dir: Path, head: bool = True) -> None:

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from transformers.utils import logging as hf_logging
 
 from medner.config import PretrainConfig, dump_config
 from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
-from medner.errors import ConfigError, ModelError
+from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
@@ -38,6 +37,7 @@ from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
+from medner.training.output_dir import prepare_output
 from medner.training.text_sources import collect_texts
 
 log = logging.getLogger(__name__)
@@ -189,19 +189,6 @@ def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: 
     return total / max(count, 1)
 
 
-def prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix a new run with what ``out`` holds, unless resuming it or told to replace it."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError("`output_dir` exists and is not a folder", where=str(out), fix="choose another output_dir")
-    if out.is_dir() and any(out.iterdir()) and not resume:
-        if not overwrite:
-            raise ConfigError("`output_dir` is not empty", where=str(out),
-                              fix="pass --resume to continue that run, --overwrite to replace it, or choose "
-                                  "another output_dir")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> Path:
     """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
@@ -214,7 +201,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if resume and (out / PROVENANCE_FILE).is_file() and not ckpt.exists(out / "checkpoint"):
         log.info("%s holds a finished pretraining run; nothing to resume", out)
         return out
-    prepare_output(out, resume, overwrite)
+    prepare_output(out, resume=resume, overwrite=overwrite)
     (out / "pretrain_config.yaml").write_text(dump_config(config), encoding="utf-8")
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)

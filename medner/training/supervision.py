@@ -31,7 +31,7 @@ from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
-from medner.training.finetune import finetune, split_train_dev
+from medner.training.finetune import finetune, init_distributed, prepare_run_output, split_train_dev
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
 
@@ -81,19 +81,24 @@ def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
     return phase
 
 
-def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True) -> Path:
+def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
     """Run every training phase the `supervision` section asks for (each one :func:`finetune`); returns the
-    final run directory."""
+    final run directory.
+
+    ``output_dir`` is checked once, for the whole run, before any phase: a non-empty one is refused unless
+    ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
+    (the whole folder, phases included, is deleted first)."""
     sup = config.supervision
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
     if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak
             and not auxiliary):
-        return finetune(config, resume=resume, progress=progress)
+        return finetune(config, resume=resume, overwrite=overwrite, progress=progress)
     if (sup.mode != "gold" or auxiliary) and not config.data.labels:
         raise ConfigError(f"`supervision.mode: {sup.mode}` with `data.auxiliary` needs `data.labels`" if auxiliary
                           else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
                                "from gold)", fix="list the target labels in `data.labels`")
+    prepare_run_output(config.output_dir, init_distributed(config.device), resume=resume, overwrite=overwrite)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
     if auxiliary:  # read and checked before anything else is read or trained
@@ -147,7 +152,7 @@ def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True
             cfg.init_from = str(run_dir)
             cfg.init_head = previous != fresh_head_after  # after corpora with their own labels: a fresh head
         log.info("phase %s -> %s", name, cfg.output_dir)
-        run_dir = finetune(cfg, resume=resume, progress=progress, data=data)
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True)
         previous = name
     dev = steps[-1][2][1]
     for k in range(1, rounds + 1):
@@ -165,5 +170,5 @@ def run_phases(config: RunConfig, *, resume: bool = False, progress: bool = True
         cfg = _phase(config, f"self_training_{k}", final=k == rounds)
         cfg.init_from = config.init_from if sup.self_training_fresh_student else str(run_dir)
         cfg.train.epochs = sup.self_training_epochs or config.train.epochs
-        run_dir = finetune(cfg, resume=resume, progress=progress, data=(round_train, dev))
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=(round_train, dev), output_ready=True)
     return run_dir

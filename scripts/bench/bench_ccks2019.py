@@ -154,7 +154,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
         shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
     config = load_config(WEAK_CONFIG if name in WEAK_ONLY else CONFIG, overrides)
     started = time.time()
-    run = run_phases(config, progress=False, resume=name in REUSES)
+    run = run_phases(config, progress=False, resume=name in REUSES, overwrite=name not in REUSES)  # a rerun retrains
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]

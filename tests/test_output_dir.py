@@ -1,0 +1,112 @@
+"""Safe re-runs: a non-empty output folder is refused (one line naming --resume and --overwrite) before any work;
+--overwrite replaces the whole earlier run, never an unrelated folder; the supervision phases check once."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import medner.training.supervision as sup
+from medner.cli import main
+from medner.config import load_config
+from medner.errors import ConfigError
+from medner.training.finetune import finetune
+from medner.training.output_dir import check_output, prepare_output
+from tiny_model import write_config
+
+WEAK = Path(__file__).parent / "data" / "supervision" / "weak.yaml"
+LABELS = "data.labels=[疾病和诊断, 药物, 解剖部位]"
+
+
+def earlier_run(out: Path) -> dict[str, bytes]:
+    """A folder holding what an earlier run leaves (a marker file and some other file); returns its contents."""
+    (out / "checkpoint").mkdir(parents=True)
+    files = {"metrics.jsonl": b'{"epoch": 1}\n', "dev_report.json": b"{}", "notes.txt": b"mine"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.parametrize("entries, resume, overwrite, expected", [
+    ([], False, False, False),  # empty: fine, nothing to delete
+    (["metrics.jsonl"], True, False, False),  # resume: kept
+    (["metrics.jsonl"], False, True, True),  # overwrite an earlier run: delete it first
+    (["metrics.jsonl"], True, True, False),  # resume wins
+])
+def test_check_output(tmp_path, entries, resume, overwrite, expected):
+    for name in entries:
+        (tmp_path / name).write_text("x")
+    assert check_output(tmp_path, resume=resume, overwrite=overwrite) is expected
+    assert check_output(tmp_path / "absent", resume=resume, overwrite=overwrite) is False
+
+
+def test_a_non_empty_folder_is_refused_and_overwrite_deletes_only_runs(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("x")
+    with pytest.raises(ConfigError) as err:
+        check_output(tmp_path / "run")
+    message = str(err.value)
+    assert "not empty" in message and "--resume" in message and "--overwrite" in message and "\n" not in message
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match="holds no earlier medner run"):
+        prepare_output(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "x"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        check_output(tmp_path / "file", resume=True)
+    prepare_output(tmp_path / "run", overwrite=True)
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_finetune_twice_is_a_one_line_refusal_naming_the_flags(tiny_corpus, tmp_path, capsys):
+    """What `scripts/finetune.sh configs/emr_zh.yaml` run twice shows the second time (before any work)."""
+    path = write_config(tmp_path, tiny_corpus, epochs=1)
+    files = earlier_run(tmp_path / "run")
+    assert main(["finetune", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("medner: error: ") and "\n" not in err and "Traceback" not in err
+    assert str(tmp_path / "run") in err and "--resume" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == files  # untouched
+    assert (tmp_path / "run" / "checkpoint").is_dir()
+    with pytest.raises(SystemExit):  # both flags make no sense together
+        main(["finetune", str(path), "--resume", "--overwrite"])
+
+
+def test_overwrite_leaves_no_file_of_the_earlier_run(tiny_corpus, tmp_path):
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1))
+    earlier_run(tmp_path / "run")
+    with pytest.raises(ConfigError, match="not empty"):
+        finetune(config, progress=False)
+    run = finetune(config, overwrite=True, progress=False)
+    assert not (run / "notes.txt").exists()
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert (run / "medner_model.json").is_file()
+
+
+def test_phases_check_the_output_once_before_any_phase(tiny_corpus, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_finetune(config, *, resume=False, overwrite=False, progress=True, data=None, output_ready=False):
+        assert output_ready and not overwrite  # prepared once by run_phases; phases never re-check or delete
+        calls.append(config.output_dir)
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text("{}\n")  # a phase's output, in the folder the next phase writes under
+        return out
+
+    monkeypatch.setattr(sup, "finetune", fake_finetune)
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, pretrain_epochs: 1}}"])
+    sup.run_phases(config, progress=False)
+    assert calls == [str(tmp_path / "run" / "phases" / "weak"), str(tmp_path / "run")]
+    calls.clear()
+    with pytest.raises(ConfigError, match="not empty"):  # the whole run again: refused before the first phase
+        sup.run_phases(config, progress=False)
+    assert calls == []
+    (tmp_path / "run" / "phases" / "weak" / "stale.txt").write_text("x")
+    sup.run_phases(config, overwrite=True, progress=False)
+    assert len(calls) == 2 and not (tmp_path / "run" / "phases" / "weak" / "stale.txt").exists()
+    sup.run_phases(config, resume=True, progress=False)  # resume: every phase continues, nothing deleted
+    assert len(calls) == 4
