@@ -119,7 +119,21 @@ def rewrite_rows(out: Path, change) -> None:
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def _without_text_or_hash(row: dict) -> dict:
+    """A row as an annotate output written before rows carried a text hash."""
+    return {k: v for k, v in row.items() if k not in (pr.TEXT_HASH_FIELD, "text")}
+
+
+def test_annotate_rows_carry_the_text_hash(gold, out):
+    texts = {r.id: r.text for r in read_corpus(gold)}
+    rows = [json.loads(line) for path in sorted((out / "shards").glob("part-*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(row[pr.TEXT_HASH_FIELD] == pr.text_sha256(texts[row["id"]]) and row["text"] is None
+                        for row in rows)
+
+
 def test_the_text_check_applies_through_mentions_hash_or_text(gold, out, tmp_path, caplog):
+    rewrite_rows(out, _without_text_or_hash)
     records = list(read_corpus(gold))
     changed = [r if r.id != "r3" else Record(r.id, r.text.replace("肺", "胃"), r.spans) for r in records]
     with caplog.at_level(logging.INFO, logger="medner.corpus.predictions"):
@@ -144,6 +158,7 @@ def test_the_text_check_applies_through_mentions_hash_or_text(gold, out, tmp_pat
 
 
 def test_rows_without_text_or_hash_say_so_once(gold, out, caplog):
+    rewrite_rows(out, _without_text_or_hash)
     with caplog.at_level(logging.INFO, logger="medner.corpus.predictions"):
         list(pr.read_predictions(out))
     lines = [r.getMessage() for r in caplog.records if pr.TEXT_HASH_FIELD in r.getMessage()]

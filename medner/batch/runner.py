@@ -55,6 +55,7 @@ class AnnotateOptions:
     read: ReadOptions = field(default_factory=ReadOptions)
     shard_size: int = 1000  # items per shard
     output_format: str = "jsonl"
+    with_text: bool = False  # write each record's text in its output row (the output then holds record text)
     engine: str = "local"
     workers: int = 1
     batch_records: int = 64  # records per Annotator.predict call
@@ -164,7 +165,8 @@ def signature_of(options: AnnotateOptions, inputs: list[Path]) -> dict:
     """What the output is made of; must be equal on resume. Verifies the model's files."""
     return {**model_signature(options.model), "lexicon": lexicon_fingerprint(options.lexicon),
             "inputs": inputs_fingerprint(inputs), "read": options.read.to_dict(),
-            "shard_size": options.shard_size, "format": options.output_format, "precision": options.precision}
+            "shard_size": options.shard_size, "format": options.output_format, "precision": options.precision,
+            **({"with_text": True} if options.with_text else {})}
 
 
 def _shard_entry(shard: Shard, predictions: list, seconds: float, session: int) -> tuple[dict, list, list]:
@@ -244,7 +246,8 @@ def annotate(options: AnnotateOptions, engine=None) -> dict:
         try:
             for shard, predictions, seconds in results:
                 entry, rows, errors = _shard_entry(shard, predictions, seconds, session)
-                files = writer.commit(shard.index, [output_row(item, spans, model) for item, spans in rows], errors)
+                files = writer.commit(shard.index, [output_row(item, spans, model, options.with_text)
+                                                    for item, spans in rows], errors)
                 entry.update(files)
                 entry["t"] = now()
                 ledger.append(entry)

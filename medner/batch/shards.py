@@ -14,11 +14,12 @@ Output row (one JSON line; same fields as Parquet columns)::
      "source": {"path": "in/a.zip", "member": "notes.jsonl", "line": 3, "row": null},
      "spans": [{"start": 1, "end": 3, "label": "疾病和诊断", "text": "胃癌", "score": 0.93812, "code": "C16.900",
                 "name": "胃恶性肿瘤", "match": "exact", "link_score": 1.0}],
-     "model": "04c80e3dbcc54130"}
+     "model": "04c80e3dbcc54130", "text_sha256": "9f86d0...", "text": null}
 
 ``text`` is ``original_text[start:end]``; ``score`` and ``link_score`` are rounded to 6 decimals; ``code``,
 ``name`` (the ICD name), ``match`` (exact / alias / normalised / fuzzy) and ``link_score`` are null when the span
-is not linked. Error row::
+is not linked. ``text_sha256`` is the sha256 of the record's text (UTF-8), so that ``medner evaluate`` can check
+predictions against gold without the text; ``text`` is null unless ``--with-text`` asked for the record's text. Error row::
 
     {"id": ..., "key": ..., "source": {...}, "reason": "undecodable", "detail": "not decodable as utf-8, gb18030 ..."}
 
@@ -69,10 +70,13 @@ def span_dict(text: str, span: Span) -> dict[str, Any]:
             "link_score": round_score(span.link_score)}
 
 
-def output_row(item: Item, spans: Sequence[Span], model: str | None) -> dict[str, Any]:
-    """The output row of an annotated record (module docstring)."""
-    return {"id": item.id, "key": item.key, "source": item.source.to_dict(),
-            "spans": [span_dict(item.text, s) for s in spans], "model": model}
+def output_row(item: Item, spans: Sequence[Span], model: str | None, with_text: bool = False) -> dict[str, Any]:
+    """The output row of an annotated record (module docstring); ``with_text`` adds the record's text."""
+    row = {"id": item.id, "key": item.key, "source": item.source.to_dict(),
+           "spans": [span_dict(item.text, s) for s in spans], "model": model,
+           "text_sha256": hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest(),
+           "text": item.text if with_text else None}
+    return row
 
 
 def error_row(item: Item, reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
@@ -99,7 +103,7 @@ def _parquet_schema():
                       ("match", pa.string()), ("link_score", pa.float64())])
     source = pa.struct([("path", pa.string()), ("member", pa.string()), ("line", pa.int64()), ("row", pa.int64())])
     return pa.schema([("id", pa.string()), ("key", pa.string()), ("source", source), ("spans", pa.list_(span)),
-                      ("model", pa.string())])
+                      ("model", pa.string()), ("text_sha256", pa.string()), ("text", pa.string())])
 
 
 def _write_rows(fh: IO[bytes], rows: Iterable[dict], fmt: str) -> None:

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out_group.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"), dest="output_format",
                            help="shard format (default: jsonl)")
     out_group.add_argument("--shard-size", type=int, default=1000, help="input records per shard (default: 1000)")
+    out_group.add_argument("--with-text", action="store_true",
+                           help="write each record's text in its row (for `medner render`; the output then holds "
+                                "record text; by default rows carry a sha256 of it)")
     run_group = parser.add_argument_group("execution")
     run_group.add_argument("--engine", default="local", choices=("local", "ray"),
                            help="local processes (default) or Ray Data (pip install 'medner[ray]')")
@@ -73,7 +76,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     read = ReadOptions(id_field=args.id_field, text_field=args.text_field, encoding=args.encoding,
                        input_format=args.input_format, max_record_chars=args.max_record_chars, limits=limits)
     options = AnnotateOptions(model=args.model, inputs=args.inputs, out=args.out, read=read,
-                              shard_size=args.shard_size, output_format=args.output_format, engine=args.engine,
+                              shard_size=args.shard_size, output_format=args.output_format, with_text=args.with_text, engine=args.engine,
                               workers=args.workers, batch_records=args.batch_records, batch_size=args.batch_size,
                               device=args.device, threads=args.threads, precision=args.precision,
                               lexicon=args.lexicon, progress=not args.no_progress,

@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="RUN", help="trained run directory (e.g. runs/emr_zh)")
     parser.add_argument("--gold", action="store_true", help="draw the records' own spans instead of predictions")
     parser.add_argument("-o", "--output", required=True, metavar="HTML", help="HTML file to write")
-    parser.add_argument("--format", default="jsonl", metavar="FORMAT", help="corpus format (default: jsonl)")
+    parser.add_argument("--format", default="auto", metavar="FORMAT",
+                        help="corpus format, or `annotate` for a `medner annotate` output written with --with-text "
+                             "(default: auto = annotate output when RECORDS is one, else jsonl)")
     parser.add_argument("--encoding", default=None, help="text encoding (default: the reader's)")
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N records (0 = all)")
     parser.add_argument("--lexicon", metavar="TSV", help="lexicon file for ICD linking of predictions")
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from medner.corpus import read_corpus
+    from medner.corpus.predictions import read_predictions
     from medner.spacy.render import render_records
 
     if args.gold == bool(args.model):
@@ -43,7 +45,7 @@ def run_render(args: argparse.Namespace) -> int:
                           field="--model", fix="add --model runs/emr_zh, or --gold")
     if args.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {args.limit}", field="--limit", fix="use 0 for all records")
-    records = read_corpus(args.records, format=args.format, encoding=args.encoding, on_error="raise")
+    records = read_predictions(args.records, args.format, encoding=args.encoding, require_text=True)
     if args.limit:
         records = itertools.islice(records, args.limit)
     if not args.gold:
