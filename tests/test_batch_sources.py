@@ -313,3 +313,26 @@ def test_stream_is_deterministic_with_unique_keys(tmp_path):
     assert len(keys) == len(set(keys))
     zipped = [k for k in keys if k.startswith(str(tmp_path))]
     assert zipped == [f"{tmp_path / 'z.zip'}!b.txt", f"{tmp_path / 'z.zip'}!a.txt"]  # archive order, not sorted
+
+
+def test_count_items_gives_the_progress_total_or_none(tmp_path):
+    import tarfile
+    import zipfile
+
+    from medner.batch.sources import count_items
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"r{i}.txt").write_text(T1, encoding="utf-8")
+    (tmp_path / "in" / "b.jsonl").write_text('{"id": "a", "text": "x"}\n\n{"id": "b", "text": "y"}\n', encoding="utf-8")
+    (tmp_path / "in" / "c.csv").write_text("id,text\n1,x\n2,y\n3,z\n", encoding="utf-8")
+    (tmp_path / "in" / "skip.docx").write_bytes(b"not read")
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as zf:
+        zf.writestr("a.txt", T1)
+        zf.writestr("b.txt", T2)
+    inputs = [tmp_path / "in", tmp_path / "notes.zip"]
+    expected = list(iter_items(inputs, ReadOptions()))
+    assert count_items(inputs, ReadOptions()) == len(expected) == 3 + 2 + 3 + 2
+    with tarfile.open(tmp_path / "notes.tar", "w") as tf:
+        tf.add(tmp_path / "in" / "r0.txt", arcname="r0.txt")
+    assert count_items([tmp_path / "notes.tar"], ReadOptions()) is None  # a tar stream is not scanned up front

@@ -27,7 +27,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
-from tqdm.auto import tqdm
 
 from medner.batch.engine import PRECISIONS, ModelSpec, Shard, torch_threads
 from medner.batch.ledger import LEDGER_FILE, LOCK_FILE, Ledger, OutputError, OutputLock, output_error
@@ -36,8 +35,9 @@ from medner.batch.ray_engine import RayEngine
 from medner.batch.shards import (ERRORS_DIR, FORMATS, SHARDS_DIR, ShardWriter, error_row, merge_errors, now,
                                  output_row, verify_shards, write_manifest)
 from medner.batch.items import Item, ReadOptions, ReadStats
-from medner.batch.sources import check_inputs, check_overlap, inputs_fingerprint, iter_items
+from medner.batch.sources import check_inputs, check_overlap, count_items, inputs_fingerprint, iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
+from medner.progress import Progress
 from medner.run.directory import model_files, read_meta, verify
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,10 @@ def _shard_entry(shard: Shard, predictions: list, seconds: float, session: int) 
     return entry, rows, errors
 
 
-def _progress_bar(enabled: bool):
-    return tqdm(disable=not enabled, unit="rec", desc="annotate", dynamic_ncols=True, smoothing=0.1)
+def _progress(options: AnnotateOptions, inputs: list[Path], done: int) -> Progress:
+    """Records (and failures) of all inputs: a bar with a total and ETA when they can be counted up front."""
+    total = count_items(inputs, options.read) if options.progress else None
+    return Progress(total, "annotate", unit="rec", bar=options.progress, initial=min(done, total or done))
 
 
 def annotate(options: AnnotateOptions, engine=None) -> dict:
@@ -227,7 +229,7 @@ def annotate(options: AnnotateOptions, engine=None) -> dict:
         if engine is None:
             engine = make_engine(options)
         stats = ReadStats()
-        bar = _progress_bar(options.progress)
+        bar = _progress(options, inputs, sum(e["items"] for e in ledger.shards.values()))
         started = time.perf_counter()
         session_chars = session_failed = 0
 
@@ -253,9 +255,9 @@ def annotate(options: AnnotateOptions, engine=None) -> dict:
                 ledger.append(entry)
                 session_chars += entry["chars"]
                 session_failed += entry["errors"]
-                bar.update(entry["records"])
+                bar.update(entry["items"])
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(chars_s=f"{session_chars / elapsed:,.0f}", failed=session_failed, refresh=False)
+                bar.set_postfix(chars_s=f"{session_chars / elapsed:,.0f}", failed=session_failed)
         finally:
             close = getattr(results, "close", None)
             if close is not None:

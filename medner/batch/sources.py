@@ -184,6 +184,55 @@ def inputs_fingerprint(inputs: Sequence[Path]) -> list[dict]:
     return out
 
 
+COUNT_LIMIT_BYTES = 4 << 30  # inputs larger than this are not counted up front (the bar then has no total)
+
+
+def count_items(inputs: Sequence[Path], options: ReadOptions) -> int | None:
+    """About how many items :func:`iter_items` will yield, cheaply, for a progress total; None when unknown.
+
+    ``.txt`` files count one each, JSONL/CSV their non-blank lines (less a CSV header: quoted line breaks make
+    this an estimate), Parquet its row count from the file's metadata, zip archives their ``.txt`` members.
+    Tar archives, other archive members, unreadable files and inputs over :data:`COUNT_LIMIT_BYTES` give None.
+    Reads only sizes, metadata and lines; never keeps text."""
+    files = [f for path in inputs for f in (_listing(path)[0] if path.is_dir() else [path])]
+    try:
+        if sum(f.stat().st_size for f in files) > COUNT_LIMIT_BYTES:
+            return None
+        return sum(_count_file(f, options) for f in files)
+    except (OSError, ValueError, _Unknown):
+        return None
+
+
+class _Unknown(Exception):
+    """The item count of a file cannot be known cheaply."""
+
+
+def _count_file(path: Path, options: ReadOptions) -> int:
+    archive = archive_kind(path.name)
+    if archive == "zip":
+        import zipfile  # start-up time: only zip inputs
+
+        with zipfile.ZipFile(path) as zf:
+            kinds = [text_kind(info.filename, options.input_format) for info in zf.infolist() if not info.is_dir()]
+        if any(kind not in ("txt", None) for kind in kinds):
+            raise _Unknown(path)
+        return kinds.count("txt")
+    if archive is not None:
+        raise _Unknown(path)
+    kind = text_kind(path.name, options.input_format)
+    if kind is None:
+        return 0
+    if kind == "txt":
+        return 1
+    if kind == "parquet":
+        import pyarrow.parquet as pq  # start-up time: only Parquet inputs need pyarrow
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, "rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    return max(0, lines - 1) if kind == "csv" else lines
+
+
 def iter_items(inputs: Sequence[str | os.PathLike], options: ReadOptions | None = None,
                stats: ReadStats | None = None, *, avoid: str | os.PathLike | None = None) -> Iterator[Item]:
     """The deterministic item stream of ``inputs`` (see module docstring); files that resolve into ``avoid``

@@ -49,20 +49,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "small batches are fastest)")
     p.add_argument("--icd-lexicon", default=None, metavar="TSV",
                    help="link predicted spans to ICD codes with this coded lexicon TSV (default: the run's own, if any)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (without a terminal, progress is logged every 10%% instead)")
     p.set_defaults(func=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from medner import load  # start-up time: loading torch and the model only when a command needs them
     from medner.corpus import record_to_json, write_jsonl
+    from medner.progress import track
 
     if args.batch_size < 1:
         raise CorpusError(f"--batch-size must be >= 1, got {args.batch_size}", field="--batch-size",
                           fix="use a positive number of windows, e.g. 16")
     failed: list[str] = []
-    records = _records(args, failed)
+    records = list(_records(args, failed))  # read first: the progress has a total, and bad input stops early
     annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
-    predicted = annotator.predict_records(records)
+    predicted = track(annotator.predict_records(records), "predict", total=len(records), unit="rec",
+                      bar=not args.no_progress)
     if args.output == STDIN:
         count = 0
         for record in predicted:
