@@ -336,3 +336,23 @@ def test_count_items_gives_the_progress_total_or_none(tmp_path):
     with tarfile.open(tmp_path / "notes.tar", "w") as tf:
         tf.add(tmp_path / "in" / "r0.txt", arcname="r0.txt")
     assert count_items([tmp_path / "notes.tar"], ReadOptions()) is None  # a tar stream is not scanned up front
+
+
+def test_a_zipped_folder_gives_the_same_record_ids_as_the_folder(tmp_path):
+    import zipfile
+
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text(T1, encoding="utf-8")
+    (folder / "sub" / "b.txt").write_text(T2, encoding="utf-8")
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as zf:  # what `zip -r notes.zip notes` writes
+        zf.write(folder / "a.txt", "notes/a.txt")
+        zf.write(folder / "sub" / "b.txt", "notes/sub/b.txt")
+    from_folder = list(iter_items([folder], ReadOptions()))
+    from_zip = list(iter_items([tmp_path / "notes.zip"], ReadOptions()))
+    assert [i.id for i in from_zip] == [i.id for i in from_folder] == ["a", "sub/b"]
+    assert [i.source.member for i in from_zip] == ["notes/a.txt", "notes/sub/b.txt"]  # the source still says where
+    with zipfile.ZipFile(tmp_path / "mixed.zip", "w") as zf:  # no common folder: nothing is stripped
+        zf.write(folder / "a.txt", "notes/a.txt")
+        zf.write(folder / "sub" / "b.txt", "b.txt")
+    assert [i.id for i in iter_items([tmp_path / "mixed.zip"], ReadOptions())] == ["notes/a", "b"]

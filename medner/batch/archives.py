@@ -7,6 +7,11 @@ members over ``max_member_bytes``, members whose (declared or actual) size excee
 compressed size, and whatever follows once an archive has produced ``max_total_bytes`` are rejected and
 reported. Members are read into memory (at most ``max_member_bytes`` each), so a zip member's CRC is checked
 before any of its records is used.
+
+Record ids of ``.txt`` members are their paths without ``.txt``; in a zip archive whose members all sit in one
+top-level folder (``zip -r notes.zip notes/``) that folder is left out, so a record has the same id as when the
+folder is given itself (:func:`common_folder`). A tar stream cannot be seen whole before it is read, so its ids
+keep the full member path. The ``key`` and ``source`` of every row always name the archive and the member.
 """
 from __future__ import annotations
 
@@ -37,10 +42,21 @@ def unsafe_member_name(name: str) -> str | None:
     return None
 
 
+def common_folder(names: list[str]) -> str:
+    """``"folder/"`` when every member name starts with the same top-level folder (what ``zip -r x.zip folder``
+    writes), else ``""``: stripped from ``.txt`` record ids, so a record has the same id whether the folder was
+    given as it is or zipped."""
+    tops = {n.replace("\\", "/").split("/", 1)[0] for n in names}
+    if len(tops) == 1 and all("/" in n.replace("\\", "/") for n in names):
+        return tops.pop() + "/"
+    return ""
+
+
 def _member_item_stream(data: bytes, name: str, kind: str, source: Source, options: ReadOptions,
-                        stats: ReadStats) -> Iterator[Item]:
+                        stats: ReadStats, prefix: str = "") -> Iterator[Item]:
     if kind == "txt":
-        yield txt_item(data, source, strip_txt(name), options, stats)
+        yield txt_item(data, source, strip_txt(name[len(prefix):] if name.startswith(prefix) else name), options,
+                       stats)
     elif kind == "parquet":
         yield from parquet_items(io.BytesIO(data), source, options, stats)
     else:
@@ -69,6 +85,7 @@ def zip_items(fh: IO[bytes], label: str, options: ReadOptions, stats: ReadStats)
         return
     total = 0
     with zf:
+        prefix = common_folder([info.filename for info in zf.infolist() if not info.is_dir()])
         for info in zf.infolist():
             name = info.filename
             if info.is_dir():
@@ -115,7 +132,7 @@ def zip_items(fh: IO[bytes], label: str, options: ReadOptions, stats: ReadStats)
                                                f"truncated or unsupported compression)")
                 continue
             total += len(data)
-            yield from _member_item_stream(data, printable(name), kind, source, options, stats)
+            yield from _member_item_stream(data, printable(name), kind, source, options, stats, printable(prefix))
 
 
 class _LimitExceeded(Exception):
