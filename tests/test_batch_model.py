@@ -36,10 +36,15 @@ def test_cli_end_to_end_matches_annotator(tiny_run, tmp_path, capsys):
     rc = main(["annotate", "--model", str(tiny_run), str(DATA / "notes"), str(DATA / "records.jsonl"),
                "--id-field", "doc", "--text-field", "body", "--out", str(out), "--shard-size", "5",
                "--threads", "1", "--no-progress"])
-    assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     items = list(iter_items([DATA / "notes", DATA / "records.jsonl"], ReadOptions(id_field="doc", text_field="body")))
     ok = [i for i in items if i.ok]
+    assert len(ok) < len(items) and rc == 3  # the inputs hold unreadable records: finished, status 3
+    again = main(["annotate", "--model", str(tiny_run), str(DATA / "notes"), str(DATA / "records.jsonl"),
+                  "--id-field", "doc", "--text-field", "body", "--out", str(out), "--shard-size", "5",
+                  "--threads", "1", "--no-progress", "--allow-failures"])
+    assert again == 0  # the same output, resumed (nothing left to do); failures allowed
+    capsys.readouterr()
     assert summary["read"] == len(items) and summary["annotated"] == len(ok)
     rows = read_rows(out)
     assert [r["key"] for r in rows] == [i.key for i in ok]

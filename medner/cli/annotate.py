@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _MIB = 1 << 20
+FAILED_STATUS = 3  # the run finished, but some records could not be annotated (listed in errors.jsonl)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "manifest.json (counts, timings). Killed at any moment, or stopped by a full disk, the same "
                     "command resumes where it stopped; the finished output holds every input record exactly once. "
                     "On every start it checks the model files and each written shard (size and sha256) and redoes "
-                    "damaged shards; it refuses inputs that overlap the output folder. See docs/guarantees.md.")
+                    "damaged shards; it refuses inputs that overlap the output folder. See docs/guarantees.md. Exit "
+                    "status: 0 all records annotated; 2 refused (one line on stderr, nothing changed); 3 finished, "
+                    "but some records failed (errors.jsonl; --allow-failures exits 0).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="folders of .txt files, .jsonl/.csv/.tsv/.parquet files, .zip/.tar/.tar.gz archives")
     parser.add_argument("--model", required=True, metavar="RUN", help="run directory of a finished training run")
@@ -64,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="ray: shards per Ray Data dataset; bounds memory, one model load per actor each "
                                 "(default: 64)")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_group.add_argument("--allow-failures", action="store_true",
+                           help=f"exit 0 even when some records failed (default: exit {FAILED_STATUS}: the output is "
+                                "complete, but errors.jsonl lists records without annotations)")
     parser.set_defaults(func=run_annotate)
 
 
@@ -76,7 +86,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     read = ReadOptions(id_field=args.id_field, text_field=args.text_field, encoding=args.encoding,
                        input_format=args.input_format, max_record_chars=args.max_record_chars, limits=limits)
     options = AnnotateOptions(model=args.model, inputs=args.inputs, out=args.out, read=read,
-                              shard_size=args.shard_size, output_format=args.output_format, with_text=args.with_text, engine=args.engine,
+                              shard_size=args.shard_size, output_format=args.output_format, with_text=args.with_text,
+                              engine=args.engine,
                               workers=args.workers, batch_records=args.batch_records, batch_size=args.batch_size,
                               device=args.device, threads=args.threads, precision=args.precision,
                               lexicon=args.lexicon, progress=not args.no_progress,
@@ -89,4 +100,8 @@ def run_annotate(args: argparse.Namespace) -> int:
                       "duplicate_ids": manifest["read_stats"]["duplicate_ids"],
                       "records_per_s": timings["records_per_s"], "chars_per_s": timings["chars_per_s"]},
                      ensure_ascii=False), file=sys.stdout)
+    if counts["failed"] and not args.allow_failures:
+        log.error("%d records failed (reasons in %s); exit status %d. Pass --allow-failures where failures are "
+                  "expected", counts["failed"], Path(args.out) / "errors.jsonl", FAILED_STATUS)
+        return FAILED_STATUS
     return 0
