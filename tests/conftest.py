@@ -55,3 +55,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fake_model(tmp_path) -> Path:
+    """A folder that passes for a format-1 run directory (fingerprint ``fake0001``) for engines without a model."""
+    import json
+
+    from medner.run.directory import META_FILE
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / META_FILE).write_text(json.dumps({"format_version": 1, "fingerprint": "fake0001"}))
+    return model

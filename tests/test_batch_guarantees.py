@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from batch_fakes import Crash
+from batch_fakes import FakeEngine as _Engine
 
 from medner.batch import shards as shards_mod
 from medner.batch.engine import ModelSpec
@@ -37,32 +39,13 @@ T1 = "患者因胃癌入院，予奥沙利铂治疗。"
 T2 = "女性患者，查体示右肺压痛，无发热。"
 
 
+class FakeEngine(_Engine):
+    def __init__(self) -> None:
+        super().__init__(fake_spans)
+
+
 def fake_spans(text: str) -> list[Span]:
     return [Span(i - 1, i + 1, "疾病和诊断", score=0.5) for i, ch in enumerate(text) if ch == "癌" and i]
-
-
-class FakeEngine:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    def run(self, shards):
-        for shard in shards:
-            self.calls.append(shard.index)
-            yield shard, [fake_spans(t) for t in shard.texts], 0.001
-
-
-class Crash(BaseException):
-    """Stands for the process dying."""
-
-
-@pytest.fixture
-def fake_model(tmp_path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "medner_model.json").write_text(json.dumps({"format_version": 1, "fingerprint": "fake0001"}))
-    return model
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

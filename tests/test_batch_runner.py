@@ -8,12 +8,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from batch_fakes import Crash
+from batch_fakes import FakeEngine as _Engine
 
 from medner.batch import shards as shards_mod
-from medner.batch.ledger import Ledger, OutputLock, ledger_line
 from medner.batch.engine import predict_texts
-from medner.batch.runner import AnnotateOptions, annotate
 from medner.batch.items import ReadOptions
+from medner.batch.ledger import Ledger, OutputLock, ledger_line
+from medner.batch.runner import AnnotateOptions, annotate
 from medner.batch.sources import iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
 from medner.types import Span
@@ -21,33 +23,14 @@ from medner.types import Span
 DATA = Path(__file__).parent / "data" / "batch"
 
 
+class FakeEngine(_Engine):
+    def __init__(self) -> None:
+        super().__init__(fake_spans)
+
+
 def fake_spans(text: str) -> list[Span]:
     """A disease span on every "X癌" (a deterministic stand-in for the model)."""
     return [Span(i - 1, i + 1, "疾病和诊断", score=0.5 + (i % 7) / 100) for i, ch in enumerate(text) if ch == "癌" and i]
-
-
-class FakeEngine:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    def run(self, shards):
-        for shard in shards:
-            self.calls.append(shard.index)
-            yield shard, [fake_spans(t) for t in shard.texts], 0.001
-
-
-class Crash(BaseException):
-    """Stands for the process dying (not an Exception, so nothing catches it)."""
-
-
-@pytest.fixture
-def fake_model(tmp_path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "medner_model.json").write_text(json.dumps({"format_version": 1, "fingerprint": "fake0001"}))
-    return model
 
 
 @pytest.fixture
