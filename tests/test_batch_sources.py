@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medner.batch.archives import unsafe_member_name
-from medner.batch.encodings import detect_and_decode, looks_utf16
+from medner.decoding import detect_and_decode, looks_utf16
 from medner.batch.items import ArchiveLimits, ReadOptions, ReadStats
 from medner.batch.sources import iter_items
 from medner.errors import ConfigError, CorpusError

@@ -78,8 +78,8 @@ def _broken(tmp_path: Path) -> list[tuple[str, Path, str, list[str]]]:
                  encoding="utf-8")
     cases.append(("cmeee", p, "mismatch.json:1", []))
     p = tmp_path / "gb.txt"
-    p.write_bytes(f"{TEXT}|||2    3    sym|||\n".encode("gb18030"))
-    cases.append(("chip", p, "gb.txt:1", []))
+    p.write_bytes(f"{TEXT}|||2    3    sym|||\n".encode("gb18030") + b"\xff\xfe|||\n")  # line 2: no codec decodes it
+    cases.append(("chip", p, "gb.txt:2", []))
     p = tmp_path / "trunc_array.json"
     p.write_text(jl([{"text": TEXT}, {"text": TEXT}])[:-5], encoding="utf-8")
     cases.append(("cmeee", p, "trunc_array.json:1", []))
@@ -102,8 +102,11 @@ def test_broken_input_gives_one_line_error_and_status_2(tmp_path, capsys, index,
 
 
 def test_gb18030_error_suggests_encoding_option(tmp_path, capsys):
-    fmt, path, _, _ = _broken(tmp_path)[4]
-    assert main(["corpus", "stats", str(path), "--format", fmt]) == 2
+    path = tmp_path / "gb.txt"
+    path.write_bytes(f"{TEXT}|||2    3    sym|||\n".encode("gb18030"))
+    assert main(["corpus", "stats", str(path), "--format", "chip"]) == 0  # detected
+    capsys.readouterr()
+    assert main(["corpus", "stats", str(path), "--format", "chip", "--encoding", "utf-8"]) == 2
     assert "--encoding gb18030" in capsys.readouterr().err
 
 

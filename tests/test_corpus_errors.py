@@ -138,18 +138,20 @@ def test_wrong_types(tmp_path):
 GB_LINE = "患者发热伴咳嗽。|||2    3    sym|||\n"
 
 
-def test_gb18030_read_as_utf8_names_the_encoding_then_reads_with_gb18030(tmp_path):
+def test_gb18030_is_detected_and_a_wrong_given_encoding_names_the_fix(tmp_path):
     path = write(tmp_path / "gb.txt", GB_LINE * 2, encoding="gb18030")
-    with pytest.raises(CorpusError) as info:
-        read(path, "chip")
-    assert_one_line(info.value, "gb.txt:1", "as utf-8", "encoding: gb18030", "--encoding gb18030", "field `encoding`")
-    (first, second) = read(path, "chip", encoding="gb18030")
+    (first, second) = read(path, "chip")  # no encoding given: detected as the batch annotator does
     assert first.text == TEXT and first.spans[0].mention(first.text) == "发热"
+    with pytest.raises(CorpusError) as info:
+        read(path, "chip", encoding="utf-8")
+    assert_one_line(info.value, "gb.txt:1", "as utf-8", "encoding: gb18030", "--encoding gb18030", "field `encoding`")
+    assert read(path, "chip", encoding="gb18030")[0].text == TEXT
 
 
 def test_undecodable_line_skipped_alone(tmp_path):
     path = tmp_path / "mixed.txt"
-    path.write_bytes(GB_LINE.encode("utf-8") + GB_LINE.encode("gb18030") + GB_LINE.encode("utf-8"))
+    bad = GB_LINE.encode("utf-8").replace("发".encode("utf-8"), b"\xff\xfe")  # neither UTF-8 nor GB18030
+    path.write_bytes(GB_LINE.encode("utf-8") + bad + GB_LINE.encode("utf-8"))
     report = ReadReport()
     assert [r.id for r in read(path, "chip", on_error="skip", report=report)] == ["mixed:1", "mixed:3"]
     assert report.problems["undecodable"] == 1 and "mixed.txt:2" in report.examples[0]
@@ -164,8 +166,10 @@ def test_whole_file_formats_name_encoding_too(tmp_path, fmt, suffix):
         path.mkdir()
         write(path / "1.txt", TEXT, encoding="gb18030")
         write(path / "1.ann", "T1\tsym 2 4\t发热\n", encoding="gb18030")
+    (detected,) = read(path, fmt)  # no encoding given: detected
+    assert detected.text == TEXT
     with pytest.raises(CorpusError, match=r"as utf-8.*--encoding gb18030"):
-        read(path, fmt)
+        read(path, fmt, encoding="utf-8")
     (record,) = read(path, fmt, encoding="gb18030")
     assert record.text == TEXT
 

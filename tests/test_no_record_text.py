@@ -87,7 +87,8 @@ CASES = {
     "brat-discontinuous-named": ("brat", brat(f"T1\tx 2 5;7 11\t{SECRET}\n")),
     "ccks2017-mismatch": ("ccks2017", ccks2017(f"{SECRET_ZH}\t2\t10\tx\n")),
     "ccks2017-offset-is-text": ("ccks2017", ccks2017(f"{SECRET}\t{SECRET_ZH}\t10\tx\n")),
-    "undecodable": ("chip", lambda root: write(root / "c.txt", f"{TEXT}|||2 10 x|||\n".encode("gb18030"))),
+    "undecodable": ("chip", lambda root: write(root / "c.txt", f"{TEXT}|||2 10 x|||\n".encode("gb18030")
+                                                + b"\xff\xfe" + TEXT.encode("utf-8") + b"|||\n")),
 }
 
 

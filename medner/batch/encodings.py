@@ -1,102 +1,11 @@
-"""Encodings of batch inputs (:func:`detect_and_decode`): a byte-order mark wins (UTF-8, UTF-16 LE/BE); else
-text whose bytes show the NUL pattern of UTF-16 without a BOM is read as UTF-16; else strict UTF-8; else strict
-GB18030 (a superset of GBK and GB2312). ``encoding`` forces one codec. JSONL lines and ``.txt`` records are
-detected one by one; CSV files as a whole (from their first MiB), with undecodable rows retried one by one.
+"""Encodings of batch inputs: the detection chain of :mod:`medner.decoding` (shared with the corpus readers),
+with ``encoding`` forcing one codec. JSONL lines and ``.txt`` records are detected one by one; CSV files as a
+whole (from their first MiB), with undecodable rows retried one by one.
 """
 from __future__ import annotations
 
-import codecs
-from typing import Sequence
-
 from medner.batch.items import SURROGATE, Item, Source, fail
-
-
-class DecodeFailure(ValueError):
-    """Bytes that no candidate encoding decodes; ``tried`` lists the codecs, ``offset`` the first bad byte."""
-
-    def __init__(self, tried: list[str], offset: int | None) -> None:
-        self.tried = tried
-        self.offset = offset
-        where = f" (first bad byte at offset {offset})" if offset is not None else ""
-        super().__init__(f"cannot decode as {', '.join(tried)}{where}")
-
-
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def sniff_bom(data: bytes) -> str | None:
-    """``utf-8-sig`` or ``utf-16`` when ``data`` starts with that byte-order mark, else None."""
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            return name
-    return None
-
-
-def looks_utf16(data: bytes) -> str | None:
-    """``utf-16-le``/``utf-16-be`` when the first 4 KiB show UTF-16's NUL bytes (ASCII-heavy text), else None.
-
-    Valid UTF-8 clinical text has no NUL bytes, so >= 20% NULs on one parity and < 2% on the other is UTF-16.
-    """
-    sample = data[:4096]
-    sample = sample[: len(sample) // 2 * 2]
-    pairs = len(sample) // 2
-    if pairs < 2:
-        return None
-    even = sample[0::2].count(0)
-    odd = sample[1::2].count(0)
-    if odd >= 0.2 * pairs and even <= 0.02 * pairs:
-        return "utf-16-le"
-    if even >= 0.2 * pairs and odd <= 0.02 * pairs:
-        return "utf-16-be"
-    return None
-
-
-def detect_and_decode(data: bytes, encoding: str | None = None, *, skip: Sequence[str] = ()) -> tuple[str, str]:
-    """``(text, codec)``: ``data`` decoded by the detection chain (module docstring), or by ``encoding`` only.
-
-    A leading BOM is dropped. ``skip`` removes codecs already known to fail. Raises :class:`DecodeFailure`.
-    """
-    if encoding is not None:
-        candidates = [encoding]
-    else:
-        bom = sniff_bom(data)
-        if bom is not None:
-            candidates = [bom]
-        else:
-            u16 = looks_utf16(data)
-            candidates = ([u16] if u16 else []) + ["utf-8", "gb18030"]
-    tried: list[str] = []
-    first_bad = None
-    for name in candidates:
-        if name in skip:
-            continue
-        try:
-            text = data.decode(name)
-        except UnicodeDecodeError as exc:
-            tried.append(name)
-            first_bad = exc.start if first_bad is None else first_bad
-            continue
-        return (text[1:] if text.startswith("\ufeff") else text), name
-    raise DecodeFailure(list(skip) + tried, first_bad)
-
-
-def detect_stream_encoding(sample: bytes, encoding: str | None) -> str:
-    """One codec for a whole CSV file from its first bytes: forced, BOM, UTF-16 pattern, UTF-8, GB18030."""
-    if encoding is not None:
-        return encoding
-    bom = sniff_bom(sample)
-    if bom is not None:
-        return bom
-    u16 = looks_utf16(sample)
-    if u16 is not None:
-        return u16
-    for name in ("utf-8", "gb18030"):
-        try:
-            codecs.getincrementaldecoder(name)().decode(sample, final=False)
-            return name
-        except UnicodeDecodeError:
-            continue
-    return "utf-8"  # undecodable rows are reported one by one
+from medner.decoding import DecodeFailure, detect_and_decode
 
 
 def decode_failure(source: Source, exc: DecodeFailure, record_id: str | None = None) -> Item:

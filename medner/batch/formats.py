@@ -16,9 +16,9 @@ import re
 from pathlib import PurePosixPath
 from typing import IO, Iterable, Iterator
 
-from medner.batch.encodings import (DecodeFailure, decode_failure, detect_and_decode, detect_stream_encoding,
-                                    looks_utf16, redecode, redecode_strict, sniff_bom)
+from medner.batch.encodings import decode_failure, redecode, redecode_strict
 from medner.batch.items import SURROGATE, Item, MiB, ReadOptions, ReadStats, Source, check_text, fail
+from medner.decoding import DecodeFailure, detect_and_decode, detect_stream_encoding, looks_utf16, sniff_bom
 
 _SUFFIX_KIND = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
                 ".parquet": "parquet"}

@@ -52,7 +52,8 @@ def read_corpus(path: str | os.PathLike, format: str = "jsonl", *, encoding: str
                 on_error: str = "raise", report: ReadReport | None = None, show_text: bool = False) -> Iterator[Record]:
     """Stream the records of ``path`` read as ``format``.
 
-    ``encoding`` None means UTF-8 (a BOM is accepted); ``report``, if given, is filled in while
+    ``encoding`` None (or ``auto``) detects it as the batch annotator does (:mod:`medner.decoding`: BOM, UTF-16,
+    UTF-8, GB18030); ``report``, if given, is filled in while
     iterating and complete once the iterator is exhausted. Arguments are checked immediately.
     Error messages, the report and logs carry no record text (offsets, lengths, digests and the file/line
     instead); ``show_text=True`` lets them quote short excerpts, for debugging a corpus.

@@ -13,22 +13,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medner.corpus.validate import Checker, RecordProblem
+from medner.decoding import AUTO, DecodeFailure, detect_and_decode, detect_stream_encoding
 from medner.errors import CorpusError, location
 from medner.types import Record
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODING = "utf-8"
 _BOM = "\ufeff"
+SAMPLE_BYTES = 1 << 20  # how much of a line-based file picks its codec when none is given
 
 
 def check_encoding(encoding: str | None) -> str:
-    """The codec name to use (``None`` means UTF-8), or :class:`CorpusError` for an unknown one."""
-    name = encoding or DEFAULT_ENCODING
+    """The codec name to use: ``None`` (or ``auto``) means detection (:mod:`medner.decoding`: BOM, UTF-16,
+    UTF-8, GB18030); an unknown name is a :class:`CorpusError`."""
+    if encoding is None or encoding == AUTO:
+        return AUTO
     try:
-        codec = codecs.lookup(name).name
+        codec = codecs.lookup(encoding).name
     except LookupError:
-        raise CorpusError(f"unknown encoding {name!r}", field="encoding",
+        raise CorpusError(f"unknown encoding {encoding!r}", field="encoding",
                           fix="use a Python codec name such as utf-8, gb18030 or utf-16") from None
     return "utf-8" if codec == "utf-8-sig" else codec  # the readers drop a leading BOM themselves
 
@@ -60,7 +63,13 @@ def decode_error(exc: UnicodeDecodeError, encoding: str, where: str, *, column: 
 
 def decode_text(data: bytes, encoding: str, where: str, *,
                 level: type[CorpusError] = CorpusError) -> str:
-    """Decode a whole file (BOM dropped); errors name the line of the bad bytes."""
+    """Decode a whole file (BOM dropped; ``auto``: the first codec of the detection chain that decodes it all);
+    errors name the line of the bad bytes."""
+    if encoding == AUTO:
+        try:
+            return detect_and_decode(data)[0]
+        except DecodeFailure:
+            encoding = "utf-8"  # report where UTF-8 fails
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -78,8 +87,16 @@ def _byte_lines_ok(encoding: str) -> bool:
 def iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | RecordProblem]]:
     """Yield ``(line_number, line)`` without the line end; an undecodable line yields the problem.
 
-    The caller decides (per ``on_error``) whether a :class:`RecordProblem` is raised or skipped.
+    The caller decides (per ``on_error``) whether a :class:`RecordProblem` is raised or skipped. With ``auto``
+    the codec comes from the file's first MiB (:func:`medner.decoding.detect_stream_encoding`), and a UTF-8 line
+    that does not decode is tried as GB18030, as the batch annotator does.
     """
+    fallback = None
+    if encoding == AUTO:
+        with open(path, "rb") as handle:
+            encoding = detect_stream_encoding(handle.read(SAMPLE_BYTES), None)
+        encoding = "utf-8" if encoding == "utf-8-sig" else encoding
+        fallback = "gb18030" if encoding == "utf-8" else None
     if not _byte_lines_ok(encoding):
         text = decode_text(path.read_bytes(), encoding, str(path))
         for number, line in enumerate(text.split("\n"), 1):
@@ -92,8 +109,13 @@ def iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | RecordPro
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                yield number, decode_error(exc, encoding, location(path, number), column=exc.start + 1)
-                continue
+                try:
+                    if fallback is None:
+                        raise
+                    line = raw.decode(fallback)
+                except UnicodeDecodeError:
+                    yield number, decode_error(exc, encoding, location(path, number), column=exc.start + 1)
+                    continue
             if number == 1 and line.startswith(_BOM):
                 line = line[1:]
             yield number, line
@@ -153,5 +175,5 @@ def note_empty(path: Path | str, checker: Checker) -> None:
     logger.warning("%s: empty input, no records read", path)
 
 
-__all__ = ["DEFAULT_ENCODING", "check_encoding", "check_path", "decode_error", "decode_text", "iter_lines",
+__all__ = ["check_encoding", "check_path", "decode_error", "decode_text", "iter_lines",
            "json_object", "note_empty", "parse_json_line", "records_from_lines"]
