@@ -14,7 +14,8 @@ import sys
 from medner.errors import MednerError
 
 # command-group modules under medner.cli, in help order
-_GROUPS = ("corpus", "evaluate", "finetune", "predict", "pretrain", "encoder", "lexicon", "weak", "annotate", "render")
+_GROUPS = ("corpus", "evaluate", "finetune", "predict", "pretrain", "encoder", "lexicon", "weak", "annotate", "render",
+           "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
