@@ -33,6 +33,7 @@ it recorded, and there is nothing to verify.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -302,7 +303,7 @@ def _load_exported(run_dir: Path, meta: dict, config: RunConfig, scheme: TagSche
         crf.load_state_dict({k[len("crf."):]: v for k, v in state.items() if k.startswith("crf.")}, strict=True)
     fmt = meta["format"]
     tagger = ExportedTagger(fmt, run_dir / EXPORT_DIR / MODEL_FILES[fmt], scheme, crf,
-                            recheck=lambda: verify(run_dir, meta)).open()
+                            recheck=functools.partial(verify, run_dir, meta)).open()
     return LoadedRun(tagger, tokenizer, config, meta, _lexicon(run_dir, config), _linker(run_dir, config))
 
 

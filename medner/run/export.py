@@ -51,7 +51,7 @@ from medner.model.alignment import token_tags_to_spans
 from medner.model.tagger import Tagger, decode_emissions, tag_probabilities
 from medner.model.windows import collate, token_windows
 from medner.run.directory import EXPORT_DIR, LoadedRun, is_exported, is_run_dir, load_run, read_meta, save_exported
-from medner.run.runtime import FORMATS, MODEL_FILES, ExportedTagger, require_runtime, runtime_version
+from medner.run.runtime import EXTRAS, FORMATS, MODEL_FILES, ExportedTagger, require_runtime, runtime_version
 from medner.training.finetune import split_train_dev
 from medner.types import Record
 
@@ -128,9 +128,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = "onnx", q
     started = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_arguments(run_dir, out_dir, fmt, quantize, calibrate, max_kl, overwrite)
-    require_runtime(fmt, quantize=quantize is not None)
-    if fmt == "onnx":
-        require_runtime("onnx")  # and onnx itself, for the graph tools
+    _require_tools(fmt, quantize is not None)
     run = load_run(run_dir)
     records, source = _check_records(run, calibrate, corpus_format, encoding)
     calibration, check = _split_windows(run, records, quantize is not None, calibration_windows, check_windows)
@@ -187,6 +185,16 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists and is not empty", field="-o",
                           fix="choose a new directory, or add --overwrite to replace it once the export succeeds")
+
+
+def _require_tools(fmt: str, quantize: bool) -> None:
+    """The runtime (and quantiser) of ``fmt``, and the onnx package, which the TorchScript exporter writes with."""
+    require_runtime(fmt, quantize=quantize)
+    try:
+        import onnx  # noqa: F401  optional dependency: medner[export] and medner[openvino]
+    except ImportError:
+        raise ModelError("exporting needs the onnx package, which is not installed",
+                         fix=f"pip install 'medner[{EXTRAS[fmt]}]'") from None
 
 
 def _check_records(run: LoadedRun, calibrate, corpus_format: str, encoding: str | None) -> tuple[list[Record], str]:

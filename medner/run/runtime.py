@@ -152,6 +152,10 @@ class ExportedTagger:
             log.debug("opened %s session on %s with %d threads", self.format, self.path, self._session.threads)
         return self._session
 
+    def __getstate__(self) -> dict:
+        """Pickled without its session (another process opens its own)."""
+        return {**self.__dict__, "_session": None, "_pid": None}
+
     def open(self) -> "ExportedTagger":
         """Open the session now (loading opens it, so that a broken model fails at load, not at first use)."""
         _ = self.session
