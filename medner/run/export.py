@@ -219,12 +219,7 @@ def _split_windows(run: LoadedRun, records: list[Record], calibrating: bool, max
     check: list[Window] = []
     for i, record in enumerate(records):
         held_aside = not calibrating or i % HOLD_ASIDE_EVERY == HOLD_ASIDE_EVERY - 1
-        for window, encoded in token_windows(run.tokenizer, record.text, run.config.window):
-            if not encoded.label_positions:
-                continue
-            lex = run.lexicon.token_ids(window.slice(record.text), encoded.offsets) if run.lexicon else []
-            item = Window(list(encoded.input_ids), list(encoded.label_positions), list(lex), list(encoded.offsets))
-            (check if held_aside else calibration).append(item)
+        (check if held_aside else calibration).extend(record_windows(run, record.text))
     need = f"at least {MIN_CHECK_WINDOWS} check windows"
     if calibrating:
         need += f" and {MIN_CALIBRATION_WINDOWS} calibration windows (every {HOLD_ASIDE_EVERY}th record is held " \
@@ -235,6 +230,16 @@ def _split_windows(run: LoadedRun, records: list[Record], calibrating: bool, max
                           + f" windows; {need} are needed", field="--calibrate",
                           fix="give more records (a few hundred typical ones)")
     return _spread(calibration, max_calibration), _spread(check, max_check)
+
+
+def record_windows(run: LoadedRun, text: str) -> list[Window]:
+    """The run's token windows of ``text`` (those with label-bearing tokens), as prediction cuts them."""
+    out = []
+    for window, encoded in token_windows(run.tokenizer, text, run.config.window):
+        if encoded.label_positions:
+            lex = run.lexicon.token_ids(window.slice(text), encoded.offsets) if run.lexicon else []
+            out.append(Window(list(encoded.input_ids), list(encoded.label_positions), list(lex), list(encoded.offsets)))
+    return out
 
 
 def _spread(items: list, limit: int) -> list:
@@ -418,10 +423,12 @@ def _quiet() -> Iterator[None]:
 def _reference(run: LoadedRun, check: list[Window]) -> Reference:
     """The source run on every check window, alone (fp32, no autocast)."""
     pad = run.tokenizer.pad_token_id or 0
-    return _measure_side(run.tagger.emissions, run.tagger.crf, run.tagger.scheme, check, pad)
+    return distributions(run.tagger.emissions, run.tagger.crf, run.tagger.scheme, check, pad)
 
 
-def _measure_side(emissions_fn: Callable, crf, scheme, check: list[Window], pad: int) -> Reference:
+def distributions(emissions_fn: Callable, crf, scheme, check: list[Window], pad: int) -> Reference:
+    """Tag distributions, emissions and decoded spans of ``check`` windows, each window alone through
+    ``emissions_fn`` (``Tagger.emissions``'s signature)."""
     probs, emissions, spans = [], [], set()
     for w, window in enumerate(check):
         batch = window.batch(pad)
@@ -461,7 +468,7 @@ def _round(value) -> float:
 def _candidate_figures(builder: _Builder, folder: Path, run: LoadedRun, check: list[Window],
                        reference: Reference) -> dict:
     tagger = ExportedTagger(builder.fmt, folder / MODEL_FILES[builder.fmt], run.tagger.scheme, run.tagger.crf).open()
-    side = _measure_side(tagger.emissions, run.tagger.crf, run.tagger.scheme, check, run.tokenizer.pad_token_id or 0)
+    side = distributions(tagger.emissions, run.tagger.crf, run.tagger.scheme, check, run.tokenizer.pad_token_id or 0)
     return measure(_subset(reference, len(check)), side)
 
 
