@@ -350,3 +350,58 @@ def test_the_cli_knows_the_library_formats_and_default():
     from medner.run.runtime import FORMATS
 
     assert cli.FORMATS == FORMATS and cli.DEFAULT_MAX_KL == DEFAULT_MAX_KL
+
+
+# --------------------------------------------------------------------------------------------- batch annotation
+
+BATCH = Path(__file__).parent / "data" / "batch"
+
+
+class Crash(BaseException):
+    pass
+
+
+def batch_lines(out: Path) -> list[str]:
+    return sorted(line for p in (out / "shards").glob("part-*.jsonl") for line in p.read_text("utf-8").splitlines())
+
+
+def test_annotate_with_an_exported_run_is_exactly_once_across_crashes_and_workers(exported, tmp_path, monkeypatch):
+    from medner.batch.items import ReadOptions
+    from medner.batch.ledger import Ledger
+    from medner.batch.runner import AnnotateOptions, annotate
+
+    common = dict(model=exported("openvino", "int8"), inputs=[BATCH / "notes", BATCH / "records.jsonl"],
+                  read=ReadOptions(id_field="doc", text_field="body"), shard_size=3, threads=1, progress=False)
+    whole = annotate(AnnotateOptions(out=tmp_path / "whole", **common))
+    real = Ledger.append
+
+    def append(self, event):
+        if event.get("event") == "shard" and len(self.shards) == 2:
+            raise Crash
+        return real(self, event)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "append", append)
+        with pytest.raises(Crash):
+            annotate(AnnotateOptions(out=tmp_path / "crashed", **common))
+    resumed = annotate(AnnotateOptions(out=tmp_path / "crashed", workers=2, **common))
+    assert resumed["resumed_shards"] == 2 and resumed["counts"] == whole["counts"]
+    assert batch_lines(tmp_path / "crashed") == batch_lines(tmp_path / "whole")  # same bytes, each record once
+
+
+@pytest.mark.slow
+def test_the_ray_engine_takes_an_exported_run(exported, tmp_path):
+    ray = pytest.importorskip("ray")
+    from medner.batch.items import ReadOptions
+    from medner.batch.runner import AnnotateOptions, annotate
+
+    common = dict(model=exported("onnx", "int8"), inputs=[BATCH / "notes", BATCH / "records.jsonl"],
+                  read=ReadOptions(id_field="doc", text_field="body"), shard_size=3, threads=1, progress=False)
+    local = annotate(AnnotateOptions(out=tmp_path / "local", **common))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        on_ray = annotate(AnnotateOptions(out=tmp_path / "ray", engine="ray", workers=2, **common))
+    finally:
+        ray.shutdown()
+    assert on_ray["counts"] == local["counts"] and on_ray["engine"] == "ray"
+    assert batch_lines(tmp_path / "ray") == batch_lines(tmp_path / "local")
