@@ -172,8 +172,27 @@ def test_a_forked_worker_opens_its_own_session(exported, texts):
 
 def _predict_in_child(queue) -> None:
     annotator = _FORKED["annotator"]
-    spans = [triples(s) for s in annotator.predict(_FORKED["texts"])]
+    try:
+        spans = [triples(s) for s in annotator.predict(_FORKED["texts"])]
+    except ModelError as exc:
+        queue.put(("ModelError", str(exc)))
+        return
     queue.put((spans, annotator.tagger._pid == multiprocessing.current_process().pid))
+
+
+def test_a_forked_worker_refuses_a_model_file_changed_after_loading(exported, texts, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(exported("onnx", None), copy)
+    _FORKED["annotator"], _FORKED["texts"] = medner.load(copy), texts[:2]
+    with (copy / "exported" / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_predict_in_child, args=(queue,))
+    child.start()
+    kind, message = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert kind == "ModelError" and "exported/model.onnx" in message and "changed" in message
 
 
 # --------------------------------------------------------------------------------------------- every entry point
@@ -225,8 +244,10 @@ def test_the_spacy_component_takes_an_exported_run_and_stores_it(exported, texts
     assert [(e.start_char, e.end_char) for e in again(texts[0]).ents] == [(e.start_char, e.end_char) for e in docs[0].ents]
 
 
-def test_any_run_exports_full_encoder_and_lexicon_features(tiny_run, tiny_corpus, tmp_path):
-    """A full-encoder run (no adapter) with lexicon features: the feature embedding is part of the graph."""
+@pytest.mark.parametrize("crf", [True, False], ids=["crf", "softmax"])
+def test_any_run_exports_full_encoder_and_lexicon_features(tiny_run, tiny_corpus, tmp_path, crf):
+    """A full-encoder run (no adapter) with lexicon features, with a CRF or a softmax head: the feature embedding
+    is part of the graph."""
     require("onnx")
     from medner.config import LexiconFeaturesConfig
     from medner.lexicon import LexiconEntry, write_lexicon
@@ -237,12 +258,13 @@ def test_any_run_exports_full_encoder_and_lexicon_features(tiny_run, tiny_corpus
     lexicon_file = tmp_path / "terms.tsv"
     write_lexicon([LexiconEntry(t, "疾病和诊断", None, t, "test") for t in ("直肠癌", "胃癌", "肺炎")], lexicon_file)
     source = load_run(tiny_run)
-    config = dataclasses.replace(source.config, lora=None,
+    config = dataclasses.replace(source.config, lora=None, crf=dataclasses.replace(source.config.crf, enabled=crf),
                                  lexicon_features=LexiconFeaturesConfig(lexicon=[str(lexicon_file)], min_length=1))
     lexicon = LexiconTagger(lexicon_file, min_length=1)
     tagger = Tagger.from_config(source.tagger.encoder, source.tagger.scheme, config, n_lexicon_tags=len(lexicon))
     tagger.head.load_state_dict(source.tagger.head.state_dict())
-    tagger.crf.load_state_dict(source.tagger.crf.state_dict())
+    if crf:
+        tagger.crf.load_state_dict(source.tagger.crf.state_dict())
     torch.manual_seed(3)
     torch.nn.init.normal_(tagger.lexicon.weight, std=1.0)
     run_dir = tmp_path / "full"

@@ -303,6 +303,7 @@ def _load_exported(run_dir: Path, meta: dict, config: RunConfig, scheme: TagSche
         crf.load_state_dict({k[len("crf."):]: v for k, v in state.items() if k.startswith("crf.")}, strict=True)
     fmt = meta["format"]
     tagger = ExportedTagger(fmt, run_dir / EXPORT_DIR / MODEL_FILES[fmt], scheme, crf,
+                            pad_id=tokenizer.pad_token_id or 0, max_tokens=config.window.max_tokens,
                             recheck=functools.partial(verify, run_dir, meta)).open()
     return LoadedRun(tagger, tokenizer, config, meta, _lexicon(run_dir, config), _linker(run_dir, config))
 

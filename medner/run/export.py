@@ -152,7 +152,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = "onnx", q
                   "export": {"source_fingerprint": run.fingerprint, "source_encoder": run.meta.get("encoder"),
                              "exporter": f"torch {torch.__version__} TorchScript exporter, opset {OPSET}",
                              "quantization": quant, "check_corpus": source, "max_kl": max_kl, "check": figures,
-                             "threads": torch.get_num_threads(),
+                             "export_threads": torch.get_num_threads(),
                              "seconds": round(time.perf_counter() - started, 1)}}
         save_exported(run_dir, staging, fields)
         _publish(staging, out_dir)
@@ -467,7 +467,8 @@ def _round(value) -> float:
 
 def _candidate_figures(builder: _Builder, folder: Path, run: LoadedRun, check: list[Window],
                        reference: Reference) -> dict:
-    tagger = ExportedTagger(builder.fmt, folder / MODEL_FILES[builder.fmt], run.tagger.scheme, run.tagger.crf).open()
+    tagger = ExportedTagger(builder.fmt, folder / MODEL_FILES[builder.fmt], run.tagger.scheme, run.tagger.crf,
+                            pad_id=run.tokenizer.pad_token_id or 0, max_tokens=run.config.window.max_tokens).open()
     side = distributions(tagger.emissions, run.tagger.crf, run.tagger.scheme, check, run.tokenizer.pad_token_id or 0)
     return measure(_subset(reference, len(check)), side)
 

@@ -7,9 +7,12 @@ The exported graph maps one window's tokens to tag scores at every token:
 the run uses lexicon features) -> ``emissions`` ``(1, seq, n_tags)`` fp32.
 
 Determinism: :meth:`ExportedTagger.emissions` runs every window of a batch as its own call on its own tokens
-(padding cut off, nothing from the other rows), and picks the label-bearing positions afterwards. A window's
-scores therefore cannot depend on which records share its batch: they are the same numbers alone or in any
-batch. With static int8 scales (fixed at export) this holds for the quantised models too.
+(the batch's padding cut off, nothing from the other rows), and picks the label-bearing positions afterwards. A
+window's scores therefore cannot depend on which records share its batch: they are the same numbers alone or in
+any batch. With static int8 scales (fixed at export) this holds for the quantised models too. (Measured on an
+e5-small int8 model: OpenVINO's output for a window moves by up to 0.09 in a padded batch, so this matters.)
+For OpenVINO a window is padded to the next multiple of 16 tokens (:data:`SHAPE_STEP`), which depends on
+the window alone, so that few input shapes exist and its per-shape compilation is paid once per shape.
 
 Threads: the session uses ``torch.get_num_threads()`` intra-op threads (one inter-op thread) when it opens, so
 ``--threads``/``torch.set_num_threads`` mean the same for torch and exported models. A process forked after
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -39,6 +43,9 @@ FORMATS = ("onnx", "openvino")
 RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
 EXTRAS = {"onnx": "export", "openvino": "openvino"}
 MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml"}
+#: windows are padded to a multiple of this many tokens: OpenVINO compiles kernels for every new input shape
+#: (about +75% on that call), ONNX Runtime does not (padding would only cost arithmetic there)
+SHAPE_STEP = {"onnx": 1, "openvino": 16}
 
 
 def require_runtime(fmt: str, *, where: str | None = None, quantize: bool = False):
@@ -112,10 +119,12 @@ def _open_openvino(ov, path: Path, threads: int) -> tuple[Callable, tuple[str, .
     compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     request = compiled.create_infer_request()
     inputs = tuple(port.get_any_name() for port in compiled.inputs)
+    lock = threading.Lock()  # one request, reused: callers on several threads take turns
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        request.infer(feeds)
-        return request.get_output_tensor(0).data.copy()  # the request reuses its output buffer
+        with lock:
+            request.infer(feeds)
+            return request.get_output_tensor(0).data.copy()  # the request reuses its output buffer
 
     return run, inputs
 
@@ -123,20 +132,23 @@ def _open_openvino(ov, path: Path, threads: int) -> tuple[Callable, tuple[str, .
 class ExportedTagger:
     """Encoder + head in an exported runtime, decoding by the run's CRF (see the module docstring).
 
-    ``recheck``: called before a forked process opens its own session from the files (the run directory's
-    checksums: the files were verified when it was loaded, and must still be the same)."""
+    ``recheck``: called before another process (forked, or given a pickled copy) opens its own session from the
+    files (the run directory's checksums: they were verified when it was loaded, and must still be the same)."""
 
     training = False
 
     def __init__(self, fmt: str, path: str | Path, scheme: TagScheme, crf: ConstrainedCRF | None, *,
-                 recheck: Callable[[], None] | None = None) -> None:
+                 pad_id: int = 0, max_tokens: int = 512, recheck: Callable[[], None] | None = None) -> None:
         self.format = fmt
+        self.pad_id = pad_id
+        self.max_tokens = max_tokens  # never padded beyond this (the encoder's positions)
         self.path = Path(path)
         self.scheme = scheme
         self.crf = crf.eval() if crf is not None else None
         self.recheck = recheck
         self._session: Session | None = None
         self._pid: int | None = None
+        self._loaded_in = os.getpid()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(format={self.format!r}, path={str(self.path)!r}, tags={len(self.scheme)})"
@@ -144,9 +156,9 @@ class ExportedTagger:
     @property
     def session(self) -> Session:
         """The runtime session of this process (opened on first use, again in a forked process)."""
-        if self._session is None or self._pid != os.getpid():
-            if self._session is not None and self.recheck is not None:  # a forked child: the parent's runtime
-                self.recheck()                                              # threads do not exist here
+        if self._session is None or self._pid != os.getpid():  # in a forked child the parent's runtime threads
+            if os.getpid() != self._loaded_in and self.recheck is not None:  # do not exist: it opens its own
+                self.recheck()
             self._session = Session(self.format, self.path, torch.get_num_threads())
             self._pid = os.getpid()
             log.debug("opened %s session on %s with %d threads", self.format, self.path, self._session.threads)
@@ -175,10 +187,19 @@ class ExportedTagger:
                          lex: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Tag scores at every token of one unpadded window: ``(seq,)`` ids (+ ``(seq,)`` lexicon ids per
         token) -> ``(seq, n_tags)`` fp32."""
-        ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1).numpy()
-        lex_ids = np.zeros_like(ids) if lex is None else torch.as_tensor(lex, dtype=torch.long).reshape(1, -1).numpy()
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "lex": lex_ids}
-        return torch.from_numpy(np.asarray(self.session(feeds), dtype=np.float32)[0])
+        n = len(input_ids)
+        step = SHAPE_STEP[self.format]
+        size = max(n, min(-(-n // step) * step, self.max_tokens))  # a function of n alone
+        # shape: (1, size) each; positions from n on are padding, masked out
+        ids = np.full((1, size), self.pad_id, dtype=np.int64)
+        ids[0, :n] = torch.as_tensor(input_ids, dtype=torch.long).numpy()
+        mask = np.zeros_like(ids)
+        mask[0, :n] = 1
+        lex_ids = np.zeros_like(ids)
+        if lex is not None:
+            lex_ids[0, :n] = torch.as_tensor(lex, dtype=torch.long).numpy()
+        feeds = {"input_ids": ids, "attention_mask": mask, "lex": lex_ids}
+        return torch.from_numpy(np.asarray(self.session(feeds), dtype=np.float32)[0, :n])
 
     def emissions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_index: torch.Tensor,
                   lex: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,8 @@ temporary folder, fp32 and int8 for each of --formats (default: openvino onnx), 
 training part 1 (../shared/data; data/sample/train.jsonl without it).
 
 Warm: after loading and 3 warm-up calls, one `annotator.predict(text)` per record for --repeats records of each
-length; p50/p95 over those calls. Cold: the first call after loading, each sample in a fresh process (the load
+length; p50/p95 over those calls. All models are loaded together and each record goes through them in turn, so
+that load from other processes falls on all alike (ratios stay fair on a busy machine; absolute figures do not). Cold: the first call after loading, each sample in a fresh process (the load
 time is shown beside it and not counted). Records: CCKS 2019 EMRs (the dev records, the last 100 of part 2)
 joined and cut to exactly N characters at evenly spaced starting points; data/sample otherwise. One thread:
 torch.set_num_threads(1) and OMP_NUM_THREADS=1 (the exported runtimes take torch's thread count).
@@ -97,19 +98,28 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def warm(path: Path, precision: str, repeats: int, lengths=LENGTHS) -> dict[int, dict]:
-    """p50/p95 ms per record length, one thread, after 3 warm-up calls."""
-    annotator = load(path, precision)
-    out = {}
+    """p50/p95 ms per record length for one model, one thread, after 3 warm-up calls."""
+    return warm_interleaved([(path, precision)], repeats, lengths)[0]
+
+
+def warm_interleaved(models: list[tuple[Path, str]], repeats: int, lengths=LENGTHS) -> list[dict[int, dict]]:
+    """p50/p95 ms per record length for each model, one thread: every record goes through the models in turn,
+    so that load from other processes hits all of them alike and their ratios stay fair."""
+    annotators = [load(path, precision) for path, precision in models]
+    out: list[dict[int, dict]] = [{} for _ in models]
     for n in lengths:
         records = records_of_length(n, repeats)
-        for text in records[:3]:
-            annotator.predict(text)
-        times = []
+        for annotator in annotators:
+            for text in records[:3]:
+                annotator.predict(text)
+        times: list[list[float]] = [[] for _ in models]
         for text in records:
-            started = time.perf_counter()
-            annotator.predict(text)
-            times.append(1000 * (time.perf_counter() - started))
-        out[n] = {"p50_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95), "calls": len(times)}
+            for m, annotator in enumerate(annotators):
+                started = time.perf_counter()
+                annotator.predict(text)
+                times[m].append(1000 * (time.perf_counter() - started))
+        for m, values in enumerate(times):
+            out[m][n] = {"p50_ms": percentile(values, 0.5), "p95_ms": percentile(values, 0.95), "calls": len(values)}
     return out
 
 
@@ -175,9 +185,10 @@ def main() -> int:
         variants += [(name, path, "auto") for name, path in exported]
         variants += [(f"extra {p.name}", p, "auto") for p in args.extra]
         torch.set_num_threads(1)
+        warm_all = warm_interleaved([(path, precision) for _, path, precision in variants], args.repeats)
         results = []
-        for name, path, precision in variants:
-            row = {"model": name, "path": str(path), "precision": precision, "warm": warm(path, precision, args.repeats),
+        for (name, path, precision), warm_row in zip(variants, warm_all):
+            row = {"model": name, "path": str(path), "precision": precision, "warm": warm_row,
                    "cold": cold(path, precision, args.cold)}
             results.append(row)
             print(f"  {name}: " + ", ".join(f"{n} chars warm p50 {row['warm'][n]['p50_ms']:.1f} ms" for n in LENGTHS),
