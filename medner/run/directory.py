@@ -352,12 +352,13 @@ def _exported_settings(run_dir: str | Path, meta: dict, device: str, precision: 
         raise ConfigError(f"an exported model computes at the precision it was exported with "
                           f"({meta.get('precision')}); --precision {precision} applies to torch runs only",
                           field="precision", fix="leave --precision at auto, or load the torch run")
-    check = (meta.get("export") or {}).get("check") or {}
+    export = meta.get("export") or {}
+    check = {k: float("nan") for k in ("mean_kl", "max_kl", "token_agreement", "span_agreement")}
+    check.update(export.get("check") or {})
     log.info("exported run %s: %s %s on %s; against run %s: mean KL %.4g, max KL %.4g, token agreement %.4f, "
              "span agreement %.4f (%s windows)", Path(run_dir).name, meta["format"], meta.get("precision"),
-             meta.get("runtime"), (meta.get("export") or {}).get("source_fingerprint"), check.get("mean_kl", float("nan")),
-             check.get("max_kl", float("nan")), check.get("token_agreement", float("nan")),
-             check.get("span_agreement", float("nan")), check.get("windows"))
+             meta.get("runtime"), export.get("source_fingerprint"), check["mean_kl"], check["max_kl"],
+             check["token_agreement"], check["span_agreement"], check.get("windows"))
     return "cpu", "fp32"
 
 

@@ -137,8 +137,8 @@ def main() -> int:
             latency = bench_latency.warm(path, precision, args.repeats, lengths=(500,))[500]
             results.append({"variant": name, "path": str(path), "chars_per_s": speed["chars_per_s"],
                             "p95_ms_500": latency["p95_ms"], "p50_ms_500": latency["p50_ms"],
-                            "dev_f1": score(dev, predicted)["micro"]["f1"], "span_agreement": agreement(spans, fp32_spans),
-                            "mean_kl": kl})
+                            "dev_f1": score(dev, predicted)["micro"]["f1"],
+                            "span_agreement": agreement(spans, fp32_spans), "mean_kl": kl})
             print(f"  {name}: {speed['chars_per_s']:,.0f} chars/s, p95 {latency['p95_ms']:.1f} ms, dev F1 "
                   f"{100 * results[-1]['dev_f1']:.2f}, mean KL {kl:.4g}", flush=True)
     if not args.skip_hf:

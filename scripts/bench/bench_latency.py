@@ -13,10 +13,11 @@ training part 1 (../shared/data; data/sample/train.jsonl without it).
 
 Warm: after loading and 3 warm-up calls, one `annotator.predict(text)` per record for --repeats records of each
 length; p50/p95 over those calls. All models are loaded together and each record goes through them in turn, so
-that load from other processes falls on all alike (ratios stay fair on a busy machine; absolute figures do not). Cold: the first call after loading, each sample in a fresh process (the load
-time is shown beside it and not counted). Records: CCKS 2019 EMRs (the dev records, the last 100 of part 2)
-joined and cut to exactly N characters at evenly spaced starting points; data/sample otherwise. One thread:
-torch.set_num_threads(1) and OMP_NUM_THREADS=1 (the exported runtimes take torch's thread count).
+that load from other processes falls on all alike (ratios stay fair on a busy machine; absolute figures do not).
+Cold: the first call after loading, each sample in a fresh process (the load time is shown beside it and not
+counted). Records: CCKS 2019 EMRs (the dev records, the last 100 of part 2) joined and cut to exactly N
+characters at evenly spaced starting points; data/sample otherwise. One thread: torch.set_num_threads(1) and
+OMP_NUM_THREADS=1 (the exported runtimes take torch's thread count).
 """
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def export_variants(model: Path, formats: list[str], folder: Path) -> list[tuple
             started = time.perf_counter()
             meta = export_run(model, target, fmt=fmt, quantize=quantize, calibrate=calibrate,
                               corpus_format=corpus_format)
-            print(f"  exported {target.name} in {time.perf_counter() - started:.0f} s: mean KL "
-                  f"{meta['export']['check']['mean_kl']:.4g}, span agreement {meta['export']['check']['span_agreement']:.4f}",
-                  flush=True)
+            check = meta["export"]["check"]
+            print(f"  exported {target.name} in {time.perf_counter() - started:.0f} s: mean KL {check['mean_kl']:.4g}, "
+                  f"span agreement {check['span_agreement']:.4f}", flush=True)
             out.append((f"exported {fmt} {quantize or 'fp32'}", target))
     return out
 
