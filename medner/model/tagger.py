@@ -41,11 +41,7 @@ class Tagger(nn.Module):
             self.lexicon = nn.Embedding(n_lexicon_tags, hidden)
             nn.init.zeros_(self.lexicon.weight)
         self.soft_weight = 0.0  # distillation: weight of the soft-target loss in :meth:`loss` (not saved)
-        self.crf: ConstrainedCRF | None = None
-        if use_crf:
-            start, trans, end = allowed_transitions(scheme)
-            self.crf = ConstrainedCRF(list(scheme.tags), start, trans, end,
-                                      transition_weights=crf_weights or {}, transition_mode=crf_mode)
+        self.crf: ConstrainedCRF | None = build_crf(scheme, crf_weights, crf_mode) if use_crf else None
 
     @classmethod
     def from_config(cls, encoder: nn.Module, scheme: TagScheme, config: RunConfig, *,
@@ -131,16 +127,36 @@ class Tagger(nn.Module):
         return self.decode_emissions(emissions, batch["label_mask"].bool())
 
     def decode_emissions(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[Decoded]:
-        if self.crf is not None:
-            return [Decoded(tags, scores) for tags, scores in self.crf.decode_with_scores(emissions, mask)]
-        probs = emissions.softmax(-1)
-        best = probs.argmax(-1)
-        out = []
-        for row in range(emissions.size(0)):
-            n = int(mask[row].sum())
-            tags = best[row, :n].tolist()
-            out.append(Decoded(tags, probs[row, torch.arange(n), best[row, :n]].tolist()))
-        return out
+        """Decode ``(batch, n_labels, n_tags)`` emissions under ``mask`` ``(batch, n_labels)``."""
+        return decode_emissions(self.crf, emissions, mask)
+
+
+def build_crf(scheme: TagScheme, weights: dict[str, float] | None = None, mode: str = "init") -> ConstrainedCRF:
+    """The CRF of a tagger over ``scheme``: BIO constraints plus transition priors by tag name."""
+    start, trans, end = allowed_transitions(scheme)
+    return ConstrainedCRF(list(scheme.tags), start, trans, end, transition_weights=weights or {}, transition_mode=mode)
+
+
+def decode_emissions(crf: ConstrainedCRF | None, emissions: torch.Tensor, mask: torch.Tensor) -> list[Decoded]:
+    """Best tag sequence per row with per-token probabilities: CRF Viterbi + marginals, or softmax arg-max
+    without a CRF. ``emissions`` ``(batch, n_labels, n_tags)``, ``mask`` ``(batch, n_labels)`` (left-aligned)."""
+    if crf is not None:
+        return [Decoded(tags, scores) for tags, scores in crf.decode_with_scores(emissions, mask)]
+    probs = emissions.softmax(-1)
+    best = probs.argmax(-1)
+    out = []
+    for row in range(emissions.size(0)):
+        n = int(mask[row].sum())
+        tags = best[row, :n].tolist()
+        out.append(Decoded(tags, probs[row, torch.arange(n), best[row, :n]].tolist()))
+    return out
+
+
+def tag_probabilities(crf: ConstrainedCRF | None, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token tag distributions ``(batch, n_labels, n_tags)``: CRF marginals, or the softmax without a CRF."""
+    if crf is not None:
+        return crf.marginals(emissions, mask)
+    return emissions.float().softmax(-1)
 
 
 def is_peft(module: nn.Module) -> bool:

@@ -17,7 +17,17 @@ Format version 2 (no pickle anywhere: weights are safetensors, the rest JSON, YA
     README.md            the model card (:func:`write_model_card`): base encoder, data, labels, dev metrics per
                          type, settings, medner version, how to load; not a model file (PEFT's template is removed)
 
-The model files are every file above from ``config.yaml`` to ``icd_lexicon.tsv``. The fingerprint is a sha256
+Format version 3 is an exported run (``medner export``, :mod:`medner.run.export`): the files of version 2 without
+``encoder/`` and ``adapter/``, plus
+
+    exported/            the encoder (LoRA merged) + head as one graph: ``model.onnx`` (ONNX Runtime) or
+                         ``model.xml``/``model.bin`` (OpenVINO); the CRF still comes from ``head.safetensors``
+
+and in ``medner_model.json``: ``format`` (onnx | openvino), ``runtime``, ``precision`` (fp32 | int8) and
+``export`` (the source run's fingerprint, calibration, and the KL gate's figures against the source run).
+Older medner versions refuse it by its version number instead of failing on the missing encoder.
+
+The model files are every file above from ``config.yaml`` to ``exported/``. The fingerprint is a sha256
 over their names and contents, so it changes with any weight; loading checks each file against its recorded
 sha256 and size and names the damaged one. Version 1 (before checksums) still loads: its fingerprint is the one
 it recorded, and there is nothing to verify.
@@ -25,6 +35,7 @@ it recorded, and there is nothing to verify.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -40,30 +51,36 @@ from medner import __version__
 from medner.annotate import Annotator
 from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config, read_yaml
 from medner.encoders.loading import load_encoder, load_tokenizer
-from medner.errors import ModelError
+from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text
 from medner.labels import TagScheme
 from medner.lexicon.link import IcdLinker
 from medner.model.lexicon_features import LexiconTagger
-from medner.model.tagger import Tagger, is_peft
+from medner.model.tagger import Tagger, build_crf, is_peft
+from medner.run.runtime import FORMATS, MODEL_FILES, ExportedTagger, require_runtime
 
 log = logging.getLogger(__name__)
 
 META_FILE = "medner_model.json"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+EXPORTED_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LEXICON_FILE = "lexicon_features.tsv"
 LINK_FILE = "icd_lexicon.tsv"
+EXPORT_DIR = "exported"
 MODEL_PARTS = ("config.yaml", "labels.json", "tokenizer", "encoder", "adapter", "head.safetensors", LEXICON_FILE,
-               LINK_FILE)
+               LINK_FILE, EXPORT_DIR)
+#: the model files an exported run shares with its source run (copied as they are)
+SHARED_PARTS = ("config.yaml", "labels.json", "tokenizer", "head.safetensors", LEXICON_FILE, LINK_FILE)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass
 class LoadedRun:
-    """A run directory in memory: the tagger (eval mode, CPU), its tokenizer, config and metadata."""
+    """A run directory in memory: the tagger (eval mode, CPU), its tokenizer, config and metadata. The tagger of
+    an exported run is an :class:`~medner.run.runtime.ExportedTagger` (same inference surface)."""
 
-    tagger: Tagger
+    tagger: Tagger | ExportedTagger
     tokenizer: object
     config: RunConfig
     meta: dict
@@ -73,6 +90,10 @@ class LoadedRun:
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
+
+    @property
+    def exported(self) -> bool:
+        return is_exported(self.meta)
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -137,6 +158,26 @@ def reseal(run_dir: Path) -> str:
     return _fingerprint_of(files)
 
 
+def save_exported(source_dir: Path, out_dir: Path, fields: dict) -> str:
+    """Complete an exported run in ``out_dir``, whose ``exported/`` the exporter wrote: copy the files it shares
+    with ``source_dir``, then write ``medner_model.json`` (last; format 3, checksums of every model file,
+    ``fields``: format, runtime, precision, export). Returns the fingerprint."""
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    source = read_meta(source_dir)
+    for part in SHARED_PARTS:
+        path = source_dir / part
+        if path.is_dir():
+            shutil.copytree(path, out_dir / part, dirs_exist_ok=True)
+        elif path.is_file():
+            shutil.copyfile(path, out_dir / part)
+    files = model_files(out_dir)
+    meta = {"format_version": EXPORTED_FORMAT_VERSION, "fingerprint": _fingerprint_of(files), "encoder": "exported",
+            "labels": source.get("labels"), "lexicon_fingerprint": source.get("lexicon_fingerprint"), **fields,
+            "files": files}
+    atomic_write_text(out_dir / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
+    return meta["fingerprint"]
+
+
 def _fingerprint_of(files: dict[str, dict]) -> str:
     h = hashlib.sha256()
     for name, entry in files.items():
@@ -156,6 +197,11 @@ def _sha256(path: Path) -> str:
 
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / META_FILE).is_file()
+
+
+def is_exported(meta: Mapping) -> bool:
+    """Whether a run's metadata describes an exported run (format 3: ONNX or OpenVINO, no torch encoder)."""
+    return meta.get("format") in FORMATS
 
 
 def read_meta(run_dir: str | Path) -> dict:
@@ -188,9 +234,9 @@ def verify(run_dir: str | Path, meta: dict | None = None) -> None:
     """Refuse pickle files, and (format 2) any model file missing, resized, changed or added since saving."""
     run_dir = Path(run_dir)
     meta = meta if meta is not None else read_meta(run_dir)
-    for part in ("encoder", "adapter", "tokenizer"):
+    for part in ("encoder", "adapter", "tokenizer", EXPORT_DIR):
         for p in sorted((run_dir / part).rglob("*")) if (run_dir / part).is_dir() else []:
-            if p.suffix.lower() in PICKLE_SUFFIXES:
+            if p.suffix.lower() in PICKLE_SUFFIXES and not _openvino_weights(p):
                 raise ModelError("pickle file in a run directory; medner never loads pickle (it can run code)",
                                  where=str(p), fix="delete it; convert weights to safetensors "
                                                    "(save_pretrained(..., safe_serialization=True))")
@@ -211,14 +257,29 @@ def verify(run_dir: str | Path, meta: dict | None = None) -> None:
                          fix="remove it, or save the run again")
 
 
+def _openvino_weights(path: Path) -> bool:
+    """An OpenVINO weights file (raw tensors beside the ``.xml`` graph naming it), whose ``.bin`` is no pickle."""
+    return path.parent.name == EXPORT_DIR and path.suffix == ".bin" and path.with_suffix(".xml").is_file()
+
+
 def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
-    """The run's tagger, tokenizer, config and metadata, verified, on CPU, in eval mode."""
+    """The run's tagger, tokenizer, config and metadata, verified, on CPU, in eval mode.
+
+    An exported run gives an :class:`~medner.run.runtime.ExportedTagger` (its runtime session open); it cannot
+    be loaded unmerged (``merge_lora=False`` is for training on from a run)."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
+    if is_exported(meta):  # before verifying: a missing runtime is the first thing to say
+        require_runtime(meta["format"], where=str(run_dir))
+        if not merge_lora:
+            raise ModelError("an exported run cannot be trained on or adapted", where=str(run_dir),
+                             fix="use the torch run it was exported from (its fingerprint is in medner_model.json)")
     verify(run_dir, meta)
     config = read_run_config(run_dir)
     scheme = TagScheme.from_dict(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
+    if is_exported(meta):
+        return _load_exported(run_dir, meta, config, scheme, tokenizer)
     encoder = load_encoder(run_dir / "encoder")
     if (run_dir / "adapter").exists():
         from peft import PeftModel  # start-up time: peft is only needed for LoRA runs
@@ -228,17 +289,37 @@ def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
             encoder = PeftModel.from_pretrained(encoder, str(run_dir / "adapter"))
         if merge_lora:
             encoder = encoder.merge_and_unload()
-    lexicon = None
-    if config.lexicon_features is not None:
-        lexicon = LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels,
-                                config.lexicon_features.min_length)
+    lexicon = _lexicon(run_dir, config)
     tagger = Tagger.from_config(encoder, scheme, config, n_lexicon_tags=len(lexicon) if lexicon else 0)
     tagger.load_head_state(load_file(str(run_dir / "head.safetensors")))
-    linker = None
-    if config.link is not None:
-        linker = make_linker(run_dir / LINK_FILE, config.link.labels, config.link.min_score)
     tagger.eval()
-    return LoadedRun(tagger, tokenizer, config, meta, lexicon, linker)
+    return LoadedRun(tagger, tokenizer, config, meta, lexicon, _linker(run_dir, config))
+
+
+def _load_exported(run_dir: Path, meta: dict, config: RunConfig, scheme: TagScheme, tokenizer) -> LoadedRun:
+    """An exported run: the runtime session for encoder + head, the CRF from ``head.safetensors``."""
+    crf = None
+    if config.crf.enabled:
+        crf = build_crf(scheme, config.crf.transition_weights, config.crf.transition_mode)
+        state = load_file(str(run_dir / "head.safetensors"))
+        crf.load_state_dict({k[len("crf."):]: v for k, v in state.items() if k.startswith("crf.")}, strict=True)
+    fmt = meta["format"]
+    tagger = ExportedTagger(fmt, run_dir / EXPORT_DIR / MODEL_FILES[fmt], scheme, crf,
+                            pad_id=tokenizer.pad_token_id or 0, max_tokens=config.window.max_tokens,
+                            recheck=functools.partial(verify, run_dir, meta)).open()
+    return LoadedRun(tagger, tokenizer, config, meta, _lexicon(run_dir, config), _linker(run_dir, config))
+
+
+def _lexicon(run_dir: Path, config: RunConfig) -> LexiconTagger | None:
+    if config.lexicon_features is None:
+        return None
+    return LexiconTagger(run_dir / LEXICON_FILE, config.lexicon_features.labels, config.lexicon_features.min_length)
+
+
+def _linker(run_dir: Path, config: RunConfig) -> IcdLinker | None:
+    if config.link is None:
+        return None
+    return make_linker(run_dir / LINK_FILE, config.link.labels, config.link.min_score)
 
 
 def load_head(run_dir: str | Path) -> dict:
@@ -260,8 +341,11 @@ def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str 
 
     ``precision``: None or ``auto`` keeps the run's setting; ``window``: windowing other than the run's, whole
     or as the fields to change (``{"max_chars": 120}``); ``icd_lexicon``: link with this coded lexicon instead
-    of the run's own (or at all)."""
+    of the run's own (or at all). An exported run computes on the CPU at the precision it was exported with:
+    ``device`` must be auto or cpu, ``precision`` None, auto or fp32 (no autocast around its runtime)."""
     run = load_run(run_dir)
+    if run.exported:
+        device, precision = _exported_settings(run_dir, run.meta, device, precision)
     if isinstance(window, Mapping):
         window = dataclasses.replace(run.config.window, **window)
     linker = run.linker
@@ -271,6 +355,25 @@ def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str 
     return Annotator(run.tagger, run.tokenizer, run.config, device=device, batch_size=batch_size,
                      precision=None if precision in (None, "auto") else precision, window=window,
                      fingerprint=run.fingerprint, linker=linker, lexicon=run.lexicon)
+
+
+def _exported_settings(run_dir: str | Path, meta: dict, device: str, precision: str | None) -> tuple[str, str]:
+    """Device and precision for an exported run (see :func:`load_annotator`); logs the export's KL figures."""
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"exported ({meta['format']}) models run on the CPU, not on {device}", field="device",
+                          fix="use --device cpu (or auto), or the torch run it was exported from on a GPU")
+    if precision not in (None, "auto", "fp32"):
+        raise ConfigError(f"an exported model computes at the precision it was exported with "
+                          f"({meta.get('precision')}); --precision {precision} applies to torch runs only",
+                          field="precision", fix="leave --precision at auto, or load the torch run")
+    export = meta.get("export") or {}
+    check = {k: float("nan") for k in ("mean_kl", "max_kl", "token_agreement", "span_agreement")}
+    check.update(export.get("check") or {})
+    log.info("exported run %s: %s %s on %s; against run %s: mean KL %.4g, max KL %.4g, token agreement %.4f, "
+             "span agreement %.4f (%s windows)", Path(run_dir).name, meta["format"], meta.get("precision"),
+             meta.get("runtime"), export.get("source_fingerprint"), check["mean_kl"], check["max_kl"],
+             check["token_agreement"], check["span_agreement"], check.get("windows"))
+    return "cpu", "fp32"
 
 
 def make_linker(lexicon_path: str | Path, labels=("疾病和诊断", "手术"), min_score: float = 0.6) -> IcdLinker:

@@ -20,7 +20,8 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
-from medner.run.directory import LINK_FILE, fingerprint, is_run_dir, load_run, read_meta, save_run, write_model_card
+from medner.run.directory import (LINK_FILE, fingerprint, is_exported, is_run_dir, load_run, read_meta, save_run,
+                                   write_model_card)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
                              fix="name the output_dir of finished `medner finetune` runs")
         if run.resolve() == out_dir.resolve():
             raise ModelError(f"the soup's output {out_dir} is one of its members", fix="write it to a new directory")
+        if is_exported(read_meta(run)):
+            raise ModelError("an exported run has no torch weights to average", where=str(run),
+                             fix="average the torch runs, then export the soup")
     first = runs[0]
     for name, what, fix in (("labels.json", "label scheme", "train every member with the same `data.labels`"),
                             ("tokenizer/tokenizer.json", "tokenizer",

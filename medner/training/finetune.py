@@ -42,7 +42,7 @@ from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate
 from medner.progress import Progress
-from medner.run.directory import (is_run_dir, load_head, load_run, read_meta, save_run, verify,
+from medner.run.directory import (is_exported, is_run_dir, load_head, load_run, read_meta, save_run, verify,
                                    write_model_card)
 from medner.training import checkpoint as ckpt
 from medner.training.output_dir import check_output, prepare_output
@@ -544,6 +544,9 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
 def warm_start(tagger: Tagger, run_dir: Path, head: bool = True) -> None:
     """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``; with
     ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ."""
+    if is_exported(read_meta(run_dir)):
+        raise ConfigError("`init_from` names an exported run (its weights are a runtime graph, not trainable)",
+                          where=str(run_dir), field="init_from", fix="start from the run it was exported from")
     previous = load_run(run_dir, merge_lora=False).tagger
     if not head:
         state = {k: v for k, v in previous.state_dict().items() if k.startswith("encoder.")}
