@@ -38,7 +38,15 @@ def test_render_records_escapes_text_and_shows_codes_and_colours():
 
 
 def test_type_colours_are_stable_for_unknown_types():
-    assert type_colour("bod") == type_colour("bod")
+    import os
+    import subprocess
+    import sys
+
+    # stable across processes (Python's own str hash is salted per process; the colour must not be)
+    code = "from medner.spacy.render import type_colour; print(type_colour('bod'), type_colour('ite'))"
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1 and runs.pop().split() == [type_colour("bod"), type_colour("ite")]
     assert type_colour("bod").startswith("#") and len(type_colour("bod")) == 7
 
 
