@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """The exported-model table for one trained run: HF pipeline fp32 (reference), medner fp32, medner bf16 (opt-in),
-exported fp32 and exported int8, each with chars/s (1 worker, 1 thread), p95 latency of a 500-character record,
+exported fp32 and exported int8 (with --student, also the distilled student fp32 and int8), each with chars/s
+(1 worker, 1 thread), p95 latency of a 500-character record,
 CCKS 2019 dev strict F1, span agreement with medner fp32 and mean KL(fp32 || variant) of the tag marginals.
 
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --exported runs/ccks-ov runs/ccks-ov-int8
+    .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --student runs/ccks2019-6l
 
 chars/s: medner rows run the real `medner annotate --workers 1 --threads 1` (steady state from the ledger, as in
 bench_annotate.py, on the same --limit CCKS training EMRs); the HF row is bench_annotate.py's
@@ -12,7 +14,8 @@ bench_annotate.py, on the same --limit CCKS training EMRs); the HF row is bench_
 `predict(text)` per record for --repeats records of 500 characters, warm (bench_latency.py). Dev: the last 100
 records of part 2 (configs/ccks2019.yaml); F1 is seqeval strict micro-F1; span agreement is the F1 of the row's
 dev spans against medner fp32's; mean KL is over every label-bearing token of the dev windows (each window alone),
-against medner fp32's CRF marginals (the HF pipeline has no CRF: no KL). Without --exported the script exports
+against medner fp32's CRF marginals (the HF pipeline has no CRF: no KL; a student's KL and span agreement are
+against its teacher, --model). Without --exported the script exports
 --model (--format, default openvino; int8 calibrated on CCKS training part 1, which holds no dev record).
 Without ../shared/data it falls back to data/sample and says so.
 """
@@ -76,6 +79,8 @@ def main() -> int:
     parser.add_argument("--model", required=True, type=Path, help="torch run directory (trained on CCKS 2019)")
     parser.add_argument("--exported", nargs=2, type=Path, metavar=("FP32_DIR", "INT8_DIR"),
                         help="exported fp32 and int8 directories of --model (default: export here)")
+    parser.add_argument("--student", type=Path, help="a student distilled from --model (`medner distill --layers N`): "
+                        "adds its fp32 row and its exported int8 row")
     parser.add_argument("--format", default="openvino", choices=("onnx", "openvino"), help="format to export")
     parser.add_argument("--limit", type=int, default=100, help="EMRs for chars/s (default 100)")
     parser.add_argument("--repeats", type=int, default=30, help="500-character records for the latency")
@@ -117,6 +122,9 @@ def main() -> int:
         variants = [("medner fp32", args.model, "fp32"), ("medner bf16 (opt-in)", args.model, "bf16"),
                     (f"exported {read_format(exported[0])} fp32", exported[0], "auto"),
                     (f"exported {read_format(exported[1])} int8", exported[1], "auto")]
+        if args.student:
+            student_int8 = bench_latency.export_one(args.student, args.format, "int8", tmp / "student-int8")
+            variants += [("student fp32", args.student, "fp32"), (f"student {args.format} int8", student_int8, "auto")]
         fp32_spans: set = set()
         for name, path, precision in variants:
             annotator = medner.load(path, device="cpu", precision=precision, batch_size=args.batch_size)

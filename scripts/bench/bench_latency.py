@@ -67,21 +67,21 @@ def calibration_corpus() -> tuple[Path, str]:
 
 def export_variants(model: Path, formats: list[str], folder: Path) -> list[tuple[str, Path]]:
     """Export ``model`` fp32 and int8 for each format into ``folder``."""
+    return [(f"exported {fmt} {q or 'fp32'}", export_one(model, fmt, q, folder / f"{fmt}-{q or 'fp32'}"))
+            for fmt in formats for q in (None, "int8")]
+
+
+def export_one(model: Path, fmt: str, quantize: str | None, target: Path) -> Path:
+    """Export ``model`` into ``target`` (int8 calibrated on CCKS training part 1), printing the KL gate's figures."""
     from medner.run.export import export_run
 
     calibrate, corpus_format = calibration_corpus()
-    out = []
-    for fmt in formats:
-        for quantize in (None, "int8"):
-            target = folder / f"{fmt}-{quantize or 'fp32'}"
-            started = time.perf_counter()
-            meta = export_run(model, target, fmt=fmt, quantize=quantize, calibrate=calibrate,
-                              corpus_format=corpus_format)
-            check = meta["export"]["check"]
-            print(f"  exported {target.name} in {time.perf_counter() - started:.0f} s: mean KL {check['mean_kl']:.4g}, "
-                  f"span agreement {check['span_agreement']:.4f}", flush=True)
-            out.append((f"exported {fmt} {quantize or 'fp32'}", target))
-    return out
+    started = time.perf_counter()
+    meta = export_run(model, target, fmt=fmt, quantize=quantize, calibrate=calibrate, corpus_format=corpus_format)
+    check = meta["export"]["check"]
+    print(f"  exported {target.name} in {time.perf_counter() - started:.0f} s: mean KL {check['mean_kl']:.4g}, "
+          f"span agreement {check['span_agreement']:.4f}", flush=True)
+    return target
 
 
 def load(path: Path, precision: str):
