@@ -6,7 +6,7 @@ CCKS 2019 dev strict F1, span agreement with medner fp32 and mean KL(fp32 || var
 
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --exported runs/ccks-ov runs/ccks-ov-int8
-    .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --student runs/ccks2019-6l
+    .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --student runs/ccks2019-6l [runs/6l-ov-int8]
 
 chars/s: medner rows run the real `medner annotate --workers 1 --threads 1` (steady state from the ledger, as in
 bench_annotate.py, on the same --limit CCKS training EMRs); the HF row is bench_annotate.py's
@@ -79,8 +79,9 @@ def main() -> int:
     parser.add_argument("--model", required=True, type=Path, help="torch run directory (trained on CCKS 2019)")
     parser.add_argument("--exported", nargs=2, type=Path, metavar=("FP32_DIR", "INT8_DIR"),
                         help="exported fp32 and int8 directories of --model (default: export here)")
-    parser.add_argument("--student", type=Path, help="a student distilled from --model (`medner distill --layers N`): "
-                        "adds its fp32 row and its exported int8 row")
+    parser.add_argument("--student", nargs="+", type=Path, metavar=("STUDENT", "STUDENT_INT8"),
+                        help="a student distilled from --model (`medner distill --layers N`) and optionally its "
+                        "exported int8 directory (default: export it here): adds the student's fp32 and int8 rows")
     parser.add_argument("--format", default="openvino", choices=("onnx", "openvino"), help="format to export")
     parser.add_argument("--limit", type=int, default=100, help="EMRs for chars/s (default 100)")
     parser.add_argument("--repeats", type=int, default=30, help="500-character records for the latency")
@@ -91,6 +92,8 @@ def main() -> int:
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.student and len(args.student) > 2:
+        parser.error("--student takes the student run and at most its exported int8 directory")
 
     import torch
 
@@ -123,8 +126,11 @@ def main() -> int:
                     (f"exported {read_format(exported[0])} fp32", exported[0], "auto"),
                     (f"exported {read_format(exported[1])} int8", exported[1], "auto")]
         if args.student:
-            student_int8 = bench_latency.export_one(args.student, args.format, "int8", tmp / "student-int8")
-            variants += [("student fp32", args.student, "fp32"), (f"student {args.format} int8", student_int8, "auto")]
+            student, *student_int8 = args.student
+            if not student_int8:
+                student_int8 = [bench_latency.export_one(student, args.format, "int8", tmp / "student-int8")]
+            variants += [("student fp32", student, "fp32"),
+                         (f"student {read_format(student_int8[0])} int8", student_int8[0], "auto")]
         fp32_spans: set = set()
         for name, path, precision in variants:
             annotator = medner.load(path, device="cpu", precision=precision, batch_size=args.batch_size)
