@@ -182,6 +182,56 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
     assert losses == pytest.approx([row.get("heldout_loss") for row in clean], abs=1e-5)
 
 
+@pytest.mark.slow
+def test_sigkilled_pretraining_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus):
+    """The real command killed with SIGKILL once a checkpoint exists: `--resume` continues from that checkpoint
+    (its metrics rows end there, none repeated) and finishes with the weights of an unbroken run."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    train = {"epochs": 60, "checkpoint_every": 20}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # both runs alike, so that their weights can be compared
+
+    def command(config_path: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "medner", "pretrain", str(config_path), "--no-progress", *extra]
+
+    done = subprocess.run(command(_config(tmp_path / "a", tiny_corpus, **train)), env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    whole = tmp_path / "a" / "enc"
+    config_path = _config(tmp_path / "b", tiny_corpus, **train)
+    process = subprocess.Popen(command(config_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoints = tmp_path / "b" / "enc" / "checkpoint"
+    deadline = time.monotonic() + 600
+    while not list(checkpoints.glob("ckpt-*/trainer_state.json")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed: give it more epochs"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = max(json.loads(line)["step"] for line in (tmp_path / "b" / "enc" / "metrics.jsonl").read_text()
+                    .splitlines())
+    assert not (tmp_path / "b" / "enc" / "model.safetensors").exists()  # nothing looks finished
+    resumed = subprocess.run(command(config_path, "--resume"), env=env, capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed_at = int(re.search(r"resumed from epoch \d+, step (\d+)", resumed.stderr).group(1))
+    assert 0 < resumed_at <= killed_at  # continued from the checkpoint, not from the start
+    out = tmp_path / "b" / "enc"
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    clean = [json.loads(line)["step"] for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < killed_at < clean[-1] and steps == clean  # continued, no row twice
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
 def test_config_errors_name_the_key(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("sources: []\n", encoding="utf-8")
