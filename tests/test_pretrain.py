@@ -206,7 +206,7 @@ def test_sigkilled_pretraining_resumes_from_its_last_checkpoint(tmp_path, tiny_c
     assert done.returncode == 0, done.stderr[-2000:]
     whole = tmp_path / "a" / "enc"
     config_path = _config(tmp_path / "b", tiny_corpus, **train)
-    process = subprocess.Popen(command(config_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command(config_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "b" / "enc" / "checkpoint"
     deadline = time.monotonic() + 600
     while not list(checkpoints.glob("ckpt-*/trainer_state.json")) and process.poll() is None:
