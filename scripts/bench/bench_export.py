@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The exported-model table for one trained run: HF pipeline fp32 (reference), medner fp32, medner bf16 (opt-in),
-exported fp32 and exported int8 (with --student, also the distilled student fp32 and int8), each with chars/s
-(1 worker, 1 thread), p95 latency of a 500-character record,
-CCKS 2019 dev strict F1, span agreement with medner fp32 and mean KL(fp32 || variant) of the tag marginals.
+exported fp32 and exported int8 (with --student, also the distilled student fp32 and int8), each with chars/s (1
+worker, 1 thread), p95 latency of a 500-character record, CCKS 2019 dev strict F1, span agreement with medner fp32
+and mean KL(fp32 || variant) of the tag marginals.
 
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019
     .venv/bin/python scripts/bench/bench_export.py --model runs/ccks2019 --exported runs/ccks-ov runs/ccks-ov-int8
@@ -10,14 +10,13 @@ CCKS 2019 dev strict F1, span agreement with medner fp32 and mean KL(fp32 || var
 
 chars/s: medner rows run the real `medner annotate --workers 1 --threads 1` (steady state from the ledger, as in
 bench_annotate.py, on the same --limit CCKS training EMRs); the HF row is bench_annotate.py's
-`pipeline("token-classification")` over the same weights and window, 1 thread, fp32. p95 latency: one
-`predict(text)` per record for --repeats records of 500 characters, warm (bench_latency.py). Dev: the last 100
-records of part 2 (configs/ccks2019.yaml); F1 is seqeval strict micro-F1; span agreement is the F1 of the row's
-dev spans against medner fp32's; mean KL is over every label-bearing token of the dev windows (each window alone),
-against medner fp32's CRF marginals (the HF pipeline has no CRF: no KL; a student's KL and span agreement are
-against its teacher, --model). Without --exported the script exports
---model (--format, default openvino; int8 calibrated on CCKS training part 1, which holds no dev record).
-Without ../shared/data it falls back to data/sample and says so.
+`pipeline("token-classification")` over the same weights and window, 1 thread, fp32. p95 latency: one `predict(text)`
+per record for --repeats records of 500 characters, warm (bench_latency.py). Dev: the last 100 records of part 2
+(configs/ccks2019.yaml); F1 is seqeval strict micro-F1; span agreement is the F1 of the row's dev spans against
+medner fp32's; mean KL is over every label-bearing token of the dev windows (each window alone), against medner
+fp32's CRF marginals (the HF pipeline has no CRF: no KL; a student's KL and span agreement are against its teacher,
+--model). Without --exported the script exports --model (--format, default openvino; int8 calibrated on CCKS training
+part 1, which holds no dev record). Without ../shared/data it falls back to data/sample and says so.
 """
 from __future__ import annotations
 
