@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medner.batch.ledger import Ledger
+from batch_fakes import crash_after_shards
 from medner.batch.runner import AnnotateOptions, annotate
 from medner.batch.items import ReadOptions
 
@@ -15,9 +15,6 @@ pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent / "data" / "batch"
 
-
-class Crash(BaseException):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +42,8 @@ def test_ray_engine_matches_local_engine_and_resumes(tiny_run, tmp_path, local_r
     assert on_ray["shards"]["count"] > 4  # more than one wave
 
     # the local engine dies after two shards; Ray finishes the folder
-    real = Ledger.append
-
-    def append(self, event):
-        if event.get("event") == "shard" and len(self.shards) == 2:
-            raise Crash
-        return real(self, event)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Ledger, "append", append)
-        with pytest.raises(Crash):
-            annotate(AnnotateOptions(out=tmp_path / "mixed", **common))
+    with crash_after_shards(monkeypatch, 2):
+        annotate(AnnotateOptions(out=tmp_path / "mixed", **common))
     resumed = annotate(AnnotateOptions(out=tmp_path / "mixed", engine="ray", workers=2, **common))
     assert resumed["resumed_shards"] == 2
     assert sorted_lines(tmp_path / "mixed") == sorted_lines(tmp_path / "local")

@@ -388,9 +388,6 @@ def test_the_cli_knows_the_library_formats_and_default():
 BATCH = Path(__file__).parent / "data" / "batch"
 
 
-class Crash(BaseException):
-    pass
-
 
 def batch_lines(out: Path) -> list[str]:
     return sorted(line for p in (out / "shards").glob("part-*.jsonl") for line in p.read_text("utf-8").splitlines())
@@ -398,23 +395,14 @@ def batch_lines(out: Path) -> list[str]:
 
 def test_annotate_with_an_exported_run_is_exactly_once_across_crashes_and_workers(exported, tmp_path, monkeypatch):
     from medner.batch.items import ReadOptions
-    from medner.batch.ledger import Ledger
+    from batch_fakes import crash_after_shards
     from medner.batch.runner import AnnotateOptions, annotate
 
     common = dict(model=exported("openvino", "int8"), inputs=[BATCH / "notes", BATCH / "records.jsonl"],
                   read=ReadOptions(id_field="doc", text_field="body"), shard_size=3, threads=1, progress=False)
     whole = annotate(AnnotateOptions(out=tmp_path / "whole", **common))
-    real = Ledger.append
-
-    def append(self, event):
-        if event.get("event") == "shard" and len(self.shards) == 2:
-            raise Crash
-        return real(self, event)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Ledger, "append", append)
-        with pytest.raises(Crash):
-            annotate(AnnotateOptions(out=tmp_path / "crashed", **common))
+    with crash_after_shards(monkeypatch, 2):
+        annotate(AnnotateOptions(out=tmp_path / "crashed", **common))
     resumed = annotate(AnnotateOptions(out=tmp_path / "crashed", workers=2, **common))
     assert resumed["resumed_shards"] == 2 and resumed["counts"] == whole["counts"]
     assert batch_lines(tmp_path / "crashed") == batch_lines(tmp_path / "whole")  # same bytes, each record once

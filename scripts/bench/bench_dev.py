@@ -17,19 +17,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def ccks2019_dev() -> list | None:
+    """The dev records of configs/ccks2019.yaml (the last 100 of part 2), or None, said on stderr, without the
+    CCKS 2019 files in ../shared/data."""
+    if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
+        print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
+        return None
+    from medner.config import load_config
+    from medner.training.finetune import split_train_dev
+
+    return split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run directories")
     args = parser.parse_args()
-    if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
-        print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
+    dev = ccks2019_dev()
+    if dev is None:
         return 2
     import medner
-    from medner.config import load_config
     from medner.evaluate import score
-    from medner.training.finetune import split_train_dev
 
-    _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))
     for run in args.runs:
         started = time.perf_counter()
         result = score(dev, medner.load(run, device="cpu").predict_records(dev))

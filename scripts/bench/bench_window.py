@@ -12,7 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_dev import ccks2019_dev  # noqa: E402  (sibling script)
 
 
 def main() -> int:
@@ -20,15 +22,12 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="a run directory trained on CCKS 2019")
     parser.add_argument("--max-chars", type=int, nargs="+", default=[250, 400, 500])
     args = parser.parse_args()
-    if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
-        print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
+    dev = ccks2019_dev()
+    if dev is None:
         return 2
     import medner
-    from medner.config import load_config
     from medner.evaluate import score
-    from medner.training.finetune import split_train_dev
 
-    _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))
     for max_chars in args.max_chars:
         annotator = medner.load(args.model, device="cpu", batch_size=16,
                                 window={"max_chars": max_chars, "overlap": int(0.16 * max_chars)})
