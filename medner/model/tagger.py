@@ -41,6 +41,7 @@ class Tagger(nn.Module):
             self.lexicon = nn.Embedding(n_lexicon_tags, hidden)
             nn.init.zeros_(self.lexicon.weight)
         self.soft_weight = 0.0  # distillation: weight of the soft-target loss in :meth:`loss` (not saved)
+        self.rdrop_alpha = 0.0  # R-Drop: weight of the two dropout passes' disagreement in :meth:`loss` (not saved)
         self.crf: ConstrainedCRF | None = build_crf(scheme, crf_weights, crf_mode) if use_crf else None
 
     @classmethod
@@ -95,15 +96,35 @@ class Tagger(nn.Module):
 
         With soft targets in the batch (``soft`` ``(batch, n_labels, n_tags)``, ``gold`` ``(batch,)``) and a
         positive :attr:`soft_weight` w: ``w * CE(soft, model marginals) + (1 - w) * gold loss``, the gold loss
-        over the rows that have gold only."""
+        over the rows that have gold only. With a positive :attr:`rdrop_alpha` a while training (R-Drop, Liang et
+        al. 2021): the mean of that loss over two dropout passes + a * their symmetric KL per token."""
         emissions = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"], batch.get("lex"))
         mask = batch["label_mask"].bool()
+        if not (self.training and self.rdrop_alpha > 0):
+            return self._loss_of(emissions, batch, mask)
+        second = self.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"], batch.get("lex"))
+        both = (self._loss_of(emissions, batch, mask) + self._loss_of(second, batch, mask)) / 2
+        return both + self.rdrop_alpha * self.symmetric_kl(emissions, second, mask)
+
+    def _loss_of(self, emissions: torch.Tensor, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         tags = batch["tags"]
         if "soft" in batch and self.soft_weight > 0:
             gold = batch["gold"].bool()
             hard = self._gold_loss(emissions[gold], tags[gold], mask[gold]) if gold.any() else emissions.sum() * 0
             return self.soft_weight * self._soft_loss(emissions, batch["soft"], mask) + (1 - self.soft_weight) * hard
         return self._gold_loss(emissions, tags, mask)
+
+    def log_tag_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log P(tag k at token t): CRF marginals, or the softmax without a CRF; ``(batch, n_labels, n_tags)``."""
+        return self.crf.log_marginals(emissions, mask) if self.crf is not None else emissions.log_softmax(-1)
+
+    def symmetric_kl(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(KL(p_a || p_b) + KL(p_b || p_a)) / 2 of the per-token tag marginals of emissions ``a`` and ``b``,
+        averaged over label-bearing tokens."""
+        log_a, log_b = self.log_tag_marginals(a, mask), self.log_tag_marginals(b, mask)
+        # shape: (batch, n_labels); (p_a - p_b) * (log p_a - log p_b) summed over tags = KL(a||b) + KL(b||a)
+        per_token = ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(-1) * mask
+        return per_token.sum() / (2 * mask.sum().clamp(min=1))
 
     def _gold_loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.crf is not None:
@@ -112,10 +133,7 @@ class Tagger(nn.Module):
 
     def _soft_loss(self, emissions: torch.Tensor, soft: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the model's per-token tag marginals against ``soft``, per label-bearing token."""
-        if self.crf is not None:
-            log_p = self.crf.log_marginals(emissions, mask)
-        else:
-            log_p = emissions.log_softmax(-1)
+        log_p = self.log_tag_marginals(emissions, mask)
         # shape: (batch, n_labels); forbidden tags have soft 0 (and a large negative log_p)
         per_token = -(soft * log_p).sum(-1) * mask
         return per_token.sum() / mask.sum().clamp(min=1)

@@ -17,9 +17,10 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -45,6 +46,7 @@ from medner.progress import Progress
 from medner.run.directory import (is_exported, is_run_dir, load_head, load_run, read_meta, save_run, verify,
                                    write_model_card)
 from medner.training import checkpoint as ckpt
+from medner.training.adversarial import FGM
 from medner.training.output_dir import check_output, prepare_output
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
@@ -132,20 +134,33 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int) 
 # ---------------------------------------------------------------------------------------- optimiser
 
 def build_optimizer(tagger: Tagger, config: RunConfig) -> torch.optim.Optimizer:
-    """AdamW, two parameter groups per learning rate: with and without weight decay (biases, norms, CRF)."""
+    """AdamW, parameter groups per learning rate: with and without weight decay (biases, norms, CRF), and with
+    `train.llrd` < 1 one group per encoder depth (layer-wise learning-rate decay)."""
     head_ids = {id(p) for m in tagger.head_modules().values() for p in m.parameters()}
-    groups: dict[tuple[str, bool], list] = {}
+    n_layers = tagger.encoder.config.num_hidden_layers
+    groups: dict[tuple[str, int, bool], list] = {}
     for name, param in tagger.named_parameters():
         if not param.requires_grad:
             continue
         part = "head" if id(param) in head_ids else "encoder"
+        depth = encoder_depth(name, n_layers) if part == "encoder" else 0
         no_decay = param.ndim < 2 or "norm" in name.lower() or name.startswith("crf.")
-        groups.setdefault((part, no_decay), []).append(param)
+        groups.setdefault((part, depth, no_decay), []).append(param)
     lrs = {"encoder": config.train.lr_encoder, "head": config.train.lr_head}
-    param_groups = [{"params": params, "lr": lrs[part], "weight_decay": 0.0 if no_decay else config.train.weight_decay,
-                     "name": f"{part}{'-no-decay' if no_decay else ''}"}
-                    for (part, no_decay), params in sorted(groups.items())]
+    param_groups = [{"params": params, "lr": lrs[part] * config.train.llrd ** depth,
+                     "weight_decay": 0.0 if no_decay else config.train.weight_decay,
+                     "name": f"{part}{f'-{depth}' if depth else ''}{'-no-decay' if no_decay else ''}"}
+                    for (part, depth, no_decay), params in sorted(groups.items())]
     return torch.optim.AdamW(param_groups)
+
+
+def encoder_depth(name: str, n_layers: int) -> int:
+    """How many layers below the top an encoder parameter sits: 0 for the last layer (and anything above the
+    layers), ``n_layers - 1 - i`` in layer i, ``n_layers`` for the embeddings."""
+    found = re.search(r"\.layers?\.(\d+)\.", name)
+    if found:
+        return max(0, n_layers - 1 - int(found.group(1)))
+    return n_layers if "embeddings" in name else 0
 
 
 def warmup_steps(total_steps: int, warmup_ratio: float, warmup_min_steps: int) -> int:
@@ -403,6 +418,8 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     tagger = build_tagger(config, inputs, device)
     trainable, total = count_parameters(tagger)
     log.info("parameters: %d trainable of %d (%.2f%%)", trainable, total, 100.0 * trainable / total)
+    tagger.rdrop_alpha = config.train.rdrop_alpha
+    fgm = FGM(tagger.encoder, config.train.fgm_epsilon) if config.train.fgm_epsilon > 0 else None
     model = tagger
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -450,9 +467,13 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             rows = dataset[batches[b]]
             rows = [{k: rows[k][i] for k in rows} for i in range(len(batches[b]))]
             batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
-            with autocast(device, dtype):
+            with autocast(device, dtype), (fgm.capture() if fgm else nullcontext()):
                 loss = model(batch) / config.train.grad_accum
             loss.backward()
+            if fgm:  # the adversarial pass; its gradients add to the clean pass's
+                with autocast(device, dtype):
+                    adversarial = fgm.attack(lambda: model(batch) / config.train.grad_accum)
+                adversarial.backward()
             state.loss_sum += loss.item() * config.train.grad_accum
             state.loss_count += 1
             if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):

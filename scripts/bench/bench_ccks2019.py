@@ -57,6 +57,12 @@ CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # the encoder after masked-LM pretraining on the clinical text of ../shared/data (`medner pretrain
 # configs/pretrain_clinical.yaml`; CCKS 2019 dev texts left out), relative to the working directory
 TAPT = "encoder.name=runs/encoders/clinical_tapt"
+# the other labelled corpora of ../shared/data for the intermediate phase (`data.auxiliary`), each with its own
+# label set (namespaced, own head rows; the target phase starts with a fresh head): CCKS 2017 CNER (1,198 EMRs of
+# another hospital) and CMeEE v1 train (15,000 sentences of medical textbooks); none of their texts is a test split
+AUXILIARY = ("data.auxiliary=[{name: ccks2017, format: ccks2017, own_labels: true, train: [" + CCKS2017 + "]}, "
+             "{name: cmeee, format: chip, own_labels: true, "
+             "train: [../shared/data/corpora/chip2020_cmeee_v1/train_data.txt]}]")
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
@@ -83,6 +89,9 @@ VARIANTS = {
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # the same recipes on the clinically pretrained encoder (issue 20's ladder)
     "tapt": ("LoRA + CRF, encoder pretrained on clinical text (masked LM)", [TAPT]),
+    # the adapted encoder, 2 epochs on CCKS 2017 + CMeEE (own labels) + the 900 target records, then the target
+    "tapt_multi": ("LoRA + CRF, adapted encoder, intermediate phase on CCKS 2017 + CMeEE (own label sets)",
+                   [TAPT, AUXILIARY]),
     "tapt_weak": ("LoRA + CRF on weak labels only (no gold), encoder pretrained on clinical text", [TAPT]),
     "tapt_weak_gold10": ("weak pre-training + 10% of the gold records, encoder pretrained on clinical text",
                          GOLD10 + [TAPT]),
