@@ -277,16 +277,18 @@ class TrainConfig:
     num_workers: int = 0
     # regularisers (issue 20's candidate levers; BENCHMARKS.md says which measured a gain). Off by default.
     llrd: float = 1.0  # layer-wise learning-rate decay: encoder layer i of L trains at lr_encoder * llrd ** (L - 1 - i)
-    fgm_epsilon: float = 0.0  # FGM: a second pass on word embeddings moved by epsilon along the loss gradient (2x cost)
-    rdrop_alpha: float = 0.0  # R-Drop: two dropout passes + alpha * symmetric KL of their tag marginals (2x cost)
+    fgm_epsilon: float = 0.0  # FGM: a second pass, word embeddings moved along the loss gradient by this L2 norm per
+    #                            window (2x cost)
+    rdrop_alpha: float = 0.0  # R-Drop: mean loss of two dropout passes + alpha * the mean of KL(p1||p2) and KL(p2||p1) of
+    #                            their tag marginals (the paper's alpha/2 on its summed-loss scale; 2x cost)
 
     def __post_init__(self) -> None:
         _one_of("train.decay", self.decay, ("linear", "cosine", "constant"))
-        if not 0.0 < self.llrd <= 1.0:
+        if not 0.0 < self.llrd <= 1.0:  # NaN too
             raise ConfigError(f"`train.llrd` must be in (0, 1] (1 = off), got {self.llrd}",
                               fix="e.g. 0.9: each layer below the top trains at 0.9x the rate of the one above")
         for key in ("fgm_epsilon", "rdrop_alpha"):
-            if getattr(self, key) < 0:
+            if not getattr(self, key) >= 0:  # NaN too
                 raise ConfigError(f"`train.{key}` must be >= 0 (0 = off), got {getattr(self, key)}")
         if self.log_every < 0:
             raise ConfigError(f"`train.log_every` must be >= 0 (0 = off), got {self.log_every}")

@@ -18,10 +18,25 @@ train() {  # train CONFIG OUTPUT_DIR [KEY=VALUE ...]: a run directory already th
   local args=(--set "output_dir=$out")
   for kv in "$@"; do args+=(--set "$kv"); done
   [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && args+=(--resume)
-  medner finetune "$config" "${args[@]}" "${EXTRA[@]}"
+  medner finetune "$config" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 
 EXTRA=("$@")  # the caller's options (--set key=value ...), given to every training step
+for arg in "$@"; do
+  case "$arg" in
+    seed=*|output_dir=*|init_from=*|--overwrite|--resume)
+      echo "ccks2019_best: $arg is set by the script (seeds: SEEDS=\"13 29 7\", output: OUT=DIR; reruns resume)" >&2
+      exit 2 ;;
+  esac
+done
+# a rerun must be the same recipe: finished members and the soup are kept, so other options would mix recipes
+recipe="SEEDS=$SEEDS $*"
+mkdir -p "$OUT"
+if [ -f "$OUT/recipe.txt" ] && [ "$(cat "$OUT/recipe.txt")" != "$recipe" ]; then
+  echo "ccks2019_best: $OUT was made by another recipe ($(cat "$OUT/recipe.txt")); use another OUT=DIR or delete it" >&2
+  exit 2
+fi
+echo "$recipe" > "$OUT/recipe.txt"
 train configs/ccks2019_weak.yaml "$OUT/weak"
 members=()
 for seed in $SEEDS; do

@@ -49,9 +49,10 @@ def test_llrd_lowers_the_rate_by_one_factor_per_layer_down(tiny_corpus, tmp_path
         assert rate[id(param)] == pytest.approx(expected), name
         seen.add("embeddings" if "embeddings" in name else name.split(".layer.")[-1][:1])
     assert {"0", "1"} <= seen and (adapters == "lora" or "embeddings" in seen)
-    config.train.llrd = 1.0  # off: every encoder parameter at the encoder rate
-    rates = {group["lr"] for group in build_optimizer(tagger, config).param_groups}
-    assert rates == {base, head}
+    config.train.llrd = 1.0  # off: the groups of a run without it (so its checkpoints resume as before)
+    groups = build_optimizer(tagger, config).param_groups
+    assert {g["lr"] for g in groups} == {base, head}
+    assert {g["name"] for g in groups} <= {"encoder", "encoder-no-decay", "head", "head-no-decay"}
 
 
 @pytest.mark.parametrize("key", ["llrd=0", "llrd=1.5", "fgm_epsilon=-1", "rdrop_alpha=-0.1"])
@@ -74,7 +75,8 @@ def test_fgm_moves_the_embeddings_uphill_by_the_first_order_amount(tiny_corpus, 
     with fgm.capture():
         clean = tagger.loss(batch)
     clean.backward()
-    grad = fgm._captured.grad.detach().clone()
+    assert len(fgm._captured) == 1
+    grad = fgm._captured[0].grad.detach().clone()
     adversarial = fgm.attack(lambda: tagger.loss(batch))
     expected_rise = epsilon * grad.flatten(1).norm(dim=1).sum().item()
     assert adversarial.item() > clean.item()
@@ -114,10 +116,39 @@ def test_rdrop_adds_the_symmetric_kl_of_two_dropout_passes(tiny_corpus, tmp_path
     assert tagger.loss(batch).item() == pytest.approx(without, abs=1e-6)
 
 
-def test_a_run_with_every_regulariser_trains_and_learns(tiny_corpus, tmp_path):
+def test_fgm_with_rdrop_sums_the_gradients_of_both_passes(tiny_corpus, tmp_path):
+    _, tagger, batch = tagger_and_batch(tiny_corpus, tmp_path, "head.dropout=0.3")
+    tagger.train()
+    tagger.rdrop_alpha = 1.0
+    fgm = FGM(tagger.encoder, 1.0)
+    with fgm.capture():
+        loss = tagger.loss(batch)
+    loss.backward()
+    assert len(fgm._captured) == 2  # the encoder ran twice
+    total = fgm._captured[0].grad + fgm._captured[1].grad
+    expected = total / total.flatten(1).norm(dim=1).view(-1, 1, 1)
+    torch.testing.assert_close(fgm.perturbation(), expected)
+
+
+def test_a_run_with_every_regulariser_trains_and_learns(tiny_corpus, tmp_path, monkeypatch):
+    """The training loop really takes the adversarial pass and the R-Drop term, and still learns."""
+    from medner.model.tagger import Tagger
+
+    calls = {"attack": 0, "kl": 0}
+
+    def counted(method, key):
+        def wrapper(*args, **kwargs):
+            calls[key] += 1
+            return method(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(FGM, "attack", counted(FGM.attack, "attack"))
+    monkeypatch.setattr(Tagger, "symmetric_kl", counted(Tagger.symmetric_kl, "kl"))
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=4),
                          ["train.llrd=0.8", "train.fgm_epsilon=0.05", "train.rdrop_alpha=1.0"])
     run = finetune(config, progress=False)
+    steps = 4 * -(-48 // 8)  # 4 epochs of at least 6 batches (48 records, some cut into several windows)
+    assert calls["attack"] >= steps and calls["kl"] >= 2 * steps  # the clean and the adversarial pass
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in rows if "train_loss" in r]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]

@@ -143,9 +143,12 @@ def build_optimizer(tagger: Tagger, config: RunConfig) -> torch.optim.Optimizer:
         if not param.requires_grad:
             continue
         part = "head" if id(param) in head_ids else "encoder"
-        depth = encoder_depth(name, n_layers) if part == "encoder" else 0
+        depth = encoder_depth(name, n_layers) if part == "encoder" and config.train.llrd < 1 else 0
         no_decay = param.ndim < 2 or "norm" in name.lower() or name.startswith("crf.")
         groups.setdefault((part, depth, no_decay), []).append(param)
+    if config.train.llrd < 1 and not any(depth for part, depth, _ in groups if part == "encoder"):
+        log.warning("train.llrd: no encoder parameter sits in a numbered layer (`.layer.N.`), so every one trains at "
+                    "lr_encoder: layer-wise decay is off for this encoder")
     lrs = {"encoder": config.train.lr_encoder, "head": config.train.lr_head}
     param_groups = [{"params": params, "lr": lrs[part] * config.train.llrd ** depth,
                      "weight_decay": 0.0 if no_decay else config.train.weight_decay,
