@@ -32,7 +32,8 @@ def other_corpus(tmp_path) -> Path:
 def captured(monkeypatch):
     calls = []
 
-    def fake_finetune(config, *, resume=False, progress=True, data=None, **_):
+    def fake_finetune(config, *, resume=False, progress=True, data=None, score_labels=None, **_):
+        config.score_labels = score_labels  # what the phase's dev scores count
         calls.append((config, data))
         out = Path(config.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,25 @@ def test_own_labels_are_namespaced_and_the_target_starts_with_a_fresh_head(tiny_
     assert {s.label for r in aux_train if r.id.startswith("other:") for s in r.spans} == {
         "other:dis", "other:dru", "other:sym"}
     assert target_cfg.init_from == aux_cfg.output_dir and not target_cfg.init_head
+    assert aux_cfg.score_labels == LABELS and target_cfg.score_labels is None  # aux labels never scored on dev
+
+
+def test_dev_scores_of_an_auxiliary_phase_leave_out_the_auxiliary_labels():
+    from torch import nn
+
+    from medner.training.finetune import evaluate_dev
+
+    gold = [Record("d1", "患者肺炎咳嗽，予青霉素。", (Span(2, 4, "疾病和诊断"), Span(8, 11, "药物")))]
+
+    class Predicts:  # the gold spans + one span of an auxiliary label
+        def predict_records(self, records, chunk=None):
+            for r in records:
+                yield Record(r.id, r.text, r.spans + (Span(4, 6, "other:sym"),))
+
+    scored = evaluate_dev(nn.Linear(1, 1), Predicts(), gold, progress=False, labels=LABELS)
+    assert scored["micro"]["f1"] == 1.0
+    unfiltered = evaluate_dev(nn.Linear(1, 1), Predicts(), gold, progress=False)
+    assert unfiltered["micro"]["precision"] < 1.0
 
 
 def test_label_map_errors_come_before_any_training(tiny_corpus, other_corpus, tmp_path, captured):

@@ -394,12 +394,14 @@ def _random_untouched(device: torch.device) -> Iterator[None]:
 
 
 def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-             data: tuple[list[Record], list[Record]] | None = None, output_ready: bool = False) -> Path:
+             data: tuple[list[Record], list[Record]] | None = None, output_ready: bool = False,
+             score_labels: Sequence[str] | None = None) -> Path:
     """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
 
     A non-empty ``output_dir`` is refused unless ``resume`` (continue its run from the last checkpoint) or
     ``overwrite`` (delete it first). ``data`` (train, dev) replaces reading ``config.data``, and ``output_ready``
     skips the output check: both for callers that prepared the run themselves (the supervision phases, distill).
+    ``score_labels``: dev scores count predicted spans of these labels only (default: all).
     """
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
@@ -507,7 +509,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         improved = True
         if dist.main:
             if dev_records:
-                result = evaluate_dev(tagger, annotator, dev_records, progress=progress)
+                result = evaluate_dev(tagger, annotator, dev_records, progress=progress, labels=score_labels)
                 entry.update(dev_f1=result["micro"]["f1"], dev_precision=result["micro"]["precision"],
                              dev_recall=result["micro"]["recall"], dev_span_f1=result["span"]["micro"]["f1"])
                 improved = result["micro"]["f1"] > state.best_f1
@@ -550,15 +552,21 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
 DEV_CHUNK = 64  # dev records per prediction call: the bar moves in steps this size
 
 
-def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progress: bool = True) -> dict:
-    """Strict scores of the current weights on the dev records, through the inference path (windows, merge).
+def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progress: bool = True,
+                 labels: Sequence[str] | None = None) -> dict:
+    """Strict scores of the current weights on the dev records, through the inference path (windows, merge);
+    with ``labels``, predicted spans of other labels are left out (the auxiliary labels of an intermediate phase
+    are not the dev set's to score).
 
     Shows a ``dev`` bar on a terminal (``progress``), else a log line per 10% when it takes long; a record's
     spans do not depend on the other records of its chunk, so the chunk size changes no score."""
     tagger.eval()
+    keep = set(labels) if labels is not None else None
     with Progress(len(dev_records), "dev", unit="rec", bar=progress, leave=False, logger=log) as bar:
         def predicted():
             for record in annotator.predict_records(dev_records, chunk=DEV_CHUNK):
+                if keep is not None:
+                    record = Record(record.id, record.text, tuple(s for s in record.spans if s.label in keep))
                 yield record
                 bar.update(1)
 

@@ -152,7 +152,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
             cfg.init_from = str(run_dir)
             cfg.init_head = previous != fresh_head_after  # after corpora with their own labels: a fresh head
         log.info("phase %s -> %s", name, cfg.output_dir)
-        run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True)
+        run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True,
+                           score_labels=config.data.labels if name == "auxiliary" else None)
         previous = name
     dev = steps[-1][2][1]
     for k in range(1, rounds + 1):
