@@ -88,7 +88,7 @@ def test_overwrite_leaves_no_file_of_the_earlier_run(tiny_corpus, tmp_path):
 def test_phases_check_the_output_once_before_any_phase(tiny_corpus, tmp_path, monkeypatch):
     calls = []
 
-    def fake_finetune(config, *, resume=False, overwrite=False, progress=True, data=None, output_ready=False):
+    def fake_finetune(config, *, resume=False, overwrite=False, progress=True, data=None, output_ready=False, **_):
         assert output_ready and not overwrite  # prepared once by run_phases; phases never re-check or delete
         calls.append(config.output_dir)
         out = Path(config.output_dir)
