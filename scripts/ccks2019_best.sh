@@ -30,7 +30,10 @@ for arg in "$@"; do
   esac
 done
 # a rerun must be the same recipe: finished members and the soup are kept, so other options would mix recipes
-recipe="SEEDS=$SEEDS $*"
+recipe="SEEDS=$SEEDS"
+for arg in "$@"; do
+  case "$arg" in --no-progress|-q|-v) ;; *) recipe="$recipe $arg" ;; esac  # output options are not the recipe
+done
 mkdir -p "$OUT"
 if [ -f "$OUT/recipe.txt" ] && [ "$(cat "$OUT/recipe.txt")" != "$recipe" ]; then
   echo "ccks2019_best: $OUT was made by another recipe ($(cat "$OUT/recipe.txt")); use another OUT=DIR or delete it" >&2
