@@ -8,7 +8,7 @@ import torch
 
 from medner.config import load_config
 from medner.errors import ConfigError
-from medner.model.windows import collate
+from medner.model.windows import collate_windows
 from medner.training.adversarial import FGM
 from medner.training.finetune import Dist, build_optimizer, build_tagger, finetune, prepare_inputs
 from tiny_model import write_config
@@ -20,9 +20,7 @@ def tagger_and_batch(tiny_corpus, tmp_path, *overrides: str):
     inputs = prepare_inputs(config, Dist(), None)
     torch.manual_seed(0)
     tagger = build_tagger(config, inputs, torch.device("cpu"))
-    rows = inputs.dataset[list(range(8))]
-    rows = [{k: rows[k][i] for k in rows} for i in range(8)]
-    return config, tagger, collate(rows, inputs.tokenizer.pad_token_id)
+    return config, tagger, collate_windows(inputs.dataset, range(8), inputs.tokenizer.pad_token_id)
 
 
 @pytest.mark.parametrize("adapters", ["lora", "full"])
@@ -81,8 +79,10 @@ def test_fgm_moves_the_embeddings_uphill_by_the_first_order_amount(tiny_corpus, 
     expected_rise = epsilon * grad.flatten(1).norm(dim=1).sum().item()
     assert adversarial.item() > clean.item()
     assert adversarial.item() - clean.item() == pytest.approx(expected_rise, rel=0.05)
-    adversarial.backward()  # gradients flow to the trainable parameters
-    assert all(p.grad is not None for p in tagger.parameters() if p.requires_grad)
+    trainable = [p for p in tagger.parameters() if p.requires_grad]
+    clean_grads = [p.grad.clone() for p in trainable]
+    adversarial.backward()  # the adversarial pass's gradients add to the clean pass's
+    assert any(not torch.equal(p.grad, g) for p, g in zip(trainable, clean_grads))
     with torch.no_grad():
         assert tagger.loss(batch).item() == pytest.approx(clean.item(), abs=1e-6)  # no hook left behind
 

@@ -158,6 +158,12 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
     return dataset, stats.to_dict(), False
 
 
+def collate_windows(dataset, indices: Sequence[int], pad_id: int) -> dict:
+    """The windows ``indices`` of a dataset from :func:`build_dataset`, padded into one batch by :func:`collate`."""
+    columns = dataset[list(indices)]
+    return collate([{k: columns[k][i] for k in columns} for i in range(len(indices))], pad_id)
+
+
 def collate(rows: Sequence[dict], pad_id: int) -> dict:
     """Pad a list of rows into tensors.
 

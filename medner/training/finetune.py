@@ -41,7 +41,7 @@ from medner.model.crf import transition_priors
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
-from medner.model.windows import build_dataset, collate
+from medner.model.windows import build_dataset, collate_windows
 from medner.progress import Progress
 from medner.run.directory import (is_exported, is_run_dir, load_head, load_run, read_meta, save_run, verify,
                                    write_model_card)
@@ -469,9 +469,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             batches = batches[dist.rank :: dist.world]
         model.train()
         for b in range(state.batch_in_epoch, len(batches)):
-            rows = dataset[batches[b]]
-            rows = [{k: rows[k][i] for k in rows} for i in range(len(batches[b]))]
-            batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate_windows(dataset, batches[b], pad_id).items()}
             with autocast(device, dtype), (fgm.capture() if fgm else nullcontext()):
                 loss = model(batch) / config.train.grad_accum
             loss.backward()
@@ -561,12 +559,11 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
     Shows a ``dev`` bar on a terminal (``progress``), else a log line per 10% when it takes long; a record's
     spans do not depend on the other records of its chunk, so the chunk size changes no score."""
     tagger.eval()
-    keep = set(labels) if labels is not None else None
     with Progress(len(dev_records), "dev", unit="rec", bar=progress, leave=False, logger=log) as bar:
         def predicted():
             for record in annotator.predict_records(dev_records, chunk=DEV_CHUNK):
-                if keep is not None:
-                    record = Record(record.id, record.text, tuple(s for s in record.spans if s.label in keep))
+                if labels is not None:
+                    record = restrict_labels([record], labels)[0][0]
                 yield record
                 bar.update(1)
 

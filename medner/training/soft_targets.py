@@ -17,7 +17,7 @@ import torch
 
 from medner.errors import ConfigError
 from medner.labels import TagScheme
-from medner.model.windows import collate
+from medner.model.windows import collate_windows
 from medner.run.directory import LoadedRun, load_run, read_meta
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size
     order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
     for lo in range(0, len(order), batch_size):
         chunk = order[lo : lo + batch_size]
-        rows = dataset[chunk]
-        rows = [{k: rows[k][i] for k in rows} for i in range(len(chunk))]
-        batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+        batch = {k: v.to(device) for k, v in collate_windows(dataset, chunk, pad_id).items()}
         mean = None
         for teacher in teachers:
             emissions = teacher.tagger.emissions(batch["input_ids"], batch["attention_mask"], batch["label_index"],
@@ -66,7 +64,7 @@ def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size
             mean = probs if mean is None else mean + probs
         mean = (mean / len(teachers)).cpu()  # shape: (batch, n_labels, n_tags)
         for i, row_index in enumerate(chunk):
-            k = len(rows[i]["label_index"])
+            k = int(batch["label_mask"][i].sum())  # its label-bearing tokens: the first k positions
             out[row_index] = mean[i, :k].reshape(-1).tolist()
     return out
 
