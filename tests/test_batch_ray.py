@@ -16,7 +16,6 @@ pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data" / "batch"
 
 
-
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)

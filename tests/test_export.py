@@ -388,7 +388,6 @@ def test_the_cli_knows_the_library_formats_and_default():
 BATCH = Path(__file__).parent / "data" / "batch"
 
 
-
 def batch_lines(out: Path) -> list[str]:
     return sorted(line for p in (out / "shards").glob("part-*.jsonl") for line in p.read_text("utf-8").splitlines())
 

@@ -19,7 +19,9 @@ with lexicon features), weak_gold (the weak run, then all the gold records), wea
 self-training round on the confidently labelled texts of the other 90%), weak_gold10_relabel (then a round on
 the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that round trains a new model from the
 weak run) for the weak-supervision targets. Every variant is scored on the gold dev records. The variants
-without gold (WEAK_ONLY) start from configs/ccks2019_weak.yaml, the others from configs/ccks2019.yaml.
+without gold (WEAK_ONLY) start from configs/ccks2019_weak.yaml; tapt, tapt_weak and tapt_weak_gold10 are the same
+recipes on the clinically pretrained encoder, and tapt_multi (configs/ccks2019_multi.yaml) adds an intermediate phase
+on CCKS 2017 + CMeEE; the others start from configs/ccks2019.yaml (BASE_CONFIG).
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -52,17 +54,13 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon", "tapt_weak"}  # no gold
+# variant: the config it starts from, when not CONFIG (so its row reproduces `medner finetune` of that config)
+BASE_CONFIG = {**{name: WEAK_CONFIG for name in WEAK_ONLY}, "tapt_multi": ROOT / "configs" / "ccks2019_multi.yaml"}
 # raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
 CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # the encoder after masked-LM pretraining on the clinical text of ../shared/data (`medner pretrain
 # configs/pretrain_clinical.yaml`; CCKS 2019 dev texts left out), relative to the working directory
 TAPT = "encoder.name=runs/encoders/clinical_tapt"
-# the other labelled corpora of ../shared/data for the intermediate phase (`data.auxiliary`), each with its own
-# label set (namespaced, own head rows; the target phase starts with a fresh head): CCKS 2017 CNER (1,198 EMRs of
-# another hospital) and CMeEE v1 train (15,000 sentences of medical textbooks); none of their texts is a test split
-AUXILIARY = ("data.auxiliary=[{name: ccks2017, format: ccks2017, own_labels: true, train: [" + CCKS2017 + "]}, "
-             "{name: cmeee, format: chip, own_labels: true, "
-             "train: [../shared/data/corpora/chip2020_cmeee_v1/train_data.txt]}]")
 # name: (title, overrides applied after --epochs/--set, so a variant's own epochs win)
 VARIANTS = {
     "lora_crf": ("LoRA + CRF", []),
@@ -89,9 +87,9 @@ VARIANTS = {
     "gold10": ("LoRA + CRF on 10% of the gold records", GOLD10),
     # the same recipes on the clinically pretrained encoder (issue 20's ladder)
     "tapt": ("LoRA + CRF, encoder pretrained on clinical text (masked LM)", [TAPT]),
-    # the adapted encoder, 2 epochs on CCKS 2017 + CMeEE (own labels) + the 900 target records, then the target
-    "tapt_multi": ("LoRA + CRF, adapted encoder, intermediate phase on CCKS 2017 + CMeEE (own label sets)",
-                   [TAPT, AUXILIARY]),
+    # configs/ccks2019_multi.yaml (BASE_CONFIG): the adapted encoder, 2 epochs on CCKS 2017 + CMeEE (each with its own
+    # labels) + the 900 target records, then the target
+    "tapt_multi": ("LoRA + CRF, adapted encoder, intermediate phase on CCKS 2017 + CMeEE (own label sets)", []),
     "tapt_weak": ("LoRA + CRF on weak labels only (no gold), encoder pretrained on clinical text", [TAPT]),
     "tapt_weak_gold10": ("weak pre-training + 10% of the gold records, encoder pretrained on clinical text",
                          GOLD10 + [TAPT]),
@@ -161,7 +159,7 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
                              f"(with the same --out-dir {out_dir})")
         shutil.rmtree(out_dir / name, ignore_errors=True)
         shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
-    config = load_config(WEAK_CONFIG if name in WEAK_ONLY else CONFIG, overrides)
+    config = load_config(BASE_CONFIG.get(name, CONFIG), overrides)
     started = time.time()
     run = run_phases(config, progress=False, resume=name in REUSES, overwrite=name not in REUSES)  # a rerun retrains
     wall = time.time() - started
