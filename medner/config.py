@@ -191,9 +191,13 @@ class SupervisionConfig:
     gold_phase_weak: bool = False
     gold_repeat: int = 1
     auxiliary_epochs: int = 2  # epochs of the intermediate phase on `data.auxiliary` + the target training records
+    # after corpora with their own labels: the target phase starts with a fresh head, or keeps the intermediate
+    # head's rows (and CRF transitions) of the target tags, which trained on the target records too
+    auxiliary_head: str = "fresh"
 
     def __post_init__(self) -> None:
         _one_of("supervision.mode", self.mode, ("gold", "weak", "weak+gold"))
+        _one_of("supervision.auxiliary_head", self.auxiliary_head, ("fresh", "kept"))
         if self.mode != "gold" and not self.weak_config:
             raise ConfigError(f"`supervision.mode` is {self.mode} but `supervision.weak_config` is empty",
                               fix="name a weak-labelling config, e.g. configs/weak_labels/ccks2019.yaml")
@@ -310,6 +314,7 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
     init_from: str | None = None  # start from the weights of an earlier run directory (same labels and adapters)
     init_head: bool = True  # with init_from: also its head and CRF (false: encoder and adapters only, fresh head)
+    init_head_subset: bool = False  # with init_head: the earlier run may have more tags; the rows of this run's are kept
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

@@ -146,3 +146,42 @@ def test_init_from_without_the_head_allows_other_labels(tiny_run, tiny_corpus, t
         build_tagger(load_config(write_config(tmp_path / "b", tiny_corpus), [
             f"init_from={tiny_run}", "data.labels=[疾病和诊断, 药物]", "crf.transition_weights={}"]),
             inputs, torch.device("cpu"))
+
+
+def test_a_kept_head_starts_the_target_phase_with_the_intermediate_rows_of_its_tags(tiny_corpus, other_corpus,
+                                                                                      tmp_path, captured):
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, own_labels=True),
+        "supervision.auxiliary_head=kept"])
+    sup.run_phases(config, progress=False)
+    (aux_cfg, _), (target_cfg, _) = captured
+    assert target_cfg.init_from == aux_cfg.output_dir and target_cfg.init_head and target_cfg.init_head_subset
+    with pytest.raises(ConfigError, match="fresh, kept"):
+        load_config(write_config(tmp_path, tiny_corpus), ["supervision.auxiliary_head=some"])
+
+
+def test_a_head_subset_keeps_the_rows_and_transitions_of_this_runs_tags(tiny_run, tiny_corpus, tmp_path):
+    import torch
+
+    from medner.run.directory import load_run
+    from medner.training.finetune import Dist, build_tagger, prepare_inputs
+
+    overrides = [f"init_from={tiny_run}", "data.labels=[疾病和诊断, 药物]", "crf.transition_weights={}"]
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), overrides + ["init_head_subset=true"])
+    tagger = build_tagger(config, prepare_inputs(config, Dist(), None), torch.device("cpu"))
+    teacher = load_run(tiny_run, merge_lora=False).tagger
+    rows = [teacher.scheme.tags.index(t) for t in tagger.scheme.tags]
+    assert len(rows) == 5 < len(teacher.scheme.tags)
+    mine, theirs = tagger.state_dict(), teacher.state_dict()
+    for key in ("head.weight", "head.bias", "crf.start_transitions", "crf.end_transitions"):
+        assert torch.equal(mine[key], theirs[key][rows])
+    assert torch.equal(mine["crf.transitions"], theirs["crf.transitions"][rows][:, rows])
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine if k.startswith("encoder."))
+    with torch.no_grad():  # the same emissions for the kept tags on any input
+        hidden = torch.randn(1, 4, tagger.head.in_features)
+        assert torch.allclose(tagger.head(hidden), teacher.head(hidden)[..., rows])
+    wider = load_config(write_config(tmp_path / "b", tiny_corpus), [
+        f"init_from={tiny_run}", "data.labels=[疾病和诊断, 药物, 手术]", "crf.transition_weights={}",
+        "init_head_subset=true"])
+    with pytest.raises(ConfigError, match="手术"):  # a tag the earlier run never had: nothing to keep
+        build_tagger(wider, prepare_inputs(wider, Dist(), None), torch.device("cpu"))

@@ -283,7 +283,7 @@ def build_tagger(config: RunConfig, inputs: TrainingInputs, device: torch.device
     tagger = Tagger.from_config(encoder, inputs.scheme, config,
                                 n_lexicon_tags=len(inputs.lexicon) if inputs.lexicon else 0).to(device)
     if config.init_from:
-        warm_start(tagger, Path(config.init_from), head=config.init_head)
+        warm_start(tagger, Path(config.init_from), head=config.init_head, head_subset=config.init_head_subset)
     if config.distill is not None:
         tagger.soft_weight = config.distill.alpha
         if config.distill.init_head_from_teacher and not config.init_from:
@@ -570,15 +570,18 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
         return score(dev_records, predicted(), check_labels=False)
 
 
-def warm_start(tagger: Tagger, run_dir: Path, head: bool = True) -> None:
+def warm_start(tagger: Tagger, run_dir: Path, head: bool = True, head_subset: bool = False) -> None:
     """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``; with
-    ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ."""
+    ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ;
+    with ``head_subset`` the earlier run may have more tags: the head rows and CRF transitions of this run's
+    tags are kept (e.g. after an intermediate phase with other corpora's labels)."""
     if is_exported(read_meta(run_dir)):
         raise ConfigError("`init_from` names an exported run (its weights are a runtime graph, not trainable)",
                           where=str(run_dir), field="init_from", fix="start from the run it was exported from")
     previous = load_run(run_dir, merge_lora=False).tagger
+    state = previous.state_dict()
     if not head:
-        state = {k: v for k, v in previous.state_dict().items() if k.startswith("encoder.")}
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
         missing, unexpected = tagger.load_state_dict(state, strict=False)
         missing = [k for k in missing if k.startswith("encoder.")]
         if missing or unexpected:
@@ -586,15 +589,40 @@ def warm_start(tagger: Tagger, run_dir: Path, head: bool = True) -> None:
                               f"{len(unexpected)} unexpected weights)", fix="use the same `lora` settings as that run")
         log.info("initialised the encoder from %s (fresh head)", run_dir)
         return
-    if previous.scheme != tagger.scheme:
+    if previous.scheme != tagger.scheme and head_subset:
+        state = head_rows(state, previous.scheme.tags, tagger.scheme.tags, run_dir)
+        state.update({k: v for k, v in tagger.state_dict().items() if k.startswith("crf.allowed_")})
+    elif previous.scheme != tagger.scheme:
         raise ConfigError(f"`init_from` run {run_dir} has tags {list(previous.scheme.tags)}, this run "
-                          f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`")
-    missing, unexpected = tagger.load_state_dict(previous.state_dict(), strict=False)
+                          f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`, "
+                                                             "or set `init_head_subset: true` to keep the rows of yours")
+    missing, unexpected = tagger.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(f"`init_from` run {run_dir} has another model layout ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[:2]})",
                           fix="use the same `lora` and `crf` settings as that run")
-    log.info("initialised from %s", run_dir)
+    log.info("initialised from %s%s", run_dir, f" (head rows of {len(tagger.scheme.tags)} of its "
+             f"{len(previous.scheme.tags)} tags)" if previous.scheme != tagger.scheme else "")
+
+
+def head_rows(state: dict[str, torch.Tensor], tags: Sequence[str], keep: Sequence[str], run_dir: Path
+              ) -> dict[str, torch.Tensor]:
+    """``state`` (a tagger's) with its head and CRF cut from ``tags`` to the tags ``keep``, in ``keep``'s order:
+    head rows (T, hidden) and (T,), start/end transitions (T,), transitions (T, T) on both axes. The CRF's
+    allowed-transition masks are left out: the new tagger has its own."""
+    unknown = [t for t in keep if t not in tags]
+    if unknown:
+        raise ConfigError(f"`init_from` run {run_dir} has no tag {unknown[0]!r} (its tags: {list(tags)})",
+                          field="init_head_subset", fix="list only labels of that run in `data.labels`, or set "
+                                                        "`init_head: false` for a fresh head")
+    rows = torch.tensor([list(tags).index(t) for t in keep])
+    out = {k: v for k, v in state.items() if not k.startswith("crf.allowed_")}
+    for key in ("head.weight", "head.bias", "crf.start_transitions", "crf.end_transitions"):
+        if key in out:
+            out[key] = out[key][rows].clone()
+    if "crf.transitions" in out:
+        out["crf.transitions"] = out["crf.transitions"][rows][:, rows].clone()
+    return out
 
 
 def _agree(stop: bool, dist: Dist) -> bool:

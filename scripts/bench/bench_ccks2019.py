@@ -137,8 +137,11 @@ REUSES = {"weak_relabel": ("weak", "weak"), "weak_relabel_fresh": ("weak", "weak
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
 
-def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
-    """Train one variant in this process; returns its figures, scored on the gold dev records."""
+def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = ()) -> dict:
+    """Train one variant in this process; returns its figures, scored on the gold dev records.
+
+    ``reuse``: ``PHASE=RUN_DIR`` items; each finished run is copied in as that phase, which then trains nothing
+    (e.g. several target seeds after one intermediate phase); the wall time excludes it."""
     import medner
     from medner.config import load_config
     from medner.evaluate import score
@@ -154,14 +157,22 @@ def run_one(name: str, out_dir: Path, extra: list[str]) -> dict:
         overrides.append(f"init_from={out_dir / weak}")
     if name in REUSES:
         source, phase = REUSES[name]
-        if not (out_dir / source / "checkpoint" / "trainer_state.json").exists():
+        if not (out_dir / source / "medner_model.json").exists():
             raise SystemExit(f"{name} reuses the `{source}` variant's run: run --variants {source} first "
                              f"(with the same --out-dir {out_dir})")
         shutil.rmtree(out_dir / name, ignore_errors=True)
         shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
+    if reuse:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for item in reuse:
+        phase, _, source = item.partition("=")
+        if not (Path(source) / "medner_model.json").exists():
+            raise SystemExit(f"--reuse-phase {item}: {source} is not a finished run directory (no medner_model.json)")
+        shutil.copytree(source, out_dir / name / "phases" / phase)
     config = load_config(BASE_CONFIG.get(name, CONFIG), overrides)
     started = time.time()
-    run = run_phases(config, progress=False, resume=name in REUSES, overwrite=name not in REUSES)  # a rerun retrains
+    resume = name in REUSES or bool(reuse)
+    run = run_phases(config, progress=False, resume=resume, overwrite=not resume)  # a rerun retrains
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -238,9 +249,10 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def command_line(name: str, extra: list[str], out_dir: Path, default_out_dir: str) -> str:
+def command_line(name: str, extra: list[str], out_dir: Path, default_out_dir: str, reuse: list[str] = ()) -> str:
     """The command behind a row, as the table shows it (``--out-dir`` relative to the repository when inside it)."""
     parts = ["python scripts/bench/bench_ccks2019.py --variants", name] + [f"--set {item}" for item in extra]
+    parts += [f"--reuse-phase {item}" for item in reuse]
     if out_dir.resolve() != Path(default_out_dir).resolve():
         where = out_dir.resolve()
         parts.append(f"--out-dir {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}")
@@ -256,6 +268,9 @@ def main() -> int:
     parser.add_argument("--markdown", help="write the table into this Markdown file (e.g. BENCHMARKS.md)")
     parser.add_argument("--table-only", action="store_true", help="train nothing: print (and write) the table "
                         "of the figures already in OUT_DIR/results.jsonl")
+    parser.add_argument("--reuse-phase", action="append", default=[], metavar="PHASE=RUN_DIR",
+                        help="copy a finished run in as this phase of every variant (it trains nothing), e.g. "
+                        "auxiliary=runs/bench15/tapt_multi/phases/auxiliary for more target seeds")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args()
     if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
@@ -270,7 +285,7 @@ def main() -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        print(json.dumps(run_one(args.one, out_dir, extra)))
+        print(json.dumps(run_one(args.one, out_dir, extra, args.reuse_phase)))
         return 0
     results = out_dir / "results.jsonl"  # figures, appended; the table shows the latest of each variant + command
     rows = []
@@ -278,12 +293,14 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--one", name, "--out-dir", str(out_dir)]
         for item in extra:
             cmd += ["--set", item]
+        for item in args.reuse_phase:
+            cmd += ["--reuse-phase", item]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if proc.returncode != 0:
             print(f"variant {name} failed (exit {proc.returncode})", file=sys.stderr)
             return proc.returncode
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        rows[-1]["command"] = command_line(name, extra, out_dir, parser.get_default("out_dir"))
+        rows[-1]["command"] = command_line(name, extra, out_dir, parser.get_default("out_dir"), args.reuse_phase)
         print(json.dumps(rows[-1], ensure_ascii=False))
         out_dir.mkdir(parents=True, exist_ok=True)
         with results.open("a", encoding="utf-8") as fh:
