@@ -7,6 +7,9 @@ trainable parameters, and the share of inference time spent in CRF decoding at b
 
     .venv/bin/python scripts/bench/bench_ccks2019.py                       # all variants, config epochs
     .venv/bin/python scripts/bench/bench_ccks2019.py --variants lora_crf --epochs 3 --markdown BENCHMARKS.md
+    # another target seed after the same intermediate phase (copied in, trains nothing); --resume after a kill
+    .venv/bin/python scripts/bench/bench_ccks2019.py --variants tapt_multi --set seed=29 \
+        --reuse-phase auxiliary=runs/bench15/tapt_multi/phases/auxiliary --out-dir runs/bench16s29 [--resume]
 
 Variants: lora_crf, full_crf, lora_softmax (issue 3); lora_crf_lexicon, weak (no gold at all: weak labels
 for train and for picking the epoch), weak_relabel (the weak run, then a round on its own relabelling of the
@@ -137,11 +140,13 @@ REUSES = {"weak_relabel": ("weak", "weak"), "weak_relabel_fresh": ("weak", "weak
 TYPES = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
 
-def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = ()) -> dict:
+def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = (), resume: bool = False) -> dict:
     """Train one variant in this process; returns its figures, scored on the gold dev records.
 
     ``reuse``: ``PHASE=RUN_DIR`` items; each finished run is copied in as that phase, which then trains nothing
-    (e.g. several target seeds after one intermediate phase); the wall time excludes it."""
+    (e.g. several target seeds after one intermediate phase); the wall time excludes it. ``resume``: continue
+    the variant's run in OUT_DIR/VARIANT from its last checkpoint (phases already copied in are kept); without
+    it a rerun retrains."""
     import medner
     from medner.config import load_config
     from medner.evaluate import score
@@ -155,24 +160,21 @@ def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = ()) -
             raise SystemExit(f"{name} starts from the `{weak}` variant's run: run --variants {weak} first "
                              f"(with the same --out-dir {out_dir})")
         overrides.append(f"init_from={out_dir / weak}")
-    if name in REUSES:
-        source, phase = REUSES[name]
-        if not (out_dir / source / "medner_model.json").exists():
-            raise SystemExit(f"{name} reuses the `{source}` variant's run: run --variants {source} first "
-                             f"(with the same --out-dir {out_dir})")
+    copies = [(out_dir / REUSES[name][0], REUSES[name][1])] if name in REUSES else []
+    copies += [(Path(source), phase) for phase, _, source in (item.partition("=") for item in reuse)]
+    for source, phase in copies:
+        if not (source / "medner_model.json").exists():
+            raise SystemExit(f"{name} reuses {source} as its `{phase}` phase, but that is not a finished run "
+                             "(no medner_model.json): train it first")
+    if copies and not resume:
         shutil.rmtree(out_dir / name, ignore_errors=True)
-        shutil.copytree(out_dir / source, out_dir / name / "phases" / phase)
-    if reuse:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    for item in reuse:
-        phase, _, source = item.partition("=")
-        if not (Path(source) / "medner_model.json").exists():
-            raise SystemExit(f"--reuse-phase {item}: {source} is not a finished run directory (no medner_model.json)")
-        shutil.copytree(source, out_dir / name / "phases" / phase)
+    for source, phase in copies:
+        if not (out_dir / name / "phases" / phase / "medner_model.json").exists():
+            shutil.copytree(source, out_dir / name / "phases" / phase, dirs_exist_ok=True)
     config = load_config(BASE_CONFIG.get(name, CONFIG), overrides)
     started = time.time()
-    resume = name in REUSES or bool(reuse)
-    run = run_phases(config, progress=False, resume=resume, overwrite=not resume)  # a rerun retrains
+    run = run_phases(config, progress=False, resume=resume or bool(copies),  # copied phases: finished, train nothing
+                     overwrite=not (resume or copies))
     wall = time.time() - started
     meta = json.loads((run / "medner_model.json").read_text(encoding="utf-8"))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -180,6 +182,7 @@ def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = ()) -
     report = score(dev, medner.load(run).predict_records(dev))
     figures = {
         "variant": name, "run": str(run), "wall_s": round(wall, 1), "epochs": len(epochs),
+        "resumed": resume,  # then wall_s is this process's share only
         "best_epoch": meta.get("best_epoch"), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "trainable": meta["trainable_parameters"], "total": meta["total_parameters"],
         "micro_f1": report["micro"]["f1"], "per_type": per_type_f1(report),
@@ -271,6 +274,8 @@ def main() -> int:
     parser.add_argument("--reuse-phase", action="append", default=[], metavar="PHASE=RUN_DIR",
                         help="copy a finished run in as this phase of every variant (it trains nothing), e.g. "
                         "auxiliary=runs/bench15/tapt_multi/phases/auxiliary for more target seeds")
+    parser.add_argument("--resume", action="store_true", help="continue each variant's run in OUT_DIR from its last "
+                        "checkpoint (after an interruption; the same --set and --reuse-phase as the first command)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = parser.parse_args()
     if not (ROOT.parent / "shared" / "data" / "corpora" / "ccks2019_yidu").is_dir():
@@ -285,7 +290,7 @@ def main() -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        print(json.dumps(run_one(args.one, out_dir, extra, args.reuse_phase)))
+        print(json.dumps(run_one(args.one, out_dir, extra, args.reuse_phase, args.resume)))
         return 0
     results = out_dir / "results.jsonl"  # figures, appended; the table shows the latest of each variant + command
     rows = []
@@ -295,6 +300,7 @@ def main() -> int:
             cmd += ["--set", item]
         for item in args.reuse_phase:
             cmd += ["--reuse-phase", item]
+        cmd += ["--resume"] if args.resume else []
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if proc.returncode != 0:
             print(f"variant {name} failed (exit {proc.returncode})", file=sys.stderr)
