@@ -185,3 +185,22 @@ def test_a_head_subset_keeps_the_rows_and_transitions_of_this_runs_tags(tiny_run
         "init_head_subset=true"])
     with pytest.raises(ConfigError, match="手术"):  # a tag the earlier run never had: nothing to keep
         build_tagger(wider, prepare_inputs(wider, Dist(), None), torch.device("cpu"))
+
+
+def test_a_kept_head_trains_end_to_end_after_corpora_with_their_own_labels(tiny_corpus, other_corpus, tmp_path,
+                                                                           caplog):
+    import logging
+
+    import medner
+    from medner.run.directory import load_run
+
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), [
+        f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, own_labels=True), "supervision.auxiliary_epochs=1",
+        "supervision.auxiliary_head=kept"])
+    with caplog.at_level(logging.INFO, logger="medner.training.finetune"):
+        run = sup.run_phases(config, progress=False)
+    assert "head rows of 7 of its 13 tags" in caplog.text  # O + B/I of 3 target labels, of 3 + 3 namespaced
+    assert load_run(run).tagger.scheme.types == tuple(LABELS)
+    text = "患者肺炎咳嗽，予青霉素。"
+    spans = medner.load(run).predict(text)
+    assert all(0 <= s.start < s.end <= len(text) and s.label in LABELS for s in spans)  # no `other:` label leaks
