@@ -163,6 +163,7 @@ def test_a_kept_head_starts_the_target_phase_with_the_intermediate_rows_of_its_t
 def test_a_head_subset_keeps_the_rows_and_transitions_of_this_runs_tags(tiny_run, tiny_corpus, tmp_path):
     import torch
 
+    from medner.model.tagger import build_crf
     from medner.run.directory import load_run
     from medner.training.finetune import Dist, build_tagger, prepare_inputs
 
@@ -176,6 +177,8 @@ def test_a_head_subset_keeps_the_rows_and_transitions_of_this_runs_tags(tiny_run
     for key in ("head.weight", "head.bias", "crf.start_transitions", "crf.end_transitions"):
         assert torch.equal(mine[key], theirs[key][rows])
     assert torch.equal(mine["crf.transitions"], theirs["crf.transitions"][rows][:, rows])
+    own = build_crf(tagger.scheme, {}, "init").state_dict()  # the masks a tagger over these tags builds
+    assert all(torch.equal(mine[f"crf.{k}"], own[k]) for k in ("allowed_start", "allowed_trans", "allowed_end"))
     assert all(torch.equal(mine[k], theirs[k]) for k in mine if k.startswith("encoder."))
     with torch.no_grad():  # the same emissions for the kept tags on any input
         hidden = torch.randn(1, 4, tagger.head.in_features)

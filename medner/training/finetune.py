@@ -589,39 +589,42 @@ def warm_start(tagger: Tagger, run_dir: Path, head: bool = True, head_subset: bo
                               f"{len(unexpected)} unexpected weights)", fix="use the same `lora` settings as that run")
         log.info("initialised the encoder from %s (fresh head)", run_dir)
         return
-    if previous.scheme != tagger.scheme and head_subset:
-        state = head_rows(state, previous.scheme.tags, tagger.scheme.tags, run_dir)
-        state.update({k: v for k, v in tagger.state_dict().items() if k.startswith("crf.allowed_")})
-    elif previous.scheme != tagger.scheme:
+    same_tags = previous.scheme == tagger.scheme
+    if not same_tags and not head_subset:
         raise ConfigError(f"`init_from` run {run_dir} has tags {list(previous.scheme.tags)}, this run "
-                          f"{list(tagger.scheme.tags)}", fix="train with the same `data.labels` and `data.scheme`, "
-                                                             "or set `init_head_subset: true` to keep the rows of yours")
+                          f"{list(tagger.scheme.tags)}",
+                          fix="train with the same `data.labels` and `data.scheme`, or set `init_head_subset: true` "
+                              "to keep the rows of yours")
+    if not same_tags:
+        state = head_rows(state, previous.scheme.tags, tagger.scheme.tags, run_dir)
     missing, unexpected = tagger.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(f"`init_from` run {run_dir} has another model layout ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[:2]})",
                           fix="use the same `lora` and `crf` settings as that run")
-    log.info("initialised from %s%s", run_dir, f" (head rows of {len(tagger.scheme.tags)} of its "
-             f"{len(previous.scheme.tags)} tags)" if previous.scheme != tagger.scheme else "")
+    log.info("initialised from %s%s", run_dir, "" if same_tags else
+             f" (head rows of {len(tagger.scheme.tags)} of its {len(previous.scheme.tags)} tags)")
 
 
 def head_rows(state: dict[str, torch.Tensor], tags: Sequence[str], keep: Sequence[str], run_dir: Path
               ) -> dict[str, torch.Tensor]:
     """``state`` (a tagger's) with its head and CRF cut from ``tags`` to the tags ``keep``, in ``keep``'s order:
-    head rows (T, hidden) and (T,), start/end transitions (T,), transitions (T, T) on both axes. The CRF's
-    allowed-transition masks are left out: the new tagger has its own."""
+    head rows (T, hidden) and (T,), start/end transitions and masks (T,), transitions and their mask (T, T) on
+    both axes. The masks depend on tag names only, so the cut ones are those a tagger over ``keep`` builds."""
     unknown = [t for t in keep if t not in tags]
     if unknown:
         raise ConfigError(f"`init_from` run {run_dir} has no tag {unknown[0]!r} (its tags: {list(tags)})",
                           field="init_head_subset", fix="list only labels of that run in `data.labels`, or set "
                                                         "`init_head: false` for a fresh head")
     rows = torch.tensor([list(tags).index(t) for t in keep])
-    out = {k: v for k, v in state.items() if not k.startswith("crf.allowed_")}
-    for key in ("head.weight", "head.bias", "crf.start_transitions", "crf.end_transitions"):
+    out = dict(state)
+    for key in ("head.weight", "head.bias", "crf.start_transitions", "crf.end_transitions", "crf.allowed_start",
+                "crf.allowed_end"):
         if key in out:
-            out[key] = out[key][rows].clone()
-    if "crf.transitions" in out:
-        out["crf.transitions"] = out["crf.transitions"][rows][:, rows].clone()
+            out[key] = out[key][rows]
+    for key in ("crf.transitions", "crf.allowed_trans"):  # (T, T): both axes
+        if key in out:
+            out[key] = out[key][rows][:, rows]
     return out
 
 

@@ -150,9 +150,9 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     for name, cfg, data in steps:
         if run_dir is not None:
             cfg.init_from = str(run_dir)
-            after_own = previous == fresh_head_after  # after corpora with their own labels: a fresh head, or the
-            cfg.init_head = not after_own or sup.auxiliary_head == "kept"  # rows of the target tags (`kept`)
-            cfg.init_head_subset = after_own and sup.auxiliary_head == "kept"
+            # after corpora with their own labels: a fresh head, or (`kept`) that head's rows of the target tags
+            after_own, kept = previous == fresh_head_after, sup.auxiliary_head == "kept"
+            cfg.init_head, cfg.init_head_subset = not after_own or kept, after_own and kept
         log.info("phase %s -> %s", name, cfg.output_dir)
         run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True,
                            score_labels=config.data.labels if name == "auxiliary" else None)
