@@ -81,7 +81,7 @@ def test_an_exported_run_is_a_run_directory_with_its_figures(exported, tiny_run,
     assert meta["export"]["source_fingerprint"] == read_meta(tiny_run)["fingerprint"] != meta["fingerprint"]
     check = meta["export"]["check"]
     assert check["windows"] >= 16 and 0 <= check["mean_kl"] <= check["max_kl"] and check["mean_kl"] <= 0.05
-    assert 0.9 <= check["token_agreement"] <= 1 and 0.8 <= check["span_agreement"] <= 1
+    assert 0.9 <= check["token_agreement"] <= 1 and meta["export"]["min_span_agreement"] <= check["span_agreement"] <= 1
     files = set(meta["files"])
     assert {"config.yaml", "labels.json", "head.safetensors", "tokenizer/tokenizer.json"} <= files
     assert any(f.startswith("exported/") for f in files)
@@ -335,6 +335,7 @@ def test_bad_exports_are_refused_in_one_line_and_leave_nothing(tiny_run, tiny_co
         ([str(tiny_run), "--quantize", "int8", "--calibrate", str(small)], "corpus too small"),
         ([str(tiny_run), "--calibrate", str(tmp_path / "absent.jsonl")], "no such file"),
         ([str(moved)], "no corpus to check the export on"),
+        ([str(tiny_run), "--min-span-agreement", "1.5"], "--min-span-agreement must be in [0, 1], got 1.5"),
     ]
     for args, message in cases:
         out = tmp_path / "out"
@@ -358,10 +359,38 @@ def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_pa
                "--threads", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert err[-1].startswith("medner: error:") and "export refused" in err[-1] and "--max-kl 1e-15" in err[-1]
+    assert err[-1].startswith("medner: error:") and "export refused" in err[-1] and "exceeds --max-kl 1e-15" in err[-1]
     assert "kept fp32" in err[-1]  # the most sensitive layer was kept fp32 first, and still the gate failed
     assert (previous / "marker").exists() and not (previous / META_FILE).exists()  # --overwrite waits for success
     assert sorted(p.name for p in tmp_path.iterdir()) == ["previous"]
+
+
+def test_the_gate_names_every_limit_a_candidate_misses():
+    from medner.run.export import Gate
+
+    gate = Gate(max_kl=0.05, min_span_agreement=0.95)
+    assert gate.failures({"mean_kl": 0.05, "span_agreement": 0.95}) == []  # the limits themselves pass
+    assert gate.failures({"mean_kl": 0.0496, "span_agreement": 0.872}) == [
+        "span agreement 0.8720 is below --min-span-agreement 0.95"]  # the ONNX int8 export the KL gate let through
+    assert len(gate.failures({"mean_kl": 0.2, "span_agreement": 0.5})) == 2
+    assert Gate(max_kl=0.05, min_span_agreement=0.0).failures({"mean_kl": 0.0, "span_agreement": 0.0}) == []
+
+
+def test_the_gate_refuses_an_export_whose_spans_disagree_despite_a_low_kl(tiny_run, tiny_corpus, tmp_path, capsys,
+                                                                        monkeypatch):
+    import medner.run.export as export
+
+    require("onnx", "int8")
+    real = export.measure
+    monkeypatch.setattr(export, "measure", lambda ref, cand: {**real(ref, cand), "span_agreement": 0.5})
+    out = tmp_path / "out"
+    rc = main(["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--quantize", "int8", "--calibrate",
+               str(tiny_corpus / "train.jsonl"), "--max-fp32-layers", "1", "--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "export refused" in err[-1] and "span agreement 0.5000 is below --min-span-agreement 0.95" \
+        in err[-1] and "--max-kl" not in err[-1].split(" fix")[0].split("export refused")[1]
+    assert "kept fp32" in err[-1]  # a failing span agreement also tries keeping the most sensitive layer fp32
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_exported_runs_cannot_be_exported_again_or_souped(exported, tmp_path):
@@ -377,10 +406,11 @@ def test_exported_runs_cannot_be_exported_again_or_souped(exported, tmp_path):
 
 def test_the_cli_knows_the_library_formats_and_default():
     from medner.cli import export as cli
-    from medner.run.export import DEFAULT_FORMAT, DEFAULT_MAX_KL
+    from medner.run.export import DEFAULT_FORMAT, DEFAULT_MAX_KL, DEFAULT_MIN_SPAN_AGREEMENT
     from medner.run.runtime import FORMATS
 
     assert cli.FORMATS == FORMATS and cli.DEFAULT_MAX_KL == DEFAULT_MAX_KL and cli.DEFAULT_FORMAT == DEFAULT_FORMAT
+    assert cli.DEFAULT_MIN_SPAN_AGREEMENT == DEFAULT_MIN_SPAN_AGREEMENT
 
 
 # --------------------------------------------------------------------------------------------- batch annotation

@@ -1,5 +1,6 @@
 """`medner export`: a run directory as an ONNX Runtime or OpenVINO model directory (fp32 or static int8),
-refused when its tag marginals drift from the source run's by more than --max-kl (mean KL per token).
+refused when its tag marginals drift from the source run's by more than --max-kl (mean KL per token) or its
+spans agree with the source run's less than --min-span-agreement.
 
     medner export runs/ccks2019 -o runs/ccks2019-ov-int8 --quantize int8 --calibrate notes.jsonl
     medner export runs/ccks2019 -o runs/ccks2019-onnx --format onnx
@@ -13,10 +14,12 @@ import argparse
 import json
 
 # the parser is built for every `medner` command: torch and the exporter are imported only when exporting;
-# the same values as medner.run.runtime.FORMATS and medner.run.export.DEFAULT_FORMAT/DEFAULT_MAX_KL (a test checks)
+# the same values as medner.run.runtime.FORMATS and medner.run.export.DEFAULT_FORMAT/DEFAULT_MAX_KL/
+# DEFAULT_MIN_SPAN_AGREEMENT (a test checks)
 FORMATS = ("onnx", "openvino")
 DEFAULT_FORMAT = "openvino"
 DEFAULT_MAX_KL = 0.05
+DEFAULT_MIN_SPAN_AGREEMENT = 0.95
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-kl", type=float, default=DEFAULT_MAX_KL,
                    help=f"refuse the export when the mean per-token KL(fp32 || export) of the tag marginals exceeds "
                         f"this (default: {DEFAULT_MAX_KL})")
+    p.add_argument("--min-span-agreement", type=float, default=DEFAULT_MIN_SPAN_AGREEMENT,
+                   help=f"refuse the export when its decoded spans on the check windows agree with the source run's "
+                        f"(F1 of one against the other) less than this (default: {DEFAULT_MIN_SPAN_AGREEMENT}; 0: off)")
     p.add_argument("--keep-fp32", action="append", default=[], metavar="NAME_PART",
                    help="int8: also keep fp32 the matrix products whose graph name contains this, e.g. layer.11/ "
                         "(repeatable; the head always stays fp32)")
@@ -59,6 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     meta = export_run(args.run, args.output, fmt=args.format, quantize=args.quantize, calibrate=args.calibrate,
                       corpus_format=args.calibrate_format, encoding=args.encoding, max_kl=args.max_kl,
+                      min_span_agreement=args.min_span_agreement,
                       keep_fp32=args.keep_fp32, max_fp32_layers=args.max_fp32_layers,
                       calibration_windows=args.calibration_windows, check_windows=args.check_windows,
                       overwrite=args.overwrite)
