@@ -191,7 +191,7 @@ def test_a_head_subset_keeps_the_rows_and_transitions_of_this_runs_tags(tiny_run
 
 
 def test_a_kept_head_trains_end_to_end_after_corpora_with_their_own_labels(tiny_corpus, other_corpus, tmp_path,
-                                                                           caplog):
+                                                                           caplog, monkeypatch):
     import logging
 
     import medner
@@ -207,3 +207,7 @@ def test_a_kept_head_trains_end_to_end_after_corpora_with_their_own_labels(tiny_
     text = "患者肺炎咳嗽，予青霉素。"
     spans = medner.load(run).predict(text)
     assert all(0 <= s.start < s.end <= len(text) and s.label in LABELS for s in spans)  # no `other:` label leaks
+    before = (run / "medner_model.json").read_bytes()
+    monkeypatch.setattr(sup, "read_auxiliary", lambda *a, **k: pytest.fail("a finished run read its corpora again"))
+    assert sup.run_phases(config, resume=True, progress=False) == run  # finished: returns before reading anything
+    assert (run / "medner_model.json").read_bytes() == before

@@ -42,8 +42,9 @@ def final_weights(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def clean(tiny_corpus, tmp_path_factory):
-    """An unbroken run to compare with."""
+def clean(tiny_corpus, tmp_path_factory, one_torch_thread):
+    """An unbroken run to compare with. Every run of this module trains on one torch thread, as the killed
+    subprocess does (OMP_NUM_THREADS=1): weights equal to the bit need the same reduction order."""
     root = tmp_path_factory.mktemp("clean")
     run = ft.finetune(load_config(write_config(root, tiny_corpus, epochs=EPOCHS)), progress=False)
     return outputs(run), final_weights(run)
@@ -82,6 +83,7 @@ def kill_on_call(monkeypatch, name: str, call: int, *, after: bool = False) -> N
     ("save_run", 1, False),  # the checkpoint of epoch 1 is written, its best model not yet
     ("save_run", 2, True),  # the best model of epoch 2 written, metrics not yet
     ("write_report", 1, True),  # the dev report of epoch 1 written, its model not yet
+    ("write_model_card", 1, False),  # the last checkpoint and model written, the model card not yet
 ])
 def test_a_kill_then_resume_leaves_what_an_unbroken_run_leaves(tiny_corpus, tmp_path, monkeypatch, clean,
                                                                name, call, after):
@@ -92,8 +94,28 @@ def test_a_kill_then_resume_leaves_what_an_unbroken_run_leaves(tiny_corpus, tmp_
     monkeypatch.undo()
     ft.finetune(config, resume=True, progress=False)
     assert_like_clean(Path(config.output_dir), clean)
-    ft.finetune(config, resume=True, progress=False)  # resuming a finished run changes nothing
+    monkeypatch.setattr(ft, "prepare_inputs", lambda *a, **k: pytest.fail("a finished run prepared its data"))
+    ft.finetune(config, resume=True, progress=False)  # resuming a finished run changes nothing and reads no data
     assert_like_clean(Path(config.output_dir), clean)
+
+
+def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpus, tmp_path, monkeypatch, clean):
+    """A finished checkpoint alone does not make a run finished: with a row of metrics.jsonl, the model or the
+    model card missing, `--resume` goes the long way and writes them."""
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=EPOCHS))
+    ft.finetune(config, progress=False)
+    run = Path(config.output_dir)
+    assert ft.is_published(run)
+    first_row = (run / "metrics.jsonl").read_text().splitlines()[0] + "\n"
+    damage = [lambda: (run / "README.md").unlink(),
+              lambda: (run / "metrics.jsonl").write_text(first_row),
+              lambda: (run / "head.safetensors").write_bytes(b"truncated")]
+    for harm in damage:
+        harm()
+        assert not ft.is_published(run)
+        ft.finetune(config, resume=True, progress=False)
+        assert ft.is_published(run)
+        assert_like_clean(run, clean)
 
 
 @pytest.mark.slow

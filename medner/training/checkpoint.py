@@ -217,6 +217,20 @@ def _describe(payload: dict) -> str:
     return f"step {step}, end of epoch {epoch}" if epoch else f"step {step}"
 
 
+def finished_state(root: Path) -> TrainerState | None:
+    """The state of the newest checkpoint under ``root`` when it records a finished run, else None (also when
+    it is damaged: :func:`load_checkpoint` decides then). Reads its JSON only, not the tensors."""
+    for folder in checkpoints(root):
+        try:
+            payload = _read_payload(folder)
+            state = TrainerState(**{k: v for k, v in payload["state"].items()
+                                    if k in {f.name for f in fields(TrainerState)}})
+        except (_Damaged, TypeError, AttributeError):
+            return None
+        return state if state.finished else None
+    return None
+
+
 def load_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler) -> TrainerState | None:
     """Restore the newest intact checkpoint under ``root`` into ``model``, ``optimizer``, ``scheduler`` and the

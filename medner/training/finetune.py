@@ -43,8 +43,8 @@ from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate_windows
 from medner.progress import Progress
-from medner.run.directory import (is_exported, is_run_dir, load_head, load_run, read_meta, save_run, verify,
-                                   write_model_card)
+from medner.run.directory import (CARD_FILE, is_exported, is_run_dir, load_head, load_run, read_meta, save_run,
+                                   verify, write_model_card)
 from medner.training import checkpoint as ckpt
 from medner.training.adversarial import FGM
 from medner.training.output_dir import check_output, prepare_output
@@ -353,13 +353,28 @@ class Publisher:
         self(state, model=model)
 
     def saved_epoch(self) -> int | None:
-        """The epoch of the complete, intact model in the run directory, if any."""
-        try:
-            meta = read_meta(self.out)
-            verify(self.out, meta)
-        except ModelError:
-            return None
-        return meta.get("best_epoch")
+        return saved_epoch(self.out)
+
+
+def saved_epoch(out: Path) -> int | None:
+    """The epoch of the complete, intact model in the run directory ``out``, if any."""
+    try:
+        meta = read_meta(out)
+        verify(out, meta)
+    except ModelError:
+        return None
+    return meta.get("best_epoch")
+
+
+def is_published(out: Path) -> bool:
+    """Whether the run in ``out`` has finished and every output its last checkpoint records is written (the
+    model of its best epoch, intact; all its metrics rows; the model card): then ``--resume`` need not prepare
+    any data. A kill between the last checkpoint and those writes leaves False, and the resume writes them."""
+    state = ckpt.finished_state(out / CHECKPOINT_DIR)
+    if state is None or not state.metrics or not (out / CARD_FILE).is_file():
+        return False
+    return (saved_epoch(out) == state.best_epoch
+            and read_metrics(out / METRICS_FILE, "epoch", state.epoch) == state.metrics)
 
 
 def read_metrics(path: Path, key: str, last: int) -> list[dict]:
@@ -411,6 +426,9 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         dist.barrier()
     else:
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
+    if resume and is_published(out):
+        log.info("the run in %s has finished and its outputs are written; nothing to resume", out)
+        return out
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = resolve_device(config.device)
@@ -492,7 +510,8 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
                 if dist.main and config.train.log_every and state.global_step % config.train.log_every == 0:
                     log.info("step %d/%d: train_loss=%.4g (epoch %d so far), lr=%.3g", state.global_step,
                              total_steps, running_loss, epoch + 1, scheduler.get_last_lr()[0])
-                if dist.main and config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
+                every = config.train.checkpoint_every
+                if dist.main and every and state.global_step % every == 0:
                     state.elapsed_s = time.time() - started
                     ckpt.save_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler, state)
                 if config.train.max_steps and state.global_step >= config.train.max_steps:

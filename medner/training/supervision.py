@@ -31,7 +31,7 @@ from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
-from medner.training.finetune import finetune, init_distributed, prepare_run_output, split_train_dev
+from medner.training.finetune import finetune, init_distributed, is_published, prepare_run_output, split_train_dev
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
 
@@ -99,6 +99,9 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
                           else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
                                "from gold)", fix="list the target labels in `data.labels`")
     prepare_run_output(config.output_dir, init_distributed(config.device), resume=resume, overwrite=overwrite)
+    if resume and is_published(Path(config.output_dir)):  # the last phase's run is the output: nothing to read
+        log.info("the run in %s has finished and its outputs are written; nothing to resume", config.output_dir)
+        return Path(config.output_dir)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
     if auxiliary:  # read and checked before anything else is read or trained
