@@ -182,6 +182,20 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
     assert losses == pytest.approx([row.get("heldout_loss") for row in clean], abs=1e-5)
 
 
+def test_pretraining_with_loss_scaling_takes_the_unscaled_steps(tmp_path, tiny_corpus, monkeypatch):
+    """fp16 loss scaling (fp32 arithmetic here, torch's CPU scaler): the gradients are unscaled before clipping."""
+    from safetensors.torch import load_file
+
+    import medner.training.pretrain as pt
+
+    plain = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus, epochs=1)), progress=False)
+    monkeypatch.setattr(pt, "grad_scaler", lambda device, dtype: torch.amp.GradScaler("cpu", init_scale=2.0 ** 16))
+    scaled = pt.pretrain(load_pretrain_config(_config(tmp_path / "b", tiny_corpus, epochs=1)), progress=False)
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(scaled / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_sigkilled_pretraining_resumes_from_its_last_checkpoint(tmp_path, tiny_corpus):
     """The real command killed with SIGKILL once a checkpoint exists: `--resume` continues from that checkpoint

@@ -33,3 +33,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 training: the loss is multiplied before ``backward`` so that small gradients do not
+    underflow in fp16, the gradients are unscaled before clipping, and a step whose gradients hold inf/NaN is
+    skipped (the scale then halves). A pass-through for fp32 and bf16 (bf16 has fp32's exponent range)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)

@@ -61,6 +61,7 @@ class TrainerState:
     metrics: list = field(default_factory=list)  # the rows of metrics.jsonl up to this checkpoint
     best_report: dict | None = None  # the dev scores of the best epoch (dev_report.json)
     elapsed_s: float = 0.0  # training time before this checkpoint, across resumes
+    grad_scaler: dict = field(default_factory=dict)  # fp16 loss scale and its growth tracker ({} otherwise)
 
 
 class _Damaged(Exception):

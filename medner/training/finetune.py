@@ -38,7 +38,7 @@ from medner.evaluate import score, write_report
 from medner.files import atomic_write_text
 from medner.labels import TagScheme, allowed_transitions
 from medner.model.crf import transition_priors
-from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate_windows
@@ -473,6 +473,9 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             if dist.main:
                 publish.catch_up(state)
 
+    scaler = grad_scaler(device, dtype)
+    if state.grad_scaler:  # an fp16 run resumes with the loss scale it had reached
+        scaler.load_state_dict(state.grad_scaler)
     pad_id = tokenizer.pad_token_id or 0
     annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
                           lexicon=inputs.lexicon)
@@ -490,16 +493,18 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             batch = {k: v.to(device) for k, v in collate_windows(dataset, batches[b], pad_id).items()}
             with autocast(device, dtype), (fgm.capture() if fgm else nullcontext()):
                 loss = model(batch) / config.train.grad_accum
-            loss.backward()
+            scaler.scale(loss).backward()
             if fgm:  # the adversarial pass; its gradients add to the clean pass's
                 with autocast(device, dtype):
                     adversarial = fgm.attack(lambda: model(batch) / config.train.grad_accum)
-                adversarial.backward()
+                scaler.scale(adversarial).backward()
             state.loss_sum += loss.item() * config.train.grad_accum
             state.loss_count += 1
             if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):
+                scaler.unscale_(optimizer)  # fp16: clip the true gradients
                 torch.nn.utils.clip_grad_norm_(tagger.parameters(), config.train.clip_norm)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
@@ -512,7 +517,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
                              total_steps, running_loss, epoch + 1, scheduler.get_last_lr()[0])
                 every = config.train.checkpoint_every
                 if dist.main and every and state.global_step % every == 0:
-                    state.elapsed_s = time.time() - started
+                    state.elapsed_s, state.grad_scaler = time.time() - started, scaler.state_dict()
                     ckpt.save_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler, state)
                 if config.train.max_steps and state.global_step >= config.train.max_steps:
                     stop = True
@@ -543,7 +548,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         stop = _agree(stop, dist)
         state.finished = stop or epoch + 1 == config.train.epochs
         if dist.main:
-            state.elapsed_s = time.time() - started
+            state.elapsed_s, state.grad_scaler = time.time() - started, scaler.state_dict()
             ckpt.save_checkpoint(out / CHECKPOINT_DIR, tagger, optimizer, scheduler, state)
             publish(state, model=improved)
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

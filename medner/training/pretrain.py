@@ -33,7 +33,7 @@ from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
-from medner.model.device import autocast, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
@@ -242,6 +242,9 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         if loaded is not None:
             state = loaded
             log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
+    scaler = grad_scaler(device, dtype)
+    if state.grad_scaler:  # an fp16 run resumes with the loss scale it had reached
+        scaler.load_state_dict(state.grad_scaler)
     metrics_path = out / "metrics.jsonl"
     if state.global_step and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the file
         state.metrics = read_metrics(metrics_path, "step", state.global_step)
@@ -251,7 +254,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         """Add a row to the state; with ``checkpoint``, save the state first, so the file never runs ahead."""
         state.metrics.append(entry)
         if checkpoint:
-            state.elapsed_s = time.time() - run_started
+            state.elapsed_s, state.grad_scaler = time.time() - run_started, scaler.state_dict()
             ckpt.save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
         write_metrics(metrics_path, state.metrics)
 
@@ -271,14 +274,16 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             batch = {k: v.to(device) for k, v in batches([train_ids[i] for i in plan[b]], epoch).items()}
             with autocast(device, dtype):
                 loss, _ = masked_lm_loss(model, batch)
-            (loss / config.train.grad_accum).backward()
+            scaler.scale(loss / config.train.grad_accum).backward()
             state.loss_sum += loss.item()
             state.loss_count += 1
             tokens_seen += int(batch["attention_mask"].sum())
             if (b + 1) % config.train.grad_accum and b + 1 != len(plan):
                 continue
+            scaler.unscale_(optimizer)  # fp16: clip the true gradients
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
