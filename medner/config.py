@@ -311,7 +311,7 @@ class RunConfig:
     output_dir: str = "runs/default"
     seed: int = 13
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on a GPU that supports it, else fp32) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (fp32 on CPU; on a GPU bf16 where it has bf16 units, else fp16) | fp32 | bf16 | fp16
     init_from: str | None = None  # start from the weights of an earlier run directory (same labels and adapters)
     init_head: bool = True  # with init_from: also its head and CRF (false: encoder and adapters only, fresh head)
     init_head_subset: bool = False  # with init_head: the earlier run may have more tags; the rows of this run's are kept

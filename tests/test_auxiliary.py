@@ -208,6 +208,7 @@ def test_a_kept_head_trains_end_to_end_after_corpora_with_their_own_labels(tiny_
     spans = medner.load(run).predict(text)
     assert all(0 <= s.start < s.end <= len(text) and s.label in LABELS for s in spans)  # no `other:` label leaks
     before = (run / "medner_model.json").read_bytes()
-    monkeypatch.setattr(sup, "read_auxiliary", lambda *a, **k: pytest.fail("a finished run read its corpora again"))
+    for reader in ("read_auxiliary", "split_train_dev", "weak_label"):
+        monkeypatch.setattr(sup, reader, lambda *a, **k: pytest.fail("a finished run read its corpora again"))
     assert sup.run_phases(config, resume=True, progress=False) == run  # finished: returns before reading anything
     assert (run / "medner_model.json").read_bytes() == before

@@ -91,6 +91,7 @@ def test_the_latest_two_are_kept_and_each_file_is_recorded(tmp_path):
     ("rng.safetensors", "delete"),
     ("trainer_state.json", "truncate"),
     ("trainer_state.json", "delete"),
+    ("trainer_state.json", "scaler"),  # an fp16 loss scale cut short: would fail in GradScaler.load_state_dict
 ])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_and_says_so(tmp_path, caplog, name, damage):
     root = tmp_path / "checkpoint"
@@ -103,6 +104,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_and_says_so(
         data = bytearray(path.read_bytes())
         data[-3] ^= 0x40
         path.write_bytes(bytes(data))
+    elif damage == "scaler":
+        payload = json.loads(path.read_text())
+        payload["state"]["grad_scaler"] = {"scale": 65536.0}
+        path.write_text(json.dumps(payload))
     else:
         path.unlink()
     model, optimizer, scheduler = make(seed=5)

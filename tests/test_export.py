@@ -368,12 +368,18 @@ def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_pa
 def test_the_gate_names_every_limit_a_candidate_misses():
     from medner.run.export import Gate
 
+    def figures(kl, spans):
+        return {"mean_kl": kl, "span_agreement": spans, "spans_reference": 125, "spans_export": 130}
+
     gate = Gate(max_kl=0.05, min_span_agreement=0.95)
-    assert gate.failures({"mean_kl": 0.05, "span_agreement": 0.95}) == []  # the limits themselves pass
-    assert gate.failures({"mean_kl": 0.0496, "span_agreement": 0.872}) == [
-        "span agreement 0.8720 is below --min-span-agreement 0.95"]  # the ONNX int8 export the KL gate let through
-    assert len(gate.failures({"mean_kl": 0.2, "span_agreement": 0.5})) == 2
-    assert Gate(max_kl=0.05, min_span_agreement=0.0).failures({"mean_kl": 0.0, "span_agreement": 0.0}) == []
+    assert gate.failures(figures(0.05, 0.95)) == []  # the limits themselves pass
+    assert gate.failures(figures(0.0496, 0.872)) == [  # the ONNX int8 export the KL gate let through
+        "span agreement 0.872 (130 spans against 125) is below --min-span-agreement 0.95"]
+    assert gate.spans_fail(figures(0.0496, 0.872)) and not gate.spans_fail(figures(0.2, 0.872))
+    assert gate.failures(figures(0.05, 0.94996))[0].startswith("span agreement 0.94996 ")  # never "0.9500 < 0.95"
+    assert len(gate.failures(figures(0.2, 0.5))) == 2
+    assert len(gate.failures(figures(float("nan"), float("nan")))) == 2  # NaN passes no limit
+    assert Gate(max_kl=0.05, min_span_agreement=0.0).failures(figures(0.0, 0.0)) == []
 
 
 def test_the_gate_refuses_an_export_whose_spans_disagree_despite_a_low_kl(tiny_run, tiny_corpus, tmp_path, capsys,
@@ -387,8 +393,9 @@ def test_the_gate_refuses_an_export_whose_spans_disagree_despite_a_low_kl(tiny_r
     rc = main(["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--quantize", "int8", "--calibrate",
                str(tiny_corpus / "train.jsonl"), "--max-fp32-layers", "1", "--threads", "1"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and "export refused" in err[-1] and "span agreement 0.5000 is below --min-span-agreement 0.95" \
-        in err[-1] and "--max-kl" not in err[-1].split(" fix")[0].split("export refused")[1]
+    reason = err[-1].split("export refused")[1].split(" fix")[0]
+    assert rc == 2 and "span agreement 0.5 (" in reason and "is below --min-span-agreement 0.95" in reason
+    assert "--max-kl" not in reason  # the KL passed
     assert "kept fp32" in err[-1]  # a failing span agreement also tries keeping the most sensitive layer fp32
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 

@@ -1,5 +1,6 @@
-"""fp16 loss scaling (`medner.model.device.grad_scaler`): on for fp16 only; with it, training takes the steps it
-takes without it (gradients unscaled before clipping), and a resumed run goes on with the scale it had reached."""
+"""fp16 loss scaling (`medner.model.device.grad_scaler`) and what `precision: auto` picks on a GPU. Scaling is on
+for fp16 only; with it, training takes the steps it takes without it (gradients unscaled before clipping), and a
+resumed run goes on with the scale it had reached."""
 from __future__ import annotations
 
 import json
@@ -63,3 +64,17 @@ def test_scaled_training_takes_the_unscaled_steps_and_resumes_with_its_scale(tin
     assert resumed_state["grad_scaler"] == state["grad_scaler"]  # not restarted at 2**16
     for key in weights:
         torch.testing.assert_close(resumed[key], weights[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                  ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_auto_precision_takes_bf16_only_where_the_gpu_has_bf16_units(monkeypatch, capability, expected):
+    """A T4 (7.5) or V100 (7.0) emulates bf16 (torch.cuda.is_bf16_supported() says yes): fp16 with loss scaling
+    there; an A100 (8.0) or H100 (9.0) computes bf16 natively."""
+    from medner.model.device import resolve_dtype
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_dtype("auto", torch.device("cuda")) is expected
+    assert resolve_dtype("auto", torch.device("cpu")) is None and resolve_dtype("bf16", torch.device("cpu"))

@@ -182,18 +182,44 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
     assert losses == pytest.approx([row.get("heldout_loss") for row in clean], abs=1e-5)
 
 
-def test_pretraining_with_loss_scaling_takes_the_unscaled_steps(tmp_path, tiny_corpus, monkeypatch):
-    """fp16 loss scaling (fp32 arithmetic here, torch's CPU scaler): the gradients are unscaled before clipping."""
+def test_pretraining_with_loss_scaling_takes_the_unscaled_steps_and_resumes_its_scale(tmp_path, tiny_corpus,
+                                                                                      monkeypatch):
+    """fp16 loss scaling (fp32 arithmetic here, torch's CPU scaler, its scale doubling each step): the gradients
+    are unscaled before clipping, and a resumed run goes on with the scale it had reached."""
     from safetensors.torch import load_file
 
     import medner.training.pretrain as pt
 
-    plain = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus, epochs=1)), progress=False)
-    monkeypatch.setattr(pt, "grad_scaler", lambda device, dtype: torch.amp.GradScaler("cpu", init_scale=2.0 ** 16))
-    scaled = pt.pretrain(load_pretrain_config(_config(tmp_path / "b", tiny_corpus, epochs=1)), progress=False)
+    plain = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus, epochs=2)), progress=False)
+    scalers = []
+
+    def scaler(device, dtype):
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=1))
+        return scalers[-1]
+
+    monkeypatch.setattr(pt, "grad_scaler", scaler)
+    scaled = pt.pretrain(load_pretrain_config(_config(tmp_path / "b", tiny_corpus, epochs=2)), progress=False)
     a, b = load_file(str(plain / "model.safetensors")), load_file(str(scaled / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    steps = json.loads((scaled / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert scalers[-1].get_scale() == 2.0 ** (16 + steps)
+
+    real_save, saves = pt.ckpt.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    config_path = _config(tmp_path / "c", tiny_corpus, epochs=2)
+    monkeypatch.setattr(pt.ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        pt.pretrain(load_pretrain_config(config_path), progress=False)
+    monkeypatch.setattr(pt.ckpt, "save_checkpoint", real_save)
+    pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False)
+    assert scalers[-1].get_scale() == 2.0 ** (16 + steps)  # not restarted at 2**16
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import medner.training.finetune as ft
 from medner.cli import main
 from medner.config import load_config
 from medner.training import checkpoint as ckpt
+from medner.training.finetune import Dist
 from tiny_model import write_config
 
 EPOCHS = 2  # 13 optimiser steps an epoch; checkpoints every 4 steps and at each epoch end
@@ -101,21 +102,28 @@ def test_a_kill_then_resume_leaves_what_an_unbroken_run_leaves(tiny_corpus, tmp_
 
 def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpus, tmp_path, monkeypatch, clean):
     """A finished checkpoint alone does not make a run finished: with a row of metrics.jsonl, the model or the
-    model card missing, `--resume` goes the long way and writes them."""
-    config = load_config(write_config(tmp_path, tiny_corpus, epochs=EPOCHS))
+    model card missing, `--resume` goes the long way and writes them; with another config it goes the long way
+    too, and a model that no longer fits the checkpoint is named there."""
+    config_path = write_config(tmp_path, tiny_corpus, epochs=EPOCHS)
+    config = load_config(config_path)
     ft.finetune(config, progress=False)
-    run = Path(config.output_dir)
-    assert ft.is_published(run)
+    run, one = Path(config.output_dir), Dist()
+    assert ft.is_published(run, config, one)
     first_row = (run / "metrics.jsonl").read_text().splitlines()[0] + "\n"
     damage = [lambda: (run / "README.md").unlink(),
               lambda: (run / "metrics.jsonl").write_text(first_row),
               lambda: (run / "head.safetensors").write_bytes(b"truncated")]
     for harm in damage:
         harm()
-        assert not ft.is_published(run)
+        assert not ft.is_published(run, config, one)
         ft.finetune(config, resume=True, progress=False)
-        assert ft.is_published(run)
+        assert ft.is_published(run, config, one)
         assert_like_clean(run, clean)
+    other = load_config(config_path, ["lora.r=8"])
+    assert not ft.is_published(run, other, one)
+    assert ft.is_published(run, other, one, ignore=["lora.r"])
+    with pytest.raises(ckpt.CheckpointError, match="does not fit"):
+        ft.finetune(other, resume=True, progress=False)
 
 
 @pytest.mark.slow

@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8: also keep fp32 the matrix products whose graph name contains this, e.g. layer.11/ "
                         "(repeatable; the head always stays fp32)")
     p.add_argument("--max-fp32-layers", type=int, default=4,
-                   help="int8 over --max-kl: keep up to this many of the most sensitive encoder layers fp32 "
-                        "(default: 4; 0 = refuse at once)")
+                   help="int8 over --max-kl or under --min-span-agreement: keep up to this many of the most "
+                        "sensitive encoder layers fp32 (default: 4; 0 = refuse at once)")
     p.add_argument("--calibration-windows", type=int, default=128, help="at most this many calibration windows")
     p.add_argument("--check-windows", type=int, default=128, help="at most this many check windows")
     p.add_argument("--threads", type=int, default=None, help="torch and runtime threads while exporting")

@@ -18,11 +18,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32. ``auto``: bf16 on a GPU that supports it, else fp32."""
+    """The autocast dtype, or None for plain fp32. ``auto``: fp32 on CPU; on a GPU bf16 where it has bf16 units
+    (compute capability 8 and later), else fp16 (trained with loss scaling: :func:`grad_scaler`)."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     if device.type == "cpu" and precision == "fp16":
         raise ConfigError("`precision: fp16` is not supported on CPU", fix="use fp32 or bf16 on CPU")
     return torch.bfloat16 if precision == "bf16" else torch.float16
@@ -35,8 +36,25 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively. ``torch.cuda.is_bf16_supported()`` also says yes
+    on older GPUs (T4, V100) where bf16 is emulated, which is slower than fp16 there."""
+    if torch.version.hip:
+        return torch.cuda.is_bf16_supported()
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None):
     """Loss scaling for fp16 training: the loss is multiplied before ``backward`` so that small gradients do not
     underflow in fp16, the gradients are unscaled before clipping, and a step whose gradients hold inf/NaN is
     skipped (the scale then halves). A pass-through for fp32 and bf16 (bf16 has fp32's exponent range)."""
-    return torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    enabled = dtype is torch.float16
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3: fp16 autocast is CUDA-only there
+
+
+def optimizer_stepped(scaler, scale_before: float) -> bool:
+    """After ``scaler.update()``: whether the optimiser step was taken (a skipped fp16 step lowers the scale).
+    The learning-rate schedule advances on taken steps only."""
+    return scaler.get_scale() >= scale_before

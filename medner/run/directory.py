@@ -456,10 +456,10 @@ def write_model_card(run_dir: str | Path, *, metrics: Mapping | None = None, not
               f"medner annotate --model {run_dir} INPUT... --out OUTDIR", "```", "",
               f"Loading checks every model file against its sha256 in `{META_FILE}`; this card is not a model file.",
               ""]
-    atomic_write_text(run_dir / CARD_FILE, "\n".join(lines))
     summary = _metrics_summary(metrics)
     if summary is not None:
         update_meta(run_dir, metrics={"dev": summary}, medner_version=_medner_version())
+    atomic_write_text(run_dir / CARD_FILE, "\n".join(lines))  # last: a run with its card is complete
     return run_dir / CARD_FILE
 
 

@@ -1,4 +1,5 @@
-"""Export a run directory for a CPU runtime: ONNX Runtime or OpenVINO, fp32 or static int8, behind a KL gate.
+"""Export a run directory for a CPU runtime: ONNX Runtime or OpenVINO, fp32 or static int8, behind a gate (KL and
+span agreement against the source run).
 
     export_run("runs/ccks2019", "runs/ccks2019-ov-int8", fmt="openvino", quantize="int8",
                calibrate="corpus.jsonl")
@@ -16,15 +17,17 @@ ONNX int8: ONNX Runtime static quantisation (QOperator, per-channel symmetric in
 with MinMax scales fixed by calibration). OpenVINO fp32: its ONNX frontend, weights kept fp32 (not fp16).
 OpenVINO int8: NNCF post-training quantisation (transformer mode, mixed preset: per-channel symmetric weights,
 static activation scales). In both int8 paths the head (and anything ``keep_fp32`` names) stays fp32; embedding
-lookups are never quantised. Scales are fixed at export, so they cannot depend on a batch. (5) The KL gate:
+lookups are never quantised. Scales are fixed at export, so they cannot depend on a batch. (5) The gate:
 each check window goes through the source run (torch fp32) and the candidate, window by window; per token,
 KL(p_fp32 || p_export) of the tag marginals (CRF forward-backward; softmax without a CRF), arg-max agreement
 and, per window, agreement of the decoded spans (F1 of one against the other). A candidate passes when its mean
 KL is at most ``max_kl`` *and* its span agreement at least ``min_span_agreement`` (a low mean KL can hide
-disagreements concentrated on the few tokens that start or end spans). If it fails after int8, encoder layers are ranked by sensitivity (the KL with each one alone kept fp32, quantised
-and checked on 32 windows each: a ranking, not the final scales) and the most sensitive are kept fp32, one more
-at a time, up to ``max_fp32_layers``. A candidate still over the gate is refused. (6) Write the directory beside ``out_dir`` under a temporary name
-and rename it into place only when complete; on any error nothing is left at ``out_dir``.
+disagreements concentrated on the few tokens that start or end spans). If it fails after int8, encoder layers
+are ranked by sensitivity (the KL, or the span agreement when only that fails, with each one alone kept fp32,
+quantised and checked on 32 windows each: a ranking, not the final scales) and the most sensitive are kept fp32,
+one more at a time, up to ``max_fp32_layers``. A candidate still failing is refused. (6) Write the directory
+beside ``out_dir`` under a temporary name and rename it into place only when complete; on any error nothing is
+left at ``out_dir``.
 """
 from __future__ import annotations
 
@@ -125,7 +128,8 @@ class _Graph(nn.Module):
 def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = DEFAULT_FORMAT, quantize: str | None = None,
                calibrate: str | Path | None = None, corpus_format: str = "jsonl", encoding: str | None = None,
                max_kl: float = DEFAULT_MAX_KL, min_span_agreement: float = DEFAULT_MIN_SPAN_AGREEMENT,
-               keep_fp32: Sequence[str] = (), max_fp32_layers: int = 4, calibration_windows: int = 128, check_windows: int = 128, overwrite: bool = False) -> dict:
+               keep_fp32: Sequence[str] = (), max_fp32_layers: int = 4, calibration_windows: int = 128,
+               check_windows: int = 128, overwrite: bool = False) -> dict:
     """Export ``run_dir`` to ``out_dir`` (module docstring); returns the exported run's metadata.
 
     ``calibrate``: corpus (``corpus_format``) to calibrate int8 scales and check the export on;
@@ -510,12 +514,16 @@ class Gate:
     def failures(self, figures: dict) -> list[str]:
         """The limits ``figures`` (from :func:`measure`) miss, as the command-line options name them; [] passes."""
         missed = []
-        if figures["mean_kl"] > self.max_kl:
-            missed.append(f"mean KL {figures['mean_kl']:.4g} exceeds --max-kl {self.max_kl:g}")
-        if figures["span_agreement"] < self.min_span_agreement:
-            missed.append(f"span agreement {figures['span_agreement']:.4f} is below --min-span-agreement "
-                          f"{self.min_span_agreement:g}")
+        if not figures["mean_kl"] <= self.max_kl:  # NaN fails too
+            missed.append(f"mean KL {figures['mean_kl']:.6g} exceeds --max-kl {self.max_kl:.6g}")
+        if not figures["span_agreement"] >= self.min_span_agreement:
+            missed.append(f"span agreement {figures['span_agreement']:.6g} ({figures['spans_export']} spans against "
+                          f"{figures['spans_reference']}) is below --min-span-agreement {self.min_span_agreement:.6g}")
         return missed
+
+    def spans_fail(self, figures: dict) -> bool:
+        """Whether the span agreement is what fails while the KL passes (layers are then ranked by it)."""
+        return figures["mean_kl"] <= self.max_kl and not figures["span_agreement"] >= self.min_span_agreement
 
 
 def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], reference: Reference,
@@ -532,14 +540,18 @@ def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], ref
         log.info("%s: measuring the sensitivity of %d encoder layers", "; ".join(gate.failures(figures)),
                  len(layers))
         ranking_set = check[:RANKING_WINDOWS]
+        by_spans = gate.spans_fail(figures)  # else by KL: the measure the gate misses decides which layers help most
         ranked = []
         for layer, names in layers.items():
             trial = builder.build(quantize, keep + names, calibration=RANKING_WINDOWS)
-            ranked.append((_candidate_figures(builder, trial, run, ranking_set, reference)["mean_kl"], layer))
+            trial_figures = _candidate_figures(builder, trial, run, ranking_set, reference)
+            ranked.append(((-trial_figures["span_agreement"] if by_spans else 0.0, trial_figures["mean_kl"]), layer))
             shutil.rmtree(trial)
         ranked.sort()
-        log.info("layer sensitivity (mean KL with the layer kept fp32): %s",
-                 ", ".join(f"{layer}: {kl:.4g}" for kl, layer in ranked))
+        log.info("layer sensitivity (%s with the layer kept fp32): %s",
+                 "span agreement, mean KL" if by_spans else "mean KL",
+                 ", ".join(f"{layer}: {-key[0]:.4f}, {key[1]:.4g}" if by_spans else f"{layer}: {key[1]:.4g}"
+                           for key, layer in ranked))
         for _, layer in ranked[:max_fp32_layers]:
             kept_layers.append(layer)
             shutil.rmtree(folder)

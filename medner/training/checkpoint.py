@@ -5,8 +5,9 @@ A checkpoint folder ``<root>/ckpt-<serial>/`` (``root`` is a run's ``checkpoint/
     trainable.safetensors   every trainable parameter (LoRA or full encoder, head, CRF)
     optimizer.safetensors   AdamW state tensors, keyed "<param index>.<name>"
     rng.safetensors         torch CPU (and CUDA) generator states
-    trainer_state.json      written last: epoch, step, best dev F1, metrics so far, optimiser hyper-parameters,
-                            scheduler, Python random state, and the sha256 and size of each file above
+    trainer_state.json      written last: epoch, step, best dev F1, metrics so far, fp16 loss scale,
+                            optimiser hyper-parameters, scheduler, Python random state, and the sha256 and
+                            size of each file above
 
 A save writes the new folder under a temporary name, renames it into place, then removes all but the newest
 ``keep`` (2): the previous complete checkpoint is always on disk. Loading verifies every file against
@@ -37,6 +38,7 @@ from medner.files import atomic_write_bytes, atomic_write_text, sync_folder
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}  # fp16 loss scale
 TENSOR_FILES = ("trainable.safetensors", "optimizer.safetensors", "rng.safetensors")
 _NAME = re.compile(r"^ckpt-(\d{6,})$")
 _WRITING = ".writing"
@@ -207,6 +209,9 @@ def _read(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
         version, internal, gauss = payload["python_random"]
     except (TypeError, ValueError, AttributeError) as exc:
         raise _Damaged(folder / STATE_FILE, f"malformed ({type(exc).__name__})") from None
+    scaler = state.get("grad_scaler", {})
+    if not isinstance(scaler, dict) or (scaler and not SCALER_KEYS <= scaler.keys()):
+        raise _Damaged(folder / STATE_FILE, "malformed (grad_scaler)")
     return payload, tensors
 
 

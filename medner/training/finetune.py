@@ -12,6 +12,7 @@ rest: the run directory ends as an unbroken run's (only ``elapsed_s`` differs).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+import yaml
 from transformers import get_scheduler
 
 from medner.annotate import Annotator
-from medner.config import RunConfig
+from medner.config import RunConfig, dump_config
 from medner.corpus import read_corpus
 from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
@@ -38,7 +40,7 @@ from medner.evaluate import score, write_report
 from medner.files import atomic_write_text
 from medner.labels import TagScheme, allowed_transitions
 from medner.model.crf import transition_priors
-from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, optimizer_stepped, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate_windows
@@ -366,15 +368,40 @@ def saved_epoch(out: Path) -> int | None:
     return meta.get("best_epoch")
 
 
-def is_published(out: Path) -> bool:
-    """Whether the run in ``out`` has finished and every output its last checkpoint records is written (the
-    model of its best epoch, intact; all its metrics rows; the model card): then ``--resume`` need not prepare
-    any data. A kill between the last checkpoint and those writes leaves False, and the resume writes them."""
-    state = ckpt.finished_state(out / CHECKPOINT_DIR)
-    if state is None or not state.metrics or not (out / CARD_FILE).is_file():
+def is_published(out: Path, config: RunConfig, dist: Dist, *, ignore: Sequence[str] = ()) -> bool:
+    """Whether the run in ``out`` was trained with ``config`` (its ``config.yaml`` equal to it, but for the
+    dotted keys in ``ignore``), has finished, and every output its last checkpoint records is written (the model
+    of its best epoch, intact; all its metrics rows; the model card, written last): then ``--resume`` need not
+    prepare any data. A kill before those writes, or another config (whose model may not fit the checkpoint:
+    the long way names that), gives False. Rank 0 decides for every rank."""
+    done = False
+    if dist.main:
+        state = ckpt.finished_state(out / CHECKPOINT_DIR)
+        done = (state is not None and bool(state.metrics) and (out / CARD_FILE).is_file()
+                and _same_config(out / "config.yaml", config, ignore)
+                and saved_epoch(out) == state.best_epoch
+                and read_metrics(out / METRICS_FILE, "epoch", state.epoch) == state.metrics)
+    return _agree(done, dist)
+
+
+def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
+    """Whether the YAML at ``path`` is ``config``, leaving out the dotted keys ``ignore``."""
+    def without(tree: dict) -> dict:
+        tree = copy.deepcopy(tree)
+        for key in ignore:
+            *parents, last = key.split(".")
+            node = tree
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
+        return tree
+
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
         return False
-    return (saved_epoch(out) == state.best_epoch
-            and read_metrics(out / METRICS_FILE, "epoch", state.epoch) == state.metrics)
+    return isinstance(saved, dict) and without(saved) == without(yaml.safe_load(dump_config(config)))
 
 
 def read_metrics(path: Path, key: str, last: int) -> list[dict]:
@@ -426,7 +453,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         dist.barrier()
     else:
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
-    if resume and is_published(out):
+    if resume and is_published(out, config, dist):
         log.info("the run in %s has finished and its outputs are written; nothing to resume", out)
         return out
     torch.manual_seed(config.seed)
@@ -503,9 +530,11 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):
                 scaler.unscale_(optimizer)  # fp16: clip the true gradients
                 torch.nn.utils.clip_grad_norm_(tagger.parameters(), config.train.clip_norm)
+                scale = scaler.get_scale()
                 scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
                 scaler.update()
-                scheduler.step()
+                if optimizer_stepped(scaler, scale):
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 pbar.update(1)

@@ -33,7 +33,7 @@ from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
-from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, optimizer_stepped, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
@@ -282,9 +282,11 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
                 continue
             scaler.unscale_(optimizer)  # fp16: clip the true gradients
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
+            scale = scaler.get_scale()
             scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
             scaler.update()
-            scheduler.step()
+            if optimizer_stepped(scaler, scale):
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             state.batch_in_epoch = b + 1

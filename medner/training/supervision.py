@@ -98,8 +98,11 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError(f"`supervision.mode: {sup.mode}` with `data.auxiliary` needs `data.labels`" if auxiliary
                           else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
                                "from gold)", fix="list the target labels in `data.labels`")
-    prepare_run_output(config.output_dir, init_distributed(config.device), resume=resume, overwrite=overwrite)
-    if resume and is_published(Path(config.output_dir)):  # the last phase's run is the output: nothing to read
+    dist = init_distributed(config.device)
+    prepare_run_output(config.output_dir, dist, resume=resume, overwrite=overwrite)
+    # the last phase's run is the output; its config is this one with the phase's start (and epochs, in rounds)
+    phase_keys = ["init_from", "init_head", "init_head_subset"] + (["train.epochs"] if rounds else [])
+    if resume and is_published(Path(config.output_dir), config, dist, ignore=phase_keys):
         log.info("the run in %s has finished and its outputs are written; nothing to resume", config.output_dir)
         return Path(config.output_dir)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
