@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unlabelled-format", default="jsonl", help="corpus format of --unlabelled (default: jsonl)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the student's config, e.g. --set train.epochs=5 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --output first (default: refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run in --output first (default: refused)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted student in --output from its last checkpoint (same teachers and "
+                        "options)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_distill)
 
@@ -31,6 +35,6 @@ def run_distill(args: argparse.Namespace) -> int:
 
     out = distill(args.teachers, args.output, layers=args.layers, alpha=args.alpha, unlabelled=args.unlabelled,
                   unlabelled_format=args.unlabelled_format, overrides=args.overrides, progress=not args.no_progress,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, resume=args.resume)
     log.info("student run directory: %s", out)
     return 0

@@ -5,12 +5,14 @@ when asked (every k-th layer kept, the last one always, as in DistilBERT's initi
 and its head and CRF. It is trained as the first teacher's config says (data, windows, labels), with full
 fine-tuning by default (a cut encoder must relearn more than adapters can), on ``alpha`` x the teachers' mean
 CRF marginals + (1 - alpha) x the gold loss (:mod:`medner.training.soft_targets`), over the training records and
-any unlabelled texts. The result is an ordinary run directory.
+any unlabelled texts. The result is an ordinary run directory. An interrupted student resumes from its last
+checkpoint (``resume``; the teachers' soft targets are computed again, the same).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +22,7 @@ import torch
 from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
 from medner.errors import ConfigError
 from medner.run.directory import LINK_FILE, load_run, read_run_config
-from medner.training.finetune import finetune
+from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.output_dir import check_output, prepare_output
 
 log = logging.getLogger(__name__)
@@ -71,24 +73,32 @@ def student_config(teachers: Sequence[str], out: Path, *, alpha: float, unlabell
 
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
             unlabelled: Sequence[str] = (), unlabelled_format: str = "jsonl", overrides: Sequence[str] = (),
-            progress: bool = True, overwrite: bool = False) -> Path:
+            progress: bool = True, overwrite: bool = False, resume: bool = False) -> Path:
     """Train the student run ``out`` (module docstring); returns its path. A non-empty ``out`` is refused unless
+    ``resume`` (continue its training from the last checkpoint, with the same teachers and options) or
     ``overwrite`` (delete it first)."""
     out = Path(out)
     if not teachers:
         raise ConfigError("name at least one teacher run directory")
-    check_output(out, overwrite=overwrite)
-    first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
+    check_output(out, resume=resume, overwrite=overwrite)
     init_dir = out / STUDENT_INIT
-    encoder = first.tagger.encoder
-    if layers:
-        encoder = cut_encoder(encoder, layers)
-    prepare_output(out, overwrite=overwrite)
-    encoder.save_pretrained(str(init_dir), safe_serialization=True)
-    first.tokenizer.save_pretrained(str(init_dir))
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
-    del first, encoder
-    run = finetune(config, progress=progress, output_ready=True)
+    if resume and is_published(out, config, init_distributed(config.device)):
+        log.info("the student in %s has finished and its outputs are written; nothing to resume", out)
+        return out
+    first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
+    prepare_output(out, resume=resume, overwrite=overwrite)
+    if not (resume and (init_dir / "config.json").is_file()):  # the student's start: the same on every resume
+        encoder = cut_encoder(first.tagger.encoder, layers) if layers else first.tagger.encoder
+        partial = out / f".{STUDENT_INIT}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        encoder.save_pretrained(str(partial), safe_serialization=True)
+        first.tokenizer.save_pretrained(str(partial))
+        shutil.rmtree(init_dir, ignore_errors=True)
+        os.replace(partial, init_dir)  # complete, or absent
+        del encoder
+    del first
+    run = finetune(config, progress=progress, output_ready=True, resume=resume)
     shutil.rmtree(init_dir, ignore_errors=True)
     return run

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 RUN_MARKERS = frozenset({
     "medner_model.json", "metrics.jsonl", "checkpoint", "phases", "dev_report.json", "training.png", "labels.json",
-    "student_init",  # finetune, supervision phases, distill
+    "student_init", ".student_init.partial",  # finetune, supervision phases, distill
     "medner_encoder.json", "pretrain_config.yaml",  # pretrain
 })
 
