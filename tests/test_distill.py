@@ -11,6 +11,7 @@ import medner
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.training.distill import distill, keep_layers
+from interrupt import killed_after_checkpoint
 
 
 @pytest.mark.parametrize("n,keep,expected", [(12, 6, [1, 3, 5, 7, 9, 11]), (12, 4, [2, 5, 8, 11]),
@@ -98,6 +99,7 @@ def test_teachers_with_other_labels_or_tokenizers_are_refused_before_training(ti
         distill([str(tiny_run), str(other)], tmp_path / "s2", progress=False)
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # bit-equal weights need the same reduction order in both runs
 def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_run, tmp_path, monkeypatch, caplog):
     import logging
 
@@ -107,31 +109,16 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
     import medner.training.distill as ds
 
     options = dict(layers=1, overrides=["train.epochs=2", "train.checkpoint_every=3"], progress=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-equal weights need the same reduction order in both runs
-    try:
-        whole = distill([str(tiny_run)], tmp_path / "whole", **options)
-        real_save, saves = ckpt.save_checkpoint, []
-
-        def save_then_die(*args, **kwargs):
-            real_save(*args, **kwargs)
-            saves.append(1)
-            if len(saves) == 2:
-                raise KeyboardInterrupt("simulated kill")
-
-        monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            distill([str(tiny_run)], tmp_path / "killed", **options)
-        monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
-        killed = tmp_path / "killed"
-        assert (killed / "student_init" / "config.json").is_file()
-        with pytest.raises(ConfigError, match="--resume"):
-            distill([str(tiny_run)], killed, **options)
-        with caplog.at_level(logging.INFO, logger="medner.training.finetune"):
-            resumed = distill([str(tiny_run)], killed, resume=True, **options)
-        assert "resumed from epoch 0, step 6" in caplog.text  # not trained again from the start
-    finally:
-        torch.set_num_threads(threads)
+    whole = distill([str(tiny_run)], tmp_path / "whole", **options)
+    killed = tmp_path / "killed"
+    with killed_after_checkpoint(2):
+        distill([str(tiny_run)], killed, **options)
+    assert (killed / "student_init" / "config.json").is_file()
+    with pytest.raises(ConfigError, match="--resume"):
+        distill([str(tiny_run)], killed, **options)
+    with caplog.at_level(logging.INFO, logger="medner.training.finetune"):
+        resumed = distill([str(tiny_run)], killed, resume=True, **options)
+    assert "resumed from epoch 0, step 6" in caplog.text  # not trained again from the start
     a = load_file(str(ckpt.checkpoints(whole / "checkpoint")[0] / "trainable.safetensors"))
     b = load_file(str(ckpt.checkpoints(resumed / "checkpoint")[0] / "trainable.safetensors"))
     assert a.keys() == b.keys()

@@ -14,6 +14,7 @@ import medner.training.finetune as ft
 from medner.config import load_config
 from medner.model.device import grad_scaler
 from medner.training import checkpoint as ckpt
+from interrupt import killed_after_checkpoint
 from tiny_model import write_config
 
 
@@ -25,8 +26,13 @@ def test_loss_scaling_is_on_for_fp16_only():
 
 def scaled(monkeypatch) -> None:
     """Train with loss scaling on (fp32 arithmetic): a scale of 2**16 that doubles after every step."""
-    monkeypatch.setattr(ft, "grad_scaler",
-                        lambda device, dtype: torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=1))
+    def scaler(device, dtype, state=None):
+        made = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=1)
+        if state:
+            made.load_state_dict(state)
+        return made
+
+    monkeypatch.setattr(ft, "grad_scaler", scaler)
 
 
 def last_checkpoint(run: Path) -> tuple[dict, dict]:
@@ -46,19 +52,9 @@ def test_scaled_training_takes_the_unscaled_steps_and_resumes_with_its_scale(tin
     for key in plain_weights:  # the scale is a power of two: scaling and unscaling are exact
         torch.testing.assert_close(weights[key], plain_weights[key], rtol=0, atol=1e-6)
 
-    real_save, saves = ckpt.save_checkpoint, []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 3:  # mid-epoch 2
-            raise KeyboardInterrupt("simulated kill")
-
     killed = load_config(write_config(tmp_path / "killed", tiny_corpus, epochs=2))
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(3):  # mid-epoch 2
         ft.finetune(killed, progress=False)
-    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     ft.finetune(killed, resume=True, progress=False)
     resumed_state, resumed = last_checkpoint(Path(killed.output_dir))
     assert resumed_state["grad_scaler"] == state["grad_scaler"]  # not restarted at 2**16
@@ -78,3 +74,10 @@ def test_auto_precision_takes_bf16_only_where_the_gpu_has_bf16_units(monkeypatch
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_dtype("auto", torch.device("cuda")) is expected
     assert resolve_dtype("auto", torch.device("cpu")) is None and resolve_dtype("bf16", torch.device("cpu"))
+
+
+def test_a_scaler_starts_from_the_scale_a_checkpoint_recorded():
+    cpu = torch.device("cpu")
+    reached = {**grad_scaler(cpu, torch.float16).state_dict(), "scale": 8.0}
+    assert grad_scaler(cpu, torch.float16, reached).get_scale() == 8.0
+    assert grad_scaler(cpu, torch.float16, {}).get_scale() == 2.0 ** 16  # nothing recorded: a fresh scale

@@ -13,6 +13,7 @@ from medner.config import MaskingConfig, TextSourceConfig, load_pretrain_config
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
 from medner.training.text_sources import collect_texts, read_source
 from medner.errors import ConfigError, CorpusError, MednerError
+from interrupt import killed_after_checkpoint
 
 
 # ------------------------------------------------------------------------------------------ masking
@@ -147,26 +148,15 @@ def test_a_pretrained_encoder_fine_tunes(tmp_path, tiny_corpus):
     assert (run / "medner_model.json").exists()
 
 
-def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corpus):
     from safetensors.torch import load_file
 
     import medner.training.pretrain as pt
 
     whole = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus)), progress=False)
     config_path = _config(tmp_path / "b", tiny_corpus)
-    real_save = pt.ckpt.save_checkpoint
-    calls = []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed right after the second checkpoint (step 10)
-
-    monkeypatch.setattr(pt.ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(2):  # killed right after the second checkpoint (step 10)
         pt.pretrain(load_pretrain_config(config_path), progress=False)
-    monkeypatch.setattr(pt.ckpt, "save_checkpoint", real_save)
     with pytest.raises(ConfigError, match="not empty"):
         pt.pretrain(load_pretrain_config(config_path), progress=False)
     resumed = pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False)
@@ -193,8 +183,10 @@ def test_pretraining_with_loss_scaling_takes_the_unscaled_steps_and_resumes_its_
     plain = pt.pretrain(load_pretrain_config(_config(tmp_path / "a", tiny_corpus, epochs=2)), progress=False)
     scalers = []
 
-    def scaler(device, dtype):
+    def scaler(device, dtype, state=None):
         scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=1))
+        if state:
+            scalers[-1].load_state_dict(state)
         return scalers[-1]
 
     monkeypatch.setattr(pt, "grad_scaler", scaler)
@@ -205,19 +197,9 @@ def test_pretraining_with_loss_scaling_takes_the_unscaled_steps_and_resumes_its_
     steps = json.loads((scaled / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     assert scalers[-1].get_scale() == 2.0 ** (16 + steps)
 
-    real_save, saves = pt.ckpt.save_checkpoint, []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(1)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
     config_path = _config(tmp_path / "c", tiny_corpus, epochs=2)
-    monkeypatch.setattr(pt.ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(2):
         pt.pretrain(load_pretrain_config(config_path), progress=False)
-    monkeypatch.setattr(pt.ckpt, "save_checkpoint", real_save)
     pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False)
     assert scalers[-1].get_scale() == 2.0 ** (16 + steps)  # not restarted at 2**16
 

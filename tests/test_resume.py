@@ -20,6 +20,7 @@ from medner.cli import main
 from medner.config import load_config
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import Dist
+from interrupt import killed_after_checkpoint
 from tiny_model import write_config
 
 EPOCHS = 2  # 13 optimiser steps an epoch; checkpoints every 4 steps and at each epoch end
@@ -100,7 +101,7 @@ def test_a_kill_then_resume_leaves_what_an_unbroken_run_leaves(tiny_corpus, tmp_
     assert_like_clean(Path(config.output_dir), clean)
 
 
-def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpus, tmp_path, monkeypatch, clean):
+def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpus, tmp_path, clean):
     """A finished checkpoint alone does not make a run finished: with a row of metrics.jsonl, the model or the
     model card missing, `--resume` goes the long way and writes them; with another config it goes the long way
     too, and a model that no longer fits the checkpoint is named there."""
@@ -183,21 +184,10 @@ def damage(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 
 
-def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(tiny_corpus, tmp_path, monkeypatch, clean,
-                                                                     caplog):
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(tiny_corpus, tmp_path, clean, caplog):
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=EPOCHS))
-    real = ckpt.save_checkpoint
-    saves = []
-
-    def save_then_die(*args, **kwargs):
-        saves.append(real(*args, **kwargs))
-        if len(saves) == 5:  # steps 4, 8, 12, 13 (end of epoch 1), 16
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(5) as saves:  # steps 4, 8, 12, 13 (end of epoch 1), 16
         ft.finetune(config, progress=False)
-    monkeypatch.undo()
     newest, previous = ckpt.checkpoints(tmp_path / "run" / "checkpoint")
     assert newest == saves[4] and previous == saves[3]
     damage(newest / "optimizer.safetensors")
@@ -209,21 +199,11 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(tiny_corpus, 
     assert_like_clean(tmp_path / "run", clean)
 
 
-def test_no_intact_checkpoint_is_a_one_line_error_naming_the_file(tiny_corpus, tmp_path, monkeypatch, capsys):
+def test_no_intact_checkpoint_is_a_one_line_error_naming_the_file(tiny_corpus, tmp_path, capsys):
     config_path = write_config(tmp_path, tiny_corpus, epochs=EPOCHS)
     config = load_config(config_path)
-    real = ckpt.save_checkpoint
-    saves = []
-
-    def save_then_die(*args, **kwargs):
-        saves.append(real(*args, **kwargs))
-        if len(saves) == 5:  # in epoch 2, after the end of epoch 1
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(5) as saves:  # in epoch 2, after the end of epoch 1
         ft.finetune(config, progress=False)
-    monkeypatch.undo()
     damage(saves[4] / "trainer_state.json")
     damage(saves[3] / "trainable.safetensors")
     before = (tmp_path / "run" / "metrics.jsonl").read_bytes()

@@ -15,6 +15,7 @@ from medner.config import load_config
 from medner.corpus import read_corpus
 from medner.training.finetune import finetune
 from medner.types import Span
+from interrupt import killed_after_checkpoint
 from tiny_model import write_config
 
 @pytest.fixture(scope="module")
@@ -133,25 +134,15 @@ def test_a_run_that_never_scores_says_so(trained, tmp_path, caplog, monkeypatch)
     assert not any("stayed 0" in r.getMessage() for r in caplog.records)
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
+def test_resume_after_a_kill_matches_an_uninterrupted_run(corpus, tmp_path):
     whole = load_config(write_config(tmp_path / "a", corpus, epochs=2))
     finetune(whole, progress=False)
 
     import medner.training.checkpoint as ckpt
-    real_save = ckpt.save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:  # mid-epoch 2 (checkpoint_every=4 steps, 6 steps per epoch)
-            raise KeyboardInterrupt("simulated kill")
 
     killed = load_config(write_config(tmp_path / "b", corpus, epochs=2))
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoint(3):  # mid-epoch 2 (checkpoint_every=4 steps, 6 steps per epoch)
         finetune(killed, progress=False)
-    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     latest = ckpt.checkpoints(Path(killed.output_dir) / "checkpoint")[0]
     state = json.loads((latest / "trainer_state.json").read_text())["state"]
     assert not state["finished"]

@@ -44,17 +44,16 @@ def native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
-def grad_scaler(device: torch.device, dtype: torch.dtype | None):
+def grad_scaler(device: torch.device, dtype: torch.dtype | None, state: dict | None = None):
     """Loss scaling for fp16 training: the loss is multiplied before ``backward`` so that small gradients do not
     underflow in fp16, the gradients are unscaled before clipping, and a step whose gradients hold inf/NaN is
-    skipped (the scale then halves). A pass-through for fp32 and bf16 (bf16 has fp32's exponent range)."""
+    skipped (the scale then halves). A pass-through for fp32 and bf16 (bf16 has fp32's exponent range).
+    ``state``: a checkpoint's ``scaler.state_dict()``, so that a resumed run goes on with the scale it reached."""
     enabled = dtype is torch.float16
     if hasattr(torch.amp, "GradScaler"):
-        return torch.amp.GradScaler(device.type, enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3: fp16 autocast is CUDA-only there
-
-
-def optimizer_stepped(scaler, scale_before: float) -> bool:
-    """After ``scaler.update()``: whether the optimiser step was taken (a skipped fp16 step lowers the scale).
-    The learning-rate schedule advances on taken steps only."""
-    return scaler.get_scale() >= scale_before
+        scaler = torch.amp.GradScaler(device.type, enabled=enabled)
+    else:  # torch < 2.3: fp16 autocast is CUDA-only there
+        scaler = torch.cuda.amp.GradScaler(enabled=enabled)
+    if state:
+        scaler.load_state_dict(state)
+    return scaler

@@ -511,19 +511,24 @@ class Gate:
     max_kl: float
     min_span_agreement: float
 
-    def failures(self, figures: dict) -> list[str]:
-        """The limits ``figures`` (from :func:`measure`) miss, as the command-line options name them; [] passes."""
-        missed = []
+    def missed(self, figures: dict) -> dict[str, str]:
+        """The limits ``figures`` (from :func:`measure`) miss: ``{"kl" | "spans": what, as the options name it}``."""
+        missed = {}
         if not figures["mean_kl"] <= self.max_kl:  # NaN fails too
-            missed.append(f"mean KL {figures['mean_kl']:.6g} exceeds --max-kl {self.max_kl:.6g}")
+            missed["kl"] = f"mean KL {figures['mean_kl']:.6g} exceeds --max-kl {self.max_kl:.6g}"
         if not figures["span_agreement"] >= self.min_span_agreement:
-            missed.append(f"span agreement {figures['span_agreement']:.6g} ({figures['spans_export']} spans against "
-                          f"{figures['spans_reference']}) is below --min-span-agreement {self.min_span_agreement:.6g}")
+            missed["spans"] = (f"span agreement {figures['span_agreement']:.6g} ({figures['spans_export']} spans "
+                               f"against {figures['spans_reference']}) is below --min-span-agreement "
+                               f"{self.min_span_agreement:.6g}")
         return missed
+
+    def failures(self, figures: dict) -> list[str]:
+        """The limits ``figures`` miss, as messages; [] passes."""
+        return list(self.missed(figures).values())
 
     def spans_fail(self, figures: dict) -> bool:
         """Whether the span agreement is what fails while the KL passes (layers are then ranked by it)."""
-        return figures["mean_kl"] <= self.max_kl and not figures["span_agreement"] >= self.min_span_agreement
+        return self.missed(figures).keys() == {"spans"}
 
 
 def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], reference: Reference,
@@ -535,10 +540,10 @@ def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], ref
     log.info("candidate (%s%s): mean KL %.4g, span agreement %.4f", builder.fmt, " int8" if quantize else "",
              figures["mean_kl"], figures["span_agreement"])
     kept_layers: list[int] = []
-    if quantize and gate.failures(figures) and max_fp32_layers > 0 and builder.layers():
+    failures = gate.failures(figures)
+    if quantize and failures and max_fp32_layers > 0 and builder.layers():
         layers = builder.layers()
-        log.info("%s: measuring the sensitivity of %d encoder layers", "; ".join(gate.failures(figures)),
-                 len(layers))
+        log.info("%s: measuring the sensitivity of %d encoder layers", "; ".join(failures), len(layers))
         ranking_set = check[:RANKING_WINDOWS]
         by_spans = gate.spans_fail(figures)  # else by KL: the measure the gate misses decides which layers help most
         ranked = []
@@ -559,12 +564,13 @@ def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], ref
             figures = _candidate_figures(builder, folder, run, check, reference)
             log.info("layers %s kept fp32: mean KL %.4g, span agreement %.4f", kept_layers, figures["mean_kl"],
                      figures["span_agreement"])
-            if not gate.failures(figures):
+            failures = gate.failures(figures)
+            if not failures:
                 break
-    if gate.failures(figures):
+    if failures:
         kept = f" with encoder layers {kept_layers} kept fp32" if kept_layers else ""
         raise ModelError(f"export refused ({builder.fmt}{' int8' if quantize else ''}{kept} against fp32 on "
-                         f"{figures['windows']} windows): {'; '.join(gate.failures(figures))}",
+                         f"{figures['windows']} windows): {'; '.join(failures)}",
                          where=where,
                          fix="export fp32, keep more layers fp32 (--keep-fp32, --max-fp32-layers), or calibrate "
                              "on records closer to the ones to annotate")

@@ -205,7 +205,7 @@ def _read(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
                for name in TENSOR_FILES}
     try:
         state = payload["state"]
-        TrainerState(**{k: v for k, v in state.items() if k in {f.name for f in fields(TrainerState)}})
+        _state(payload)
         version, internal, gauss = payload["python_random"]
     except (TypeError, ValueError, AttributeError) as exc:
         raise _Damaged(folder / STATE_FILE, f"malformed ({type(exc).__name__})") from None
@@ -213,6 +213,11 @@ def _read(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     if not isinstance(scaler, dict) or (scaler and not SCALER_KEYS <= scaler.keys()):
         raise _Damaged(folder / STATE_FILE, "malformed (grad_scaler)")
     return payload, tensors
+
+
+def _state(payload: dict) -> TrainerState:
+    """The :class:`TrainerState` of a checkpoint's payload (fields of an earlier or later medner left out)."""
+    return TrainerState(**{k: v for k, v in payload["state"].items() if k in {f.name for f in fields(TrainerState)}})
 
 
 def _describe(payload: dict) -> str:
@@ -228,9 +233,7 @@ def finished_state(root: Path) -> TrainerState | None:
     it is damaged: :func:`load_checkpoint` decides then). Reads its JSON only, not the tensors."""
     for folder in checkpoints(root):
         try:
-            payload = _read_payload(folder)
-            state = TrainerState(**{k: v for k, v in payload["state"].items()
-                                    if k in {f.name for f in fields(TrainerState)}})
+            state = _state(_read_payload(folder))
         except (_Damaged, TypeError, AttributeError):
             return None
         return state if state.finished else None
@@ -259,8 +262,7 @@ def load_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
             log.warning("%s: damaged checkpoint file (%s); resuming from the previous checkpoint %s (%s): the "
                         "steps after it are trained again", first.path, first, folder, _describe(payload))
         _restore(folder, payload, tensors, model, optimizer, scheduler)
-        return TrainerState(**{k: v for k, v in payload["state"].items()
-                               if k in {f.name for f in fields(TrainerState)}})
+        return _state(payload)
     if problems:
         first = problems[0]
         others = "".join(f"; {p.path}: {p}" for p in problems[1:])

@@ -84,8 +84,7 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
-    if resume and is_published(out, config, init_distributed(config.device)):
-        log.info("the student in %s has finished and its outputs are written; nothing to resume", out)
+    if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
         return out
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
     prepare_output(out, resume=resume, overwrite=overwrite)

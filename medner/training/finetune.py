@@ -12,7 +12,6 @@ rest: the run directory ends as an unbroken run's (only ``elapsed_s`` differs).
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ import yaml
 from transformers import get_scheduler
 
 from medner.annotate import Annotator
-from medner.config import RunConfig, dump_config
+from medner.config import RunConfig, dump_config, read_yaml
 from medner.corpus import read_corpus
 from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
@@ -40,7 +39,7 @@ from medner.evaluate import score, write_report
 from medner.files import atomic_write_text
 from medner.labels import TagScheme, allowed_transitions
 from medner.model.crf import transition_priors
-from medner.model.device import autocast, grad_scaler, optimizer_stepped, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
 from medner.model.windows import build_dataset, collate_windows
@@ -343,7 +342,7 @@ class Publisher:
             report = self.out / "dev_report.json"
             if state.best_report is None and report.is_file():
                 state.best_report = json.loads(report.read_text(encoding="utf-8"))
-        saved = self.saved_epoch()
+        saved = saved_epoch(self.out)
         model = False
         if state.best_epoch and saved != state.best_epoch:
             if state.epoch == state.best_epoch and state.batch_in_epoch == 0:
@@ -353,10 +352,6 @@ class Publisher:
                             "the best; it stays until an epoch scores better", self.out, saved or "-",
                             state.best_epoch)
         self(state, model=model)
-
-    def saved_epoch(self) -> int | None:
-        return saved_epoch(self.out)
-
 
 def saved_epoch(out: Path) -> int | None:
     """The epoch of the complete, intact model in the run directory ``out``, if any."""
@@ -372,8 +367,8 @@ def is_published(out: Path, config: RunConfig, dist: Dist, *, ignore: Sequence[s
     """Whether the run in ``out`` was trained with ``config`` (its ``config.yaml`` equal to it, but for the
     dotted keys in ``ignore``), has finished, and every output its last checkpoint records is written (the model
     of its best epoch, intact; all its metrics rows; the model card, written last): then ``--resume`` need not
-    prepare any data. A kill before those writes, or another config (whose model may not fit the checkpoint:
-    the long way names that), gives False. Rank 0 decides for every rank."""
+    prepare any data, and says so. A kill before those writes, or another config (whose model may not fit the
+    checkpoint: the long way names that), gives False. Rank 0 decides for every rank."""
     done = False
     if dist.main:
         state = ckpt.finished_state(out / CHECKPOINT_DIR)
@@ -381,13 +376,15 @@ def is_published(out: Path, config: RunConfig, dist: Dist, *, ignore: Sequence[s
                 and _same_config(out / "config.yaml", config, ignore)
                 and saved_epoch(out) == state.best_epoch
                 and read_metrics(out / METRICS_FILE, "epoch", state.epoch) == state.metrics)
-    return _agree(done, dist)
+    done = _agree(done, dist)
+    if done:
+        log.info("the run in %s has finished and its outputs are written; nothing to resume", out)
+    return done
 
 
 def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
     """Whether the YAML at ``path`` is ``config``, leaving out the dotted keys ``ignore``."""
-    def without(tree: dict) -> dict:
-        tree = copy.deepcopy(tree)
+    def without(tree: dict) -> dict:  # in place: both trees are fresh from YAML
         for key in ignore:
             *parents, last = key.split(".")
             node = tree
@@ -398,8 +395,8 @@ def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
         return tree
 
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        saved = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(saved, dict) and without(saved) == without(yaml.safe_load(dump_config(config)))
 
@@ -454,7 +451,6 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     else:
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
     if resume and is_published(out, config, dist):
-        log.info("the run in %s has finished and its outputs are written; nothing to resume", out)
         return out
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -500,9 +496,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             if dist.main:
                 publish.catch_up(state)
 
-    scaler = grad_scaler(device, dtype)
-    if state.grad_scaler:  # an fp16 run resumes with the loss scale it had reached
-        scaler.load_state_dict(state.grad_scaler)
+    scaler = grad_scaler(device, dtype, state.grad_scaler)
     pad_id = tokenizer.pad_token_id or 0
     annotator = Annotator(tagger, tokenizer, config, device=str(device), batch_size=config.train.eval_batch_size,
                           lexicon=inputs.lexicon)
@@ -528,14 +522,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             state.loss_sum += loss.item() * config.train.grad_accum
             state.loss_count += 1
             if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):
-                scaler.unscale_(optimizer)  # fp16: clip the true gradients
-                torch.nn.utils.clip_grad_norm_(tagger.parameters(), config.train.clip_norm)
-                scale = scaler.get_scale()
-                scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
-                scaler.update()
-                if optimizer_stepped(scaler, scale):
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(optimizer, scheduler, scaler, tagger.parameters(), config.train.clip_norm)
                 state.global_step += 1
                 pbar.update(1)
                 running_loss = state.loss_sum / max(1, state.loss_count)  # mean over this epoch's batches so far
@@ -679,6 +666,19 @@ def head_rows(state: dict[str, torch.Tensor], tags: Sequence[str], keep: Sequenc
         if key in out:
             out[key] = out[key][rows][:, rows]
     return out
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scheduler, scaler, parameters, clip_norm: float) -> None:
+    """One optimiser step on the accumulated gradients: unscaled (fp16 loss scaling), clipped to ``clip_norm``,
+    taken unless a gradient is inf/NaN (fp16: the scale then drops and the schedule does not advance), zeroed."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    if scaler.get_scale() >= scale:  # the step was taken
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _agree(stop: bool, dist: Dist) -> bool:

@@ -33,9 +33,9 @@ from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
-from medner.model.device import autocast, grad_scaler, optimizer_stepped, resolve_device, resolve_dtype
+from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
 from medner.training import checkpoint as ckpt
-from medner.training.finetune import length_bucketed_batches, read_metrics, write_metrics
+from medner.training.finetune import length_bucketed_batches, optimizer_step, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
 from medner.training.output_dir import prepare_output
 from medner.training.text_sources import collect_texts
@@ -242,9 +242,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         if loaded is not None:
             state = loaded
             log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
-    scaler = grad_scaler(device, dtype)
-    if state.grad_scaler:  # an fp16 run resumes with the loss scale it had reached
-        scaler.load_state_dict(state.grad_scaler)
+    scaler = grad_scaler(device, dtype, state.grad_scaler)
     metrics_path = out / "metrics.jsonl"
     if state.global_step and not state.metrics:  # a checkpoint of an earlier medner: its rows are in the file
         state.metrics = read_metrics(metrics_path, "step", state.global_step)
@@ -280,14 +278,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             tokens_seen += int(batch["attention_mask"].sum())
             if (b + 1) % config.train.grad_accum and b + 1 != len(plan):
                 continue
-            scaler.unscale_(optimizer)  # fp16: clip the true gradients
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_norm)
-            scale = scaler.get_scale()
-            scaler.step(optimizer)  # skipped (fp16) when a gradient is inf/NaN
-            scaler.update()
-            if optimizer_stepped(scaler, scale):
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scheduler, scaler, model.parameters(), config.train.clip_norm)
             state.global_step += 1
             state.batch_in_epoch = b + 1
             rate = tokens_seen / max(time.time() - clock, 1e-9)
