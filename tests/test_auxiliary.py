@@ -16,6 +16,7 @@ from medner.types import Record, Span
 
 LABELS = ["疾病和诊断", "药物", "解剖部位"]
 MAPS = Path(__file__).resolve().parents[1] / "configs" / "label_maps"
+WEAK = Path(__file__).parent / "data" / "supervision" / "weak.yaml"
 
 
 @pytest.fixture
@@ -212,3 +213,20 @@ def test_a_kept_head_trains_end_to_end_after_corpora_with_their_own_labels(tiny_
         monkeypatch.setattr(sup, reader, lambda *a, **k: pytest.fail("a finished run read its corpora again"))
     assert sup.run_phases(config, resume=True, progress=False) == run  # finished: returns before reading anything
     assert (run / "medner_model.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("mode, fraction", [("weak+gold", 0.25), ("weak", 1.0)])
+def test_the_intermediate_phase_reads_only_the_gold_the_run_may_read(tiny_corpus, other_corpus, tmp_path, captured,
+                                                                    mode, fraction):
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, own_labels=True), f"supervision.mode={mode}",
+        f"supervision.gold_fraction={fraction}", f"supervision.weak_config={WEAK}"])
+    sup.run_phases(config, progress=False)
+    (aux_cfg, (aux_train, aux_dev)), *_, (last_cfg, (last_train, last_dev)) = captured
+    target_ids = [r.id for r in aux_train if not r.id.startswith("other:")]
+    if mode == "weak":  # no gold anywhere, dev included
+        assert target_ids == [] and len(aux_train) == 6
+        assert aux_dev == last_dev and aux_dev != sup.split_train_dev(config)[1]
+    else:  # the same 25% as the gold phase, not the 48 records
+        assert last_cfg.output_dir == config.output_dir and len(last_train) == 12
+        assert target_ids == [r.id for r in last_train]

@@ -17,6 +17,9 @@ relabels every weak training text (`unlabelled` included) with the current model
 the model's labels in place of the weak ones. Each round continues from the previous phase's weights, or with
 `self_training_fresh_student` trains a new model from the first phase's starting point (`init_from`, else the
 encoder) on the teacher's labels.
+With `data.auxiliary`, an intermediate phase comes first: the other corpora plus the target records whose gold the
+run may read (all of them, the `gold_fraction` share, none in weak mode, where its dev is weak-labelled too), so
+the phase never reads gold that the run without it would not read.
 Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
 """
 from __future__ import annotations
@@ -74,6 +77,20 @@ def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict
     return kept
 
 
+def gold_share(config: RunConfig, train_records: list[Record]) -> tuple[list[Record], list[Record]]:
+    """The training records whose gold the run may read, and the rest (texts whose gold is never read).
+
+    Weak mode reads no gold; otherwise a seeded sample of `supervision.gold_fraction` of the records (all at 1.0)."""
+    sup = config.supervision
+    if sup.mode == "weak":
+        return [], list(train_records)
+    if sup.gold_fraction >= 1.0:
+        return list(train_records), []
+    gold = random.Random(config.seed).sample(train_records, max(1, round(len(train_records) * sup.gold_fraction)))
+    sampled = {id(r) for r in gold}
+    return gold, [r for r in train_records if id(r) not in sampled]
+
+
 def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
     phase = copy.deepcopy(config)
     if not final:
@@ -103,7 +120,6 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     # the last phase's run is the output; its config is this one with the phase's start (and epochs, in rounds)
     phase_keys = ["init_from", "init_head", "init_head_subset"] + (["train.epochs"] if rounds else [])
     if resume and is_published(Path(config.output_dir), config, dist, ignore=phase_keys):
-        log.info("the run in %s has finished and its outputs are written; nothing to resume", config.output_dir)
         return Path(config.output_dir)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
@@ -118,26 +134,21 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         fresh_head_after = "auxiliary" if own else None
     train_records, dev_records = split_train_dev(config)
     unlabelled = read_unlabelled(config)
-    if auxiliary:
-        steps.append(("auxiliary", aux_cfg, (train_records + aux_records, dev_records)))
+    gold, left_out = gold_share(config, train_records)
+    weak_dev = weak_label(dev_records, sup.weak_config) if sup.mode in ("weak", "weak+gold") else []
+    if auxiliary:  # the target's gold share only: a weak-only run reads no gold (its dev is weak-labelled too)
+        steps.append(("auxiliary", aux_cfg, (gold + aux_records, weak_dev if sup.mode == "weak" else dev_records)))
     weak_train: list[Record] = []
     if sup.mode in ("weak", "weak+gold"):
         weak_train = weak_label(train_records + unlabelled, sup.weak_config)
-        weak_dev = weak_label(dev_records, sup.weak_config)
         cfg = _phase(config, "weak", final=sup.mode == "weak" and not rounds)
         if sup.mode == "weak+gold":
             cfg.train.epochs = sup.pretrain_epochs
         steps.append(("weak", cfg, (weak_train, weak_dev)))
         base_train = weak_train
     if sup.mode in ("gold", "weak+gold"):
-        gold = list(train_records)
-        left_out: list[Record] = []  # training texts outside the gold share: their gold is never read
         if sup.gold_fraction < 1.0:
-            rng = random.Random(config.seed)
-            gold = rng.sample(gold, max(1, round(len(gold) * sup.gold_fraction)))
             log.info("gold phase: %d of %d training records", len(gold), len(train_records))
-            sampled = {id(r) for r in gold}
-            left_out = [r for r in train_records if id(r) not in sampled]
             if rounds:  # the rest are texts without labels, as in a real 10%-annotated corpus
                 unlabelled = strip_spans(left_out) + unlabelled
         base_train = gold
