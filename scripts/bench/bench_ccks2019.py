@@ -24,7 +24,8 @@ the model's labels of all the other 90%) and weak_gold10_relabel_fresh (that rou
 weak run) for the weak-supervision targets. Every variant is scored on the gold dev records. The variants
 without gold (WEAK_ONLY) start from configs/ccks2019_weak.yaml; tapt, tapt_weak and tapt_weak_gold10 are the same
 recipes on the clinically pretrained encoder, and tapt_multi (configs/ccks2019_multi.yaml) adds an intermediate phase
-on CCKS 2017 + CMeEE; the others start from configs/ccks2019.yaml (BASE_CONFIG).
+on CCKS 2017 + CMeEE (tapt_multi_weak and tapt_multi_weak_gold10: the same phase, without CCKS 2019 gold, before
+the weak labels); the others start from configs/ccks2019.yaml (BASE_CONFIG).
 
 The table shows the latest figures of each variant and command (so a 10-epoch run of a variant is a row of
 its own beside the 5-epoch one); a variant's run directory is OUT_DIR/VARIANT, so use another --out-dir to keep
@@ -57,8 +58,12 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon", "tapt_weak"}  # no gold
+MULTI_CONFIG = ROOT / "configs" / "ccks2019_multi.yaml"
 # variant: the config it starts from, when not CONFIG (so its row reproduces `medner finetune` of that config)
-BASE_CONFIG = {**{name: WEAK_CONFIG for name in WEAK_ONLY}, "tapt_multi": ROOT / "configs" / "ccks2019_multi.yaml"}
+BASE_CONFIG = {**{name: WEAK_CONFIG for name in WEAK_ONLY}, "tapt_multi": MULTI_CONFIG, "tapt_multi_weak": MULTI_CONFIG}
+# what configs/ccks2019_weak.yaml adds to ccks2019.yaml, for a weak-only variant on another base config
+WEAK_SETTINGS = ["supervision.mode=weak", "supervision.weak_config=configs/weak_labels/ccks2019.yaml",
+                 "train.epochs=3", "train.warmup_ratio=0.25"]
 # raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
 CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # the encoder after masked-LM pretraining on the clinical text of ../shared/data (`medner pretrain
@@ -94,6 +99,12 @@ VARIANTS = {
     # labels) + the 900 target records, then the target
     "tapt_multi": ("LoRA + CRF, adapted encoder, intermediate phase on CCKS 2017 + CMeEE (own label sets)", []),
     "tapt_weak": ("LoRA + CRF on weak labels only (no gold), encoder pretrained on clinical text", [TAPT]),
+    # the adapted encoder, 2 epochs on CCKS 2017 + CMeEE only (a weak-only run reads no CCKS 2019 gold, dev included),
+    # then the weak labels with a fresh head; then the same 10% gold as gold10
+    "tapt_multi_weak": ("LoRA + CRF on weak labels only (no gold), adapted encoder, intermediate phase on CCKS 2017 "
+                        "+ CMeEE", WEAK_SETTINGS),
+    "tapt_multi_weak_gold10": ("weak pre-training + 10% of the gold records, adapted encoder, intermediate phase on "
+                               "CCKS 2017 + CMeEE", GOLD10 + [TAPT]),
     "tapt_weak_gold10": ("weak pre-training + 10% of the gold records, encoder pretrained on clinical text",
                          GOLD10 + [TAPT]),
     # lexicon features where gold is scarce: the same 10% as `gold10`
@@ -130,7 +141,7 @@ VARIANTS = {
                                             "supervision.self_training_fresh_student=true"]),
 }
 # variant: the weak-only variant whose finished run (same --out-dir) it starts from (`init_from`)
-STARTS_FROM = {"tapt_weak_gold10": "tapt_weak", "weak_gold10": "weak", "weak_gold10_joint": "weak", "weak_gold": "weak", "weak_gold10_self": "weak",
+STARTS_FROM = {"tapt_weak_gold10": "tapt_weak", "tapt_multi_weak_gold10": "tapt_multi_weak", "weak_gold10": "weak", "weak_gold10_joint": "weak", "weak_gold": "weak", "weak_gold10_self": "weak",
                "weak_gold10_relabel": "weak", "weak_gold10_relabel_fresh": "weak",
                "weak_lexicon_gold10": "weak_lexicon"}
 # variant: (the variant whose finished run it reuses as a phase, that phase's name); the run is copied to
