@@ -76,6 +76,37 @@ def test_soft_targets_of_identical_teachers_equal_one_teachers(tiny_run, tiny_co
         torch.testing.assert_close(sums, torch.ones_like(sums), atol=1e-4, rtol=0)  # distributions over tags
 
 
+def test_soft_targets_are_cached_by_windows_and_teachers_in_any_order(tiny_run, tiny_corpus, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    import medner.training.soft_targets as st
+    from medner.model.windows import build_dataset, fingerprint
+    from medner.run.directory import load_run, reseal
+
+    other = tmp_path / "other"  # a second teacher: the same run with another head
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("checkpoint"))
+    head = load_file(str(other / "head.safetensors"))
+    torch.manual_seed(0)
+    save_file({k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for k, v in head.items()},
+              str(other / "head.safetensors"))
+    reseal(other)
+    a, b = load_run(tiny_run), load_run(other)
+    records = list(read_corpus(tiny_corpus / "dev.jsonl"))[:4]
+    window = a.config.window
+    dataset, _, _ = build_dataset(records, a.tokenizer, window, a.tagger.scheme, "keep_longest")
+    key = fingerprint(records, a.tokenizer, window, a.tagger.scheme, "keep_longest")
+    cache, pad, ids = tmp_path / "cache", a.tokenizer.pad_token_id, {r.id for r in records}
+    first = st.add_soft_targets(dataset, [a, b], ids, pad, cache_dir=cache, windows_key=key)
+    assert first["soft"] != st.add_soft_targets(dataset, [a], ids, pad)["soft"]  # b counts
+    monkeypatch.setattr(st, "soft_targets", lambda *_, **__: pytest.fail("soft targets computed again"))
+    assert st.add_soft_targets(dataset, [b, a], ids, pad, cache_dir=cache, windows_key=key)["soft"] == first["soft"]
+    with pytest.raises(pytest.fail.Exception):  # other teachers: another key
+        st.add_soft_targets(dataset, [a], ids, pad, cache_dir=cache, windows_key=key)
+    with pytest.raises(ConfigError, match="cached soft targets have"):  # never misaligned rows
+        st.add_soft_targets(dataset.select(range(len(dataset) - 1)), [a, b], ids, pad, cache_dir=cache,
+                            windows_key=key)
+
+
 def test_teachers_with_other_labels_or_tokenizers_are_refused_before_training(tiny_run, tmp_path):
     from medner.run.directory import reseal
 
@@ -116,9 +147,13 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
     assert (killed / "student_init" / "config.json").is_file()
     with pytest.raises(ConfigError, match="--resume"):
         distill([str(tiny_run)], killed, **options)
-    with caplog.at_level(logging.INFO, logger="medner.training.finetune"):
+    import medner.training.soft_targets as st
+
+    with caplog.at_level(logging.INFO, logger="medner.training"), monkeypatch.context() as patch:
+        patch.setattr(st, "soft_targets", lambda *_, **__: pytest.fail("soft targets computed again on resume"))
         resumed = distill([str(tiny_run)], killed, resume=True, **options)
     assert "resumed from epoch 0, step 6" in caplog.text  # not trained again from the start
+    assert "loaded from cache soft-" in caplog.text
     a = load_file(str(ckpt.checkpoints(whole / "checkpoint")[0] / "trainable.safetensors"))
     b = load_file(str(ckpt.checkpoints(resumed / "checkpoint")[0] / "trainable.safetensors"))
     assert a.keys() == b.keys()

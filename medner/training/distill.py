@@ -6,7 +6,7 @@ and its head and CRF. It is trained as the first teacher's config says (data, wi
 fine-tuning by default (a cut encoder must relearn more than adapters can), on ``alpha`` x the teachers' mean
 CRF marginals + (1 - alpha) x the gold loss (:mod:`medner.training.soft_targets`), over the training records and
 any unlabelled texts. The result is an ordinary run directory. An interrupted student resumes from its last
-checkpoint (``resume``; the teachers' soft targets are computed again, the same).
+checkpoint (``resume``; the teachers' soft targets are read from their cache, :mod:`medner.training.soft_targets`).
 """
 from __future__ import annotations
 

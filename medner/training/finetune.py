@@ -42,7 +42,7 @@ from medner.model.crf import transition_priors
 from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger
-from medner.model.windows import build_dataset, collate_windows
+from medner.model.windows import build_dataset, collate_windows, fingerprint as windows_fingerprint
 from medner.progress import Progress
 from medner.run.directory import (CARD_FILE, is_exported, is_run_dir, load_head, load_run, read_meta, save_run,
                                    verify, write_model_card)
@@ -271,8 +271,15 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
     log.info("training windows: %d (%s); %s", len(dataset), "cached" if cached else "tokenised",
              ", ".join(f"{k}={v}" for k, v in feature_stats.items()))
     if teachers:
-        dataset = add_soft_targets(dataset, teachers, {r.id for r in train_records}, tokenizer.pad_token_id or 0,
-                                   config.train.eval_batch_size)
+        windows_key = windows_fingerprint(windowed, tokenizer, config.window, scheme, config.data.overlap_policy,
+                                          lexicon)
+        for turn in ("main", "others"):  # the main rank computes and caches them, the others read them
+            if (turn == "main") == dist.main:
+                with_soft = add_soft_targets(dataset, teachers, {r.id for r in train_records},
+                                             tokenizer.pad_token_id or 0, config.train.eval_batch_size,
+                                             cache / "features", windows_key)
+            dist.barrier()
+        dataset = with_soft
     return TrainingInputs(train_records, dev_records, scheme, encoder_dir, tokenizer, lexicon, dataset, feature_stats)
 
 

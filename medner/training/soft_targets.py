@@ -5,11 +5,18 @@ must share the student's label scheme and tokenizer (the windows are tokenised o
 tokenizer, and fed to every teacher). Rows of the training dataset gain ``soft`` (``n_labels x n_tags``
 probabilities, flattened) and ``gold`` (1 when the window's record has gold spans, 0 for an unlabelled text,
 whose gold loss is then skipped).
+
+The soft targets are cached beside the tokenised windows (``soft-<key>`` under the features cache), keyed by the
+windows' fingerprint and the teachers' fingerprints: a resumed student, or another student of the same teachers
+on the same texts (another seed, ``--layers`` or ``alpha``), reads them instead of running every teacher again.
+The teachers are averaged in the order of their fingerprints, so the order they are named in changes nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +55,7 @@ def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size
     """Per dataset row: the teachers' mean CRF marginals (softmax for a CRF-less teacher), flattened
     ``n_labels * n_tags`` floats."""
     device = device or torch.device("cpu")
+    teachers = sorted(teachers, key=lambda t: t.fingerprint)  # the same sum, whatever order they are named in
     for teacher in teachers:
         teacher.tagger.to(device).eval()
     out: list[list[float]] = [[] for _ in range(len(dataset))]
@@ -70,9 +78,28 @@ def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size
 
 
 def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[str], pad_id: int,
-                     batch_size: int = 32):
-    """``dataset`` with the ``soft`` and ``gold`` columns (module docstring)."""
-    soft = soft_targets(dataset, teachers, pad_id, batch_size)
+                     batch_size: int = 32, cache_dir: Path | None = None, windows_key: str = ""):
+    """``dataset`` with the ``soft`` and ``gold`` columns (module docstring); the soft targets are read from (or
+    written to) ``cache_dir`` when it and ``windows_key`` (the windows' fingerprint) are given."""
+    import datasets
+
+    key = hashlib.sha256(json.dumps([windows_key, sorted(t.fingerprint for t in teachers)]).encode()).hexdigest()[:16]
+    target = cache_dir / f"soft-{key}" if cache_dir is not None and windows_key else None
+    if target is not None and (target / "dataset_info.json").exists():
+        soft = datasets.load_from_disk(str(target))["soft"]
+        log.info("distillation: soft targets of %d teacher(s) loaded from cache %s", len(teachers), target.name)
+    else:
+        soft = soft_targets(dataset, teachers, pad_id, batch_size)
+        if target is not None:
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            datasets.Dataset.from_dict({"soft": soft}).save_to_disk(str(tmp))
+            if not target.exists():
+                tmp.rename(target)  # atomic: a half-written cache is never picked up
+            shutil.rmtree(tmp, ignore_errors=True)
+    if len(soft) != len(dataset):  # a cache of other windows under this key: never train on misaligned targets
+        raise ConfigError(f"cached soft targets have {len(soft)} rows for {len(dataset)} windows", where=str(target),
+                          fix="delete that folder; the next run computes them again")
     gold = [1 if record_id in labelled_ids else 0 for record_id in dataset["record_id"]]
     log.info("distillation: soft targets of %d teacher(s) on %d windows (%d from unlabelled texts)", len(teachers),
              len(soft), gold.count(0))
