@@ -127,6 +127,14 @@ def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpu
         ft.finetune(other, resume=True, progress=False)
 
 
+def test_metrics_rows_compare_equal_with_nan():
+    """A diverged epoch (NaN loss) must not make a finished run look unfinished to `--resume`."""
+    nan = float("nan")
+    assert ft.same_rows([{"epoch": 1, "train_loss": nan}], [{"train_loss": nan, "epoch": 1}])
+    assert not ft.same_rows([{"epoch": 1, "train_loss": nan}], [{"epoch": 1, "train_loss": 0.5}])
+    assert not ft.same_rows([{"epoch": 1}], [{"epoch": 1}, {"epoch": 2}])
+
+
 @pytest.mark.slow
 def test_a_real_sigkill_right_after_an_epoch_is_logged(tiny_corpus, tmp_path, clean):
     """The process is killed by the operating system (no cleanup of any kind) just after metrics.jsonl got epoch 1."""

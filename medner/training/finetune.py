@@ -382,11 +382,16 @@ def is_published(out: Path, config: RunConfig, dist: Dist, *, ignore: Sequence[s
         done = (state is not None and bool(state.metrics) and (out / CARD_FILE).is_file()
                 and _same_config(out / "config.yaml", config, ignore)
                 and saved_epoch(out) == state.best_epoch
-                and read_metrics(out / METRICS_FILE, "epoch", state.epoch) == state.metrics)
+                and same_rows(read_metrics(out / METRICS_FILE, "epoch", state.epoch), state.metrics))
     done = _agree(done, dist)
     if done:
         log.info("the run in %s has finished and its outputs are written; nothing to resume", out)
     return done
+
+
+def same_rows(a: list[dict], b: list[dict]) -> bool:
+    """Whether two lists of metrics rows are equal, NaN equal to NaN (a diverged epoch's loss is a row too)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
