@@ -1,6 +1,7 @@
 """Intermediate training on other labelled corpora (`data.auxiliary`): label maps, own labels, phases."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -223,10 +224,11 @@ def test_the_intermediate_phase_reads_only_the_gold_the_run_may_read(tiny_corpus
         f"supervision.gold_fraction={fraction}", f"supervision.weak_config={WEAK}"])
     sup.run_phases(config, progress=False)
     (aux_cfg, (aux_train, aux_dev)), *_, (last_cfg, (last_train, last_dev)) = captured
-    target_ids = [r.id for r in aux_train if not r.id.startswith("other:")]
-    if mode == "weak":  # no gold anywhere, dev included
-        assert target_ids == [] and len(aux_train) == 6
-        assert aux_dev == last_dev and aux_dev != sup.split_train_dev(config)[1]
-    else:  # the same 25% as the gold phase, not the 48 records
-        assert last_cfg.output_dir == config.output_dir and len(last_train) == 12
-        assert target_ids == [r.id for r in last_train]
+    target = [r for r in aux_train if not r.id.startswith("other:")]
+    train, dev = sup.split_train_dev(config)
+    if mode == "weak":  # the weak labels of every training text (the weak phase's), no gold anywhere, dev included
+        assert target == last_train and len(target) == len(train) and target != train
+        assert aux_dev == last_dev and aux_dev != dev
+    else:  # the gold of the same seeded 25% as the gold phase, not of the 48 records
+        assert last_cfg.output_dir == config.output_dir
+        assert target == last_train == random.Random(config.seed).sample(train, 12)

@@ -17,9 +17,9 @@ relabels every weak training text (`unlabelled` included) with the current model
 the model's labels in place of the weak ones. Each round continues from the previous phase's weights, or with
 `self_training_fresh_student` trains a new model from the first phase's starting point (`init_from`, else the
 encoder) on the teacher's labels.
-With `data.auxiliary`, an intermediate phase comes first: the other corpora plus the target records whose gold the
-run may read (all of them, the `gold_fraction` share, none in weak mode, where its dev is weak-labelled too), so
-the phase never reads gold that the run without it would not read.
+With `data.auxiliary`, an intermediate phase comes first: the other corpora plus the target records with the labels the
+run may read (the gold of all of them or of the `gold_fraction` share; in weak mode their weak labels, and a
+weak-labelled dev), so the phase never reads gold that the run without it would not read.
 Intermediate phases are written under ``<output_dir>/phases/``; the last phase writes ``output_dir``.
 """
 from __future__ import annotations
@@ -135,12 +135,15 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     train_records, dev_records = split_train_dev(config)
     unlabelled = read_unlabelled(config)
     gold, left_out = gold_share(config, train_records)
-    weak_dev = weak_label(dev_records, sup.weak_config) if sup.mode in ("weak", "weak+gold") else []
-    if auxiliary:  # the target's gold share only: a weak-only run reads no gold (its dev is weak-labelled too)
-        steps.append(("auxiliary", aux_cfg, (gold + aux_records, weak_dev if sup.mode == "weak" else dev_records)))
     weak_train: list[Record] = []
+    weak_dev: list[Record] = []
     if sup.mode in ("weak", "weak+gold"):
         weak_train = weak_label(train_records + unlabelled, sup.weak_config)
+        weak_dev = weak_label(dev_records, sup.weak_config)
+    if auxiliary:  # the target records with the labels the run may read: weak ones only in weak mode, dev included
+        steps.append(("auxiliary", aux_cfg, (weak_train + aux_records, weak_dev) if sup.mode == "weak"
+                      else (gold + aux_records, dev_records)))
+    if sup.mode in ("weak", "weak+gold"):
         cfg = _phase(config, "weak", final=sup.mode == "weak" and not rounds)
         if sup.mode == "weak+gold":
             cfg.train.epochs = sup.pretrain_epochs

@@ -58,12 +58,10 @@ LEXICON_FEATURES = ("lexicon_features={lexicon: [lexicons/build/lexicon_zh.tsv, 
 # first epochs (F1 0). Shared by every 10%-gold variant, so a REUSES variant's phase matches the run it reuses.
 GOLD10 = ["supervision.gold_fraction=0.1", "train.epochs=10", "train.patience=0"]
 WEAK_ONLY = {"weak", "weak_relabel", "weak_relabel_fresh", "weak_more_text", "weak_lexicon", "tapt_weak"}  # no gold
-MULTI_CONFIG = ROOT / "configs" / "ccks2019_multi.yaml"
+# (tapt_multi_weak is without gold too, from configs/ccks2019_multi_weak.yaml)
 # variant: the config it starts from, when not CONFIG (so its row reproduces `medner finetune` of that config)
-BASE_CONFIG = {**{name: WEAK_CONFIG for name in WEAK_ONLY}, "tapt_multi": MULTI_CONFIG, "tapt_multi_weak": MULTI_CONFIG}
-# what configs/ccks2019_weak.yaml adds to ccks2019.yaml, for a weak-only variant on another base config
-WEAK_SETTINGS = ["supervision.mode=weak", "supervision.weak_config=configs/weak_labels/ccks2019.yaml",
-                 "train.epochs=3", "train.warmup_ratio=0.25"]
+BASE_CONFIG = {**{name: WEAK_CONFIG for name in WEAK_ONLY}, "tapt_multi": ROOT / "configs" / "ccks2019_multi.yaml",
+               "tapt_multi_weak": ROOT / "configs" / "ccks2019_multi_weak.yaml"}
 # raw EMR texts (CCKS 2017 CNER), a path relative to the working directory like the config's data paths
 CCKS2017 = "../shared/data/corpora/ccks2017_cner/data_origin.zip"
 # the encoder after masked-LM pretraining on the clinical text of ../shared/data (`medner pretrain
@@ -99,10 +97,11 @@ VARIANTS = {
     # labels) + the 900 target records, then the target
     "tapt_multi": ("LoRA + CRF, adapted encoder, intermediate phase on CCKS 2017 + CMeEE (own label sets)", []),
     "tapt_weak": ("LoRA + CRF on weak labels only (no gold), encoder pretrained on clinical text", [TAPT]),
-    # the adapted encoder, 2 epochs on CCKS 2017 + CMeEE only (a weak-only run reads no CCKS 2019 gold, dev included),
-    # then the weak labels with a fresh head; then the same 10% gold as gold10
+    # configs/ccks2019_multi_weak.yaml (BASE_CONFIG): the adapted encoder, 2 epochs on CCKS 2017 + CMeEE + the weak
+    # labels of the 900 texts (no CCKS 2019 gold, dev included), then 3 on the weak labels with a fresh head; then
+    # (tapt_multi_weak_gold10) the same 10% gold as gold10
     "tapt_multi_weak": ("LoRA + CRF on weak labels only (no gold), adapted encoder, intermediate phase on CCKS 2017 "
-                        "+ CMeEE", WEAK_SETTINGS),
+                        "+ CMeEE", []),
     "tapt_multi_weak_gold10": ("weak pre-training + 10% of the gold records, adapted encoder, intermediate phase on "
                                "CCKS 2017 + CMeEE", GOLD10 + [TAPT]),
     "tapt_weak_gold10": ("weak pre-training + 10% of the gold records, encoder pretrained on clinical text",
