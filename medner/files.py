@@ -6,6 +6,8 @@ stops; the folder entry is synced too, so the rename itself survives a crash.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -50,3 +52,26 @@ def sync_folder(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> bool:
+    """Call ``write(folder)`` on a new, uniquely named folder beside ``target``, then rename it to ``target``:
+    readers see the whole folder or none, and concurrent writers never touch each other's folder. Returns False
+    (and removes its own folder) when ``target`` already exists, written by another process meanwhile."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        write(tmp)
+        if target.exists():
+            return False
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another writer renamed theirs first
+            if not target.exists():
+                raise
+            return False
+        sync_folder(target.parent)
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -77,6 +77,7 @@ def test_soft_targets_of_identical_teachers_equal_one_teachers(tiny_run, tiny_co
 
 
 def test_soft_targets_are_cached_by_windows_and_teachers_in_any_order(tiny_run, tiny_corpus, tmp_path, monkeypatch):
+    import datasets
     from safetensors.torch import load_file, save_file
 
     import medner.training.soft_targets as st
@@ -98,6 +99,8 @@ def test_soft_targets_are_cached_by_windows_and_teachers_in_any_order(tiny_run, 
     cache, pad, ids = tmp_path / "cache", a.tokenizer.pad_token_id, {r.id for r in records}
     first = st.add_soft_targets(dataset, [a, b], ids, pad, cache_dir=cache, windows_key=key)
     assert first["soft"] != st.add_soft_targets(dataset, [a], ids, pad)["soft"]  # b counts
+    (stored,) = cache.iterdir()  # float32, as computed: exact in half the space of Python floats
+    assert str(datasets.load_from_disk(str(stored)).features["soft"].feature.dtype) == "float32"
     monkeypatch.setattr(st, "soft_targets", lambda *_, **__: pytest.fail("soft targets computed again"))
     assert st.add_soft_targets(dataset, [b, a], ids, pad, cache_dir=cache, windows_key=key)["soft"] == first["soft"]
     with pytest.raises(pytest.fail.Exception):  # other teachers: another key

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from medner.config import WindowConfig
+from medner.files import publish_folder
 from medner.labels import TagScheme, resolve_overlaps
 from medner.model.alignment import EncodedText, encode_text, spans_to_token_tags
 from medner.text import Window, spans_crossing, split_windows, window_spans
@@ -147,13 +147,11 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
                ("record_id", "window_start", "input_ids", "label_index", "tags", "starts", "ends", "lex")}
     dataset = datasets.Dataset.from_dict(columns)
     if target is not None:
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        dataset.save_to_disk(str(tmp))
-        (tmp / "medner_stats.json").write_text(json.dumps(stats.to_dict()))
-        if not target.exists():
-            tmp.rename(target)  # atomic: a half-written cache is never picked up
-        shutil.rmtree(tmp, ignore_errors=True)
+        def write(folder: Path) -> None:
+            dataset.save_to_disk(str(folder))
+            (folder / "medner_stats.json").write_text(json.dumps(stats.to_dict()))
+
+        publish_folder(target, write)  # a half-written cache is never picked up
         dataset = datasets.load_from_disk(str(target))
     return dataset, stats.to_dict(), False
 

@@ -22,6 +22,7 @@ import shutil
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -202,7 +203,8 @@ def init_distributed(device_name: str) -> Dist:
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not torch.distributed.is_initialized():
         use_cuda = torch.cuda.is_available() and device_name != "cpu"
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # a long timeout: the other ranks wait at a barrier while the main one tokenises or runs the teachers
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
         if use_cuda:
             torch.cuda.set_device(local)
     return Dist(rank, world, local)
@@ -224,8 +226,10 @@ class TrainingInputs:
     feature_stats: dict
 
 
-def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list[Record]] | None) -> TrainingInputs:
-    """Read and check the records, resolve the encoder and tokenizer, and build (or reuse) the window cache.
+def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list[Record]] | None,
+                   device: torch.device | None = None) -> TrainingInputs:
+    """Read and check the records, resolve the encoder and tokenizer, and build (or reuse) the window cache
+    (and a distillation's soft targets, its teachers run on ``device``).
 
     Under data parallelism the main process imports/prunes the encoder and tokenises; the others wait and
     reuse its caches.
@@ -277,7 +281,7 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
             if (turn == "main") == dist.main:
                 with_soft = add_soft_targets(dataset, teachers, {r.id for r in train_records},
                                              tokenizer.pad_token_id or 0, config.train.eval_batch_size,
-                                             cache / "features", windows_key)
+                                             cache / "features", windows_key, device)
             dist.barrier()
         dataset = with_soft
     return TrainingInputs(train_records, dev_records, scheme, encoder_dir, tokenizer, lexicon, dataset, feature_stats)
@@ -471,7 +475,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         device = torch.device("cuda", dist.local_rank)
     dtype = resolve_dtype(config.precision, device)
 
-    inputs = prepare_inputs(config, dist, data)
+    inputs = prepare_inputs(config, dist, data, device)
     dataset, tokenizer, dev_records = inputs.dataset, inputs.tokenizer, inputs.dev
     tagger = build_tagger(config, inputs, device)
     trainable, total = count_parameters(tagger)

@@ -16,18 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from medner.errors import ConfigError
+from medner.files import publish_folder
 from medner.labels import TagScheme
 from medner.model.windows import collate_windows
 from medner.run.directory import LoadedRun, load_run, read_meta
 
 log = logging.getLogger(__name__)
+
+SOFT_TARGETS_VERSION = "1"  # part of the cache key: bump when the values computed for the same inputs change
 
 
 def load_teachers(paths: Sequence[str], scheme: TagScheme, tokenizer) -> list[LoadedRun]:
@@ -78,25 +80,25 @@ def soft_targets(dataset, teachers: Sequence[LoadedRun], pad_id: int, batch_size
 
 
 def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[str], pad_id: int,
-                     batch_size: int = 32, cache_dir: Path | None = None, windows_key: str = ""):
+                     batch_size: int = 32, cache_dir: Path | None = None, windows_key: str = "",
+                     device: torch.device | None = None):
     """``dataset`` with the ``soft`` and ``gold`` columns (module docstring); the soft targets are read from (or
-    written to) ``cache_dir`` when it and ``windows_key`` (the windows' fingerprint) are given."""
+    written to) ``cache_dir`` when it and ``windows_key`` (the windows' fingerprint) are given, and computed with
+    the teachers on ``device`` (default CPU) otherwise."""
     import datasets
 
-    key = hashlib.sha256(json.dumps([windows_key, sorted(t.fingerprint for t in teachers)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([SOFT_TARGETS_VERSION, windows_key,
+                                     sorted(t.fingerprint for t in teachers)]).encode()).hexdigest()[:16]
     target = cache_dir / f"soft-{key}" if cache_dir is not None and windows_key else None
     if target is not None and (target / "dataset_info.json").exists():
         soft = datasets.load_from_disk(str(target))["soft"]
         log.info("distillation: soft targets of %d teacher(s) loaded from cache %s", len(teachers), target.name)
     else:
-        soft = soft_targets(dataset, teachers, pad_id, batch_size)
-        if target is not None:
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            datasets.Dataset.from_dict({"soft": soft}).save_to_disk(str(tmp))
-            if not target.exists():
-                tmp.rename(target)  # atomic: a half-written cache is never picked up
-            shutil.rmtree(tmp, ignore_errors=True)
+        soft = soft_targets(dataset, teachers, pad_id, batch_size, device)
+        if target is not None:  # float32: the values are float32 marginals, stored exactly in half the space
+            column = datasets.Dataset.from_dict(
+                {"soft": soft}, features=datasets.Features({"soft": datasets.Sequence(datasets.Value("float32"))}))
+            publish_folder(target, lambda folder: column.save_to_disk(str(folder)))
     if len(soft) != len(dataset):  # a cache of other windows under this key: never train on misaligned targets
         raise ConfigError(f"cached soft targets have {len(soft)} rows for {len(dataset)} windows", where=str(target),
                           fix="delete that folder; the next run computes them again")
