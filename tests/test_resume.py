@@ -3,6 +3,7 @@ unbroken run's (metrics, dev report, saved model); a damaged latest checkpoint f
 a warning naming the file; nothing usable is one line naming the file and the fix."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -125,6 +126,17 @@ def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpu
     assert ft.is_published(run, other, one, ignore=["lora.r"])
     with pytest.raises(ckpt.CheckpointError, match="does not fit"):
         ft.finetune(other, resume=True, progress=False)
+
+
+def test_a_finished_run_with_a_diverged_epoch_is_still_finished(tiny_corpus, tmp_path, monkeypatch):
+    """NaN in a metrics row (a diverged epoch's loss) equals NaN: the run is not taken the long way for it."""
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1))
+    run = ft.finetune(config, progress=False)
+    state = ckpt.finished_state(run / "checkpoint")
+    rows = [dict(row, train_loss=float("nan")) for row in state.metrics]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.setattr(ckpt, "finished_state", lambda folder: dataclasses.replace(state, metrics=rows))
+    assert ft.is_published(run, config, Dist())
 
 
 def test_metrics_rows_compare_equal_with_nan():
