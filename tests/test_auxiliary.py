@@ -232,3 +232,20 @@ def test_the_intermediate_phase_reads_only_the_gold_the_run_may_read(tiny_corpus
     else:  # the gold of the same seeded 25% as the gold phase, not of the 48 records
         assert last_cfg.output_dir == config.output_dir
         assert target == last_train == random.Random(config.seed).sample(train, 12)
+
+
+def test_a_phase_found_in_its_folder_must_have_read_the_same_data(tiny_corpus, other_corpus, tmp_path, captured):
+    from medner.config import dump_config
+
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, own_labels=True), "supervision.mode=weak",
+        f"supervision.weak_config={WEAK}"])
+    sup.run_phases(config, progress=False)
+    aux_cfg = captured[0][0]
+    saved = Path(aux_cfg.output_dir) / "config.yaml"
+    saved.write_text(dump_config(aux_cfg), encoding="utf-8")  # the same phase: resumed as it is
+    sup.run_phases(config, progress=False, resume=True)
+    # an intermediate phase of a gold run (all the gold read) copied in as the weak-only run's phase: refused
+    saved.write_text(dump_config(aux_cfg).replace("mode: weak", "mode: gold"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="supervision.mode was 'gold', this run has 'weak'"):
+        sup.run_phases(config, progress=False, resume=True)

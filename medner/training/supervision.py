@@ -29,7 +29,9 @@ import logging
 import random
 from pathlib import Path
 
-from medner.config import RunConfig
+import yaml
+
+from medner.config import RunConfig, dump_config, read_yaml
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
@@ -89,6 +91,36 @@ def gold_share(config: RunConfig, train_records: list[Record]) -> tuple[list[Rec
     gold = random.Random(config.seed).sample(train_records, max(1, round(len(train_records) * sup.gold_fraction)))
     sampled = {id(r) for r in gold}
     return gold, [r for r in train_records if id(r) not in sampled]
+
+
+# the keys that decide which records and labels a phase reads (the seed too, where it draws a sample)
+PHASE_DATA_KEYS = ("data.format", "data.train", "data.dev", "data.dev_last", "data.dev_fraction", "data.train_limit",
+                   "supervision.mode", "supervision.gold_fraction", "supervision.weak_config", "supervision.unlabelled")
+
+
+def check_phase_data(cfg: RunConfig, name: str) -> None:
+    """A phase found in its folder (a resumed run, or one copied in as a finished phase) must have read the records
+    and labels this run's phase would read: else, say, an intermediate phase trained on all the gold would pass
+    as the phase of a weak-only run. A ConfigError names the first key that differs."""
+    saved_path = Path(cfg.output_dir) / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, now = read_yaml(saved_path), yaml.safe_load(dump_config(cfg))
+    keys = list(PHASE_DATA_KEYS)
+    if cfg.supervision.gold_fraction < 1.0 or cfg.data.dev_fraction:
+        keys.append("seed")
+    for key in keys:
+        old, new = _get(saved, key), _get(now, key)
+        if old != new:
+            raise ConfigError(f"the {name} phase there read other data: {key} was {old!r}, this run has {new!r}",
+                              where=str(cfg.output_dir), field=key,
+                              fix="delete that folder to train the phase again, or use --overwrite")
+
+
+def _get(tree, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
@@ -174,6 +206,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
             after_own, kept = previous == fresh_head_after, sup.auxiliary_head == "kept"
             cfg.init_head, cfg.init_head_subset = not after_own or kept, after_own and kept
         log.info("phase %s -> %s", name, cfg.output_dir)
+        if resume:
+            check_phase_data(cfg, name)
         run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True,
                            score_labels=config.data.labels if name == "auxiliary" else None)
         previous = name
