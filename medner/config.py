@@ -704,6 +704,13 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def get_dotted(tree: Any, dotted: str) -> Any:
+    """The value at ``a.b.c`` of a raw config mapping; None where any part is missing ("" is the tree itself)."""
+    for part in dotted.split(".") if dotted else ():
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=c`` overrides (values parsed as YAML) to a raw config mapping, in place."""
     for item in overrides:

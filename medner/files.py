@@ -5,9 +5,10 @@ stops; the folder entry is synced too, so the rename itself survives a crash.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
-import tempfile
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -55,12 +56,19 @@ def sync_folder(folder: str | os.PathLike) -> None:
 
 
 def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> bool:
-    """Call ``write(folder)`` on a new, uniquely named folder beside ``target``, then rename it to ``target``:
-    readers see the whole folder or none, and concurrent writers never touch each other's folder. Returns False
-    (and removes its own folder) when ``target`` already exists, written by another process meanwhile."""
+    """Call ``write(folder)`` on a temporary folder beside ``target``, then rename it to ``target``: readers see
+    the whole folder or none. The temporary folder is named by host and process, so concurrent writers never
+    touch each other's, and the next writer on this host removes those of processes that died while writing.
+    Returns False (and removes its own folder) when ``target`` already exists, written by another process."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    ours = f".{target.name}.tmp-{socket.gethostname()}-"
+    for stale in target.parent.glob(glob.escape(ours) + "*"):
+        if not _alive(stale.name[len(ours):]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f"{ours}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         write(tmp)
         if target.exists():
@@ -75,3 +83,18 @@ def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> 
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_temporary_of(name: str, target_name: str) -> bool:
+    """Whether ``name`` is a temporary folder of :func:`publish_folder` for a folder named ``target_name``."""
+    return name.startswith(f".{target_name}.tmp-")
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

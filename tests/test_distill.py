@@ -141,6 +141,7 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
 
     import medner.training.checkpoint as ckpt
     import medner.training.distill as ds
+    import medner.training.soft_targets as st
 
     options = dict(layers=1, overrides=["train.epochs=2", "train.checkpoint_every=3"], progress=False)
     whole = distill([str(tiny_run)], tmp_path / "whole", **options)
@@ -150,8 +151,6 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
     assert (killed / "student_init" / "config.json").is_file()
     with pytest.raises(ConfigError, match="--resume"):
         distill([str(tiny_run)], killed, **options)
-    import medner.training.soft_targets as st
-
     with caplog.at_level(logging.INFO, logger="medner.training"), monkeypatch.context() as patch:
         patch.setattr(st, "soft_targets", lambda *_, **__: pytest.fail("soft targets computed again on resume"))
         resumed = distill([str(tiny_run)], killed, resume=True, **options)

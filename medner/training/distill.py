@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +21,7 @@ import torch
 
 from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
 from medner.errors import ConfigError
+from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, load_run, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.output_dir import check_output, prepare_output
@@ -71,6 +72,12 @@ def student_config(teachers: Sequence[str], out: Path, *, alpha: float, unlabell
     return config_from_dict(tree)
 
 
+def _save_start(encoder: torch.nn.Module, tokenizer, folder: Path) -> None:
+    """The student's starting encoder and its tokenizer, as an HF encoder directory in ``folder``."""
+    encoder.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+
+
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
             unlabelled: Sequence[str] = (), unlabelled_format: str = "jsonl", overrides: Sequence[str] = (),
             progress: bool = True, overwrite: bool = False, resume: bool = False) -> Path:
@@ -90,12 +97,8 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     prepare_output(out, resume=resume, overwrite=overwrite)
     if not (resume and (init_dir / "config.json").is_file()):  # the student's start: the same on every resume
         encoder = cut_encoder(first.tagger.encoder, layers) if layers else first.tagger.encoder
-        partial = out / f".{STUDENT_INIT}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        encoder.save_pretrained(str(partial), safe_serialization=True)
-        first.tokenizer.save_pretrained(str(partial))
         shutil.rmtree(init_dir, ignore_errors=True)
-        os.replace(partial, init_dir)  # complete, or absent
+        publish_folder(init_dir, partial(_save_start, encoder, first.tokenizer))  # complete, or absent
         del encoder
     del first
     run = finetune(config, progress=progress, output_ready=True, resume=resume)

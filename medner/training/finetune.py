@@ -31,7 +31,7 @@ import yaml
 from transformers import get_scheduler
 
 from medner.annotate import Annotator
-from medner.config import RunConfig, dump_config, read_yaml
+from medner.config import RunConfig, dump_config, get_dotted, read_yaml
 from medner.corpus import read_corpus
 from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
@@ -402,10 +402,8 @@ def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
     """Whether the YAML at ``path`` is ``config``, leaving out the dotted keys ``ignore``."""
     def without(tree: dict) -> dict:  # in place: both trees are fresh from YAML
         for key in ignore:
-            *parents, last = key.split(".")
-            node = tree
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
+            parent, _, last = key.rpartition(".")
+            node = get_dotted(tree, parent)
             if isinstance(node, dict):
                 node.pop(last, None)
         return tree

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from medner.errors import ConfigError
+from medner.files import is_temporary_of
 
 __all__ = ["RUN_MARKERS", "check_output", "prepare_output"]
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 RUN_MARKERS = frozenset({
     "medner_model.json", "metrics.jsonl", "checkpoint", "phases", "dev_report.json", "training.png", "labels.json",
-    "student_init", ".student_init.partial",  # finetune, supervision phases, distill
+    "student_init",  # finetune, supervision phases, distill
     "medner_encoder.json", "pretrain_config.yaml",  # pretrain
 })
 
@@ -39,7 +40,8 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError(f"`output_dir` is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, an earlier run?)", where=str(out),
                           fix="pass --resume to continue that run, --overwrite to replace it, or choose another "
                               "output_dir (e.g. --set output_dir=runs/NEW)")
-    if not RUN_MARKERS.intersection(entries):
+    # a marker folder killed half-written (medner.files.publish_folder) marks a run too
+    if not any(e in RUN_MARKERS or any(is_temporary_of(e, m) for m in RUN_MARKERS) for e in entries):
         raise ConfigError("`output_dir` holds no earlier medner run: --overwrite deletes only a run's folder",
                           where=str(out), fix="choose another output_dir, or empty this folder yourself")
     return True

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from medner.config import RunConfig, dump_config, read_yaml
+from medner.config import RunConfig, dump_config, get_dotted, read_yaml
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
@@ -110,17 +110,11 @@ def check_phase_data(cfg: RunConfig, name: str) -> None:
     if cfg.supervision.gold_fraction < 1.0 or cfg.data.dev_fraction:
         keys.append("seed")
     for key in keys:
-        old, new = _get(saved, key), _get(now, key)
+        old, new = get_dotted(saved, key), get_dotted(now, key)
         if old != new:
             raise ConfigError(f"the {name} phase there read other data: {key} was {old!r}, this run has {new!r}",
                               where=str(cfg.output_dir), field=key,
                               fix="delete that folder to train the phase again, or use --overwrite")
-
-
-def _get(tree, dotted: str):
-    for part in dotted.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
 
 
 def _phase(config: RunConfig, name: str, final: bool) -> RunConfig:
