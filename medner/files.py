@@ -64,7 +64,7 @@ def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     ours = f".{target.name}.tmp-{socket.gethostname()}-"
     for stale in target.parent.glob(glob.escape(ours) + "*"):
-        if not _alive(stale.name[len(ours):]):
+        if not process_alive(stale.name[len(ours):]):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = target.parent / f"{ours}{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -90,7 +90,8 @@ def is_temporary_of(name: str, target_name: str) -> bool:
     return name.startswith(f".{target_name}.tmp-")
 
 
-def _alive(pid: str) -> bool:
+def process_alive(pid: str | int) -> bool:
+    """Whether process ``pid`` of this host runs (a process of another user counts; a non-number does not)."""
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):

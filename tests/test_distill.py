@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -102,7 +103,9 @@ def test_soft_targets_are_cached_by_windows_and_teachers_in_any_order(tiny_run, 
     (stored,) = cache.iterdir()  # float32, as computed: exact in half the space of Python floats
     assert str(datasets.load_from_disk(str(stored)).features["soft"].feature.dtype) == "float32"
     monkeypatch.setattr(st, "soft_targets", lambda *_, **__: pytest.fail("soft targets computed again"))
+    os.utime(stored, (1, 1))
     assert st.add_soft_targets(dataset, [b, a], ids, pad, cache_dir=cache, windows_key=key)["soft"] == first["soft"]
+    assert stored.stat().st_mtime > 1  # the hit marks the entry used (`medner cache prune --unused-for`)
     with pytest.raises(pytest.fail.Exception):  # other teachers: another key
         st.add_soft_targets(dataset, [a], ids, pad, cache_dir=cache, windows_key=key)
     with pytest.raises(ConfigError, match="cached soft targets have"):  # never misaligned rows

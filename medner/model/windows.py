@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from medner.cache import mark_used
 from medner.config import WindowConfig
 from medner.files import publish_folder
 from medner.labels import TagScheme, resolve_overlaps
@@ -140,6 +141,7 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
         dataset = datasets.load_from_disk(str(target))
         stats = json.loads((target / "medner_stats.json").read_text())
         log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
+        mark_used(target)
         return dataset, stats, True
     stats = FeatureStats()
     rows = list(iter_windows(records, tokenizer, config, scheme, overlap_policy, stats, lexicon))

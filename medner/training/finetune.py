@@ -31,10 +31,11 @@ import yaml
 from transformers import get_scheduler
 
 from medner.annotate import Annotator
+from medner.cache import cache_root
 from medner.config import RunConfig, dump_config, get_dotted, read_yaml
 from medner.corpus import read_corpus
-from medner.encoders.loading import (add_lora, cache_root, count_parameters, isolate_punctuation, load_encoder,
-                                     load_tokenizer, resolve_encoder_dir)
+from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder, load_tokenizer,
+                                     resolve_encoder_dir)
 from medner.errors import ConfigError, ModelError
 from medner.evaluate import score, write_report
 from medner.files import atomic_write_text

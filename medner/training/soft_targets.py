@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from medner.cache import mark_used
 from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.labels import TagScheme
@@ -93,6 +94,7 @@ def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[s
     if target is not None and (target / "dataset_info.json").exists():
         soft = datasets.load_from_disk(str(target))["soft"]
         log.info("distillation: soft targets of %d teacher(s) loaded from cache %s", len(teachers), target.name)
+        mark_used(target)
     else:
         soft = soft_targets(dataset, teachers, pad_id, batch_size, device)
         if target is not None:  # float32: the values are float32 marginals, stored exactly in half the space
