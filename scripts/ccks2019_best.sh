@@ -12,34 +12,8 @@ cd "$ROOT"
 OUT="${OUT:-runs/ccks2019_best}"
 SEEDS="${SEEDS:-13 29 7}"
 
-train() {  # train CONFIG OUTPUT_DIR [KEY=VALUE ...]: a run directory already there is resumed (a finished one
-  local config="$1" out="$2"   # trains nothing), so an interrupted chain continues from its last checkpoint
-  shift 2
-  local args=(--set "output_dir=$out")
-  for kv in "$@"; do args+=(--set "$kv"); done
-  [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && args+=(--resume)
-  medner finetune "$config" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
-}
-
-EXTRA=("$@")  # the caller's options (--set key=value ...), given to every training step
-for arg in "$@"; do
-  case "$arg" in
-    seed=*|output_dir=*|init_from=*|--overwrite|--resume)
-      echo "ccks2019_best: $arg is set by the script (seeds: SEEDS=\"13 29 7\", output: OUT=DIR; reruns resume)" >&2
-      exit 2 ;;
-  esac
-done
-# a rerun must be the same recipe: finished members and the soup are kept, so other options would mix recipes
-recipe="SEEDS=$SEEDS"
-for arg in "$@"; do
-  case "$arg" in --no-progress|-q|-v) ;; *) recipe="$recipe $arg" ;; esac  # output options are not the recipe
-done
-mkdir -p "$OUT"
-if [ -f "$OUT/recipe.txt" ] && [ "$(cat "$OUT/recipe.txt")" != "$recipe" ]; then
-  echo "ccks2019_best: $OUT was made by another recipe ($(cat "$OUT/recipe.txt")); use another OUT=DIR or delete it" >&2
-  exit 2
-fi
-echo "$recipe" > "$OUT/recipe.txt"
+source "$ROOT/scripts/_chain.sh"
+chain_start ccks2019_best "$OUT" "$@"
 train configs/ccks2019_weak.yaml "$OUT/weak"
 members=()
 for seed in $SEEDS; do
