@@ -64,8 +64,12 @@ def cache_entries(root: str | os.PathLike) -> list[CacheEntry]:
             continue
         for path in folder.iterdir():
             kind = _kind(sub, path.name)
-            if kind is not None and path.is_dir() and not path.is_symlink():
+            if kind is None or path.is_symlink() or not path.is_dir():
+                continue
+            try:
                 entries.append(CacheEntry(kind, path, _size(path), path.stat().st_mtime))
+            except FileNotFoundError:  # a writer renamed or removed it just now
+                pass
     return sorted(entries, key=lambda e: (e.last_used, str(e.path)))
 
 
