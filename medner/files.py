@@ -55,6 +55,9 @@ def sync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+_TMP = ".tmp-"  # a temporary folder of publish_folder: .NAME.tmp-HOST-PID
+
+
 def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> bool:
     """Call ``write(folder)`` on a temporary folder beside ``target``, then rename it to ``target``: readers see
     the whole folder or none. The temporary folder is named by host and process, so concurrent writers never
@@ -62,11 +65,10 @@ def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> 
     Returns False (and removes its own folder) when ``target`` already exists, written by another process."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    ours = f".{target.name}.tmp-{socket.gethostname()}-"
-    for stale in target.parent.glob(glob.escape(ours) + "*"):
-        if not process_alive(stale.name[len(ours):]):
+    for stale in target.parent.glob(glob.escape(f".{target.name}{_TMP}") + "*"):
+        if local_writer_died(stale.name):
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.parent / f"{ours}{os.getpid()}"
+    tmp = target.parent / f".{target.name}{_TMP}{socket.gethostname()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -87,7 +89,17 @@ def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> 
 
 def is_temporary_of(name: str, target_name: str) -> bool:
     """Whether ``name`` is a temporary folder of :func:`publish_folder` for a folder named ``target_name``."""
-    return name.startswith(f".{target_name}.tmp-")
+    return name.startswith(f".{target_name}{_TMP}")
+
+
+def local_writer_died(name: str) -> bool | None:
+    """For a temporary folder named like :func:`publish_folder`'s (``.NAME.tmp-HOST-PID``): True when its writer
+    was a process of this host that no longer runs, False when it still runs, None when the name gives no writer
+    of this host (another host, or another naming)."""
+    host, _, pid = name.rpartition(_TMP)[2].rpartition("-")
+    if _TMP not in name or host != socket.gethostname() or not pid.isdigit():
+        return None
+    return not process_alive(pid)
 
 
 def process_alive(pid: str | int) -> bool:
