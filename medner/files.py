@@ -55,36 +55,52 @@ def sync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-_TMP = ".tmp-"  # a temporary folder of publish_folder: .NAME.tmp-HOST-PID
+_TMP = ".tmp-"  # a folder being written by publish_folder: .NAME.tmp-HOST-PID
+_OLD = ".old-"  # the folder it replaces, moved aside for the moment of the swap: .NAME.old-HOST-PID
 
 
-def publish_folder(target: str | os.PathLike, write: Callable[[Path], None]) -> bool:
+def publish_folder(target: str | os.PathLike, write: Callable[[Path], None], *,
+                   replace: Callable[[Path], bool] | None = None) -> bool:
     """Call ``write(folder)`` on a temporary folder beside ``target``, then rename it to ``target``: readers see
     the whole folder or none. The temporary folder is named by host and process, so concurrent writers never
     touch each other's, and the next writer on this host removes those of processes that died while writing.
-    Returns False (and removes its own folder) when ``target`` already exists, written by another process."""
+
+    When ``target`` already exists once the new folder is written, ``replace(target)`` decides: True moves the
+    existing folder aside, renames the new one in and deletes the old one; False (or no ``replace``: the folder
+    is another process's finished copy) keeps it and drops the new one. Returns whether the new folder was
+    published. A failed write leaves ``target`` as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(glob.escape(f".{target.name}{_TMP}") + "*"):
-        if local_writer_died(stale.name):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.parent / f".{target.name}{_TMP}{socket.gethostname()}-{os.getpid()}"
+    for marker in (_TMP, _OLD):
+        for stale in target.parent.glob(glob.escape(f".{target.name}{marker}") + "*"):
+            if local_writer_died(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
+    writer = f"{socket.gethostname()}-{os.getpid()}"
+    tmp = target.parent / f".{target.name}{_TMP}{writer}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    aside = None
     try:
         write(tmp)
         if target.exists():
-            return False
+            if replace is None or not replace(target):
+                return False
+            aside = target.parent / f".{target.name}{_OLD}{writer}"
+            os.rename(target, aside)
         try:
             os.rename(tmp, target)
-        except OSError:  # another writer renamed theirs first
+        except OSError:
             if not target.exists():
+                if aside is not None:
+                    os.rename(aside, target)  # the old folder back in place
                 raise
-            return False
+            return False  # another writer renamed theirs first
         sync_folder(target.parent)
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def is_temporary_of(name: str, target_name: str) -> bool:
@@ -93,11 +109,12 @@ def is_temporary_of(name: str, target_name: str) -> bool:
 
 
 def local_writer_died(name: str) -> bool | None:
-    """For a temporary folder named like :func:`publish_folder`'s (``.NAME.tmp-HOST-PID``): True when its writer
-    was a process of this host that no longer runs, False when it still runs, None when the name gives no writer
-    of this host (another host, or another naming)."""
-    host, _, pid = name.rpartition(_TMP)[2].rpartition("-")
-    if _TMP not in name or host != socket.gethostname() or not pid.isdigit():
+    """For a temporary or aside folder named like :func:`publish_folder`'s (``.NAME.tmp-HOST-PID``,
+    ``.NAME.old-HOST-PID``): True when its writer was a process of this host that no longer runs, False when it
+    still runs, None when the name gives no writer of this host (another host, or another naming)."""
+    marker = _TMP if _TMP in name else _OLD
+    host, _, pid = name.rpartition(marker)[2].rpartition("-")
+    if marker not in name or host != socket.gethostname() or not pid.isdigit():
         return None
     return not process_alive(pid)
 

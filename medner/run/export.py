@@ -50,7 +50,7 @@ from torch import nn
 
 from medner.corpus import read_corpus
 from medner.errors import ConfigError, CorpusError, MednerError, ModelError
-from medner.files import sync_folder
+from medner.files import publish_folder
 from medner.model.alignment import token_tags_to_spans
 from medner.model.tagger import Tagger, decode_emissions, tag_probabilities
 from medner.model.windows import collate, token_windows
@@ -147,18 +147,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = DEFAULT_F
              f", {len(calibration)} calibration windows" if quantize else "", source)
     reference = _reference(run, check)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work-", dir=out_dir.parent) as work:
-            work = Path(work)
-            onnx_path = _trace(run.tagger, check[0], work / "traced" / "model.onnx")
-            builder = _Builder(fmt, run, onnx_path, calibration, work)
-            gate = Gate(max_kl, min_span_agreement)
-            folder, figures, quant = _build_with_gate(builder, run, check, reference, quantize, gate,
-                                                      list(keep_fp32), max_fp32_layers, str(run_dir))
-            staging.mkdir(parents=True)
-            shutil.move(str(folder), str(staging / EXPORT_DIR))
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work-", dir=out_dir.parent) as work:
+        work = Path(work)
+        onnx_path = _trace(run.tagger, check[0], work / "traced" / "model.onnx")
+        builder = _Builder(fmt, run, onnx_path, calibration, work)
+        gate = Gate(max_kl, min_span_agreement)
+        folder, figures, quant = _build_with_gate(builder, run, check, reference, quantize, gate,
+                                                  list(keep_fp32), max_fp32_layers, str(run_dir))
         fields = {"format": fmt, "runtime": runtime_version(fmt), "precision": "int8" if quantize else "fp32",
                   "export": {"source_fingerprint": run.fingerprint, "source_encoder": run.meta.get("encoder"),
                              "exporter": f"torch {torch.__version__} TorchScript exporter, opset {OPSET}",
@@ -166,10 +161,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = DEFAULT_F
                              "min_span_agreement": min_span_agreement, "check": figures,
                              "export_threads": torch.get_num_threads(),
                              "seconds": round(time.perf_counter() - started, 1)}}
-        save_exported(run_dir, staging, fields)
-        _publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+        def write(staging: Path) -> None:
+            shutil.move(str(folder), str(staging / EXPORT_DIR))
+            save_exported(run_dir, staging, fields)
+
+        publish_folder(out_dir, write, replace=lambda _: True)  # an existing out_dir (--overwrite) goes only now
     log.info("exported %s: mean KL %.4g, max KL %.4g, token agreement %.4f, span agreement %.4f", out_dir,
              figures["mean_kl"], figures["max_kl"], figures["token_agreement"], figures["span_agreement"])
     return read_meta(out_dir)
@@ -585,17 +582,3 @@ def _build_with_gate(builder: _Builder, run: LoadedRun, check: list[Window], ref
                                                                       for n in builder.layers()[k]])),
                         "matmuls": len(builder.matmuls)}
     return folder, figures, quantization
-
-
-# --------------------------------------------------------------------------------------------- publishing
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Rename the complete ``staging`` to ``out_dir`` (an existing ``out_dir`` is replaced only now)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    sync_folder(out_dir.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
