@@ -177,6 +177,9 @@ class SupervisionConfig:
     unlabelled_format: str = "jsonl"
     pretrain_epochs: int = 3  # weak+gold: epochs on weak labels before the gold phase
     gold_fraction: float = 1.0  # gold, weak+gold: seeded share of the gold training records used
+    # the seed of that share's sample; null: `seed`. Runs of several seeds that must read the same share (the
+    # teachers of one distillation, whose student reads it too) set it to one value
+    gold_seed: int | None = None
     self_training_rounds: int = 0  # rounds of training on the model's own confident predictions on `unlabelled`
     self_training_min_score: float = 0.9  # a pseudo-labelled text is kept when all its spans score at least this
     self_training_epochs: int = 0  # epochs of each self-training round; 0 = train.epochs
@@ -203,6 +206,9 @@ class SupervisionConfig:
                               fix="name a weak-labelling config, e.g. configs/weak_labels/ccks2019.yaml")
         if not 0.0 < self.gold_fraction <= 1.0:
             raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
+        if self.gold_seed is not None and (isinstance(self.gold_seed, bool) or not isinstance(self.gold_seed, int)):
+            raise ConfigError(f"`supervision.gold_seed` must be an integer or null, got {self.gold_seed!r}",
+                              field="supervision.gold_seed")
         if self.self_training_relabel and self.mode != "weak":
             raise ConfigError(f"`supervision.self_training_relabel` relabels weak labels, but `supervision.mode` is "
                               f"{self.mode}", fix="set `supervision.mode: weak`, or drop `self_training_relabel`")

@@ -167,3 +167,79 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
     assert not (resumed / "student_init").exists()
     monkeypatch.setattr(ds, "load_run", lambda *a, **k: pytest.fail("a finished student loaded its teacher again"))
     assert distill([str(tiny_run)], killed, resume=True, **options) == resumed
+
+
+@pytest.fixture(scope="module")
+def half_gold_teacher(tmp_path_factory, tiny_corpus):
+    """A finished run that read the gold of half the training records (seed 3's sample); treat it as read-only."""
+    from medner.config import load_config
+    from medner.training.finetune import finetune
+    from tiny_model import write_config
+
+    root = tmp_path_factory.mktemp("half_gold")
+    config = load_config(write_config(root, tiny_corpus, epochs=2), ["supervision.gold_fraction=0.5", "seed=3"])
+    return finetune(config, progress=False)
+
+
+def test_a_student_reads_only_the_gold_share_its_teacher_read(half_gold_teacher, tmp_path, monkeypatch):
+    import medner.training.finetune as ft
+    from medner.run.directory import read_run_config
+    from medner.training.finetune import split_train_dev
+    from medner.training.gold_share import gold_share
+
+    teacher_config = read_run_config(half_gold_teacher)
+    train, _ = split_train_dev(teacher_config)
+    gold, left_out = gold_share(teacher_config, train)
+    assert gold and left_out
+    seen = {}
+    real = ft.add_soft_targets
+
+    def spy(dataset, teachers, gold_ids, *args, **kwargs):
+        seen.update(gold_ids=set(gold_ids), windowed={row["record_id"] for row in dataset})
+        return real(dataset, teachers, gold_ids, *args, **kwargs)
+
+    monkeypatch.setattr(ft, "add_soft_targets", spy)
+    # another student seed: the gold share is still the teachers' (drawn with their seed, kept as gold_seed)
+    student = distill([str(half_gold_teacher)], tmp_path / "student", overrides=["train.epochs=1", "seed=11"],
+                      progress=False)
+    assert seen["gold_ids"] == {r.id for r in gold}
+    assert {r.id for r in left_out} <= seen["windowed"]  # the rest: texts with soft targets only
+    supervision = read_run_config(student).supervision
+    assert (supervision.gold_fraction, supervision.gold_seed) == (0.5, 3)
+
+
+def _with_config(run, out, **changes):
+    """A copy of ``run`` whose config.yaml has the dotted ``changes`` (resealed, so it loads)."""
+    import yaml
+
+    from medner.run.directory import reseal
+
+    shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoint"))
+    tree = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    (out / "config.yaml").write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+    reseal(out)
+    return out
+
+
+def test_teachers_of_other_gold_shares_or_without_gold_are_refused_before_training(half_gold_teacher, tiny_run,
+                                                                                  tmp_path):
+    other_sample = _with_config(half_gold_teacher, tmp_path / "seed5", seed=5)
+    with pytest.raises(ConfigError, match="different shares of the gold records.*seed 3.*seed 5"):
+        distill([str(half_gold_teacher), str(other_sample)], tmp_path / "s1", progress=False)
+    with pytest.raises(ConfigError, match="different shares of the gold records"):  # all the gold vs a half
+        distill([str(tiny_run), str(half_gold_teacher)], tmp_path / "s2", progress=False)
+    weak = _with_config(tiny_run, tmp_path / "weak", **{"supervision.mode": "weak", "supervision.weak_config": "w.yaml"})
+    with pytest.raises(ConfigError, match="without gold"):
+        distill([str(weak)], tmp_path / "s3", progress=False)
+    # the same share drawn by runs of other seeds: one gold_seed
+    same = _with_config(half_gold_teacher, tmp_path / "seed5_same", seed=5, **{"supervision.gold_seed": 3})
+    from medner.training.distill import teachers_gold_share
+    assert teachers_gold_share([str(half_gold_teacher), str(same)]) == {"gold_fraction": 0.5, "gold_seed": 3}
+    for name in ("s1", "s2", "s3"):
+        assert not (tmp_path / name / "metrics.jsonl").exists()

@@ -75,6 +75,21 @@ def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus,
     assert [r.id for r in captured[-1][3][0]] == [r.id for r in gold_train]  # baseline and weak+gold: same records
 
 
+def test_gold_seed_keeps_one_gold_share_across_run_seeds(tiny_corpus, tmp_path):
+    from medner.errors import ConfigError
+    from medner.training.finetune import split_train_dev
+    from medner.training.gold_share import gold_share
+
+    def share(*overrides):
+        config = load_config(write_config(tmp_path, tiny_corpus), ["supervision.gold_fraction=0.25", *overrides])
+        return [r.id for r in gold_share(config, split_train_dev(config)[0])[0]]
+
+    assert share("seed=3") != share("seed=5")  # the run's seed draws the share ...
+    assert share("seed=5", "supervision.gold_seed=3") == share("seed=3")  # ... unless gold_seed names one
+    with pytest.raises(ConfigError, match="gold_seed` must be an integer"):
+        share("supervision.gold_seed=abc")
+
+
 def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captured, monkeypatch):
     import medner.training.supervision as sup
 

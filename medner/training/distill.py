@@ -5,7 +5,8 @@ when asked (every k-th layer kept, the last one always, as in DistilBERT's initi
 and its head and CRF. It is trained as the first teacher's config says (data, windows, labels), with full
 fine-tuning by default (a cut encoder must relearn more than adapters can), on ``alpha`` x the teachers' mean
 CRF marginals + (1 - alpha) x the gold loss (:mod:`medner.training.soft_targets`), over the training records and
-any unlabelled texts. The result is an ordinary run directory. An interrupted student resumes from its last
+any unlabelled texts. It reads the gold of the records its teachers read (all, or their `gold_fraction` share;
+the other training texts get soft targets only), never more. The result is an ordinary run directory. An interrupted student resumes from its last
 checkpoint (``resume``; the teachers' soft targets are read from their cache, :mod:`medner.training.soft_targets`).
 """
 from __future__ import annotations
@@ -63,13 +64,39 @@ def student_config(teachers: Sequence[str], out: Path, *, alpha: float, unlabell
     if base.link is not None:  # the lexicon travels inside the teacher's run directory
         tree["link"]["lexicon"] = str(Path(teachers[0]) / LINK_FILE)
     tree["train"]["lr_encoder"] = 1e-4  # full fine-tuning of an already trained encoder
-    tree["supervision"] = {}
+    tree["supervision"] = teachers_gold_share(teachers)
     tree["distill"] = DistillConfig(teachers=list(teachers), alpha=alpha, unlabelled=list(unlabelled),
                                     unlabelled_format=unlabelled_format).__dict__
     if encoder_dir is not None:
         tree["encoder"]["name"] = str(encoder_dir)
     apply_overrides(tree, list(overrides))
     return config_from_dict(tree)
+
+
+def teachers_gold_share(teachers: Sequence[str]) -> dict:
+    """The student's `supervision` section: the gold share every teacher read (all the gold records, or the same
+    seeded `gold_fraction`), so that the student reads no gold its teachers did not. Teachers that read other
+    shares, or no gold at all (weak mode, whose runs pick epochs on weak labels), are refused."""
+    shares = {}
+    for teacher in teachers:
+        config = read_run_config(teacher)
+        sup = config.supervision
+        if sup.mode == "weak":
+            raise ConfigError("the teacher was trained without gold (supervision.mode: weak), but a student reads "
+                              "gold: its training records' and the dev records' for picking its epoch",
+                              where=str(teacher), field="distill.teachers",
+                              fix="distil from runs trained on gold (supervision.mode gold or weak+gold)")
+        shares[teacher] = (sup.gold_fraction, None) if sup.gold_fraction >= 1.0 else \
+            (sup.gold_fraction, config.seed if sup.gold_seed is None else sup.gold_seed)
+    if len(set(shares.values())) > 1:
+        listed = "; ".join(f"{t}: {'all' if seed is None else f'{fraction} drawn with seed {seed}'}"
+                           for t, (fraction, seed) in shares.items())
+        raise ConfigError(f"the teachers read different shares of the gold records ({listed}): together they "
+                          "know more gold than any one of them", field="distill.teachers",
+                          fix="distil from teachers of one gold share: the same `supervision.gold_fraction`, and "
+                              "`supervision.gold_seed` set to one value for runs of several seeds")
+    fraction, seed = next(iter(shares.values()))
+    return {} if seed is None else {"gold_fraction": fraction, "gold_seed": seed}
 
 
 def _save_start(encoder: torch.nn.Module, tokenizer, folder: Path) -> None:

@@ -50,6 +50,7 @@ from medner.run.directory import (CARD_FILE, is_exported, is_run_dir, load_head,
                                    verify, write_model_card)
 from medner.training import checkpoint as ckpt
 from medner.training.adversarial import FGM
+from medner.training.gold_share import gold_share
 from medner.training.output_dir import check_output, prepare_output
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
@@ -267,7 +268,12 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
     windowed = train_records
     if config.distill is not None:  # teachers checked before any window is built
         teachers = load_teachers(config.distill.teachers, scheme, tokenizer)
-        windowed = train_records + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config)
+        train_records, left_out = gold_share(config, train_records)  # the gold share the teachers read
+        if left_out:
+            log.info("distillation: gold of %d training records (supervision.gold_fraction), the other %d are texts "
+                     "with soft targets only", len(train_records), len(left_out))
+        windowed = (train_records + [r.with_spans(()) for r in left_out]
+                    + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config))
     for turn in ("main", "others"):
         if (turn == "main") == dist.main:
             dataset, feature_stats, cached = build_dataset(windowed, tokenizer, config.window, scheme,

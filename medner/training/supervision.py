@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 from pathlib import Path
 
 import yaml
@@ -36,6 +35,7 @@ from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
+from medner.training.gold_share import gold_share
 from medner.training.finetune import finetune, init_distributed, is_published, prepare_run_output, split_train_dev
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
@@ -79,23 +79,10 @@ def pseudo_label(run_dir: Path, records: list[Record], min_score: float) -> dict
     return kept
 
 
-def gold_share(config: RunConfig, train_records: list[Record]) -> tuple[list[Record], list[Record]]:
-    """The training records whose gold the run may read, and the rest (texts whose gold is never read).
-
-    Weak mode reads no gold; otherwise a seeded sample of `supervision.gold_fraction` of the records (all at 1.0)."""
-    sup = config.supervision
-    if sup.mode == "weak":
-        return [], list(train_records)
-    if sup.gold_fraction >= 1.0:
-        return list(train_records), []
-    gold = random.Random(config.seed).sample(train_records, max(1, round(len(train_records) * sup.gold_fraction)))
-    sampled = {id(r) for r in gold}
-    return gold, [r for r in train_records if id(r) not in sampled]
-
-
 # the keys that decide which records and labels a phase reads (the seed too, where it draws a sample)
 PHASE_DATA_KEYS = ("data.format", "data.train", "data.dev", "data.dev_last", "data.dev_fraction", "data.train_limit",
-                   "supervision.mode", "supervision.gold_fraction", "supervision.weak_config", "supervision.unlabelled")
+                   "supervision.mode", "supervision.gold_fraction", "supervision.gold_seed", "supervision.weak_config",
+                   "supervision.unlabelled")
 
 
 def check_phase_data(cfg: RunConfig, name: str) -> None:
@@ -107,8 +94,8 @@ def check_phase_data(cfg: RunConfig, name: str) -> None:
         return
     saved, now = read_yaml(saved_path), yaml.safe_load(dump_config(cfg))
     keys = list(PHASE_DATA_KEYS)
-    if cfg.supervision.gold_fraction < 1.0 or cfg.data.dev_fraction:
-        keys.append("seed")
+    if (cfg.supervision.gold_fraction < 1.0 and cfg.supervision.gold_seed is None) or cfg.data.dev_fraction:
+        keys.append("seed")  # it draws a sample
     for key in keys:
         old, new = get_dotted(saved, key), get_dotted(now, key)
         if old != new:
