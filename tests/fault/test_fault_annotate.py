@@ -34,6 +34,7 @@ SEED = 20250622
 BUDGET_S = 25.0  # no new step starts after this many seconds of the loop
 MAX_STEPS = 80
 MIN_STEPS = 10
+MIN_KILLS = 5  # and at least this many killed runs, and as many finished ones
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -164,7 +165,10 @@ def test_random_kills_and_damage_never_change_the_output(tiny_run, tmp_path):
         refusals = kills = finished = 0
         t_loop = time.monotonic()
         step = 0
-        while step < MAX_STEPS and (time.monotonic() - t_loop < BUDGET_S or step < MIN_STEPS):
+        # past the budget, go on until the minimums are met: under load a run takes longer than the clean one
+        # it is timed against, so fewer kills land than the draws intend
+        while step < MAX_STEPS and (time.monotonic() - t_loop < BUDGET_S or step < MIN_STEPS
+                                    or kills < MIN_KILLS or finished < MIN_KILLS):
             step += 1
             what, path, before = damage(out, rng) if out.exists() and rng.random() < 0.7 else ("none", None, None)
             if what == "none" and out.exists() and rng.random() < 0.25:  # start over: kills land mid-work again
@@ -197,6 +201,6 @@ def test_random_kills_and_damage_never_change_the_output(tiny_run, tmp_path):
     finally:
         zygote.close()
     assert state(out) == expected
-    assert kills >= 5 and finished >= 5 and step >= MIN_STEPS, trace
+    assert kills >= MIN_KILLS and finished >= MIN_KILLS and step >= MIN_STEPS, trace
     print(f"\nfault loop: {step} steps ({kills} killed, {finished} finished, {refusals} refused) in "
           f"{time.monotonic() - t_loop:.1f}s, {time.monotonic() - t_start:.1f}s in all; {trace}")
