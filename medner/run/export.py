@@ -37,7 +37,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -146,27 +145,28 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = DEFAULT_F
              " int8" if quantize else "", len(check),
              f", {len(calibration)} calibration windows" if quantize else "", source)
     reference = _reference(run, check)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work-", dir=out_dir.parent) as work:
-        work = Path(work)
+    figures = {}
+
+    def write(staging: Path) -> None:  # everything happens in the folder publish_folder renames into place: a
+        work = staging / "work"        # refusal or a kill leaves nothing that the next export does not remove
         onnx_path = _trace(run.tagger, check[0], work / "traced" / "model.onnx")
         builder = _Builder(fmt, run, onnx_path, calibration, work)
         gate = Gate(max_kl, min_span_agreement)
-        folder, figures, quant = _build_with_gate(builder, run, check, reference, quantize, gate,
+        folder, checked, quant = _build_with_gate(builder, run, check, reference, quantize, gate,
                                                   list(keep_fp32), max_fp32_layers, str(run_dir))
-        fields = {"format": fmt, "runtime": runtime_version(fmt), "precision": "int8" if quantize else "fp32",
-                  "export": {"source_fingerprint": run.fingerprint, "source_encoder": run.meta.get("encoder"),
-                             "exporter": f"torch {torch.__version__} TorchScript exporter, opset {OPSET}",
-                             "quantization": quant, "check_corpus": source, "max_kl": max_kl,
-                             "min_span_agreement": min_span_agreement, "check": figures,
-                             "export_threads": torch.get_num_threads(),
-                             "seconds": round(time.perf_counter() - started, 1)}}
+        figures.update(checked)
+        shutil.move(str(folder), str(staging / EXPORT_DIR))
+        shutil.rmtree(work)
+        save_exported(run_dir, staging, {
+            "format": fmt, "runtime": runtime_version(fmt), "precision": "int8" if quantize else "fp32",
+            "export": {"source_fingerprint": run.fingerprint, "source_encoder": run.meta.get("encoder"),
+                       "exporter": f"torch {torch.__version__} TorchScript exporter, opset {OPSET}",
+                       "quantization": quant, "check_corpus": source, "max_kl": max_kl,
+                       "min_span_agreement": min_span_agreement, "check": checked,
+                       "export_threads": torch.get_num_threads(),
+                       "seconds": round(time.perf_counter() - started, 1)}})
 
-        def write(staging: Path) -> None:
-            shutil.move(str(folder), str(staging / EXPORT_DIR))
-            save_exported(run_dir, staging, fields)
-
-        publish_folder(out_dir, write, replace=lambda _: True)  # an existing out_dir (--overwrite) goes only now
+    publish_folder(out_dir, write, replace=lambda _: True)  # an existing out_dir (--overwrite) goes only now
     log.info("exported %s: mean KL %.4g, max KL %.4g, token agreement %.4f, span agreement %.4f", out_dir,
              figures["mean_kl"], figures["max_kl"], figures["token_agreement"], figures["span_agreement"])
     return read_meta(out_dir)

@@ -6,8 +6,9 @@ and its head and CRF. It is trained as the first teacher's config says (data, wi
 fine-tuning by default (a cut encoder must relearn more than adapters can), on ``alpha`` x the teachers' mean
 CRF marginals + (1 - alpha) x the gold loss (:mod:`medner.training.soft_targets`), over the training records and
 any unlabelled texts. It reads the gold of the records its teachers read (all, or their `gold_fraction` share;
-the other training texts get soft targets only), never more. The result is an ordinary run directory. An interrupted student resumes from its last
-checkpoint (``resume``; the teachers' soft targets are read from their cache, :mod:`medner.training.soft_targets`).
+the other training texts get soft targets only), never more. The result is an ordinary run directory. An
+interrupted student resumes from its last checkpoint (``resume``; the teachers' soft targets are read from their
+cache, :mod:`medner.training.soft_targets`).
 """
 from __future__ import annotations
 
