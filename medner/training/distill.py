@@ -26,6 +26,7 @@ from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, load_run, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
+from medner.training.gold_share import sample_seed
 from medner.training.output_dir import check_output, prepare_output
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ def teachers_gold_share(teachers: Sequence[str]) -> dict:
                               "gold: its training records' and the dev records' for picking its epoch",
                               where=str(teacher), field="distill.teachers",
                               fix="distil from runs trained on gold (supervision.mode gold or weak+gold)")
-        shares[teacher] = (sup.gold_fraction, None) if sup.gold_fraction >= 1.0 else \
-            (sup.gold_fraction, config.seed if sup.gold_seed is None else sup.gold_seed)
+        shares[teacher] = (sup.gold_fraction, sample_seed(config))
     if len(set(shares.values())) > 1:
         listed = "; ".join(f"{t}: {'all' if seed is None else f'{fraction} drawn with seed {seed}'}"
                            for t, (fraction, seed) in shares.items())

@@ -15,9 +15,17 @@ def gold_share(config: RunConfig, train_records: list[Record]) -> tuple[list[Rec
     sup = config.supervision
     if sup.mode == "weak":
         return [], list(train_records)
-    if sup.gold_fraction >= 1.0:
+    seed = sample_seed(config)
+    if seed is None:
         return list(train_records), []
-    seed = config.seed if sup.gold_seed is None else sup.gold_seed
     gold = random.Random(seed).sample(train_records, max(1, round(len(train_records) * sup.gold_fraction)))
     sampled = {id(r) for r in gold}
     return gold, [r for r in train_records if id(r) not in sampled]
+
+
+def sample_seed(config: RunConfig) -> int | None:
+    """The seed that draws the gold share: `supervision.gold_seed`, else `seed`; None when all the gold is read."""
+    sup = config.supervision
+    if sup.gold_fraction >= 1.0:
+        return None
+    return config.seed if sup.gold_seed is None else sup.gold_seed
