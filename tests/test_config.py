@@ -33,6 +33,9 @@ def test_bundled_configs_load():
     weak = load_config(ROOT / "configs" / "ccks2019_weak.yaml")
     assert weak.supervision.mode == "weak" and (ROOT / weak.supervision.weak_config).is_file()
     assert weak.data.train == ccks.data.train and weak.train.warmup_ratio == 0.25
+    gold10 = load_config(ROOT / "configs" / "ccks2019_gold10.yaml")  # continues the weak run on 10% of the gold
+    assert gold10.init_from == weak.output_dir and gold10.supervision.gold_fraction == 0.1
+    assert gold10.data == ccks.data and gold10.supervision.mode == ccks.supervision.mode and gold10.train.patience == 0
 
 
 def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
