@@ -1,4 +1,4 @@
-"""The recipe scripts' control flow (scripts/ccks2019_best.sh, scripts/ccks2019_distilled.sh), with `medner` and
+"""The recipe scripts' control flow (scripts/ccks2019_best.sh, ccks2019_distilled.sh, ccks2019_gold10_distilled.sh), with `medner` and
 `python` replaced by recorders: which steps run, in what order, with which options, and what a rerun does."""
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def repo(tmp_path) -> tuple[Path, dict]:
     """A copy of the scripts with a virtual environment whose `medner` and `python` only record their calls."""
     root = tmp_path / "repo"
     (root / "scripts").mkdir(parents=True)
-    for name in ("_bootstrap.sh", "_chain.sh", "ccks2019_best.sh", "ccks2019_distilled.sh"):
+    for name in ("_bootstrap.sh", "_chain.sh", "ccks2019_best.sh", "ccks2019_distilled.sh",
+                 "ccks2019_gold10_distilled.sh"):
         shutil.copy(REPO / "scripts" / name, root / "scripts" / name)
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     venv = tmp_path / "venv"
@@ -107,7 +108,33 @@ def test_soup_recipe_runs_its_steps_in_order(repo):
     assert calls[5] == f"python scripts/bench/bench_dev.py {out}/soup"
 
 
-@pytest.mark.parametrize("script", ["ccks2019_best.sh", "ccks2019_distilled.sh"])
+def test_gold10_recipe_distils_three_runs_of_each_seeds_share(repo):
+    rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh")
+    assert rc == 0, err
+    out = "runs/ccks2019_gold10_distilled"
+    assert calls[0] == f"medner finetune configs/ccks2019_weak.yaml --set output_dir={out}/weak"
+    for seed, first in (("13", 1), ("7", 6)):  # per seed: three teachers, their student, its dev score
+        runs = f"{out}/seed_{seed}"
+        teachers = calls[first:first + 3]
+        assert [c.split("output_dir=")[1].split()[0] for c in teachers] == [f"{runs}/fgm", f"{runs}/rdrop",
+                                                                           f"{runs}/plain"]
+        assert all("configs/ccks2019_gold10.yaml" in c and f"init_from={out}/weak" in c and f"seed={seed}" in c
+                   for c in teachers)
+        assert "train.fgm_epsilon=1.0" in teachers[0] and "train.rdrop_alpha=1.0" in teachers[1]
+        assert "fgm" not in teachers[2].split("output_dir=")[1] and "rdrop" not in teachers[2]
+        student = calls[first + 3]
+        assert student.startswith(f"medner distill {runs}/fgm {runs}/rdrop {runs}/plain -o {runs}/student")
+        assert "--set train.fgm_epsilon=0" in student  # the student starts from the FGM run, without FGM
+        assert calls[first + 4] == f"python scripts/bench/bench_dev.py {runs}/student"
+    assert len(calls) == 11
+
+    rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh")  # all finished: nothing trains again
+    assert rc == 0, err
+    assert all("--resume" in c for c in calls if c.startswith("medner finetune"))
+    assert not [c for c in calls if c.startswith("medner distill")]
+
+
+@pytest.mark.parametrize("script", ["ccks2019_best.sh", "ccks2019_distilled.sh", "ccks2019_gold10_distilled.sh"])
 def test_options_the_script_sets_and_another_recipe_in_the_same_folder_are_refused(repo, script):
     rc, calls, err = _run(repo, script, "--set", "seed=5")
     assert rc == 2 and "seed=5 is set by the script" in err and calls == []
