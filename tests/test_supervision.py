@@ -9,6 +9,7 @@ import pytest
 import medner.training.supervision as sup
 from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
+from medner.errors import ConfigError
 from medner.training.supervision import run_phases, weak_label
 from medner.types import Span
 from tiny_model import write_config
@@ -29,6 +30,7 @@ def captured(monkeypatch, tmp_path):
         return out
 
     monkeypatch.setattr(sup, "finetune", fake_finetune)
+    monkeypatch.setattr(sup, "check_init_from", lambda config: None)  # no real run to start from
     return calls
 
 
@@ -306,3 +308,18 @@ def test_gold_phase_weak_settings_are_checked():
     with pytest.raises(ConfigError, match=">= 1"):
         SupervisionConfig(weak_config="w.yaml", gold_fraction=0.1, gold_phase_weak=True, gold_repeat=0)
     SupervisionConfig(weak_config="w.yaml", unlabelled=["raw.jsonl"], gold_phase_weak=True)  # all gold + raw texts
+
+
+@pytest.mark.parametrize("phased", [False, True])
+def test_an_init_from_that_is_not_a_finished_run_is_refused_before_anything_is_read_or_written(tiny_corpus, tmp_path,
+                                                                                               phased):
+    unfinished = tmp_path / "weak"
+    (unfinished / "checkpoint").mkdir(parents=True)  # killed before it published its model
+    for start in (tmp_path / "never_trained", unfinished):
+        overrides = [f"init_from={start}"] + (["supervision.gold_fraction=0.5"] if phased else [])
+        config = load_config(write_config(tmp_path, tiny_corpus), overrides)
+        with pytest.raises(ConfigError) as err:
+            run_phases(config, progress=False)
+        message = str(err.value)
+        assert str(start) in message and "init_from" in message and "finished" in message
+        assert not Path(config.output_dir).exists()

@@ -631,6 +631,19 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
         return score(dev_records, predicted(), check_labels=False)
 
 
+def check_init_from(config: RunConfig) -> None:
+    """Refuse an ``init_from`` that is not a finished run directory (missing, still training, killed) before
+    anything is read or written; the error names the folder and the fix."""
+    if not config.init_from:
+        return
+    try:
+        read_meta(config.init_from)
+    except ModelError as err:
+        raise ConfigError(f"`init_from` is not a finished run: {err.message}", where=err.where, field="init_from",
+                          fix="train that run first (or finish it with `medner finetune ... --resume`), or point "
+                              "`init_from` at the output_dir of a finished run") from None
+
+
 def warm_start(tagger: Tagger, run_dir: Path, head: bool = True, head_subset: bool = False) -> None:
     """Copy every weight of an earlier run (same label scheme, same LoRA layout) into ``tagger``; with
     ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ;
