@@ -10,7 +10,7 @@ import torch
 
 import medner
 from medner.corpus import read_corpus
-from medner.errors import ConfigError
+from medner.errors import ConfigError, MednerError
 from medner.training.distill import distill, keep_layers
 from interrupt import killed_after_checkpoint
 
@@ -239,3 +239,13 @@ def test_teachers_of_other_gold_shares_or_without_gold_are_refused_before_traini
     assert teachers_gold_share([str(half_gold_teacher), str(same)]) == {"gold_fraction": 0.5, "gold_seed": 3}
     for name in ("s1", "s2", "s3"):
         assert not (tmp_path / name / "metrics.jsonl").exists()
+
+
+def test_a_teacher_that_is_not_a_finished_run_is_refused_by_name_before_anything_is_written(tiny_run, tmp_path):
+    killed = tmp_path / "killed"  # a teacher killed while training: its config and a checkpoint, no model yet
+    (killed / "checkpoint").mkdir(parents=True)
+    shutil.copy(tiny_run / "config.yaml", killed / "config.yaml")
+    for teacher in (killed, tmp_path / "never_trained"):
+        with pytest.raises(MednerError, match=f"{teacher}: not a medner run directory.*finished"):
+            distill([str(tiny_run), str(teacher)], tmp_path / "student", progress=False)
+        assert not (tmp_path / "student").exists()
