@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Shared by the recipe scripts (ccks2019_best.sh, ccks2019_distilled.sh), sourced after _bootstrap.sh:
+# Shared by the recipe scripts (ccks2019_best.sh, ccks2019_distilled.sh, ccks2019_gold10_distilled.sh), sourced after
+# _bootstrap.sh:
 #   chain_start NAME OUT "$@"   refuse options the script sets itself, and a rerun into OUT with another recipe
 #   train CONFIG OUTPUT_DIR [KEY=VALUE ...]
 #                               one `medner finetune`; a run directory already there is resumed (a finished one
 #                               trains nothing), so an interrupted chain continues from its last checkpoint
+#   distil STUDENT_DIR TEACHER_DIR ... -- [OPTION ...]
+#                               one `medner distill` with those options; an interrupted student is resumed, a
+#                               finished one is kept
 # EXTRA holds the caller's options (--set key=value ...), given to every training step.
 
 chain_start() {
@@ -37,4 +41,16 @@ train() {
   for kv in "$@"; do args+=(--set "$kv"); done
   [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && args+=(--resume)
   medner finetune "$config" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
+}
+
+distil() {
+  local out="$1"
+  shift
+  local args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift  # the --
+  [ -f "$out/medner_model.json" ] && return 0
+  args+=(-o "$out" "$@")
+  [ -n "$(ls -A "$out" 2>/dev/null)" ] && args+=(--resume)
+  medner distill "${args[@]}"
 }

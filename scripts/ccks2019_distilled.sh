@@ -30,8 +30,6 @@ for seed in $SEEDS; do
   train configs/ccks2019_multi.yaml "$run" "seed=$seed"
   teachers+=("$run")
 done
-student=(medner distill "${teachers[@]}" -o "$OUT/student" --unlabelled "$UNLABELLED" --unlabelled-format ccks2017
-         --set train.epochs=5 --set train.lr_head=1e-3)
-[ -f "$OUT/student/medner_model.json" ] || [ -z "$(ls -A "$OUT/student" 2>/dev/null)" ] || student+=(--resume)
-[ -f "$OUT/student/medner_model.json" ] || "${student[@]}"
+distil "$OUT/student" "${teachers[@]}" -- --unlabelled "$UNLABELLED" --unlabelled-format ccks2017 \
+  --set train.epochs=5 --set train.lr_head=1e-3
 python scripts/bench/bench_dev.py "$OUT/student"

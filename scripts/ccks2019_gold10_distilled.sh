@@ -24,9 +24,7 @@ for seed in $SEEDS; do
   train configs/ccks2019_gold10.yaml "$runs/fgm" "init_from=$OUT/weak" "seed=$seed" train.fgm_epsilon=1.0
   train configs/ccks2019_gold10.yaml "$runs/rdrop" "init_from=$OUT/weak" "seed=$seed" train.rdrop_alpha=1.0
   train configs/ccks2019_gold10.yaml "$runs/plain" "init_from=$OUT/weak" "seed=$seed"
-  student=(medner distill "$runs/fgm" "$runs/rdrop" "$runs/plain" -o "$runs/student" --unlabelled "$UNLABELLED"
-           --unlabelled-format ccks2017 --set train.epochs=5 --set train.lr_head=1e-3 --set train.fgm_epsilon=0)
-  [ -f "$runs/student/medner_model.json" ] || [ -z "$(ls -A "$runs/student" 2>/dev/null)" ] || student+=(--resume)
-  [ -f "$runs/student/medner_model.json" ] || "${student[@]}"
+  distil "$runs/student" "$runs/fgm" "$runs/rdrop" "$runs/plain" -- --unlabelled "$UNLABELLED" \
+    --unlabelled-format ccks2017 --set train.epochs=5 --set train.lr_head=1e-3 --set train.fgm_epsilon=0
   python scripts/bench/bench_dev.py "$runs/student"
 done
