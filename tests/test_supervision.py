@@ -323,3 +323,17 @@ def test_an_init_from_that_is_not_a_finished_run_is_refused_before_anything_is_r
         message = str(err.value)
         assert str(start) in message and "init_from" in message and "finished" in message
         assert not Path(config.output_dir).exists()
+
+
+def test_an_init_from_that_is_exported_is_refused_before_anything_is_read_or_written(tiny_run, tiny_corpus, tmp_path):
+    import shutil
+
+    from medner.run.directory import update_meta
+
+    exported = tmp_path / "exported"  # stands for `medner export`'s output: its metadata says ONNX
+    shutil.copytree(tiny_run, exported)
+    update_meta(exported, format="onnx")
+    config = load_config(write_config(tmp_path, tiny_corpus), [f"init_from={exported}"])
+    with pytest.raises(ConfigError, match="exported run"):
+        run_phases(config, progress=False)
+    assert not Path(config.output_dir).exists()

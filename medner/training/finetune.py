@@ -632,16 +632,23 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
 
 
 def check_init_from(config: RunConfig) -> None:
-    """Refuse an ``init_from`` that is not a finished run directory (missing, still training, killed) before
-    anything is read or written; the error names the folder and the fix."""
-    if not config.init_from:
-        return
+    """Refuse an ``init_from`` that cannot be trained on before anything is read or written (:func:`check_start`)."""
+    if config.init_from:
+        check_start(Path(config.init_from))
+
+
+def check_start(run_dir: Path) -> None:
+    """Refuse a run to start from that is not a finished run directory (missing, still training, killed) or is
+    an exported one; the error names the folder and the fix."""
     try:
-        read_meta(config.init_from)
+        meta = read_meta(run_dir)
     except ModelError as err:
         raise ConfigError(f"`init_from` is not a finished run: {err.message}", where=err.where, field="init_from",
                           fix="train that run first (or finish it with `medner finetune ... --resume`), or point "
                               "`init_from` at the output_dir of a finished run") from None
+    if is_exported(meta):
+        raise ConfigError("`init_from` names an exported run (its weights are a runtime graph, not trainable)",
+                          where=str(run_dir), field="init_from", fix="start from the run it was exported from")
 
 
 def warm_start(tagger: Tagger, run_dir: Path, head: bool = True, head_subset: bool = False) -> None:
@@ -649,9 +656,7 @@ def warm_start(tagger: Tagger, run_dir: Path, head: bool = True, head_subset: bo
     ``head=False`` only the encoder (and adapters): the head and CRF start afresh, so the labels may differ;
     with ``head_subset`` the earlier run may have more tags: the head rows and CRF transitions of this run's
     tags are kept (e.g. after an intermediate phase with other corpora's labels)."""
-    if is_exported(read_meta(run_dir)):
-        raise ConfigError("`init_from` names an exported run (its weights are a runtime graph, not trainable)",
-                          where=str(run_dir), field="init_from", fix="start from the run it was exported from")
+    check_start(run_dir)
     previous = load_run(run_dir, merge_lora=False).tagger
     state = previous.state_dict()
     if not head:
