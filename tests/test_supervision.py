@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import medner.training.supervision as sup
 from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
 from medner.errors import ConfigError
+from medner.run.directory import update_meta
 from medner.training.supervision import run_phases, weak_label
 from medner.types import Span
 from tiny_model import write_config
@@ -30,7 +32,7 @@ def captured(monkeypatch, tmp_path):
         return out
 
     monkeypatch.setattr(sup, "finetune", fake_finetune)
-    monkeypatch.setattr(sup, "check_init_from", lambda config: None)  # no real run to start from
+    monkeypatch.setattr(sup, "check_start", lambda run_dir: None)  # no real run to start from
     return calls
 
 
@@ -326,10 +328,6 @@ def test_an_init_from_that_is_not_a_finished_run_is_refused_before_anything_is_r
 
 
 def test_an_init_from_that_is_exported_is_refused_before_anything_is_read_or_written(tiny_run, tiny_corpus, tmp_path):
-    import shutil
-
-    from medner.run.directory import update_meta
-
     exported = tmp_path / "exported"  # stands for `medner export`'s output: its metadata says ONNX
     shutil.copytree(tiny_run, exported)
     update_meta(exported, format="onnx")

@@ -631,15 +631,9 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
         return score(dev_records, predicted(), check_labels=False)
 
 
-def check_init_from(config: RunConfig) -> None:
-    """Refuse an ``init_from`` that cannot be trained on before anything is read or written (:func:`check_start`)."""
-    if config.init_from:
-        check_start(Path(config.init_from))
-
-
 def check_start(run_dir: Path) -> None:
-    """Refuse a run to start from that is not a finished run directory (missing, still training, killed) or is
-    an exported one; the error names the folder and the fix."""
+    """Refuse a run to start from (``init_from``) that is not a finished run directory (missing, still training,
+    killed) or is an exported one; the error names the folder and the fix."""
     try:
         meta = read_meta(run_dir)
     except ModelError as err:

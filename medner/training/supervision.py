@@ -36,7 +36,7 @@ from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
-from medner.training.finetune import (check_init_from, finetune, init_distributed, is_published, prepare_run_output,
+from medner.training.finetune import (check_start, finetune, init_distributed, is_published, prepare_run_output,
                                       split_train_dev)
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
@@ -119,7 +119,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     ``output_dir`` is checked once, for the whole run, before any phase: a non-empty one is refused unless
     ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
     (the whole folder, phases included, is deleted first)."""
-    check_init_from(config)
+    if config.init_from:  # before anything is read or written
+        check_start(Path(config.init_from))
     sup = config.supervision
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
