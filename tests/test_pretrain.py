@@ -264,3 +264,20 @@ def test_config_errors_name_the_key(tmp_path):
         load_pretrain_config(path)
     with pytest.raises(MednerError):
         MaskingConfig(probability=1.5)
+
+
+def test_loading_an_encoder_draws_no_weight_bar_and_restores_transformers_settings(tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from medner.encoders.loading import load_encoder
+    from medner.training.pretrain import load_masked_lm
+    from tiny_model import build_encoder_dir
+
+    encoder_dir = build_encoder_dir(tmp_path / "enc", ["患者因胃癌入院", "术后恢复良好"])
+    hf_logging.enable_progress_bar()
+    hf_logging.set_verbosity_warning()
+    capfd.readouterr()
+    load_masked_lm(encoder_dir)  # a bare encoder: its masked-LM head is missing, which is expected
+    load_encoder(encoder_dir)
+    assert capfd.readouterr().err == ""  # no "Loading weights" bar, no missing-weights report under --no-progress
+    assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == hf_logging.WARNING

@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from tokenizers import Regex, pre_tokenizers
@@ -76,6 +77,24 @@ def isolate_punctuation(tokenizer) -> bool:
     return True
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load weights without Transformers' per-tensor progress bar and its expected missing/unused-weight
+    reports (one log line per run says what was loaded); both are restored afterwards."""
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def load_encoder(path: str | Path, hidden_dropout: float | None = None,
                  attention_dropout: float | None = None) -> torch.nn.Module:
     """The bare encoder (no task head); BERT's pooler is dropped since tagging never uses it.
@@ -88,13 +107,8 @@ def load_encoder(path: str | Path, hidden_dropout: float | None = None,
             if value is not None and hasattr(hf_config, key):
                 setattr(hf_config, key, value)
         kwargs = {"add_pooling_layer": False} if hf_config.model_type in {"bert", "xlm-roberta", "roberta"} else {}
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not news
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_loading():  # the unused pooler weights are expected, not news
             return AutoModel.from_pretrained(str(path), config=hf_config, **kwargs)
-        finally:
-            hf_logging.set_verbosity(verbosity)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load an encoder from {path}: {exc}", field="encoder.name") from None
 

@@ -17,7 +17,6 @@ import logging
 import math
 import random
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
-from transformers.utils import logging as hf_logging
 
 from medner.config import PretrainConfig, dump_config
-from medner.encoders.loading import isolate_punctuation, load_tokenizer, resolve_encoder_dir
+from medner.encoders.loading import isolate_punctuation, load_tokenizer, quiet_loading, resolve_encoder_dir
 from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
@@ -132,14 +130,8 @@ def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> to
         hf_config = AutoConfig.from_pretrained(str(encoder_dir))
         if hidden_dropout is not None and hasattr(hf_config, "hidden_dropout_prob"):
             hf_config.hidden_dropout_prob = hidden_dropout
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the new head's weights are expected to be missing
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return AutoModelForMaskedLM.from_pretrained(str(encoder_dir), config=hf_config)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        with quiet_loading():  # the new head's weights are expected to be missing
+            return AutoModelForMaskedLM.from_pretrained(str(encoder_dir), config=hf_config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a masked-LM model from {encoder_dir}: {exc}", field="encoder.name") from None
 
