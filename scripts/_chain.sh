@@ -8,7 +8,9 @@
 #   distil STUDENT_DIR TEACHER_DIR ... -- [OPTION ...]
 #                               one `medner distill` with those options; an interrupted student is resumed, a
 #                               finished one is kept
-# EXTRA holds the caller's options (--set key=value ...), given to every training step.
+# EXTRA holds the caller's options (--set key=value ...), given to every training step. A script with a choice of
+# recipe besides SEEDS sets RECIPE_VARS after sourcing this file (e.g. RECIPE_VARS="ENCODER=$ENCODER").
+RECIPE_VARS=""
 
 chain_start() {
   local name="$1" out="$2"
@@ -22,7 +24,7 @@ chain_start() {
     esac
   done
   # a rerun must be the same recipe: finished steps are kept, so other options would mix recipes
-  local recipe="SEEDS=$SEEDS"
+  local recipe="SEEDS=$SEEDS${RECIPE_VARS:+ $RECIPE_VARS}"
   for arg in "$@"; do
     case "$arg" in --no-progress|-q|-v) ;; *) recipe="$recipe $arg" ;; esac  # output options are not the recipe
   done

@@ -53,12 +53,12 @@ def repo(tmp_path) -> tuple[Path, dict]:
     return root, env
 
 
-def _run(repo: tuple[Path, dict], script: str, *args: str) -> tuple[int, list[str], str]:
+def _run(repo: tuple[Path, dict], script: str, *args: str, **variables: str) -> tuple[int, list[str], str]:
     root, env = repo
     calls = Path(env["CALLS"])
     calls.unlink(missing_ok=True)
-    proc = subprocess.run(["bash", str(root / "scripts" / script), *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(["bash", str(root / "scripts" / script), *args], cwd=root, env={**env, **variables},
+                          capture_output=True, text=True, timeout=60)
     return proc.returncode, calls.read_text().splitlines() if calls.exists() else [], proc.stderr
 
 
@@ -132,6 +132,24 @@ def test_gold10_recipe_distils_three_runs_of_each_seeds_share(repo):
     assert rc == 0, err
     assert all("--resume" in c for c in calls if c.startswith("medner finetune"))
     assert not [c for c in calls if c.startswith("medner distill")]
+
+
+def test_gold10_recipe_on_the_adapted_encoder_pretrains_first_and_keeps_its_own_folder(repo):
+    rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh", ENCODER="adapted", SEEDS="13")
+    assert rc == 0, err
+    out = "runs/ccks2019_gold10_distilled_adapted"  # not the plain recipe's folder
+    assert calls[0] == "medner pretrain configs/pretrain_clinical.yaml --resume"
+    assert calls[1] == f"medner finetune configs/ccks2019_multi_weak.yaml --set output_dir={out}/weak"
+    teachers = calls[2:5]
+    assert all("configs/ccks2019_gold10.yaml" in c and f"init_from={out}/weak" in c and "seed=13" in c
+               and "--set encoder.name=runs/encoders/clinical_tapt" in c for c in teachers)
+    assert calls[5].startswith(f"medner distill {out}/seed_13/fgm {out}/seed_13/rdrop {out}/seed_13/plain")
+    assert len(calls) == 7
+
+    rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh", OUT=out, SEEDS="13")  # the plain recipe, same folder
+    assert rc == 2 and "another recipe (SEEDS=13 ENCODER=adapted)" in err and calls == []
+    rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh", ENCODER="clinical")
+    assert rc == 2 and "ENCODER=clinical is not a recipe" in err and calls == []
 
 
 @pytest.mark.parametrize("script", ["ccks2019_best.sh", "ccks2019_distilled.sh", "ccks2019_gold10_distilled.sh"])
