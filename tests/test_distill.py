@@ -249,3 +249,11 @@ def test_a_teacher_that_is_not_a_finished_run_is_refused_by_name_before_anything
         with pytest.raises(MednerError, match=f"{teacher}: not a medner run directory.*finished"):
             distill([str(tiny_run), str(teacher)], tmp_path / "student", progress=False)
         assert not (tmp_path / "student").exists()
+
+
+def test_a_student_trained_without_a_terminal_draws_no_bar(tiny_run, tmp_path, capfd):
+    capfd.readouterr()  # saving a cut encoder and a full (non-LoRA) run: no "Writing model shards" bar in a job log
+    distill([str(tiny_run)], tmp_path / "student", layers=1, progress=True,
+            overrides=["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"])
+    err = capfd.readouterr().err
+    assert "it/s" not in err and "\r" not in err

@@ -281,3 +281,12 @@ def test_loading_an_encoder_draws_no_weight_bar_and_restores_transformers_settin
     load_encoder(encoder_dir)
     assert capfd.readouterr().err == ""  # no "Loading weights" bar, no missing-weights report under --no-progress
     assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == hf_logging.WARNING
+
+
+def test_pretraining_without_a_terminal_draws_no_bar(tmp_path, tiny_corpus, capfd):
+    from medner.training.pretrain import pretrain
+
+    capfd.readouterr()
+    pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus, epochs=1)), progress=True)  # stderr: not a tty
+    err = capfd.readouterr().err
+    assert "it/s" not in err and "step/s" not in err and "\r" not in err  # a job log gets log lines, not bars

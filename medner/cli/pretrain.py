@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (without a terminal, progress is logged every 10%% instead)")
     p.set_defaults(func=run_pretrain)
 
 

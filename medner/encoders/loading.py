@@ -78,9 +78,10 @@ def isolate_punctuation(tokenizer) -> bool:
 
 
 @contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Load weights without Transformers' per-tensor progress bar and its expected missing/unused-weight
-    reports (one log line per run says what was loaded); both are restored afterwards."""
+def quiet_transformers() -> Iterator[None]:
+    """Load or save weights without Transformers' progress bars ("Loading weights", "Writing model shards") and
+    its reports of expected missing/unused weights (our own log lines say what was loaded); both settings are
+    restored afterwards."""
     verbosity = hf_logging.get_verbosity()
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -107,7 +108,7 @@ def load_encoder(path: str | Path, hidden_dropout: float | None = None,
             if value is not None and hasattr(hf_config, key):
                 setattr(hf_config, key, value)
         kwargs = {"add_pooling_layer": False} if hf_config.model_type in {"bert", "xlm-roberta", "roberta"} else {}
-        with quiet_loading():  # the unused pooler weights are expected, not news
+        with quiet_transformers():  # the unused pooler weights are expected, not news
             return AutoModel.from_pretrained(str(path), config=hf_config, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load an encoder from {path}: {exc}", field="encoder.name") from None

@@ -50,7 +50,7 @@ from safetensors.torch import load_file, save_file
 from medner import __version__
 from medner.annotate import Annotator
 from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config, read_yaml
-from medner.encoders.loading import load_encoder, load_tokenizer
+from medner.encoders.loading import load_encoder, load_tokenizer, quiet_transformers
 from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text
 from medner.labels import TagScheme
@@ -107,17 +107,18 @@ def save_run(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_e
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(config))
     atomic_write_text(out_dir / "labels.json", json.dumps(tagger.scheme.to_dict(), ensure_ascii=False, indent=1))
-    tokenizer.save_pretrained(str(out_dir / "tokenizer"))
     encoder_dir = out_dir / "encoder"
-    if is_peft(tagger.encoder):
-        if not encoder_dir.exists():
-            shutil.copytree(base_encoder_dir, encoder_dir,
-                            ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json", "checkpoint"))
-        tagger.encoder.save_pretrained(str(out_dir / "adapter"))
-        (out_dir / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty template; the run has its own
-    else:
-        shutil.rmtree(out_dir / "adapter", ignore_errors=True)
-        tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
+    with quiet_transformers():
+        tokenizer.save_pretrained(str(out_dir / "tokenizer"))
+        if is_peft(tagger.encoder):
+            if not encoder_dir.exists():
+                shutil.copytree(base_encoder_dir, encoder_dir,
+                                ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json", "checkpoint"))
+            tagger.encoder.save_pretrained(str(out_dir / "adapter"))
+            (out_dir / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty template; the run has its own
+        else:
+            shutil.rmtree(out_dir / "adapter", ignore_errors=True)
+            tagger.encoder.save_pretrained(str(encoder_dir), safe_serialization=True)
     save_file(tagger.head_state(), str(out_dir / "head.safetensors"))
     if lexicon is not None and [p.resolve() for p in lexicon.paths] != [(out_dir / LEXICON_FILE).resolve()]:
         lexicon.save(out_dir / LEXICON_FILE)

@@ -23,6 +23,7 @@ import torch
 
 from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
 from medner.errors import ConfigError
+from medner.encoders.loading import quiet_transformers
 from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
@@ -102,8 +103,9 @@ def teachers_gold_share(teachers: Sequence[str]) -> dict:
 
 def _save_start(encoder: torch.nn.Module, tokenizer, folder: Path) -> None:
     """The student's starting encoder and its tokenizer, as an HF encoder directory in ``folder``."""
-    encoder.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
+    with quiet_transformers():
+        encoder.save_pretrained(str(folder), safe_serialization=True)
+        tokenizer.save_pretrained(str(folder))
 
 
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
 from medner.config import PretrainConfig, dump_config
-from medner.encoders.loading import isolate_punctuation, load_tokenizer, quiet_loading, resolve_encoder_dir
+from medner.encoders.loading import isolate_punctuation, load_tokenizer, quiet_transformers, resolve_encoder_dir
 from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
 from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
+from medner.progress import Progress
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, optimizer_step, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
@@ -130,7 +130,7 @@ def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> to
         hf_config = AutoConfig.from_pretrained(str(encoder_dir))
         if hidden_dropout is not None and hasattr(hf_config, "hidden_dropout_prob"):
             hf_config.hidden_dropout_prob = hidden_dropout
-        with quiet_loading():  # the new head's weights are expected to be missing
+        with quiet_transformers():  # the new head's weights are expected to be missing
             return AutoModelForMaskedLM.from_pretrained(str(encoder_dir), config=hf_config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a masked-LM model from {encoder_dir}: {exc}", field="encoder.name") from None
@@ -252,8 +252,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         first = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
         log.info("held-out masked-LM loss before training: %.4f", first)
         record({"step": 0, "heldout_loss": first})
-    pbar = tqdm(total=total_steps, initial=state.global_step, disable=not progress, desc="pretrain", unit="step",
-                dynamic_ncols=True)
+    pbar = Progress(total_steps, "pretrain", unit="step", bar=progress, initial=state.global_step, logger=log)
     clock, tokens_seen = time.time(), 0
     run_started = clock - state.elapsed_s
     for epoch in range(state.epoch, config.train.epochs):
@@ -308,8 +307,9 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
 def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict) -> None:
     """Write the Hugging Face files (masked-LM model, tokenizer) and ``medner_encoder.json`` last, so a
     directory with that file is complete; the checkpoint goes once the encoder is written."""
-    model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    with quiet_transformers():
+        model.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
     base = {}
     if (base_dir / PROVENANCE_FILE).is_file():
         base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
