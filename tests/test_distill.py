@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 
@@ -9,10 +10,11 @@ import pytest
 import torch
 
 import medner
-from medner.corpus import read_corpus
+from medner.corpus import read_corpus, write_jsonl
 from medner.errors import ConfigError, MednerError
 from medner.training.distill import distill, keep_layers
 from interrupt import killed_after_checkpoint
+from tiny_model import make_records
 
 
 @pytest.mark.parametrize("n,keep,expected", [(12, 6, [1, 3, 5, 7, 9, 11]), (12, 4, [2, 5, 8, 11]),
@@ -47,8 +49,9 @@ def test_a_cut_student_learns_to_agree_with_its_teacher(tiny_run, tiny_corpus, t
     fresh = ["distill.init_head_from_teacher=false", "train.warmup_min_steps=0"]
     frozen = fresh + ["train.lr_encoder=1e-12", "train.lr_head=1e-12", "train.max_steps=1", "train.epochs=1"]
     untrained = distill([str(tiny_run)], tmp_path / "untrained", layers=1, overrides=frozen, progress=False)
-    student = distill([str(tiny_run)], tmp_path / "student", layers=1, alpha=0.9,
-                      unlabelled=[str(tiny_corpus / "dev.jsonl")],
+    raw = tmp_path / "raw.jsonl"  # texts the teacher never saw, not the dev texts the agreement is measured on
+    write_jsonl([r.with_spans(()) for r in make_records(12, 3)], raw)
+    student = distill([str(tiny_run)], tmp_path / "student", layers=1, alpha=0.9, unlabelled=[str(raw)],
                       overrides=fresh + ["train.epochs=8", "train.lr_encoder=1e-3", "train.lr_head=1e-2"],
                       progress=False)
     before, after = _mean_kl(tiny_run, untrained, dev), _mean_kl(tiny_run, student, dev)
@@ -249,6 +252,23 @@ def test_a_teacher_that_is_not_a_finished_run_is_refused_by_name_before_anything
         with pytest.raises(MednerError, match=f"{teacher}: not a medner run directory.*finished"):
             distill([str(tiny_run), str(teacher)], tmp_path / "student", progress=False)
         assert not (tmp_path / "student").exists()
+
+
+def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_is_refused(tiny_run, tiny_corpus, tmp_path,
+                                                                                caplog):
+    quick = ["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"]
+    held_out = tmp_path / "test" / "notes.jsonl"  # in a folder named like a held-out split
+    held_out.parent.mkdir()
+    shutil.copy(tiny_corpus / "dev.jsonl", held_out)
+    with pytest.raises(ConfigError, match="looks like a test split.*distill.unlabelled"):
+        distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(held_out)], overrides=quick, progress=False)
+    assert not (tmp_path / "refused").exists()
+
+    with caplog.at_level(logging.INFO):
+        distill([str(tiny_run)], tmp_path / "student", unlabelled=[str(tiny_corpus / "dev.jsonl")], overrides=quick,
+                progress=False)
+    assert "distill.unlabelled: left out 12 text(s) that are dev records' texts" in caplog.text
+    assert "(0 from unlabelled texts)" in caplog.text  # no dev window carries the teacher's soft targets
 
 
 def test_a_student_trained_without_a_terminal_draws_no_bar(tiny_run, tmp_path, capfd):

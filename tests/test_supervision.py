@@ -14,10 +14,18 @@ from medner.errors import ConfigError
 from medner.run.directory import update_meta
 from medner.training.supervision import run_phases, weak_label
 from medner.types import Span
-from tiny_model import write_config
+from tiny_model import make_records, write_config
 
 WEAK = Path(__file__).parent / "data" / "supervision" / "weak.yaml"
 LABELS = "data.labels=[疾病和诊断, 药物, 解剖部位]"
+
+
+def raw_texts(folder: Path, dev_of: Path | None = None) -> Path:
+    """``raw.jsonl`` in ``folder``: 12 texts unlike tiny_corpus's (no spans), then the dev texts of ``dev_of``."""
+    records = make_records(12, 3) + (list(read_corpus(dev_of / "dev.jsonl")) if dev_of else [])
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl([r.with_spans(()) for r in records], folder / "raw.jsonl")
+    return folder / "raw.jsonl"
 
 
 @pytest.fixture
@@ -97,8 +105,7 @@ def test_gold_seed_keeps_one_gold_share_across_run_seeds(tiny_corpus, tmp_path):
 def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captured, monkeypatch):
     import medner.training.supervision as sup
 
-    unlabelled = tmp_path / "raw.jsonl"
-    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    unlabelled = raw_texts(tmp_path)
     seen = {}
 
     def fake_pseudo(run_dir, records, min_score):
@@ -114,12 +121,39 @@ def test_self_training_adds_confident_pseudo_labels(tiny_corpus, tmp_path, captu
     assert len(captured[2][3][0]) == 48 + 1 and seen["n"] == 12
 
 
+def test_unlabelled_dev_texts_are_left_out_and_a_test_split_is_refused(tiny_corpus, tmp_path, captured, monkeypatch,
+                                                                      caplog):
+    seen = {}
+
+    def fake_pseudo(run_dir, records, min_score):
+        seen["texts"] = records
+        return {}
+
+    monkeypatch.setattr(sup, "pseudo_label", fake_pseudo)
+    unlabelled = raw_texts(tmp_path, dev_of=tiny_corpus)  # 12 new texts, then the 12 dev texts
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"supervision={{self_training_rounds: 1, unlabelled: [{unlabelled}]}}"])
+    run_phases(config, progress=False)
+    dev_texts = {r.text for r in read_corpus(tiny_corpus / "dev.jsonl")}
+    assert len(seen["texts"]) == 12 and not dev_texts & {r.text for r in seen["texts"]}  # dev is never trained on
+    assert "supervision.unlabelled: left out 12 text(s) that are dev records' texts" in caplog.text
+
+    held_out = tmp_path / "cmeee" / "CMeEE-V2_test.json"
+    held_out.parent.mkdir()
+    shutil.copy(unlabelled, held_out)
+    config = load_config(write_config(tmp_path / "b", tiny_corpus), [
+        f"supervision={{self_training_rounds: 1, unlabelled: [{held_out}]}}"])
+    with pytest.raises(ConfigError, match="looks like a test split") as err:
+        run_phases(config, progress=False)
+    assert str(held_out) in str(err.value) and "supervision.unlabelled" in str(err.value)
+    assert not Path(config.output_dir).exists()  # refused before anything is read or written
+
+
 def test_weak_self_training_replaces_the_weak_labels_of_confident_texts(tiny_corpus, tmp_path, captured,
                                                                         monkeypatch):
     import medner.training.supervision as sup
 
-    unlabelled = tmp_path / "raw.jsonl"
-    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    unlabelled = raw_texts(tmp_path)
     confident = Span(0, 1, "药物", score=1.0)
 
     def fake_pseudo(run_dir, records, min_score):
@@ -210,8 +244,7 @@ def test_relabel_rounds_train_on_the_model_s_labels_of_the_weak_training_texts(t
                                                                                monkeypatch):
     import medner.training.supervision as sup
 
-    unlabelled = tmp_path / "raw.jsonl"
-    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    unlabelled = raw_texts(tmp_path)
     seen = []
 
     def fake_model_labels(run_dir, records):
@@ -264,8 +297,7 @@ def test_gold_phase_weak_trains_on_repeated_gold_plus_weak_labels_of_the_rest(ti
     # corrupt the gold of every training record: the texts outside the gold share must carry weak labels only
     gold = list(read_corpus(tiny_corpus / "train.jsonl"))
     write_jsonl([r.with_spans([Span(0, 1, "药物")]) for r in gold], tmp_path / "train.jsonl")
-    unlabelled = tmp_path / "raw.jsonl"
-    write_jsonl([r.with_spans(()) for r in read_corpus(tiny_corpus / "dev.jsonl")], unlabelled)
+    unlabelled = raw_texts(tmp_path)
     config = load_config(write_config(tmp_path / "a", tiny_corpus), [
         LABELS, f"data.train=[{tmp_path / 'train.jsonl'}]",
         f"supervision={{weak_config: {WEAK}, gold_fraction: 0.25, gold_phase_weak: true, gold_repeat: 3, "
@@ -278,7 +310,8 @@ def test_gold_phase_weak_trains_on_repeated_gold_plus_weak_labels_of_the_rest(ti
     assert all(r.spans == (Span(0, 1, "药物"),) for r in shared)  # with its (here corrupted) gold
     sampled = {r.id for r in shared}
     rest = [r for r in gold if r.id not in sampled]
-    assert [r.id for r in weak] == [r.id for r in rest] + [r.id for r in read_corpus(unlabelled)]
+    assert [r.id for r in weak] == [r.id for r in rest] + [f"unlabelled:{unlabelled}:{r.id}"
+                                                           for r in read_corpus(unlabelled)]
     expected = weak_label(rest + list(read_corpus(unlabelled)), str(WEAK))  # clean texts: the same weak labels
     assert [r.spans for r in weak] == [r.spans for r in expected]
     assert all(s.source and s.source.startswith("weak") for r in weak for s in r.spans)

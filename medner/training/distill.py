@@ -29,6 +29,7 @@ from medner.run.directory import LINK_FILE, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
 from medner.training.output_dir import check_output, prepare_output
+from medner.training.text_sources import check_unlabelled
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("name at least one teacher run directory")
     for teacher in teachers:  # finished runs (a killed or missing one is named), before anything else is read
         read_meta(teacher)
+    check_unlabelled(unlabelled, "distill.unlabelled")
     check_output(out, resume=resume, overwrite=overwrite)
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,

@@ -53,6 +53,7 @@ from medner.training.adversarial import FGM
 from medner.training.gold_share import gold_share
 from medner.training.output_dir import check_output, prepare_output
 from medner.training.soft_targets import add_soft_targets, load_teachers
+from medner.training.text_sources import check_unlabelled, text_key
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,23 @@ def split_train_dev(config: RunConfig) -> tuple[list[Record], list[Record]]:
     return train, dev
 
 
-def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig) -> list[Record]:
-    """Texts without labels (their annotations dropped), with ids that cannot collide with training records."""
-    records = []
+def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig, dev_records: Sequence[Record],
+                    field: str) -> list[Record]:
+    """Texts without labels (their annotations dropped), with ids that cannot collide with training records.
+
+    A path named like a test split is refused (``field`` names the config key), and a text that is also a dev
+    record's is left out and counted: it would be trained on, and dev must stay an estimate for unseen records."""
+    check_unlabelled(paths, field)
+    dev = {text_key(r.text) for r in dev_records}
+    records, dropped = [], 0
     for path in paths:
         for record in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error):
-            records.append(Record(f"unlabelled:{path}:{record.id}", record.text))
+            if text_key(record.text) in dev:
+                dropped += 1
+            else:
+                records.append(Record(f"unlabelled:{path}:{record.id}", record.text))
+    if dropped:
+        log.warning("%s: left out %d text(s) that are dev records' texts (dev is never trained on)", field, dropped)
     return records
 
 
@@ -273,7 +285,8 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
             log.info("distillation: gold of %d training records (supervision.gold_fraction), the other %d are texts "
                      "with soft targets only", len(train_records), len(left_out))
         windowed = (train_records + [r.with_spans(()) for r in left_out]
-                    + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config))
+                    + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config,
+                                      dev_records, "distill.unlabelled"))
     for turn in ("main", "others"):
         if (turn == "main") == dist.main:
             dataset, feature_stats, cached = build_dataset(windowed, tokenizer, config.window, scheme,

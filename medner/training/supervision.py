@@ -31,13 +31,13 @@ from pathlib import Path
 import yaml
 
 from medner.config import RunConfig, dump_config, get_dotted, read_yaml
-from medner.corpus import read_corpus
 from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
 from medner.training.finetune import (check_start, finetune, init_distributed, is_published, prepare_run_output,
-                                      split_train_dev)
+                                      read_unlabelled, split_train_dev)
+from medner.training.text_sources import check_unlabelled
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
 
@@ -56,15 +56,6 @@ def weak_label(records: list[Record], weak_config: str) -> list[Record]:
     n = sum(len(r.spans) for r in result.records)
     log.info("weak labels: %d spans on %d records", n, len(result.records))
     return result.records
-
-
-def read_unlabelled(config: RunConfig) -> list[Record]:
-    sup = config.supervision
-    records: list[Record] = []
-    for path in sup.unlabelled:
-        records.extend(strip_spans(list(read_corpus(path, format=sup.unlabelled_format,
-                                                    encoding=config.data.encoding, on_error=config.data.on_error))))
-    return records
 
 
 def model_labels(run_dir: Path, records: list[Record]) -> list[Record]:
@@ -119,9 +110,10 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     ``output_dir`` is checked once, for the whole run, before any phase: a non-empty one is refused unless
     ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
     (the whole folder, phases included, is deleted first)."""
+    sup = config.supervision
     if config.init_from:  # before anything is read or written
         check_start(Path(config.init_from))
-    sup = config.supervision
+    check_unlabelled(sup.unlabelled, "supervision.unlabelled")
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
     if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak
@@ -149,7 +141,7 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         aux_cfg.train.epochs = sup.auxiliary_epochs
         fresh_head_after = "auxiliary" if own else None
     train_records, dev_records = split_train_dev(config)
-    unlabelled = read_unlabelled(config)
+    unlabelled = read_unlabelled(sup.unlabelled, sup.unlabelled_format, config, dev_records, "supervision.unlabelled")
     gold, left_out = gold_share(config, train_records)
     weak_train: list[Record] = []
     weak_dev: list[Record] = []

@@ -1,5 +1,6 @@
 """Raw text for pretraining: the texts of named sources (any corpus format, labels ignored, or plain lines),
-minus excluded texts, de-duplicated. Test splits are refused by name: their texts must never be trained on."""
+minus excluded texts, de-duplicated. Test splits are refused by name: their texts must never be trained on (the
+same rule guards the unlabelled texts of distillation and of weak and self-training, :func:`check_unlabelled`)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from medner.config import TextSourceConfig
 from medner.corpus import ReadReport, formats, read_corpus
@@ -37,6 +39,29 @@ class SourceTexts:
                 "skipped_records": self.skipped_records, "sha256": _file_digest(Path(self.path))}
 
 
+def looks_like_test_split(path: Path) -> bool:
+    """Whether ``path`` is named like a held-out split (``TEST_FILE``, or in a folder matching ``TEST_FOLDER``)."""
+    return bool(TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:]))
+
+
+def check_unlabelled(paths: Sequence[str], field: str) -> None:
+    """Fail before any work on a missing unlabelled corpus or one named like a test split: these texts are trained
+    on (soft targets, weak or pseudo labels), so a held-out split among them would no longer be held out."""
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError("unlabelled texts not found", where=str(path), field=field,
+                              fix=f"check the path in `{field}`")
+        if looks_like_test_split(Path(path)):
+            raise ConfigError("this looks like a test split: its texts must never be trained on", where=str(path),
+                              field=field, fix="leave it out; if it is not a held-out split, give it a name "
+                                               "without `test`")
+
+
+def text_key(text: str) -> str:
+    """One text's identity for de-duplication and exclusion (its stripped UTF-8 bytes, hashed)."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+
+
 def check_source(source: TextSourceConfig) -> None:
     """Fail before any work on a missing path, an unknown format or a path named like a test split."""
     path = Path(source.path)
@@ -48,8 +73,7 @@ def check_source(source: TextSourceConfig) -> None:
     if source.format == "lines" and path.is_dir():
         raise ConfigError("`lines` sources are files (one text per line), not folders", where=source.path,
                           fix="name the file, or give the folder's corpus format (brat, ccks2017)")
-    named_test = TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:])
-    if named_test and not source.not_a_test_split:
+    if looks_like_test_split(path) and not source.not_a_test_split:
         raise ConfigError("this looks like a test split: its texts must never be used for pretraining",
                           where=source.path, fix="leave it out; if it is not a held-out split, set "
                                                  "`not_a_test_split: true` on this source")
@@ -89,7 +113,7 @@ def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfi
     Returns the texts and a JSON-ready provenance (per source counts and file digests, exclusions)."""
     for source in sources + exclude:  # every path checked before the first file is read
         check_source(source)
-    excluded = {_key(t) for source in exclude for t in read_source(source).texts}
+    excluded = {text_key(t) for source in exclude for t in read_source(source).texts}
     seen: set[str] = set()
     texts: list[str] = []
     summaries = []
@@ -98,7 +122,7 @@ def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfi
         got = read_source(source)
         kept = []
         for text in got.texts:
-            key = _key(text)
+            key = text_key(text)
             if key in excluded:
                 removed += 1
             elif key in seen:
@@ -115,10 +139,6 @@ def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfi
                   "texts_excluded": removed, "duplicates_dropped": duplicates, "texts": len(texts),
                   "chars": sum(map(len, texts))}
     return texts, provenance
-
-
-def _key(text: str) -> str:
-    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
 
 
 def _file_digest(path: Path) -> str | None:
