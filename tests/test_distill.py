@@ -254,7 +254,7 @@ def test_a_teacher_that_is_not_a_finished_run_is_refused_by_name_before_anything
         assert not (tmp_path / "student").exists()
 
 
-def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_is_refused(tiny_run, tiny_corpus, tmp_path,
+def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_or_wrong_format_is_refused(tiny_run, tiny_corpus, tmp_path,
                                                                                 caplog):
     quick = ["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"]
     held_out = tmp_path / "test" / "notes.jsonl"  # in a folder named like a held-out split
@@ -263,6 +263,10 @@ def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_is_refused(
     with pytest.raises(ConfigError, match="looks like a test split.*distill.unlabelled"):
         distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(held_out)], overrides=quick, progress=False)
     assert not (tmp_path / "refused").exists()
+    with pytest.raises(MednerError, match="dev.jsonl: cannot be read as ccks2017.*distill.unlabelled_format"):
+        distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(tiny_corpus / "dev.jsonl")],
+                unlabelled_format="ccks2017", overrides=quick, progress=False)
+    assert not (tmp_path / "refused").exists()  # nor after reading the first record in another format
 
     with caplog.at_level(logging.INFO):
         distill([str(tiny_run)], tmp_path / "student", unlabelled=[str(tiny_corpus / "dev.jsonl")], overrides=quick,

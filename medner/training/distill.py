@@ -120,11 +120,12 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("name at least one teacher run directory")
     for teacher in teachers:  # finished runs (a killed or missing one is named), before anything else is read
         read_meta(teacher)
-    check_unlabelled(unlabelled, "distill.unlabelled")
     check_output(out, resume=resume, overwrite=overwrite)
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
+    check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
+                     encoding=config.data.encoding, on_error=config.data.on_error)
     if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
         return out
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written

@@ -105,7 +105,7 @@ def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig, dev_re
 
     A path named like a test split is refused (``field`` names the config key), and a text that is also a dev
     record's is left out and counted: it would be trained on, and dev must stay an estimate for unseen records."""
-    check_unlabelled(paths, field)
+    check_unlabelled(paths, format, field, encoding=config.data.encoding, on_error=config.data.on_error)
     dev = {text_key(r.text) for r in dev_records}
     records, dropped = [], 0
     for path in paths:

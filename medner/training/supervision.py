@@ -113,7 +113,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     sup = config.supervision
     if config.init_from:  # before anything is read or written
         check_start(Path(config.init_from))
-    check_unlabelled(sup.unlabelled, "supervision.unlabelled")
+    check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=config.data.encoding,
+                     on_error=config.data.on_error)
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
     if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak

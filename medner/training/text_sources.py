@@ -44,9 +44,11 @@ def looks_like_test_split(path: Path) -> bool:
     return bool(TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:]))
 
 
-def check_unlabelled(paths: Sequence[str], field: str) -> None:
-    """Fail before any work on a missing unlabelled corpus or one named like a test split: these texts are trained
-    on (soft targets, weak or pseudo labels), so a held-out split among them would no longer be held out."""
+def check_unlabelled(paths: Sequence[str], format: str, field: str, *, encoding: str | None = None,
+                     on_error: str = "raise") -> None:
+    """Fail before any work on an unlabelled corpus that is missing, named like a test split, or whose first record
+    cannot be read as ``format``. These texts are trained on (soft targets, weak or pseudo labels), so a held-out
+    split among them would no longer be held out. ``field`` names the config key (``distill.unlabelled``)."""
     for path in paths:
         if not Path(path).exists():
             raise ConfigError("unlabelled texts not found", where=str(path), field=field,
@@ -55,6 +57,13 @@ def check_unlabelled(paths: Sequence[str], field: str) -> None:
             raise ConfigError("this looks like a test split: its texts must never be trained on", where=str(path),
                               field=field, fix="leave it out; if it is not a held-out split, give it a name "
                                                "without `test`")
+    for path in paths:
+        try:
+            next(read_corpus(path, format=format, encoding=encoding, on_error=on_error), None)
+        except CorpusError as exc:
+            raise CorpusError(f"cannot be read as {format}: {exc.message}", where=exc.where or str(path),
+                              field=f"{field}_format", fix=f"give these texts' corpus format in `{field}_format` "
+                                                           "(`medner distill --unlabelled-format`)") from None
 
 
 def text_key(text: str) -> str:
