@@ -290,3 +290,13 @@ def test_pretraining_without_a_terminal_draws_no_bar(tmp_path, tiny_corpus, capf
     pretrain(load_pretrain_config(_config(tmp_path, tiny_corpus, epochs=1)), progress=True)  # stderr: not a tty
     err = capfd.readouterr().err
     assert "it/s" not in err and "step/s" not in err and "\r" not in err  # a job log gets log lines, not bars
+
+
+def test_an_encoder_that_is_not_on_disk_is_refused_before_any_work(tmp_path, tiny_corpus):
+    from medner.errors import ModelError
+    from medner.training.pretrain import pretrain
+
+    config = load_pretrain_config(_config(tmp_path, tiny_corpus), ["encoder.name=bert-base-chinese"])
+    with pytest.raises(ModelError, match="'bert-base-chinese' is not a local directory.*never downloads"):
+        pretrain(config, progress=False)  # a hub id is not fetched: the run would need a network
+    assert not Path(config.output_dir).exists()

@@ -40,7 +40,7 @@ def captured(monkeypatch, tmp_path):
         return out
 
     monkeypatch.setattr(sup, "finetune", fake_finetune)
-    monkeypatch.setattr(sup, "check_start", lambda run_dir: None)  # no real run to start from
+    monkeypatch.setattr(sup, "check_run_start", lambda config: None)  # no real run to start from
     return calls
 
 
@@ -366,5 +366,16 @@ def test_an_init_from_that_is_exported_is_refused_before_anything_is_read_or_wri
     update_meta(exported, format="onnx")
     config = load_config(write_config(tmp_path, tiny_corpus), [f"init_from={exported}"])
     with pytest.raises(ConfigError, match="exported run"):
+        run_phases(config, progress=False)
+    assert not Path(config.output_dir).exists()
+
+
+@pytest.mark.parametrize("phased", [False, True])
+def test_an_encoder_that_is_not_on_disk_is_refused_before_anything_is_read_or_written(tiny_corpus, tmp_path, phased):
+    from medner.errors import ModelError
+
+    overrides = ["encoder.name=runs/encoders/clinical_tpt"] + (["supervision.gold_fraction=0.5"] if phased else [])
+    config = load_config(write_config(tmp_path, tiny_corpus), overrides)  # a typo, not a hub id: nothing downloads
+    with pytest.raises(ModelError, match="'runs/encoders/clinical_tpt' is not a local directory.*encoder.name"):
         run_phases(config, progress=False)
     assert not Path(config.output_dir).exists()

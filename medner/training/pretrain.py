@@ -25,7 +25,8 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
 from medner.config import PretrainConfig, dump_config
-from medner.encoders.loading import isolate_punctuation, load_tokenizer, quiet_transformers, resolve_encoder_dir
+from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
+                                     resolve_encoder_dir)
 from medner.errors import ModelError
 from medner.files import atomic_write_text
 from medner.lexicon.matcher import LexiconMatcher
@@ -185,6 +186,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
              progress: bool = True) -> Path:
     """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
     out = Path(config.output_dir)
+    check_encoder_name(config.encoder)
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":

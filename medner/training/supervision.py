@@ -35,7 +35,7 @@ from medner.errors import ConfigError
 from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
-from medner.training.finetune import (check_start, finetune, init_distributed, is_published, prepare_run_output,
+from medner.training.finetune import (check_run_start, finetune, init_distributed, is_published, prepare_run_output,
                                       read_unlabelled, split_train_dev)
 from medner.training.text_sources import check_unlabelled
 from medner.types import Record
@@ -111,8 +111,7 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
     (the whole folder, phases included, is deleted first)."""
     sup = config.supervision
-    if config.init_from:  # before anything is read or written
-        check_start(Path(config.init_from))
+    check_run_start(config)  # before anything is read or written
     check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=config.data.encoding,
                      on_error=config.data.on_error)
     rounds = sup.self_training_rounds
