@@ -478,13 +478,12 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     """
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
-    if not output_ready:  # callers that prepared the run checked its start themselves
-        check_run_start(config)
-    if output_ready:
+    if output_ready:  # the caller prepared the run, and checked its start
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
         dist.barrier()
     else:
+        check_run_start(config)
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
     if resume and is_published(out, config, dist):
         return out
