@@ -29,7 +29,7 @@ SEEDS="${SEEDS:-13 7}"
 UNLABELLED="${UNLABELLED:-../shared/data/corpora/ccks2017_cner/data_origin.zip}"
 
 source "$ROOT/scripts/_chain.sh"
-RECIPE_VARS="ENCODER=$ENCODER"
+[ "$ENCODER" = plain ] || RECIPE_VARS="ENCODER=$ENCODER"   # the plain recipe's record is as before ENCODER existed
 chain_start ccks2019_gold10_distilled "$OUT" "$@"
 if [ "$ENCODER" = adapted ]; then
   medner pretrain configs/pretrain_clinical.yaml --resume   # a finished encoder is kept; an interrupted one continues

@@ -249,3 +249,23 @@ def test_a_phase_found_in_its_folder_must_have_read_the_same_data(tiny_corpus, o
     saved.write_text(dump_config(aux_cfg).replace("mode: weak", "mode: gold"), encoding="utf-8")
     with pytest.raises(ConfigError, match="supervision.mode was 'gold', this run has 'weak'"):
         sup.run_phases(config, progress=False, resume=True)
+
+
+def test_an_auxiliary_corpus_never_brings_test_or_dev_texts_into_training(tiny_corpus, other_corpus, tmp_path,
+                                                                         captured, caplog):
+    dev = list(read_corpus(tiny_corpus / "dev.jsonl"))
+    mixed = tmp_path / "mixed.jsonl"  # the other corpus, plus two records whose texts are the target's dev texts
+    write_jsonl(list(read_corpus(other_corpus)) + [Record(f"d{i}", r.text) for i, r in enumerate(dev[:2])], mixed)
+    own = ["supervision.auxiliary_epochs=1", f"data.labels=[{', '.join(LABELS)}]"]
+    config = load_config(write_config(tmp_path, tiny_corpus), own + [_aux(mixed, own_labels=True)])
+    sup.run_phases(config, progress=False)
+    (_, (aux_train, _)), _ = captured
+    assert not {r.text for r in dev} & {r.text for r in aux_train}  # dev stays unseen
+    assert len(aux_train) == 48 + 6 and "data.auxiliary: left out 2 text(s) that are dev records' texts" in caplog.text
+
+    held_out = tmp_path / "test.jsonl"
+    held_out.write_bytes(other_corpus.read_bytes())
+    config = load_config(write_config(tmp_path / "b", tiny_corpus), own + [_aux(held_out, own_labels=True)])
+    with pytest.raises(ConfigError, match="looks like a test split.*data.auxiliary"):
+        sup.run_phases(config, progress=False)
+    assert not Path(config.output_dir).exists()

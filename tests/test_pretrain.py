@@ -274,13 +274,18 @@ def test_loading_an_encoder_draws_no_weight_bar_and_restores_transformers_settin
     from tiny_model import build_encoder_dir
 
     encoder_dir = build_encoder_dir(tmp_path / "enc", ["患者因胃癌入院", "术后恢复良好"])
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.enable_progress_bar()
     hf_logging.set_verbosity_warning()
-    capfd.readouterr()
-    load_masked_lm(encoder_dir)  # a bare encoder: its masked-LM head is missing, which is expected
-    load_encoder(encoder_dir)
-    assert capfd.readouterr().err == ""  # no "Loading weights" bar, no missing-weights report under --no-progress
-    assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == hf_logging.WARNING
+    try:
+        capfd.readouterr()
+        load_masked_lm(encoder_dir)  # a bare encoder: its masked-LM head is missing, which is expected
+        load_encoder(encoder_dir)
+        assert capfd.readouterr().err == ""  # no "Loading weights" bar, no missing-weights report
+        assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == hf_logging.WARNING
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        (hf_logging.enable_progress_bar if bar else hf_logging.disable_progress_bar)()
 
 
 def test_pretraining_without_a_terminal_draws_no_bar(tmp_path, tiny_corpus, capfd):

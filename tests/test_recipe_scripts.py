@@ -148,6 +148,11 @@ def test_gold10_recipe_on_the_adapted_encoder_pretrains_first_and_keeps_its_own_
 
     rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh", OUT=out, SEEDS="13")  # the plain recipe, same folder
     assert rc == 2 and "another recipe (SEEDS=13 ENCODER=adapted)" in err and calls == []
+    root, _ = repo
+    earlier = root / "runs/ccks2019_gold10_distilled"  # a plain-recipe folder made before ENCODER existed
+    earlier.mkdir(parents=True)
+    (earlier / "recipe.txt").write_text("SEEDS=13\n")
+    assert _run(repo, "ccks2019_gold10_distilled.sh", SEEDS="13")[0] == 0  # still its recipe: continued
     rc, calls, err = _run(repo, "ccks2019_gold10_distilled.sh", ENCODER="clinical")
     assert rc == 2 and "ENCODER=clinical is not a recipe" in err and calls == []
 

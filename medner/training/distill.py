@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 
 from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
-from medner.errors import ConfigError
 from medner.encoders.loading import quiet_transformers
+from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published

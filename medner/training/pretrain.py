@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> to
         hf_config = AutoConfig.from_pretrained(str(encoder_dir))
         if hidden_dropout is not None and hasattr(hf_config, "hidden_dropout_prob"):
             hf_config.hidden_dropout_prob = hidden_dropout
-        with quiet_transformers():  # the new head's weights are expected to be missing
+        with quiet_transformers(), warnings.catch_warnings():  # the new head's weights are expected to be missing
+            warnings.simplefilter("ignore")
             return AutoModelForMaskedLM.from_pretrained(str(encoder_dir), config=hf_config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a masked-LM model from {encoder_dir}: {exc}", field="encoder.name") from None
@@ -276,8 +278,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             state.batch_in_epoch = b + 1
             rate = tokens_seen / max(time.time() - clock, 1e-9)
             running = state.loss_sum / max(state.loss_count, 1)
+            pbar.set_postfix(loss=f"{running:.3f}", tok_s=f"{rate:.0f}", epoch=epoch + 1)  # shown by this update
             pbar.update(1)
-            pbar.set_postfix(loss=f"{running:.3f}", tok_s=f"{rate:.0f}", epoch=epoch + 1)
             if config.train.log_every and state.global_step % config.train.log_every == 0:
                 log.info("step %d/%d: loss %.4f, %.0f tokens/s, lr %.3g", state.global_step, total_steps, running,
                          rate, scheduler.get_last_lr()[0])

@@ -36,8 +36,7 @@ from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
 from medner.training.finetune import (check_run_start, finetune, init_distributed, is_published, prepare_run_output,
-                                      read_unlabelled, split_train_dev)
-from medner.training.text_sources import check_unlabelled
+                                      read_unlabelled, split_train_dev, without_dev_texts)
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
 
@@ -112,8 +111,6 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     (the whole folder, phases included, is deleted first)."""
     sup = config.supervision
     check_run_start(config)  # before anything is read or written
-    check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=config.data.encoding,
-                     on_error=config.data.on_error)
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
     if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak
@@ -141,6 +138,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         aux_cfg.train.epochs = sup.auxiliary_epochs
         fresh_head_after = "auxiliary" if own else None
     train_records, dev_records = split_train_dev(config)
+    if auxiliary:
+        aux_records = without_dev_texts(aux_records, dev_records, "data.auxiliary")
     unlabelled = read_unlabelled(sup.unlabelled, sup.unlabelled_format, config, dev_records, "supervision.unlabelled")
     gold, left_out = gold_share(config, train_records)
     weak_train: list[Record] = []

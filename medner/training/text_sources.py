@@ -44,26 +44,35 @@ def looks_like_test_split(path: Path) -> bool:
     return bool(TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:]))
 
 
+def refuse_test_split(path: str, field: str) -> None:
+    """Refuse a corpus that is trained on (unlabelled or auxiliary texts) when it is named like a test split."""
+    if looks_like_test_split(Path(path)):
+        raise ConfigError("this looks like a test split: its texts must never be trained on", where=str(path),
+                          field=field, fix="leave it out; if it is not a held-out split, give it a name without "
+                                           "`test`")
+
+
 def check_unlabelled(paths: Sequence[str], format: str, field: str, *, encoding: str | None = None,
                      on_error: str = "raise") -> None:
     """Fail before any work on an unlabelled corpus that is missing, named like a test split, or whose first record
     cannot be read as ``format``. These texts are trained on (soft targets, weak or pseudo labels), so a held-out
     split among them would no longer be held out. ``field`` names the config key (``distill.unlabelled``)."""
+    format_key = f"{field}_format" + (" (`medner distill --unlabelled-format`)" if field == "distill.unlabelled" else "")
+    if paths and format not in formats():
+        raise ConfigError(f"unknown corpus format {format!r}", field=f"{field}_format",
+                          fix=f"use one of {', '.join(formats())}")
     for path in paths:
         if not Path(path).exists():
             raise ConfigError("unlabelled texts not found", where=str(path), field=field,
                               fix=f"check the path in `{field}`")
-        if looks_like_test_split(Path(path)):
-            raise ConfigError("this looks like a test split: its texts must never be trained on", where=str(path),
-                              field=field, fix="leave it out; if it is not a held-out split, give it a name "
-                                               "without `test`")
+        refuse_test_split(path, field)
     for path in paths:
         try:
             next(read_corpus(path, format=format, encoding=encoding, on_error=on_error), None)
         except CorpusError as exc:
+            fix = f"if these texts are in another format, name it in `{format_key}`"
             raise CorpusError(f"cannot be read as {format}: {exc.message}", where=exc.where or str(path),
-                              field=f"{field}_format", fix=f"give these texts' corpus format in `{field}_format` "
-                                                           "(`medner distill --unlabelled-format`)") from None
+                              field=f"{field}_format", fix=f"{exc.fix}; {fix}" if exc.fix else fix) from None
 
 
 def text_key(text: str) -> str:
