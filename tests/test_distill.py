@@ -254,22 +254,24 @@ def test_a_teacher_that_is_not_a_finished_run_is_refused_by_name_before_anything
         assert not (tmp_path / "student").exists()
 
 
-def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_or_wrong_format_is_refused(tiny_run, tiny_corpus, tmp_path,
-                                                                                caplog):
-    quick = ["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"]
+QUICK = ["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"]  # one step: what a student reads and writes
+
+
+def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_or_wrong_format_is_refused(
+        tiny_run, tiny_corpus, tmp_path, caplog):
     held_out = tmp_path / "test" / "notes.jsonl"  # in a folder named like a held-out split
     held_out.parent.mkdir()
     shutil.copy(tiny_corpus / "dev.jsonl", held_out)
     with pytest.raises(ConfigError, match="looks like a test split.*distill.unlabelled"):
-        distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(held_out)], overrides=quick, progress=False)
+        distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(held_out)], overrides=QUICK, progress=False)
     assert not (tmp_path / "refused").exists()
     with pytest.raises(MednerError, match="dev.jsonl: cannot be read as ccks2017.*distill.unlabelled_format"):
         distill([str(tiny_run)], tmp_path / "refused", unlabelled=[str(tiny_corpus / "dev.jsonl")],
-                unlabelled_format="ccks2017", overrides=quick, progress=False)
+                unlabelled_format="ccks2017", overrides=QUICK, progress=False)
     assert not (tmp_path / "refused").exists()  # nor after reading the first record in another format
 
     with caplog.at_level(logging.INFO):
-        distill([str(tiny_run)], tmp_path / "student", unlabelled=[str(tiny_corpus / "dev.jsonl")], overrides=quick,
+        distill([str(tiny_run)], tmp_path / "student", unlabelled=[str(tiny_corpus / "dev.jsonl")], overrides=QUICK,
                 progress=False)
     assert "distill.unlabelled: left out 12 text(s) that are dev records' texts" in caplog.text
     assert "(0 from unlabelled texts)" in caplog.text  # no dev window carries the teacher's soft targets
@@ -277,7 +279,6 @@ def test_unlabelled_dev_texts_carry_no_soft_targets_and_a_test_split_or_wrong_fo
 
 def test_a_student_trained_without_a_terminal_draws_no_bar(tiny_run, tmp_path, capfd):
     capfd.readouterr()  # saving a cut encoder and a full (non-LoRA) run: no "Writing model shards" bar in a job log
-    distill([str(tiny_run)], tmp_path / "student", layers=1, progress=True,
-            overrides=["train.max_steps=1", "train.epochs=1", "train.warmup_min_steps=0"])
+    distill([str(tiny_run)], tmp_path / "student", layers=1, progress=True, overrides=QUICK)
     err = capfd.readouterr().err
     assert "it/s" not in err and "\r" not in err
