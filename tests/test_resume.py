@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from safetensors.torch import load_file
 import medner.training.finetune as ft
 from medner.cli import main
 from medner.config import load_config
+from medner.errors import ConfigError
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import Dist
+from medner.training.supervision import run_phases
 from interrupt import killed_after_checkpoint
 from tiny_model import write_config
 
@@ -100,6 +103,25 @@ def test_a_kill_then_resume_leaves_what_an_unbroken_run_leaves(tiny_corpus, tmp_
     monkeypatch.setattr(ft, "prepare_inputs", lambda *a, **k: pytest.fail("a finished run prepared its data"))
     ft.finetune(config, resume=True, progress=False)  # resuming a finished run changes nothing and reads no data
     assert_like_clean(Path(config.output_dir), clean)
+
+
+@pytest.mark.parametrize("phased", [False, True])
+def test_resuming_a_finished_run_whose_start_was_moved_away_changes_nothing(tiny_run, tiny_corpus, tmp_path, phased):
+    """A recipe rerun with `--resume` passes over its finished steps even when a step's `init_from` run was
+    deleted since (to free disk); a new run from the missing start is still refused before anything is written."""
+    start = tmp_path / "start"
+    shutil.copytree(tiny_run, start)
+    overrides = [f"init_from={start}"] + (["supervision.gold_fraction=0.5"] if phased else [])
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), overrides)
+    run = run_phases(config, progress=False)
+    before = outputs(run)
+    shutil.rmtree(start)
+    assert run_phases(config, resume=True, progress=False) == run
+    assert outputs(run) == before
+    fresh = load_config(write_config(tmp_path / "fresh", tiny_corpus, epochs=1), overrides)
+    with pytest.raises(ConfigError, match="init_from"):
+        run_phases(fresh, resume=True, progress=False)
+    assert not Path(fresh.output_dir).exists()
 
 
 def test_resume_prepares_data_again_when_the_last_outputs_are_missing(tiny_corpus, tmp_path, clean):

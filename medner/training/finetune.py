@@ -489,9 +489,11 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
             out.mkdir(parents=True, exist_ok=True)
         dist.barrier()
     else:
+        if resume and is_published(out, config, dist):
+            return out  # finished: its start and outside texts need not exist any more
         check_run_start(config)
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
-    if resume and is_published(out, config, dist):
+    if resume and output_ready and is_published(out, config, dist):
         return out
     torch.manual_seed(config.seed)
     random.seed(config.seed)

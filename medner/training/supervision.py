@@ -110,22 +110,22 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
     (the whole folder, phases included, is deleted first)."""
     sup = config.supervision
-    check_run_start(config)  # before anything is read or written
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
     if (sup.mode == "gold" and not rounds and sup.gold_fraction == 1.0 and not sup.gold_phase_weak
             and not auxiliary):
         return finetune(config, resume=resume, overwrite=overwrite, progress=progress)
+    dist = init_distributed(config.device)
+    # the last phase's run is the output; its config is this one with the phase's start (and epochs, in rounds)
+    phase_keys = ["init_from", "init_head", "init_head_subset"] + (["train.epochs"] if rounds else [])
+    if resume and is_published(Path(config.output_dir), config, dist, ignore=phase_keys):
+        return Path(config.output_dir)  # finished: its start and outside texts need not exist any more
+    check_run_start(config)  # before anything is read or written
     if (sup.mode != "gold" or auxiliary) and not config.data.labels:
         raise ConfigError(f"`supervision.mode: {sup.mode}` with `data.auxiliary` needs `data.labels`" if auxiliary
                           else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
                                "from gold)", fix="list the target labels in `data.labels`")
-    dist = init_distributed(config.device)
     prepare_run_output(config.output_dir, dist, resume=resume, overwrite=overwrite)
-    # the last phase's run is the output; its config is this one with the phase's start (and epochs, in rounds)
-    phase_keys = ["init_from", "init_head", "init_head_subset"] + (["train.epochs"] if rounds else [])
-    if resume and is_published(Path(config.output_dir), config, dist, ignore=phase_keys):
-        return Path(config.output_dir)
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
     if auxiliary:  # read and checked before anything else is read or trained
