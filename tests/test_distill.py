@@ -169,6 +169,7 @@ def test_an_interrupted_student_resumes_to_the_weights_of_an_unbroken_one(tiny_r
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
     assert not (resumed / "student_init").exists()
     monkeypatch.setattr(ds, "load_run", lambda *a, **k: pytest.fail("a finished student loaded its teacher again"))
+    monkeypatch.setattr(ds, "check_unlabelled", lambda *a, **k: pytest.fail("a finished student read its texts"))
     assert distill([str(tiny_run)], killed, resume=True, **options) == resumed
 
 

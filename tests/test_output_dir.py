@@ -10,7 +10,7 @@ import pytest
 import medner.training.supervision as sup
 from medner.cli import main
 from medner.config import load_config
-from medner.errors import ConfigError
+from medner.errors import ConfigError, CorpusError
 from medner.training.finetune import finetune
 from medner.training.output_dir import check_output, prepare_output
 from tiny_model import write_config
@@ -110,3 +110,22 @@ def test_phases_check_the_output_once_before_any_phase(tiny_corpus, tmp_path, mo
     assert len(calls) == 2 and not (tmp_path / "run" / "phases" / "weak" / "stale.txt").exists()
     sup.run_phases(config, resume=True, progress=False)  # resume: every phase continues, nothing deleted
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("bad", ["train", "auxiliary", "unlabelled"])
+def test_overwrite_with_bad_input_keeps_the_earlier_run(tiny_corpus, tmp_path, bad):
+    """--overwrite deletes the earlier run only once the new run's inputs are read and checked: a missing or
+    unreadable file is an error that leaves the earlier run as it was."""
+    files = earlier_run(tmp_path / "run")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n", encoding="utf-8")
+    overrides = {
+        "train": [f"data.train=[{broken}]"],
+        "auxiliary": [LABELS, "data.auxiliary=[{name: other, format: jsonl, train: [" + str(broken) + "], "
+                              "own_labels: true}]"],
+        "unlabelled": [LABELS, f"supervision={{mode: weak, weak_config: {WEAK}, unlabelled: [{broken}]}}"],
+    }[bad]
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), overrides)
+    with pytest.raises((ConfigError, CorpusError), match=str(broken)):
+        sup.run_phases(config, overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == files

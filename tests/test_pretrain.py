@@ -83,7 +83,8 @@ def test_a_test_split_is_refused_by_name(tmp_path, name):
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     _lines(path, ["患者因胃癌入院。"])
-    with pytest.raises(ConfigError, match="test split"):
+    part = "test/" if name.startswith("test/") else name
+    with pytest.raises(ConfigError, match=f"test split \\('{part}' in its path\\)"):
         read_source(TextSourceConfig(str(path)))
     assert read_source(TextSourceConfig(str(path), not_a_test_split=True)).texts == ["患者因胃癌入院。"]
 
@@ -100,6 +101,18 @@ def test_missing_and_misformatted_sources_fail_before_any_work(tmp_path):
         collect_texts([TextSourceConfig(str(good), format="docx")], [])
     with pytest.raises(CorpusError, match="ccks2019"):  # plain lines read as CCKS 2019 JSON lines
         read_source(TextSourceConfig(str(_lines(tmp_path / "plain.txt", ["患者因胃癌入院。"])), format="ccks2019"))
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_unlabelled_texts_in_another_format_are_refused_whatever_on_error_says(tmp_path, on_error):
+    from medner.training.text_sources import check_unlabelled
+
+    notes = _lines(tmp_path / "notes.txt", ["患者因胃癌入院。", "术后恢复可。"])  # plain lines, not JSON lines
+    with pytest.raises(CorpusError, match="notes.txt(:1)?: cannot be read as jsonl.*supervision.unlabelled_format"):
+        check_unlabelled([str(notes)], "jsonl", "supervision.unlabelled", on_error=on_error)
+    records = tmp_path / "notes.jsonl"
+    records.write_text('{"id": "1", "text": "患者因胃癌入院。"}\n', encoding="utf-8")
+    check_unlabelled([str(records)], "jsonl", "supervision.unlabelled", on_error=on_error)
 
 
 # ---------------------------------------------------------------------------------- tiny pretraining
@@ -170,6 +183,27 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
     clean = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
     assert steps == [row["step"] for row in clean]  # the rows of an unbroken run
     assert losses == pytest.approx([row.get("heldout_loss") for row in clean], abs=1e-5)
+
+
+def test_resuming_finished_pretraining_reads_no_source_and_names_a_changed_config(tmp_path, tiny_corpus, caplog,
+                                                                                  monkeypatch):
+    """A recipe reruns `medner pretrain --resume`: a finished encoder is kept without reading its sources again
+    (they may have moved); one made with another config is kept too, with a warning naming what differs."""
+    import logging
+
+    import medner.training.pretrain as pt
+
+    config_path = _config(tmp_path, tiny_corpus, epochs=1)
+    out = pt.pretrain(load_pretrain_config(config_path), progress=False)
+    weights = (out / "model.safetensors").read_bytes()
+    monkeypatch.setattr(pt, "collect_texts", lambda *a: pytest.fail("a finished encoder read its sources again"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False) == out
+        assert not caplog.records
+        pt.pretrain(load_pretrain_config(config_path, ["train.epochs=3", "seed=4"]), resume=True, progress=False)
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert "seed, train.epochs" in caplog.text and "--overwrite" in caplog.text
 
 
 def test_pretraining_with_loss_scaling_takes_the_unscaled_steps_and_resumes_its_scale(tmp_path, tiny_corpus,

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (without a terminal, progress is logged every 10%% instead)")
+                   help="no progress bar: progress is logged every 10%% instead (as when stderr is not a terminal)")
     p.set_defaults(func=run_pretrain)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from medner.config import AuxiliaryCorpusConfig, read_yaml
 from medner.corpus import read_corpus
-from medner.errors import ConfigError
+from medner.errors import ConfigError, CorpusError
 from medner.types import Record, Span
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, enco
     seen: Counter = Counter()
     dropped: Counter = Counter()
     for path in aux.train:
+        before = len(records)
         for record in read_corpus(path, format=aux.format, encoding=encoding, on_error="skip"):
             spans = []
             for span in record.spans:
@@ -57,6 +58,10 @@ def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, enco
             records.append(Record(f"{aux.name}:{Path(path).name}:{record.id}", record.text, tuple(spans)))
             if aux.limit and len(records) >= aux.limit:
                 break
+        if len(records) == before:  # every record skipped: the wrong format, most likely
+            raise CorpusError(f"auxiliary corpus `{aux.name}`: no record could be read as {aux.format}", where=path,
+                              field="data.auxiliary", fix="check the corpus's `format` (`medner corpus formats` "
+                                                          "lists them) and its file")
         if aux.limit and len(records) >= aux.limit:
             break
     never = sorted(set(mapping) - set(seen))

@@ -124,10 +124,10 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
+    if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
+        return out  # finished: its unlabelled texts need not exist any more
     check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
                      encoding=config.data.encoding, on_error=config.data.on_error)
-    if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
-        return out
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
     prepare_output(out, resume=resume, overwrite=overwrite)
     if not (resume and (init_dir / "config.json").is_file()):  # the student's start: the same on every resume

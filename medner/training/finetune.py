@@ -477,9 +477,11 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
              score_labels: Sequence[str] | None = None) -> Path:
     """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
 
-    A non-empty ``output_dir`` is refused unless ``resume`` (continue its run from the last checkpoint) or
-    ``overwrite`` (delete it first). ``data`` (train, dev) replaces reading ``config.data``, and ``output_ready``
-    skips the output check: both for callers that prepared the run themselves (the supervision phases, distill).
+    A non-empty ``output_dir`` is refused unless ``resume`` (continue its run from the last checkpoint; a finished
+    run returns at once) or ``overwrite`` (the earlier run is deleted once the new run's inputs are read and
+    checked, so bad input leaves it as it was). ``data`` (train, dev) replaces reading ``config.data``, and
+    ``output_ready`` skips the output and start checks (:func:`check_run_start`): both for callers that prepared
+    the run themselves (the supervision phases, distill).
     ``score_labels``: dev scores count predicted spans of these labels only (default: all).
     """
     dist = init_distributed(config.device)
@@ -492,7 +494,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         if resume and is_published(out, config, dist):
             return out  # finished: its start and outside texts need not exist any more
         check_run_start(config)
-        prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
+        check_output(out, resume=resume, overwrite=overwrite)  # reads only: an earlier run stays till inputs are read
     if resume and output_ready and is_published(out, config, dist):
         return out
     torch.manual_seed(config.seed)
@@ -503,6 +505,8 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     dtype = resolve_dtype(config.precision, device)
 
     inputs = prepare_inputs(config, dist, data, device)
+    if not output_ready:  # the inputs are read and checked: now --overwrite may delete the earlier run
+        prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
     dataset, tokenizer, dev_records = inputs.dataset, inputs.tokenizer, inputs.dev
     tagger = build_tagger(config, inputs, device)
     trainable, total = count_parameters(tagger)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
-from medner.config import PretrainConfig, dump_config
+from medner.config import PretrainConfig, dump_config, read_yaml
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
 from medner.errors import ModelError
@@ -184,19 +185,45 @@ def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: 
     return total / max(count, 1)
 
 
+def is_finished(out: Path, config: PretrainConfig) -> bool:
+    """Whether ``out`` holds a finished pretraining run (its provenance written, its checkpoints gone): then
+    ``--resume`` keeps it and reads nothing. One made with another config is kept too (pretraining takes hours),
+    with a warning naming the keys that differ and how to train it again."""
+    if not (out / PROVENANCE_FILE).is_file() or ckpt.exists(out / "checkpoint"):
+        return False
+    saved = _flat(read_yaml(out / "pretrain_config.yaml") or {}) if (out / "pretrain_config.yaml").is_file() else {}
+    now = _flat(yaml.safe_load(dump_config(config)))
+    differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k != "output_dir")
+    if differ:
+        log.warning("%s holds a finished pretraining run of another config (it differs in %s); it is kept: pass "
+                    "--overwrite to pretrain again, or choose another output_dir", out, ", ".join(differ))
+    log.info("%s holds a finished pretraining run; nothing to resume", out)
+    return True
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; lists stay values."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> Path:
     """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
     out = Path(config.output_dir)
+    if resume and is_finished(out, config):
+        return out
     check_encoder_name(config.encoder)
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":
         entries = [e for path in config.masking.lexicon for e in load_lexicon(path)]
         matcher = LexiconMatcher(entries, min_length=2)
-    if resume and (out / PROVENANCE_FILE).is_file() and not ckpt.exists(out / "checkpoint"):
-        log.info("%s holds a finished pretraining run; nothing to resume", out)
-        return out
     prepare_output(out, resume=resume, overwrite=overwrite)
     (out / "pretrain_config.yaml").write_text(dump_config(config), encoding="utf-8")
     torch.manual_seed(config.seed)

@@ -37,6 +37,7 @@ from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
 from medner.training.finetune import (check_run_start, finetune, init_distributed, is_published, prepare_run_output,
                                       read_unlabelled, split_train_dev, without_dev_texts)
+from medner.training.output_dir import check_output
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline
 
@@ -108,7 +109,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
 
     ``output_dir`` is checked once, for the whole run, before any phase: a non-empty one is refused unless
     ``resume`` (each phase continues from its last checkpoint, finished phases train nothing) or ``overwrite``
-    (the whole folder, phases included, is deleted first)."""
+    (the whole folder, phases included, is deleted once every input is read and checked, so bad input leaves it
+    as it was)."""
     sup = config.supervision
     rounds = sup.self_training_rounds
     auxiliary = config.data.auxiliary
@@ -125,7 +127,7 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError(f"`supervision.mode: {sup.mode}` with `data.auxiliary` needs `data.labels`" if auxiliary
                           else f"`supervision.mode: {sup.mode}` needs `data.labels` (the label set cannot come "
                                "from gold)", fix="list the target labels in `data.labels`")
-    prepare_run_output(config.output_dir, dist, resume=resume, overwrite=overwrite)
+    check_output(config.output_dir, resume=resume, overwrite=overwrite)  # reads only, on every rank
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
     if auxiliary:  # read and checked before anything else is read or trained
@@ -172,6 +174,8 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
             log.info("gold phase: %d gold records x%d + weak labels of %d texts", len(gold), sup.gold_repeat,
                      len(weak))
         steps.append(("gold", _phase(config, "gold", final=not rounds), (base_train, dev_records)))
+    # every input is read and checked: now --overwrite may delete the earlier run
+    prepare_run_output(config.output_dir, dist, resume=resume, overwrite=overwrite)
     run_dir = None
     previous = None
     for name, cfg, data in steps:

@@ -39,17 +39,21 @@ class SourceTexts:
                 "skipped_records": self.skipped_records, "sha256": _file_digest(Path(self.path))}
 
 
-def looks_like_test_split(path: Path) -> bool:
-    """Whether ``path`` is named like a held-out split (``TEST_FILE``, or in a folder matching ``TEST_FOLDER``)."""
-    return bool(TEST_FILE.search(path.name) or any(TEST_FOLDER.fullmatch(p) for p in path.parent.parts[-2:]))
+def looks_like_test_split(path: Path) -> str | None:
+    """The part of ``path`` named like a held-out split (the file name, ``TEST_FILE``, or one of the two folders
+    above it, ``TEST_FOLDER``), else None."""
+    if TEST_FILE.search(path.name):
+        return path.name
+    return next((p + "/" for p in path.parent.parts[-2:] if TEST_FOLDER.fullmatch(p)), None)
 
 
 def refuse_test_split(path: str, field: str) -> None:
     """Refuse a corpus that is trained on (unlabelled or auxiliary texts) when it is named like a test split."""
-    if looks_like_test_split(Path(path)):
-        raise ConfigError("this looks like a test split: its texts must never be trained on", where=str(path),
-                          field=field, fix="leave it out; if it is not a held-out split, give it a name without "
-                                           "`test`")
+    part = looks_like_test_split(Path(path))
+    if part:
+        raise ConfigError(f"this looks like a test split ({part!r} in its path): its texts must never be trained on",
+                          where=str(path), field=field,
+                          fix=f"leave it out; if it is not a held-out split, rename {part!r} (without `test`)")
 
 
 def check_unlabelled(paths: Sequence[str], format: str, field: str, *, encoding: str | None = None,
@@ -65,7 +69,8 @@ def check_unlabelled(paths: Sequence[str], format: str, field: str, *, encoding:
         refuse_test_split(path, field)
     for path in paths:
         try:
-            next(read_corpus(path, format=format, encoding=encoding, on_error=on_error), None)
+            if next(read_corpus(path, format=format, encoding=encoding, on_error=on_error), None) is None:
+                raise CorpusError("no record was read (every one skipped, or the file is empty)", where=str(path))
         except CorpusError as exc:
             fix = f"if these texts are in another format, name it in {format_key}"
             raise CorpusError(f"cannot be read as {format}: {exc.message}", where=exc.where or str(path),
@@ -88,8 +93,10 @@ def check_source(source: TextSourceConfig) -> None:
     if source.format == "lines" and path.is_dir():
         raise ConfigError("`lines` sources are files (one text per line), not folders", where=source.path,
                           fix="name the file, or give the folder's corpus format (brat, ccks2017)")
-    if looks_like_test_split(path) and not source.not_a_test_split:
-        raise ConfigError("this looks like a test split: its texts must never be used for pretraining",
+    part = looks_like_test_split(path)
+    if part and not source.not_a_test_split:
+        raise ConfigError(f"this looks like a test split ({part!r} in its path): its texts must never be used for "
+                          "pretraining",
                           where=source.path, fix="leave it out; if it is not a held-out split, set "
                                                  "`not_a_test_split: true` on this source")
 
