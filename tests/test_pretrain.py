@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -320,6 +321,25 @@ def test_loading_an_encoder_draws_no_weight_bar_and_restores_transformers_settin
     finally:
         hf_logging.set_verbosity(verbosity)
         (hf_logging.enable_progress_bar if bar else hf_logging.disable_progress_bar)()
+
+
+@pytest.mark.parametrize("env", ["0", "1"])
+def test_quiet_loading_raises_no_warning_whatever_hf_hub_disable_progress_bars_says(env):
+    """HF_HUB_DISABLE_PROGRESS_BARS (set in many offline set-ups) makes huggingface_hub warn at every attempt to
+    switch its bars; loading and saving quietly must not produce that warning at each model load."""
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "from transformers.utils import logging as hf_logging\n"
+            "from medner.encoders.loading import quiet_transformers\n"
+            "with quiet_transformers(): pass\n"
+            "with quiet_transformers(): pass\n"
+            "print(hf_logging.is_progress_bar_enabled())\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": env},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == ("False" if env == "1" else "True")  # the setting as it was before
 
 
 def test_pretraining_without_a_terminal_draws_no_bar(tmp_path, tiny_corpus, capfd):

@@ -90,13 +90,24 @@ def quiet_transformers() -> Iterator[None]:
     verbosity = hf_logging.get_verbosity()
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    with _hub_setting_warnings_ignored():
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
-            hf_logging.enable_progress_bar()
+            with _hub_setting_warnings_ignored():
+                hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def _hub_setting_warnings_ignored() -> Iterator[None]:
+    """Switching Transformers' bars switches huggingface_hub's too, which warns at every switch that
+    HF_HUB_DISABLE_PROGRESS_BARS (set by the user) overrides it; that is the user's choice, not news."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot (en|dis)able progress bars")
+        yield
 
 
 def load_encoder(path: str | Path, hidden_dropout: float | None = None,
