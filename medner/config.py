@@ -220,6 +220,12 @@ class SupervisionConfig:
             raise ConfigError("`supervision.self_training_rounds` needs texts to pseudo-label",
                               fix="list them in `supervision.unlabelled`, or set `supervision.gold_fraction` below 1 "
                                   "(the training texts left out of the gold share are then pseudo-labelled)")
+        if self.unlabelled and self.mode == "gold" and not (self.self_training_rounds or self.gold_phase_weak):
+            raise ConfigError("`supervision.unlabelled` is set, but gold mode reads those texts only for self-training "
+                              "or `gold_phase_weak`", field="supervision.unlabelled",
+                              fix="set `supervision.self_training_rounds` or `supervision.gold_phase_weak: true` to "
+                                  "use them, or drop `supervision.unlabelled` (soft targets on unlabelled texts: "
+                                  "`medner distill --unlabelled`)")
         if self.self_training_fresh_student and not self.self_training_rounds:
             raise ConfigError("`supervision.self_training_fresh_student` is on but `supervision.self_training_rounds` "
                               "is 0", fix="set `supervision.self_training_rounds: 1` (or more)")

@@ -241,6 +241,20 @@ def test_self_training_needs_texts_to_label():
     SupervisionConfig(self_training_rounds=1, gold_fraction=0.5)  # the other half of the training texts
 
 
+def test_unlabelled_texts_that_nothing_reads_are_refused():
+    """Gold mode reads `unlabelled` only for self-training or gold_phase_weak: set without either, the texts
+    would be ignored without a word."""
+    from medner.config import SupervisionConfig
+    from medner.errors import ConfigError
+
+    for fraction in (1.0, 0.1):
+        with pytest.raises(ConfigError, match="supervision.unlabelled.*self_training_rounds.*medner distill"):
+            SupervisionConfig(unlabelled=["raw.jsonl"], gold_fraction=fraction)
+    SupervisionConfig(unlabelled=["raw.jsonl"], self_training_rounds=1)
+    SupervisionConfig(mode="weak", weak_config="w.yaml", unlabelled=["raw.jsonl"])
+    SupervisionConfig(mode="weak+gold", weak_config="w.yaml", unlabelled=["raw.jsonl"])
+
+
 def test_relabel_rounds_train_on_the_model_s_labels_of_the_weak_training_texts(tiny_corpus, tmp_path, captured,
                                                                                monkeypatch):
     import medner.training.supervision as sup
