@@ -188,7 +188,7 @@ def half_gold_teacher(tmp_path_factory, tiny_corpus):
 def test_a_student_reads_only_the_gold_share_its_teacher_read(half_gold_teacher, tmp_path, monkeypatch):
     import medner.training.finetune as ft
     from medner.run.directory import read_run_config
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
     from medner.training.gold_share import gold_share
 
     teacher_config = read_run_config(half_gold_teacher)

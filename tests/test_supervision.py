@@ -41,7 +41,7 @@ def captured(monkeypatch, tmp_path):
         return out
 
     monkeypatch.setattr(sup, "finetune", fake_finetune)
-    monkeypatch.setattr("medner.training.finetune.check_start", lambda run_dir: None)  # no real run to start from
+    monkeypatch.setattr("medner.training.records.check_start", lambda run_dir: None)  # no real run to start from
     return calls
 
 
@@ -90,7 +90,7 @@ def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus,
 
 def test_gold_seed_keeps_one_gold_share_across_run_seeds(tiny_corpus, tmp_path):
     from medner.errors import ConfigError
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
     from medner.training.gold_share import gold_share
 
     def share(*overrides):

@@ -161,7 +161,7 @@ def run_one(name: str, out_dir: Path, extra: list[str], reuse: list[str] = (), r
     from medner.config import load_config
     from medner.evaluate import score
     from medner.training.supervision import run_phases
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
 
     overrides = extra + VARIANTS[name][1] + [f"output_dir={out_dir / name}"]
     if name in STARTS_FROM:

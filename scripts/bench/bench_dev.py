@@ -24,7 +24,7 @@ def ccks2019_dev() -> list | None:
         print("../shared/data/corpora/ccks2019_yidu not found: this benchmark needs the CCKS 2019 files", file=sys.stderr)
         return None
     from medner.config import load_config
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
 
     return split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))[1]
 

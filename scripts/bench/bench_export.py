@@ -38,7 +38,7 @@ ROOT = bench_latency.ROOT
 def dev_records() -> tuple[list, str]:
     from medner.config import load_config
     from medner.corpus import read_corpus
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
 
     if bench_latency.CCKS.is_dir():
         return split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))[1], "CCKS 2019 dev (last 100 of part 2)"

@@ -31,7 +31,7 @@ def main() -> int:
     import medner
     from medner.config import load_config
     from medner.evaluate import score
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
 
     torch.set_num_threads(args.threads)
     _, dev = split_train_dev(load_config(ROOT / "configs" / "ccks2019.yaml"))

@@ -88,7 +88,7 @@ def main() -> int:
     import medner
     from medner.config import load_config
     from medner.run.soup import average_runs
-    from medner.training.finetune import split_train_dev
+    from medner.training.records import split_train_dev
 
     _, dev = split_train_dev(load_config(CONFIG))
     names = [Path(r).parent.name + "/" + Path(r).name for r in args.runs]

