@@ -208,7 +208,7 @@ class SupervisionConfig:
             raise ConfigError(f"`supervision.gold_fraction` must be in (0, 1], got {self.gold_fraction}")
         if self.gold_seed is not None and (isinstance(self.gold_seed, bool) or not isinstance(self.gold_seed, int)):
             raise ConfigError(f"`supervision.gold_seed` must be an integer or null, got {self.gold_seed!r}",
-                              field="supervision.gold_seed")
+                              field="gold_seed")
         if self.self_training_relabel and self.mode != "weak":
             raise ConfigError(f"`supervision.self_training_relabel` relabels weak labels, but `supervision.mode` is "
                               f"{self.mode}", fix="set `supervision.mode: weak`, or drop `self_training_relabel`")
@@ -222,7 +222,7 @@ class SupervisionConfig:
                                   "(the training texts left out of the gold share are then pseudo-labelled)")
         if self.unlabelled and self.mode == "gold" and not (self.self_training_rounds or self.gold_phase_weak):
             raise ConfigError("`supervision.unlabelled` is set, but gold mode reads those texts only for self-training "
-                              "or `gold_phase_weak`", field="supervision.unlabelled",
+                              "or `gold_phase_weak`", field="unlabelled",
                               fix="set `supervision.self_training_rounds` or `supervision.gold_phase_weak: true` to "
                                   "use them, or drop `supervision.unlabelled` (soft targets on unlabelled texts: "
                                   "`medner distill --unlabelled`)")

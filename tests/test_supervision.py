@@ -250,6 +250,8 @@ def test_unlabelled_texts_that_nothing_reads_are_refused():
     for fraction in (1.0, 0.1):
         with pytest.raises(ConfigError, match="supervision.unlabelled.*self_training_rounds.*medner distill"):
             SupervisionConfig(unlabelled=["raw.jsonl"], gold_fraction=fraction)
+    with pytest.raises(ConfigError, match=r"configs/ccks2019.yaml: .*\(field `supervision.unlabelled`\)"):
+        load_config(Path(__file__).parents[1] / "configs" / "ccks2019.yaml", ["supervision.unlabelled=[raw.jsonl]"])
     SupervisionConfig(unlabelled=["raw.jsonl"], self_training_rounds=1)
     SupervisionConfig(mode="weak", weak_config="w.yaml", unlabelled=["raw.jsonl"])
     SupervisionConfig(mode="weak+gold", weak_config="w.yaml", unlabelled=["raw.jsonl"])
