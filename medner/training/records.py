@@ -58,14 +58,9 @@ def read_unlabelled(paths: Sequence[str], format: str, config: RunConfig, dev_re
                     field: str) -> list[Record]:
     """Texts without labels (their annotations dropped), with ids that cannot collide with training records, and
     without the dev records' texts (:func:`without_dev_texts`). The paths were checked by :func:`check_run_start`
-    (or, for a student, by `distill`); ``field`` names their config key."""
-    records = []
-    for path in paths:
-        got = [Record(f"unlabelled:{path}:{r.id}", r.text)
+    (or, for a student, by `distill`: each gives at least one record); ``field`` names their config key."""
+    records = [Record(f"unlabelled:{path}:{r.id}", r.text) for path in paths
                for r in read_corpus(path, format=format, encoding=config.data.encoding, on_error=config.data.on_error)]
-        if not got:
-            log.warning("%s: no text was read from %s (every record skipped? see `data.on_error`)", field, path)
-        records.extend(got)
     return without_dev_texts(records, dev_records, field)
 
 
