@@ -283,3 +283,20 @@ def test_a_student_trained_without_a_terminal_draws_no_bar(tiny_run, tmp_path, c
     distill([str(tiny_run)], tmp_path / "student", layers=1, progress=True, overrides=QUICK)
     err = capfd.readouterr().err
     assert "it/s" not in err and "\r" not in err
+
+
+def test_overwrite_of_a_student_whose_data_cannot_be_read_keeps_the_earlier_student(tiny_corpus, tmp_path):
+    """`medner distill --overwrite` deletes the earlier student only once the new one's records are read."""
+    from medner.config import load_config
+    from medner.training.finetune import finetune
+    from tiny_model import write_config
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    teacher = finetune(load_config(write_config(tmp_path / "teacher", corpus, epochs=1)), progress=False)
+    student = distill([str(teacher)], tmp_path / "student", overrides=QUICK, progress=False)
+    before = {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()}
+    (corpus / "train.jsonl").unlink()  # the teachers' training records, which the student reads too
+    with pytest.raises(MednerError, match="train.jsonl"):
+        distill([str(teacher)], student, overrides=QUICK, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()} == before

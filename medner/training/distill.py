@@ -29,6 +29,7 @@ from medner.run.directory import LINK_FILE, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
 from medner.training.output_dir import check_output, prepare_output
+from medner.training.records import split_train_dev
 from medner.training.text_sources import check_unlabelled
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
             progress: bool = True, overwrite: bool = False, resume: bool = False) -> Path:
     """Train the student run ``out`` (module docstring); returns its path. A non-empty ``out`` is refused unless
     ``resume`` (continue its training from the last checkpoint, with the same teachers and options) or
-    ``overwrite`` (delete it first)."""
+    ``overwrite`` (delete it, once the teachers, the texts and the student's records are read and checked)."""
     out = Path(out)
     if not teachers:
         raise ConfigError("name at least one teacher run directory")
@@ -129,6 +130,7 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
                      encoding=config.data.encoding, on_error=config.data.on_error)
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
+    data = split_train_dev(config)  # the student's records, read before --overwrite deletes the earlier student
     prepare_output(out, resume=resume, overwrite=overwrite)
     if not (resume and (init_dir / "config.json").is_file()):  # the student's start: the same on every resume
         encoder = cut_encoder(first.tagger.encoder, layers) if layers else first.tagger.encoder
@@ -136,6 +138,6 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         publish_folder(init_dir, partial(_save_start, encoder, first.tokenizer))  # complete, or absent
         del encoder
     del first
-    run = finetune(config, progress=progress, output_ready=True, resume=resume)
+    run = finetune(config, progress=progress, output_ready=True, resume=resume, data=data)
     shutil.rmtree(init_dir, ignore_errors=True)
     return run
