@@ -30,6 +30,7 @@ for seed in $SEEDS; do
   train configs/ccks2019_multi.yaml "$run" "seed=$seed"
   teachers+=("$run")
 done
+# the student starts from the first teacher's config: without the regularisers a --set may have given the teachers
 distil "$OUT/student" "${teachers[@]}" -- --unlabelled "$UNLABELLED" --unlabelled-format ccks2017 \
-  --set train.epochs=5 --set train.lr_head=1e-3
+  --set train.epochs=5 --set train.lr_head=1e-3 --set train.fgm_epsilon=0 --set train.rdrop_alpha=0
 python scripts/bench/bench_dev.py "$OUT/student"

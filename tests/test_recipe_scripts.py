@@ -78,6 +78,7 @@ def test_distilled_recipe_runs_its_steps_in_order_and_a_rerun_trains_nothing(rep
     (distill,) = [c for c in calls if c.startswith("medner distill")]
     assert distill.startswith(f"medner distill {out}/multi_13 {out}/multi_29 {out}/multi_7 -o {out}/student")
     assert "--resume" not in distill and "--set train.epochs=5" in distill
+    assert "--set train.fgm_epsilon=0 --set train.rdrop_alpha=0" in distill  # teachers' regularisers stay theirs
     assert calls[-1] == f"python scripts/bench/bench_dev.py {out}/student"
 
     rc, calls, err = _run(repo, "ccks2019_distilled.sh", "--set", "train.patience=0")  # all finished
