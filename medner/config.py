@@ -723,6 +723,17 @@ def get_dotted(tree: Any, dotted: str) -> Any:
     return tree
 
 
+def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names (``train.lr``, ``sources[2].path``) of every leaf where two JSON-like values differ, in key
+    order; ``[prefix]`` when they differ as a whole (``[""]`` at the top), ``[]`` when equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [found for key in sorted(set(old) | set(new))
+                for found in differing_keys(old.get(key), new.get(key), _join(prefix, str(key)))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [found for i, (a, b) in enumerate(zip(old, new)) for found in differing_keys(a, b, f"{prefix}[{i}]")]
+    return [] if old == new else [prefix]
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=c`` overrides (values parsed as YAML) to a raw config mapping, in place."""
     for item in overrides:

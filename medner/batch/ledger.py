@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medner.config import differing_keys
 from medner.errors import ConfigError, CorpusError, MednerError
 from medner.files import atomic_write_bytes
 
@@ -123,23 +124,6 @@ class OutputLock:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
-    """Dotted name of the first differing key between two JSON values, or None when equal."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
-            if found:
-                return found
-        return None
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for i, (a, b) in enumerate(zip(old, new)):
-            found = _diff(a, b, f"{prefix}[{i}]")
-            if found:
-                return found
-        return None
-    return None if old == new else (prefix or "<signature>")
 
 
 def _int(value: Any) -> bool:
@@ -274,9 +258,10 @@ class Ledger:
                 raise output_error(exc, path, "create the ledger") from None
             return cls(path, signature, [], creator=os.getpid())
         found = read_ledger(path)
-        changed = _diff(found.signature, signature)
+        changed = differing_keys(found.signature, signature)
         if changed:
-            raise ConfigError(f"this output folder was started with a different `{changed}` (model, inputs or "
+            raise ConfigError(f"this output folder was started with a different `{changed[0] or '<signature>'}` "
+                              "(model, inputs or "
                               f"options changed since)", where=str(out_dir),
                               fix="rerun with the original model, inputs and options, or choose a new --out")
         cls._repair(found)

@@ -410,17 +410,15 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     """
     dist = init_distributed(config.device)
     out = Path(config.output_dir)
+    if resume and is_published(out, config, dist):
+        return out  # finished: its start and outside texts need not exist any more
     if output_ready:  # the caller prepared the run, and checked its start
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
         dist.barrier()
     else:
-        if resume and is_published(out, config, dist):
-            return out  # finished: its start and outside texts need not exist any more
         check_run_start(config)
         check_output(out, resume=resume, overwrite=overwrite)  # reads only: an earlier run stays till inputs are read
-    if resume and output_ready and is_published(out, config, dist):
-        return out
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = resolve_device(config.device)

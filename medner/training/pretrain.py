@@ -26,7 +26,7 @@ import torch
 import yaml
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
-from medner.config import PretrainConfig, dump_config, read_yaml
+from medner.config import PretrainConfig, differing_keys, dump_config, read_yaml
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
 from medner.errors import ModelError
@@ -191,25 +191,13 @@ def is_finished(out: Path, config: PretrainConfig) -> bool:
     with a warning naming the keys that differ and how to train it again."""
     if not (out / PROVENANCE_FILE).is_file() or ckpt.exists(out / "checkpoint"):
         return False
-    saved = _flat(read_yaml(out / "pretrain_config.yaml") or {}) if (out / "pretrain_config.yaml").is_file() else {}
-    now = _flat(yaml.safe_load(dump_config(config)))
-    differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k != "output_dir")
+    saved = (read_yaml(out / "pretrain_config.yaml") or {}) if (out / "pretrain_config.yaml").is_file() else {}
+    differ = [k for k in differing_keys(saved, yaml.safe_load(dump_config(config))) if k != "output_dir"]
     if differ:
         log.warning("%s holds a finished pretraining run of another config (it differs in %s); it is kept: pass "
                     "--overwrite to pretrain again, or choose another output_dir", out, ", ".join(differ))
     log.info("%s holds a finished pretraining run; nothing to resume", out)
     return True
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; lists stay values."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,

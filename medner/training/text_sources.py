@@ -39,7 +39,7 @@ class SourceTexts:
                 "skipped_records": self.skipped_records, "sha256": _file_digest(Path(self.path))}
 
 
-def looks_like_test_split(path: Path) -> str | None:
+def test_split_part(path: Path) -> str | None:
     """The part of ``path`` named like a held-out split (the file name, ``TEST_FILE``, or one of the two folders
     above it, ``TEST_FOLDER``), else None."""
     if TEST_FILE.search(path.name):
@@ -49,7 +49,7 @@ def looks_like_test_split(path: Path) -> str | None:
 
 def refuse_test_split(path: str, field: str) -> None:
     """Refuse a corpus that is trained on (unlabelled or auxiliary texts) when it is named like a test split."""
-    part = looks_like_test_split(Path(path))
+    part = test_split_part(Path(path))
     if part:
         raise ConfigError(f"this looks like a test split ({part!r} in its path): its texts must never be trained on",
                           where=str(path), field=field,
@@ -93,7 +93,7 @@ def check_source(source: TextSourceConfig) -> None:
     if source.format == "lines" and path.is_dir():
         raise ConfigError("`lines` sources are files (one text per line), not folders", where=source.path,
                           fix="name the file, or give the folder's corpus format (brat, ccks2017)")
-    part = looks_like_test_split(path)
+    part = test_split_part(path)
     if part and not source.not_a_test_split:
         raise ConfigError(f"this looks like a test split ({part!r} in its path): its texts must never be used for "
                           "pretraining",
