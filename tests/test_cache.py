@@ -129,3 +129,24 @@ def test_a_windows_cache_hit_marks_the_entry_used(tiny_run, tiny_corpus, tmp_pat
     os.utime(entry, (1, 1))  # long unused
     assert build_dataset(*args, cache_dir=tmp_path)[2]  # read from the cache
     assert entry.stat().st_mtime > 1
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_building_windows_leaves_the_datasets_progress_bars_as_they_were(tiny_run, tiny_corpus, tmp_path,
+                                                                         disabled):
+    import datasets
+
+    from medner.model.windows import build_dataset
+    from medner.run.directory import load_run
+
+    run = load_run(tiny_run)
+    records = list(read_corpus(tiny_corpus / "dev.jsonl"))[:2]
+    args = (records, run.tokenizer, run.config.window, run.tagger.scheme, "keep_longest")
+    before = datasets.are_progress_bars_disabled()
+    try:
+        (datasets.disable_progress_bars if disabled else datasets.enable_progress_bars)()
+        build_dataset(*args, cache_dir=tmp_path)  # written
+        build_dataset(*args, cache_dir=tmp_path)  # read back
+        assert datasets.are_progress_bars_disabled() is disabled  # a user's own datasets work keeps its bars
+    finally:
+        (datasets.disable_progress_bars if before else datasets.enable_progress_bars)()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -134,11 +135,11 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
     """
     import datasets  # start-up time: Arrow datasets only for training caches, not for prediction
 
-    datasets.disable_progress_bars()  # one log line says what happened; bars per save/load are noise
     key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
     target = cache_dir / f"windows-{key}" if cache_dir else None
     if target is not None and (target / "dataset_info.json").exists():
-        dataset = datasets.load_from_disk(str(target))
+        with datasets_bars_off():
+            dataset = datasets.load_from_disk(str(target))
         stats = json.loads((target / "medner_stats.json").read_text())
         log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
         mark_used(target)
@@ -153,9 +154,25 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
             dataset.save_to_disk(str(folder))
             (folder / "medner_stats.json").write_text(json.dumps(stats.to_dict()))
 
-        publish_folder(target, write)  # a half-written cache is never picked up
-        dataset = datasets.load_from_disk(str(target))
+        with datasets_bars_off():
+            publish_folder(target, write)  # a half-written cache is never picked up
+            dataset = datasets.load_from_disk(str(target))
     return dataset, stats.to_dict(), False
+
+
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """No `datasets` progress bar per cache save/load (one log line says what happened); the setting is restored,
+    so a caller's own `datasets` work keeps its bars."""
+    import datasets
+
+    disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not disabled:
+            datasets.enable_progress_bars()
 
 
 def collate_windows(dataset, indices: Sequence[int], pad_id: int) -> dict:

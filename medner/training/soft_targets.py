@@ -25,7 +25,7 @@ from medner.cache import mark_used
 from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.labels import TagScheme
-from medner.model.windows import collate_windows
+from medner.model.windows import collate_windows, datasets_bars_off
 from medner.run.directory import LoadedRun, load_run, read_meta
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[s
                                      sorted(t.fingerprint for t in teachers)]).encode()).hexdigest()[:16]
     target = cache_dir / f"soft-{key}" if cache_dir is not None and windows_key else None
     if target is not None and (target / "dataset_info.json").exists():
-        soft = datasets.load_from_disk(str(target))["soft"]
+        with datasets_bars_off():
+            soft = datasets.load_from_disk(str(target))["soft"]
         log.info("distillation: soft targets of %d teacher(s) loaded from cache %s", len(teachers), target.name)
         mark_used(target)
     else:
@@ -100,11 +101,13 @@ def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[s
         if target is not None:  # float32: the values are float32 marginals, stored exactly in half the space
             column = datasets.Dataset.from_dict(
                 {"soft": soft}, features=datasets.Features({"soft": datasets.Sequence(datasets.Value("float32"))}))
-            publish_folder(target, lambda folder: column.save_to_disk(str(folder)))
+            with datasets_bars_off():
+                publish_folder(target, lambda folder: column.save_to_disk(str(folder)))
     if len(soft) != len(dataset):  # a cache of other windows under this key: never train on misaligned targets
         raise ConfigError(f"cached soft targets have {len(soft)} rows for {len(dataset)} windows", where=str(target),
                           fix="delete that folder; the next run computes them again")
     gold = [1 if record_id in labelled_ids else 0 for record_id in dataset["record_id"]]
     log.info("distillation: soft targets of %d teacher(s) on %d windows (%d from unlabelled texts)", len(teachers),
              len(soft), gold.count(0))
-    return dataset.add_column("soft", soft).add_column("gold", gold)
+    with datasets_bars_off():
+        return dataset.add_column("soft", soft).add_column("gold", gold)
