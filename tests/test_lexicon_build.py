@@ -244,6 +244,21 @@ def test_load_lexicon_errors(tmp_path: Path) -> None:
         load_lexicon(bad)
     with pytest.raises(LexiconError, match="not found"):
         load_lexicon(tmp_path / "none.tsv")
+    bad.write_bytes("term\tlabel\n肺癌\t疾病和诊断\n".encode("gb18030"))  # saved by a GBK editor
+    with pytest.raises(LexiconError, match=r"bad\.tsv:2: cannot decode.*Fix: a medner lexicon is UTF-8"):
+        load_lexicon(bad)
+    with pytest.raises(LexiconError, match="is a folder"):
+        load_lexicon(tmp_path)
+
+
+def test_a_corpus_given_as_lexicon_is_refused_without_showing_its_text(tmp_path: Path) -> None:
+    corpus = tmp_path / "dev.jsonl"  # a plausible slip: the record file where the lexicon belongs
+    corpus.write_text('{"id": "r1", "text": "患者因高血压入院"}\n', encoding="utf-8")
+    with pytest.raises(LexiconError) as err:
+        load_lexicon(corpus)
+    message = str(err.value)
+    assert "dev.jsonl:1: header row lacks column(s) ['term', 'label']" in message and "JSON corpus" in message
+    assert "高血压" not in message and "r1" not in message
 
 
 def test_cli_build_stats_match(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

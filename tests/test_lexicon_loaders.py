@@ -159,6 +159,12 @@ def test_csv_strict_and_malformed_rows(tmp_path: Path) -> None:
         load_csv(path, label="疾病和诊断", strict=True)
     with pytest.raises(LexiconError, match=r"lacks column\(s\) code/编码"):
         load_csv(path, label="疾病和诊断", delimiter=",")
+    headerless = tmp_path / "records.csv"  # a record file given by mistake: its first row is no header
+    headerless.write_text("r1,患者因反复胸闷胸痛三年余加重一周入院治疗\n", encoding="utf-8")
+    with pytest.raises(LexiconError) as err:
+        load_csv(headerless, label="疾病和诊断", delimiter=",")
+    assert "headers found: ['r1'] and 1 cell(s) too long for a column name, not shown" in str(err.value)
+    assert "胸闷" not in str(err.value)
 
 
 def test_exclude_codes() -> None:

@@ -182,6 +182,14 @@ class _Collector:
         return LoadResult(entries=list(self._entries), report=self.report)
 
 
+def _headers_found(cells: list[str], longest: int = 12) -> str:
+    """The header cells for an error message; cells longer than ``longest`` characters are counted, not shown: a
+    first row that is no header (a record file given by mistake) may be record text."""
+    shown = [c for c in cells if len(c) <= longest]
+    hidden = len(cells) - len(shown)
+    return f"headers found: {shown}" + (f" and {hidden} cell(s) too long for a column name, not shown" if hidden else "")
+
+
 def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | None], where: str,
                      what: str) -> dict[str, int | None]:
     """Map logical column names to indices by header name; required names are those not ending in ``?``."""
@@ -200,7 +208,7 @@ def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | 
             missing.append("/".join(candidates))
         out[key] = found
     if missing:
-        raise LexiconError(f"{what} lacks column(s) {', '.join(missing)}; headers found: {headers}",
+        raise LexiconError(f"{what} lacks column(s) {', '.join(missing)}; {_headers_found(headers)}",
                            where=where, field="header",
                            fix="point the config at the right sheet/file or name the columns with "
                                "`columns: {name: ..., code: ...}`")
@@ -312,12 +320,16 @@ _DEFAULT_CSV_COLUMNS = {
 }
 
 
-def _read_text(path: Path, encoding: str, field_hint: str = "encoding") -> str:
+def _read_text(path: Path, encoding: str, field_hint: str = "encoding",
+               decode_fix: str = "set `encoding:` (e.g. gb18030 for GBK files)") -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise LexiconError("file not found", where=str(path), field="path",
                            fix="check `path` in the lexicon config") from None
+    except IsADirectoryError:
+        raise LexiconError("is a folder, not a lexicon file", where=str(path), field="path",
+                           fix="give the lexicon file itself") from None
     try:
         return data.decode(encoding)
     except LookupError:
@@ -326,7 +338,7 @@ def _read_text(path: Path, encoding: str, field_hint: str = "encoding") -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise LexiconError(f"cannot decode byte {exc.start} as {encoding}", where=location(path, line),
-                           field=field_hint, fix="set `encoding:` (e.g. gb18030 for GBK files)") from None
+                           field=field_hint, fix=decode_fix) from None
 
 
 def _sniff_delimiter(text: str, candidates: str = ",\t;|") -> str:
@@ -460,40 +472,42 @@ def read_rows(path: str | PathLike) -> Iterator[tuple[int, tuple[str, str, str |
     row with too few fields. Raises :class:`LexiconError` when the file is missing or has no header row.
     """
     path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
+    if not path.exists():
         raise LexiconError("lexicon file not found", where=str(path), field="path",
-                           fix="build it with `medner lexicon build CONFIG -o FILE` or fix the path") from None
-    with handle:
-        index: dict[str, int] | None = None
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if index is None:
-                index = {name.strip(): i for i, name in enumerate(fields)}
-                missing = [c for c in ("term", "label") if c not in index]
-                if missing:
-                    raise LexiconError(f"header row lacks column(s) {missing}; found {fields[:8]}",
-                                       where=location(path, line_no), field="header",
-                                       fix="start the file with the tab-separated header "
-                                           "`term label code canonical source`")
-                continue
-            need = max(index["term"], index["label"]) + 1
-            if len(fields) < need:
-                yield line_no, f"expected >= {need} tab-separated fields, got {len(fields)}"
-                continue
-
-            def get(name: str) -> str:
-                i = index.get(name)  # type: ignore[union-attr]
-                return fields[i].strip() if i is not None and i < len(fields) else ""
-
-            yield line_no, (get("term"), get("label"), get("code") or None, get("canonical"), get("source"))
+                           fix="build it with `medner lexicon build CONFIG -o FILE` or fix the path")
+    text = _read_text(path, "utf-8-sig", field_hint="path",
+                      decode_fix="a medner lexicon is UTF-8: rebuild it with `medner lexicon build`, or convert it "
+                                 "(e.g. `iconv -f GB18030 -t UTF-8`)")
+    index: dict[str, int] | None = None
+    for line_no, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
         if index is None:
-            raise LexiconError("no header row", where=str(path), field="header",
-                               fix="start the file with the tab-separated header `term label code canonical source`")
+            index = {name.strip(): i for i, name in enumerate(fields)}
+            missing = [c for c in ("term", "label") if c not in index]
+            if missing:
+                corpus = line.lstrip().startswith(("{", "["))
+                raise LexiconError(f"header row lacks column(s) {missing}; {_headers_found(fields)}",
+                                   where=location(path, line_no), field="header",
+                                   fix=("this looks like a JSON corpus, not a lexicon; " if corpus else "")
+                                   + "a lexicon starts with the tab-separated header "
+                                     "`term label code canonical source` (`medner lexicon build` writes one)")
+            continue
+        need = max(index["term"], index["label"]) + 1
+        if len(fields) < need:
+            yield line_no, f"expected >= {need} tab-separated fields, got {len(fields)}"
+            continue
+
+        def get(name: str) -> str:
+            i = index.get(name)  # type: ignore[union-attr]
+            return fields[i].strip() if i is not None and i < len(fields) else ""
+
+        yield line_no, (get("term"), get("label"), get("code") or None, get("canonical"), get("source"))
+    if index is None:
+        raise LexiconError("no header row", where=str(path), field="header",
+                           fix="start the file with the tab-separated header `term label code canonical source`")
 
 
 def load_project_tsv(path: str | PathLike, *, source: str | None = None, label: str | None = None,

@@ -130,17 +130,12 @@ def load_lexicon(path: str | PathLike) -> Lexicon:
     and the recomputed one is used.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LexiconError("lexicon file not found", where=str(path), field="path",
-                           fix="build it with `medner lexicon build CONFIG -o FILE` or fix the path") from None
-    meta, body = _read_header(data)
+    result = load_project_tsv(path, source=path.stem, strict=True, log_level=logging.DEBUG)  # checks the file
+    meta, body = _read_header(path.read_bytes())
     fp = fingerprint_of(body)
     declared = meta.get("sha256")
     if declared and "sha256:" + declared != fp:
         log.warning("%s: content fingerprint %s differs from the header's sha256=%s (edited after the build?); "
                     "using the content's", path, fp[:19], declared[:12])
-    result = load_project_tsv(path, source=path.stem, strict=True, log_level=logging.DEBUG)
     return Lexicon(entries=tuple(result.entries), fingerprint=fp, version=meta.get("version"), path=str(path),
                    meta=meta)
