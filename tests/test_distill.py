@@ -128,7 +128,7 @@ def test_teachers_with_other_labels_or_tokenizers_are_refused_before_training(ti
     reseal(other)
     with pytest.raises(ConfigError, match="teacher has tags"):
         distill([str(tiny_run), str(other)], tmp_path / "s1", progress=False)
-    assert not (tmp_path / "s1" / "metrics.jsonl").exists()
+    assert not (tmp_path / "s1").exists()
     shutil.rmtree(other)
     shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("checkpoint"))
     tok = json.loads((other / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
@@ -296,7 +296,32 @@ def test_overwrite_of_a_student_whose_data_cannot_be_read_keeps_the_earlier_stud
     teacher = finetune(load_config(write_config(tmp_path / "teacher", corpus, epochs=1)), progress=False)
     student = distill([str(teacher)], tmp_path / "student", overrides=QUICK, progress=False)
     before = {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()}
+    broken = tmp_path / "notes.jsonl"  # unlabelled texts whose second line is broken: read in full first
+    broken.write_text('{"id": "n1", "text": "患者因胸痛入院"}\n{"id": "n2", "text": \n', encoding="utf-8")
+    with pytest.raises(MednerError, match="notes.jsonl:2"):
+        distill([str(teacher)], student, unlabelled=[str(broken)], overrides=QUICK, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()} == before
+    with pytest.raises(ConfigError, match="`--layers` must be between 1"):
+        distill([str(teacher)], student, layers=9, overrides=QUICK, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()} == before
     (corpus / "train.jsonl").unlink()  # the teachers' training records, which the student reads too
     with pytest.raises(MednerError, match="train.jsonl"):
         distill([str(teacher)], student, overrides=QUICK, progress=False, overwrite=True)
     assert {p.name: p.read_bytes() for p in student.iterdir() if p.is_file()} == before
+
+
+def test_refused_students_leave_no_folder(tiny_run, tmp_path):
+    """Bad options and an exported first teacher (the student's start must be trainable) are refused before the
+    student's folder is made."""
+    from medner.run.directory import update_meta
+
+    for layers in (-1, 9):
+        with pytest.raises(ConfigError, match="`--layers` must be between 1"):
+            distill([str(tiny_run)], tmp_path / "student", layers=layers, progress=False)
+        assert not (tmp_path / "student").exists()
+    exported = tmp_path / "exported"  # stands for `medner export`'s output: its metadata says ONNX
+    shutil.copytree(tiny_run, exported)
+    update_meta(exported, format="onnx")
+    with pytest.raises(ConfigError, match="first teacher is the student's start, but it is an exported run"):
+        distill([str(exported), str(tiny_run)], tmp_path / "student", progress=False)
+    assert not (tmp_path / "student").exists()

@@ -25,11 +25,12 @@ from medner.config import DistillConfig, RunConfig, apply_overrides, config_from
 from medner.encoders.loading import quiet_transformers
 from medner.errors import ConfigError
 from medner.files import publish_folder
-from medner.run.directory import LINK_FILE, load_run, read_meta, read_run_config
+from medner.run.directory import LINK_FILE, is_exported, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
 from medner.training.output_dir import check_output, prepare_output
-from medner.training.records import split_train_dev
+from medner.training.records import read_unlabelled, split_train_dev
+from medner.training.soft_targets import check_teachers
 from medner.training.text_sources import check_unlabelled
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,10 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("name at least one teacher run directory")
     for teacher in teachers:  # finished runs (a killed or missing one is named), before anything else is read
         read_meta(teacher)
+    if is_exported(read_meta(teachers[0])):
+        raise ConfigError("the first teacher is the student's start, but it is an exported run (its weights are a "
+                          "runtime graph, not trainable)", where=str(teachers[0]), field="distill.teachers",
+                          fix="name first the run it was exported from; an exported run may be a later teacher")
     check_output(out, resume=resume, overwrite=overwrite)
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
@@ -130,14 +135,19 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
                      encoding=config.data.encoding, on_error=config.data.on_error)
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written
-    data = split_train_dev(config)  # the student's records, read before --overwrite deletes the earlier student
+    fresh_start = not (resume and (init_dir / "config.json").is_file())  # the student's start: same on every resume
+    encoder = cut_encoder(first.tagger.encoder, layers) if layers and fresh_start else first.tagger.encoder
+    # everything the student reads is read and checked before --overwrite deletes the earlier student
+    check_teachers(teachers, first.tagger.scheme, first.tokenizer)
+    data = split_train_dev(config)
+    unlabelled_texts = read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config, data[1],
+                                       "distill.unlabelled")
     prepare_output(out, resume=resume, overwrite=overwrite)
-    if not (resume and (init_dir / "config.json").is_file()):  # the student's start: the same on every resume
-        encoder = cut_encoder(first.tagger.encoder, layers) if layers else first.tagger.encoder
+    if fresh_start:
         shutil.rmtree(init_dir, ignore_errors=True)
         publish_folder(init_dir, partial(_save_start, encoder, first.tokenizer))  # complete, or absent
-        del encoder
-    del first
-    run = finetune(config, progress=progress, output_ready=True, resume=resume, data=data)
+    del encoder, first
+    run = finetune(config, progress=progress, output_ready=True, resume=resume, data=data,
+                   unlabelled=unlabelled_texts)
     shutil.rmtree(init_dir, ignore_errors=True)
     return run

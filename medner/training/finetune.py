@@ -171,9 +171,10 @@ class TrainingInputs:
 
 
 def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list[Record]] | None,
-                   device: torch.device | None = None) -> TrainingInputs:
+                   device: torch.device | None = None, unlabelled: list[Record] | None = None) -> TrainingInputs:
     """Read and check the records, resolve the encoder and tokenizer, and build (or reuse) the window cache
-    (and a distillation's soft targets, its teachers run on ``device``).
+    (and a distillation's soft targets, its teachers run on ``device``, over ``unlabelled`` texts when given,
+    else the ``distill.unlabelled`` files).
 
     Under data parallelism the main process imports/prunes the encoder and tokenises; the others wait and
     reuse its caches.
@@ -215,8 +216,9 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
             log.info("distillation: gold of %d training records (supervision.gold_fraction), the other %d are texts "
                      "with soft targets only", len(train_records), len(left_out))
         windowed = (train_records + [r.with_spans(()) for r in left_out]
-                    + read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config,
-                                      dev_records, "distill.unlabelled"))
+                    + (unlabelled if unlabelled is not None else
+                       read_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, config,
+                                       dev_records, "distill.unlabelled")))
     for turn in ("main", "others"):
         if (turn == "main") == dist.main:
             dataset, feature_stats, cached = build_dataset(windowed, tokenizer, config.window, scheme,
@@ -398,14 +400,15 @@ def _random_untouched(device: torch.device) -> Iterator[None]:
 
 def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
              data: tuple[list[Record], list[Record]] | None = None, output_ready: bool = False,
-             score_labels: Sequence[str] | None = None) -> Path:
+             score_labels: Sequence[str] | None = None, unlabelled: list[Record] | None = None) -> Path:
     """Train as ``config`` says and write the run directory ``config.output_dir``; returns its path.
 
     A non-empty ``output_dir`` is refused unless ``resume`` (continue its run from the last checkpoint; a finished
     run returns at once) or ``overwrite`` (the earlier run is deleted once the new run's inputs are read and
     checked, so bad input leaves it as it was). ``data`` (train, dev) replaces reading ``config.data``, and
     ``output_ready`` skips the output and start checks (:func:`check_run_start`): both for callers that prepared
-    the run themselves (the supervision phases, distill).
+    the run themselves (the supervision phases, distill); ``unlabelled`` likewise replaces reading a student's
+    ``distill.unlabelled`` files.
     ``score_labels``: dev scores count predicted spans of these labels only (default: all).
     """
     dist = init_distributed(config.device)
@@ -426,7 +429,7 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
         device = torch.device("cuda", dist.local_rank)
     dtype = resolve_dtype(config.precision, device)
 
-    inputs = prepare_inputs(config, dist, data, device)
+    inputs = prepare_inputs(config, dist, data, device, unlabelled)
     if not output_ready:  # the inputs are read and checked: now --overwrite may delete the earlier run
         prepare_run_output(out, dist, resume=resume, overwrite=overwrite)
     dataset, tokenizer, dev_records = inputs.dataset, inputs.tokenizer, inputs.dev

@@ -35,6 +35,12 @@ SOFT_TARGETS_VERSION = "1"  # part of the cache key: bump when the values comput
 
 def load_teachers(paths: Sequence[str], scheme: TagScheme, tokenizer) -> list[LoadedRun]:
     """The teacher runs, checked against the student's label scheme and tokenizer before any is loaded."""
+    check_teachers(paths, scheme, tokenizer)
+    return [load_run(path) for path in paths]
+
+
+def check_teachers(paths: Sequence[str], scheme: TagScheme, tokenizer) -> None:
+    """Refuse a teacher whose tags or vocabulary differ from the student's (reads only their JSON files)."""
     student_vocab = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
     for path in paths:
         labels = read_meta(path).get("labels")
@@ -49,7 +55,6 @@ def load_teachers(paths: Sequence[str], scheme: TagScheme, tokenizer) -> list[Lo
                               field="distill.teachers",
                               fix="use teachers fine-tuned from the same encoder, and a student built from one of "
                                   "them (medner distill does this)")
-    return [load_run(path) for path in paths]
 
 
 @torch.no_grad()
