@@ -567,3 +567,22 @@ def test_file_and_member_names_that_are_not_utf8(fake_model, tmp_path):
 
 def test_shard_writer_output_is_valid_utf8_whatever_the_key(tmp_path):
     assert shards_mod.encode_line({"key": "a\udcb2"}) == b'{"key":"a\\udcb2"}\n'
+
+
+def test_a_bad_device_or_lexicon_is_refused_before_the_output_folder_is_made(fake_model, records, tmp_path, capsys):
+    """The options the workers load the model with are checked first: a refusal leaves no folder (whose ledger
+    would then refuse the corrected command as `started with a different lexicon`)."""
+    import torch
+
+    not_utf8 = tmp_path / "gbk.tsv"
+    not_utf8.write_bytes("term\tlabel\n霍乱\t疾病和诊断\n".encode("gb18030"))
+    cases = [(["--device", "tpu"], "`device` is 'tpu'"), (["--lexicon", str(records)], "header row lacks column"),
+             (["--lexicon", str(not_utf8)], "gbk.tsv:2: cannot decode")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda:0"], "no CUDA GPU is visible"))
+    out = tmp_path / "out"
+    for extra, message in cases:
+        rc = main(["annotate", "--model", str(fake_model), str(records), "--out", str(out), "--no-progress", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and message in err[0], (extra, err)
+        assert not out.exists(), extra

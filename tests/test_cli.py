@@ -90,6 +90,18 @@ def test_predict_errors_are_one_line(tiny_run, tmp_path, capsys):
     assert main(["predict", "--model", str(tiny_run), str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("medner: error:") and "missing.txt" in err and "\n" not in err
+    broken = tmp_path / "s.jsonl"  # a broken JSON escape: half a surrogate pair, no Unicode text
+    broken.write_text('{"id": "s1", "text": "患者因高血压\\ud83d入院"}\n', encoding="utf-8")
+    not_utf8 = tmp_path / "gbk.tsv"
+    not_utf8.write_bytes("term\tlabel\n霍乱\t疾病和诊断\n".encode("gb18030"))
+    (tmp_path / "ok.txt").write_text("患者因胃癌入院。", encoding="utf-8")
+    for args, message in (([str(broken)], "s.jsonl record s1: lone surrogate at character 6"),
+                          ([str(tmp_path / "ok.txt"), "--device", "tpu"], "`device` is 'tpu'"),
+                          ([str(tmp_path / "ok.txt"), "--icd-lexicon", str(not_utf8)], "gbk.tsv:2: cannot decode")):
+        assert main(["predict", "--model", str(tiny_run), *args, "-o", str(tmp_path / "out.jsonl")]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("medner: error:") and message in err and "\n" not in err, err
+        assert "高血压" not in err
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):

@@ -7,16 +7,13 @@ Record text never appears in a reason or detail.
 from __future__ import annotations
 
 import codecs
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from medner.corpus.validate import SURROGATE
 from medner.errors import ConfigError
 
 TEXT_KINDS = ("txt", "jsonl", "csv", "parquet")
-
-SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 INPUT_FORMATS = ("auto",) + TEXT_KINDS
 

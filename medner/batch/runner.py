@@ -38,7 +38,9 @@ from medner.batch.items import Item, ReadOptions, ReadStats
 from medner.batch.sources import check_inputs, check_overlap, count_items, inputs_fingerprint, iter_items
 from medner.errors import ConfigError, CorpusError, ModelError
 from medner.progress import Progress
-from medner.run.directory import model_files, read_meta, verify
+from medner.lexicon.store import load_lexicon
+from medner.model.device import check_device_name, resolve_device
+from medner.run.directory import check_exported_settings, is_exported, model_files, read_meta, verify
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +119,26 @@ def model_signature(run_dir: Path) -> dict:
 
 
 def lexicon_fingerprint(path: Path | None) -> str | None:
+    """sha256 of the ``--lexicon`` file, read in full first: a file that is not a lexicon is refused here, before
+    the output folder is made, not in a worker after the ledger holds it."""
     if path is None:
         return None
     if not path.is_file():
         raise ConfigError("no such lexicon file", where=str(path), field="lexicon",
                           fix="build it with `medner lexicon build` or drop --lexicon")
+    load_lexicon(path)
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def check_model_options(options: AnnotateOptions) -> None:
+    """The device and precision the workers will load the model with, checked before the output folder is made
+    (a refusal writes nothing). Ray workers may have GPUs the driver lacks: there only the device's name is."""
+    check_device_name(options.device)
+    if options.engine == "local":
+        resolve_device(options.device)
+    meta = read_meta(options.model)
+    if is_exported(meta):
+        check_exported_settings(meta, options.device, options.precision)
 
 
 def check_output_folder(out: Path) -> None:
@@ -208,6 +224,7 @@ def annotate(options: AnnotateOptions, engine=None) -> dict:
     check_overlap(inputs, options.out)
     check_output_folder(options.out)
     signature = signature_of(options, inputs)
+    check_model_options(options)
     model = signature["model"]
     options = replace(options, fingerprint=model)
     try:

@@ -24,8 +24,8 @@ from medner.corpus.cmedqaner import read_cmedqaner
 from medner.corpus.cmeee import read_cmeee
 from medner.corpus.jsonl import read_jsonl, record_from_json, record_to_json, write_jsonl
 from medner.corpus.lines import check_encoding
-from medner.corpus.validate import ON_ERROR, Checker, ReadReport
-from medner.errors import CorpusError
+from medner.corpus.validate import ON_ERROR, SURROGATE, Checker, ReadReport, RecordProblem
+from medner.errors import CorpusError, location
 from medner.types import Record
 
 Reader = Callable[..., Iterator[Record]]
@@ -71,12 +71,21 @@ def read_corpus(path: str | os.PathLike, format: str = "jsonl", *, encoding: str
     report = report if report is not None else ReadReport()
     report.path, report.format = str(path), format
     checker = Checker(on_error, report, show_text=show_text)
-    return _counted(reader(Path(path), encoding=codec, checker=checker), checker)
+    return _counted(reader(Path(path), encoding=codec, checker=checker), checker, Path(path))
 
 
-def _counted(records: Iterator[Record], checker: Checker) -> Iterator[Record]:
+def _counted(records: Iterator[Record], checker: Checker, path: Path) -> Iterator[Record]:
+    """The records, counted; one whose text holds a lone surrogate (a broken ``\\uD8xx`` escape in JSON: no
+    Unicode text, and no tokenizer or UTF-8 output takes it) is a problem of that record."""
     report = checker.report
     for record in records:
+        bad = SURROGATE.search(record.text)
+        if bad is not None:
+            checker.drop_record(RecordProblem(
+                f"lone surrogate at character {bad.start()} of the text (invalid Unicode)", kind="undecodable",
+                where=location(path, record=record.id), field="text",
+                fix="write the character itself or its full surrogate pair (\\ud83d\\ude00), or drop the record"))
+            continue
         report.records += 1
         report.spans += len(record.spans)
         yield record

@@ -26,6 +26,7 @@ MAX_EXAMPLES = 5
 _EXCERPT = 8  # characters of record text allowed in a message
 _INT = re.compile(r"-?[0-9]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,39}")  # a key or tag name, shown as is
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: a broken JSON escape, not Unicode text
 
 
 class SpanProblem(CorpusError):

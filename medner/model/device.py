@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
@@ -9,12 +10,31 @@ from medner.errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; an explicit device that is absent is an error."""
+    """``auto`` picks CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` otherwise (as the
+    config allows). A device that is absent or unknown is a :class:`ConfigError` naming the fix."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"`device` is {name!r} but no CUDA GPU is visible", fix="use `device: auto` or `cpu`")
+    match = check_device_name(name)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("`device` is 'mps' but no Apple GPU is visible", field="device", fix="use `auto` or `cpu`")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"`device` is {name!r} but no CUDA GPU is visible", field="device",
+                              fix="use `device: auto` or `cpu`")
+        if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+            raise ConfigError(f"`device` is {name!r} but only {torch.cuda.device_count()} CUDA GPU(s) are visible "
+                              "(numbered from 0)", field="device", fix="use `cuda` or a visible `cuda:N`")
     return torch.device(name)
+
+
+def check_device_name(name: str) -> re.Match | None:
+    """Refuse a device name medner cannot use (whether that device is present is :func:`resolve_device`'s to
+    say); returns the match of ``cuda:N`` (group 1: N) or of the other names."""
+    match = re.fullmatch(r"auto|cpu|mps|cuda(?::(\d+))?", name)
+    if match is None:
+        raise ConfigError(f"`device` is {name!r}: medner runs on `cpu`, a CUDA GPU (`cuda`, `cuda:N`) or `mps`",
+                          field="device", fix="use `auto` (a GPU when present, else the CPU), `cpu` or `cuda:N`")
+    return match
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -360,13 +360,7 @@ def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str 
 
 def _exported_settings(run_dir: str | Path, meta: dict, device: str, precision: str | None) -> tuple[str, str]:
     """Device and precision for an exported run (see :func:`load_annotator`); logs the export's KL figures."""
-    if device not in ("auto", "cpu"):
-        raise ConfigError(f"exported ({meta['format']}) models run on the CPU, not on {device}", field="device",
-                          fix="use --device cpu (or auto), or the torch run it was exported from on a GPU")
-    if precision not in (None, "auto", "fp32"):
-        raise ConfigError(f"an exported model computes at the precision it was exported with "
-                          f"({meta.get('precision')}); --precision {precision} applies to torch runs only",
-                          field="precision", fix="leave --precision at auto, or load the torch run")
+    check_exported_settings(meta, device, precision)
     export = meta.get("export") or {}
     check = {k: float("nan") for k in ("mean_kl", "max_kl", "token_agreement", "span_agreement")}
     check.update(export.get("check") or {})
@@ -375,6 +369,17 @@ def _exported_settings(run_dir: str | Path, meta: dict, device: str, precision: 
              meta.get("runtime"), export.get("source_fingerprint"), check["mean_kl"], check["max_kl"],
              check["token_agreement"], check["span_agreement"], check.get("windows"))
     return "cpu", "fp32"
+
+
+def check_exported_settings(meta: dict, device: str, precision: str | None) -> None:
+    """Refuse a device other than the CPU, or a precision, for an exported run (its ``meta``)."""
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"exported ({meta['format']}) models run on the CPU, not on {device}", field="device",
+                          fix="use --device cpu (or auto), or the torch run it was exported from on a GPU")
+    if precision not in (None, "auto", "fp32"):
+        raise ConfigError(f"an exported model computes at the precision it was exported with "
+                          f"({meta.get('precision')}); --precision {precision} applies to torch runs only",
+                          field="precision", fix="leave --precision at auto, or load the torch run")
 
 
 def make_linker(lexicon_path: str | Path, labels=("疾病和诊断", "手术"), min_score: float = 0.6) -> IcdLinker:
