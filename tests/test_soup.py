@@ -39,9 +39,14 @@ def test_soup_weights_are_the_mean_of_the_merged_members(tiny_run, sibling, tmp_
     assert all(len(m["fingerprint"]) == 16 for m in meta["soup"])
 
 
-def test_soup_of_a_run_with_itself_predicts_like_the_run(tiny_run, tiny_corpus, tmp_path):
+def test_soup_of_a_run_with_its_copy_predicts_like_the_run(tiny_run, tiny_corpus, tmp_path, caplog):
     texts = [r.text for r in read_corpus(tiny_corpus / "dev.jsonl", "jsonl")]
-    out = average_runs([tiny_run, tiny_run], tmp_path / "soup")
+    copy = shutil.copytree(tiny_run, tmp_path / "copy")
+    with pytest.raises(ModelError, match="is named twice"):  # one run twice: a weighted average, not a soup
+        average_runs([tiny_run, copy / ".." / "copy", copy], tmp_path / "soup")
+    assert not (tmp_path / "soup").exists()
+    out = average_runs([tiny_run, copy], tmp_path / "soup")
+    assert "has the same weights as" in caplog.text
     expected, got = medner.load(tiny_run, device="cpu").predict(texts), medner.load(out, device="cpu").predict(texts)
     assert any(expected), "the tiny run must predict something for this test"
     assert [[(s.start, s.end, s.label) for s in spans] for spans in got] == \
@@ -81,6 +86,10 @@ def test_soup_never_writes_over_a_member_or_a_full_directory(tiny_run, sibling, 
     with pytest.raises(ModelError, match="not empty"):
         average_runs([tiny_run, sibling], tmp_path / "full")
     assert (tmp_path / "full" / "keep.txt").read_text() == "x"
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ModelError, match="a_file exists and is not a directory"):
+        average_runs([tiny_run, sibling], tmp_path / "a_file")
+    assert (tmp_path / "a_file").read_text() == "x"
 
 
 def test_soup_command(tiny_run, sibling, tmp_path, capsys):

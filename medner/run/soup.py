@@ -42,6 +42,17 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
         if is_exported(read_meta(run)):
             raise ModelError("an exported run has no torch weights to average", where=str(run),
                              fix="average the torch runs, then export the soup")
+    seen: dict[Path, Path] = {}
+    for run in runs:  # one run twice would be a weighted average labelled as a uniform one
+        again = seen.setdefault(run.resolve(), run)
+        if again is not run:
+            raise ModelError(f"{run} is named twice (as {again} too)", fix="name each member run once")
+    weights: dict[str, Path] = {}
+    for run in runs:
+        same = weights.setdefault(fingerprint(run), run)
+        if same is not run:
+            log.warning("%s has the same weights as %s (fingerprint %s): the soup counts them twice", run, same,
+                        fingerprint(run))
     first = runs[0]
     for name, what, fix in (("labels.json", "label scheme", "train every member with the same `data.labels`"),
                             ("tokenizer/tokenizer.json", "tokenizer",
@@ -65,6 +76,8 @@ def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
     """
     runs, out_dir = [Path(r) for r in runs], Path(out_dir)
     _check_members(runs, out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ModelError(f"{out_dir} exists and is not a directory", fix="write the soup to a new directory")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ModelError(f"{out_dir} exists and is not empty", fix="write the soup to a new directory")
     first = load_run(runs[0])
