@@ -375,3 +375,14 @@ def test_spacy_package_of_a_saved_pipeline(tiny_run, texts, bare, tmp_path):
                           timeout=120, cwd=Path(__file__).parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [tuple(x) for x in json.loads(done.stdout.strip().splitlines()[-1])] == triples(bare.predict(texts[0]))
+
+
+def test_a_file_that_is_no_lexicon_is_refused_at_add_pipe(tmp_path, tiny_run):
+    from medner.errors import LexiconError
+
+    nlp = spacy.blank("zh")
+    not_utf8 = tmp_path / "gbk.tsv"
+    not_utf8.write_bytes("term\tlabel\n霍乱\t疾病和诊断\n".encode("gb18030"))
+    with pytest.raises(LexiconError, match="gbk.tsv:2: cannot decode"):  # not on the first document
+        nlp.add_pipe("medner", config={"model": str(tiny_run), "lexicon": str(not_utf8)})
+    assert "medner" not in nlp.pipe_names

@@ -78,6 +78,11 @@ def test_errors_name_the_field_and_the_fix(tmp_path):
         nlp.add_pipe("medner_lexicon", config={"lexicon": str(tmp_path / "missing.tsv")})
     assert "\n" not in str(err.value) and "Fix:" in str(err.value)
     assert "medner_lexicon" not in nlp.pipe_names
+    records = tmp_path / "records.jsonl"  # a record file where the lexicon belongs: refused at add_pipe too
+    records.write_text('{"id": "r1", "text": "患者因高血压入院"}\n', encoding="utf-8")
+    with pytest.raises(LexiconError, match="records.jsonl:1: header row lacks column"):
+        nlp.add_pipe("medner_lexicon", config={"lexicon": str(records)})
+    assert "medner_lexicon" not in nlp.pipe_names
 
 
 def test_writes_entities_on_request_and_scores():

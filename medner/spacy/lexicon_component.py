@@ -57,10 +57,12 @@ class LexiconComponent(SpanWriter):
         self._lexicon_path = Path(lexicon)
         self._matcher = None
         self._labels: Optional[tuple] = None
-        if not loading_saved_pipeline() and not self._lexicon_path.is_file():  # fail at add_pipe
-            raise LexiconError(f"component {name!r}: lexicon file not found", where=str(self._lexicon_path),
-                               field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
-                                                    "-o lexicons/build/lexicon_zh.tsv`")
+        if not loading_saved_pipeline():  # fail at add_pipe, not on the first document
+            if not self._lexicon_path.is_file():
+                raise LexiconError(f"component {name!r}: lexicon file not found", where=str(self._lexicon_path),
+                                   field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
+                                                        "-o lexicons/build/lexicon_zh.tsv`")
+            _ = self.matcher  # a file that is no lexicon, too
 
     @property
     def matcher(self):

@@ -47,6 +47,7 @@ from spacy.util import minibatch
 
 from medner.errors import ConfigError, ModelError
 from medner.lexicon.link import IcdLinker
+from medner.lexicon.store import load_lexicon
 from medner.run.directory import fingerprint, is_run_dir, load_annotator
 from medner.run.directory import read_meta as read_run_meta
 from medner.spacy.writer import (ASSIGNS, META_FILE, META_FORMAT, SCORE_WEIGHTS, SpanWriter, copy_file,
@@ -98,6 +99,8 @@ class MednerComponent(SpanWriter):
                 raise ModelError(f"component {name!r}: ICD lexicon not found", where=str(self._lexicon_path),
                                  field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
                                                       "-o lexicons/build/lexicon_zh.tsv`, or leave `lexicon` out")
+            if self._lexicon_path is not None:
+                load_lexicon(self._lexicon_path)  # a file that is no lexicon fails here too (the model loads later)
 
     # -- model ------------------------------------------------------------------------------------------
     @property
