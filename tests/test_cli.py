@@ -116,3 +116,22 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     done = run_cli(shell=f"{sys.executable} -m medner evaluate --gold {tmp_path / 'g.jsonl'} "
                          f"--pred {tmp_path / 'g.jsonl'} --json | head -n 2")
     assert b"Traceback" not in done.stderr and done.stdout.decode().count("\n") == 2
+
+
+def test_an_interrupted_command_that_resumes_says_how(monkeypatch, capsys, tmp_path):
+    import medner.batch.runner as runner
+    import medner.training.finetune as finetune
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "annotate", interrupted)
+    monkeypatch.setattr(finetune, "finetune", interrupted)
+    (tmp_path / "in.txt").write_text("因胃癌入院", encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{train: [{tmp_path / 'in.jsonl'}]}}\noutput_dir: {tmp_path / 'run'}\n")
+    for argv, hint in ((["annotate", "--model", str(tmp_path), str(tmp_path / "in.txt"), "--out",
+                         str(tmp_path / "out")], "rerun the same command to continue where it stopped"),
+                       (["finetune", str(config)], "rerun the same command with --resume")):
+        assert main(argv) == 130
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"medner: interrupted; {hint}")

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("medner: interrupted", file=sys.stderr)
+        hint = getattr(args, "on_interrupt", None)  # set by commands that resume
+        print("medner: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         _silence_stdout()

@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--allow-failures", action="store_true",
                            help=f"exit 0 even when some records failed (default: exit {FAILED_STATUS}: the output is "
                                 "complete, but errors.jsonl lists records without annotations)")
-    parser.set_defaults(func=run_annotate)
+    parser.set_defaults(func=run_annotate, on_interrupt="rerun the same command to continue where it stopped")
 
 
 def run_annotate(args: argparse.Namespace) -> int:

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue an interrupted student in --output from its last checkpoint (same teachers and "
                         "options)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_distill)
+    p.set_defaults(func=run_distill, on_interrupt="rerun the same command with --resume to continue from the last "
+                                          "checkpoint")
 
 
 def run_distill(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from medner.errors import ConfigError
+
 # the parser is built for every `medner` command: torch and the exporter are imported only when exporting;
 # the same values as medner.run.runtime.FORMATS and medner.run.export.DEFAULT_FORMAT/DEFAULT_MAX_KL/
 # DEFAULT_MIN_SPAN_AGREEMENT (a test checks)
@@ -61,7 +63,10 @@ def run_export(args: argparse.Namespace) -> int:
 
     from medner.run.export import export_run  # start-up time: imports torch, transformers and the runtimes
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}", field="threads",
+                              fix="leave it out (torch's default) or give a number of threads")
         torch.set_num_threads(args.threads)
     meta = export_run(args.run, args.output, fmt=args.format, quantize=args.quantize, calibrate=args.calibrate,
                       corpus_format=args.calibrate_format, encoding=args.encoding, max_kl=args.max_kl,

@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "standard input; anything else as `medner annotate` reads it); or a corpus format, whose "
                         "gold spans are replaced by the predictions")
     p.add_argument("--encoding", default=None,
-                   help="input encoding, e.g. gb18030 (default: UTF-8 for corpora and standard input; detected "
-                        "for .txt files and folders)")
+                   help="input encoding, e.g. gb18030 (default: detected for files and folders: a BOM, UTF-16, "
+                        "UTF-8, else GB18030; UTF-8 for standard input)")
     p.add_argument("-o", "--output", default=STDIN, metavar="FILE",
                    help="output jsonl (the project's format); default - (standard output)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

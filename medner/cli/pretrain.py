@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: progress is logged every 10%% instead (as when stderr is not a terminal)")
-    p.set_defaults(func=run_pretrain)
+    p.set_defaults(func=run_pretrain, on_interrupt="rerun the same command with --resume to continue from the last "
+                                           "checkpoint")
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
