@@ -3,6 +3,7 @@ resume, refusal of changed inputs/options, errors.jsonl, manifest, Parquet, mode
 from __future__ import annotations
 
 import json
+import re
 import os
 import zipfile
 from pathlib import Path
@@ -210,7 +211,8 @@ def test_changed_options_or_inputs_are_refused(fake_model, inputs, tmp_path):
     meta.write_text(original)
     with zipfile.ZipFile(inputs[2], "a") as zf:
         zf.writestr("more.txt", "新增记录。")
-    with pytest.raises(ConfigError, match=r"different `inputs\[2\]"):
+    with pytest.raises(ConfigError, match=rf"input {re.escape(str(inputs[2]))} changed since this output folder "
+                                          r"was started.*touching a file counts"):
         annotate(options(fake_model, inputs, out), engine=FakeEngine())
 
 
@@ -252,8 +254,10 @@ def test_parquet_output_matches_jsonl(fake_model, inputs, tmp_path):
 def test_bad_model_dir_and_options(tmp_path, inputs):
     with pytest.raises(ModelError, match=r"not a medner run directory.*--model"):
         annotate(options(tmp_path, inputs, tmp_path / "out"), engine=FakeEngine())
-    with pytest.raises(ConfigError, match="`shard_size` must be >= 1"):
+    with pytest.raises(ConfigError, match="`shard_size` must be >= 1.*Fix: give --shard-size"):
         options(tmp_path, inputs, tmp_path / "out", shard_size=0)
+    with pytest.raises(ConfigError, match="`workers` must be >= 1"):  # before threads are shared among them
+        options(tmp_path, inputs, tmp_path / "out", workers=0)
     with pytest.raises(ConfigError, match="unknown engine"):
         options(tmp_path, inputs, tmp_path / "out", engine="spark")
 

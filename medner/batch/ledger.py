@@ -96,6 +96,17 @@ def _crc_ok(raw: bytes) -> bool | None:
     return zlib.crc32(raw[:match.start()] + b"}") == int(match.group(1))
 
 
+def _change_message(key: str, started: dict) -> str:
+    """What changed since the output was started, for the first differing signature ``key``."""
+    match = re.fullmatch(r"inputs\[(\d+)\]\.(digest|files)", key)
+    inputs = started.get("inputs")
+    if match and isinstance(inputs, list) and int(match.group(1)) < len(inputs):
+        return (f"input {inputs[int(match.group(1))].get('path')} changed since this output folder was started "
+                "(the names, sizes or modification times of its files: rewriting or touching a file counts)")
+    return (f"this output folder was started with a different `{key or '<signature>'}` (model, inputs or options "
+            "changed since)")
+
+
 class OutputLock:
     """Exclusive lock on an output folder for the lifetime of one run."""
 
@@ -260,9 +271,7 @@ class Ledger:
         found = read_ledger(path)
         changed = differing_keys(found.signature, signature)
         if changed:
-            raise ConfigError(f"this output folder was started with a different `{changed[0] or '<signature>'}` "
-                              "(model, inputs or "
-                              f"options changed since)", where=str(out_dir),
+            raise ConfigError(_change_message(changed[0], found.signature), where=str(out_dir),
                               fix="rerun with the original model, inputs and options, or choose a new --out")
         cls._repair(found)
         pid = found.header.get("pid")

@@ -79,11 +79,12 @@ class AnnotateOptions:
         self.model, self.out = Path(self.model), Path(self.out)
         self.lexicon = Path(self.lexicon) if self.lexicon is not None else None
         self.inputs = [Path(p) for p in self.inputs]
-        if self.threads is None:
-            self.threads = torch_threads(self.workers)
         for name in ("shard_size", "workers", "batch_records", "batch_size", "threads", "ray_wave_shards"):
+            if name == "threads" and self.threads is None:
+                self.threads = torch_threads(self.workers)  # the workers are checked by now
             if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}", field=name)
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)}", field=name,
+                                  fix=f"give --{name.replace('_', '-')} a whole number of 1 or more, or leave it out")
         if self.output_format not in FORMATS:
             raise ConfigError(f"unknown output format {self.output_format!r}", field="format",
                               fix=f"use one of {', '.join(FORMATS)}")
