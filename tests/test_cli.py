@@ -135,3 +135,17 @@ def test_an_interrupted_command_that_resumes_says_how(monkeypatch, capsys, tmp_p
                        (["finetune", str(config)], "rerun the same command with --resume")):
         assert main(argv) == 130
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"medner: interrupted; {hint}")
+
+
+def test_predict_over_a_folder_with_an_unreadable_file_predicts_the_rest_and_exits_3(tiny_run, tmp_path, caplog):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("患者因胃癌入院。", encoding="utf-8")
+    (folder / "b.txt").write_text("   ", encoding="utf-8")  # empty: no record to predict
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(tiny_run), str(folder), "-o", str(out), "--device", "cpu"]) == 3
+    assert [r.id for r in read_corpus(out)] == ["a"]
+    repeated = tmp_path / "twice.jsonl"  # predicted, but evaluate would refuse the output: said at once
+    write_jsonl([Record("r1", "因胃癌入院"), Record("r1", "查体示肝压痛")], repeated)
+    assert main(["predict", "--model", str(tiny_run), str(repeated), "-o", str(out), "--device", "cpu"]) == 0
+    assert len(list(read_corpus(out))) == 2 and "1 record ids occur more than once (first: r1)" in caplog.text

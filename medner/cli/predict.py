@@ -6,6 +6,8 @@
     medner predict --model RUN dev.txt --format ccks2019   # an annotated corpus (gold spans replaced)
 
 Output: the project's jsonl (``medner.corpus.jsonl``), to ``-o FILE`` (written atomically) or standard output.
+A file of a folder (or a ``.txt``) that cannot be read is skipped with a warning, and the exit status is then 3,
+as for ``medner annotate``; a corpus file with a bad record stops with a one-line error (status 2).
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 from medner.corpus import formats
 from medner.errors import CorpusError
+from medner.cli.annotate import FAILED_STATUS
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,10 @@ def run_predict(args: argparse.Namespace) -> int:
                           fix="use a positive number of windows, e.g. 16")
     failed: list[str] = []
     records = list(_records(args, failed))  # read first: the progress has a total, and bad input stops early
+    repeated = [rid for rid, n in Counter(r.id for r in records).items() if n > 1]
+    if repeated:
+        log.warning("%d record ids occur more than once (first: %s): each record is predicted, but `medner "
+                    "evaluate` needs unique ids", len(repeated), repeated[0])
     annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
     predicted = track(annotator.predict_records(records), "predict", total=len(records), unit="rec",
                       bar=not args.no_progress)
@@ -80,7 +88,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if failed:
         log.error("%d inputs could not be read and have no predictions (first: %s); see the warnings above",
                   len(failed), failed[0])
-        return 1
+        return FAILED_STATUS
     return 0
 
 
