@@ -267,8 +267,10 @@ def pair_records(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: 
 
     paired = Paired([])
     mapped = [0, 0, 0, 0]  # gold renamed, gold dropped, predicted renamed, predicted dropped
+    seen: set[str] = set()  # labels before mapping, both sides
     for rid, g in gold_by_id.items():
         p = None if rid in unpredicted else pred_by_id.get(rid)
+        seen.update(s.label for s in g.spans)
         length = len(g.text)
         _check_spans(g.spans, length, location(gold_where, record=rid), gold=True)
         spans, renamed, dropped = _mapped(g.spans, label_map)
@@ -281,6 +283,7 @@ def pair_records(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: 
             where = location(pred_where, record=rid)
             _check_text(p, g, where)
             _check_spans(p.spans, length, where, gold=False)
+            seen.update(s.label for s in p.spans)
             spans, renamed, dropped = _mapped(p.spans, label_map)
             mapped[2] += renamed
             mapped[3] += dropped
@@ -291,6 +294,10 @@ def pair_records(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: 
         paired.pairs.append(Pair(rid, g.text, gold_spans, pred_spans, missing=p is None))
     if label_map:
         log.info("label map: gold %d spans renamed, %d dropped; predictions %d renamed, %d dropped", *mapped)
+        unused = sorted(set(label_map) - seen)
+        if unused:
+            log.warning("label map: %d of its labels occur on neither side (misspelt?): %s", len(unused),
+                        ", ".join(_label_name(label) for label in unused))
     if check_labels:
         check_label_sets(paired.gold_labels, paired.pred_labels, gold_where=gold_where, pred_where=pred_where)
     return paired

@@ -63,7 +63,7 @@ def test_a_partial_overlap_warns_listing_the_labels_on_one_side(caplog):
     assert not caplog.records
 
 
-def test_label_maps_from_pairs_and_the_shipped_yaml_files(tmp_path):
+def test_label_maps_from_pairs_and_the_shipped_yaml_files(tmp_path, caplog):
     assert read_label_map(["a=b", "c=", " d = e "]) == {"a": "b", "c": None, "d": "e"}
     shipped = read_label_map([str(Path(__file__).parents[1] / "configs" / "label_maps" / "cmeee_to_ccks2019.yaml")])
     assert shipped["dis"] == "疾病和诊断" and shipped["sym"] is None
@@ -80,6 +80,10 @@ def test_label_maps_from_pairs_and_the_shipped_yaml_files(tmp_path):
     pred = [rec("a", (0, 2, "疾病和诊断"), (3, 5, "其他"))]
     result = score(gold, pred, label_map={"dis": "疾病和诊断", "sym": None, "其他": None})
     assert result["micro"]["f1"] == 1.0 and set(result["per_type"]) == {"疾病和诊断"}
+    assert "occur on neither side" not in caplog.text
+    with caplog.at_level(logging.WARNING):  # a map label that no span has: a misspelling is said, not ignored
+        score(gold, pred, label_map={"dis": "疾病和诊断", "sym": None, "其他": None, "dsi": "x"})
+    assert "label map: 1 of its labels occur on neither side (misspelt?): dsi" in caplog.text
 
 
 # ------------------------------------------------------------------ errors
