@@ -20,9 +20,10 @@ LABELS = "data.labels=[疾病和诊断, 药物, 解剖部位]"
 
 
 def earlier_run(out: Path) -> dict[str, bytes]:
-    """A folder holding what an earlier run leaves (a marker file and some other file); returns its contents."""
+    """A folder holding what an earlier run leaves (marker files and one the new run will not write); returns its
+    contents."""
     (out / "checkpoint").mkdir(parents=True)
-    files = {"metrics.jsonl": b'{"epoch": 1}\n', "dev_report.json": b"{}", "notes.txt": b"mine"}
+    files = {"metrics.jsonl": b'{"epoch": 1}\n', "dev_report.json": b"{}", "lexicon_features.tsv": b"term\tlabel\n"}
     for name, data in files.items():
         (out / name).write_bytes(data)
     return files
@@ -60,6 +61,25 @@ def test_a_non_empty_folder_is_refused_and_overwrite_deletes_only_runs(tmp_path)
     assert list((tmp_path / "run").iterdir()) == []
 
 
+@pytest.mark.parametrize("foreign", ["notes.txt", "analysis", "data"])
+def test_overwrite_refuses_a_run_folder_that_holds_a_users_files_too(tmp_path, foreign):
+    """A marker makes a folder a run, but --overwrite deletes only what runs write: a user's notes beside a run, or
+    a data folder that happens to hold a `labels.json`, are named and kept."""
+    out = tmp_path / "run"
+    files = earlier_run(out)
+    (out / foreign).mkdir() if foreign != "notes.txt" else (out / foreign).write_text("mine")
+    with pytest.raises(ConfigError, match=f"entries no run writes \\({foreign}\\).*move them out"):
+        prepare_output(out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == {
+        **files, **({"notes.txt": b"mine"} if foreign == "notes.txt" else {})}
+    encoder = tmp_path / "encoder"  # what `medner pretrain` writes is a run's too
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "medner_encoder.json", "metrics.jsonl", "pretrain_config.yaml"):
+        (encoder / name).parent.mkdir(exist_ok=True)
+        (encoder / name).write_text("x")
+    assert check_output(encoder, overwrite=True)
+
+
 def test_finetune_twice_is_a_one_line_refusal_naming_the_flags(tiny_corpus, tmp_path, capsys):
     """What `scripts/finetune.sh configs/emr_zh.yaml` run twice shows the second time (before any work)."""
     path = write_config(tmp_path, tiny_corpus, epochs=1)
@@ -80,7 +100,7 @@ def test_overwrite_leaves_no_file_of_the_earlier_run(tiny_corpus, tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         finetune(config, progress=False)
     run = finetune(config, overwrite=True, progress=False)
-    assert not (run / "notes.txt").exists()
+    assert not (run / "lexicon_features.tsv").exists()  # the earlier run's, not this one's
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
     assert (run / "medner_model.json").is_file()
 

@@ -2,18 +2,20 @@
 
 A non-empty output folder is refused unless the run resumes it (``--resume``) or replaces it (``--overwrite``),
 which deletes the whole folder first. ``--overwrite`` deletes only a folder that holds an earlier medner run (one
-of :data:`RUN_MARKERS`), never an unrelated folder named by mistake (``output_dir: .``).
+of :data:`RUN_MARKERS`) and nothing else (every entry is one a run writes, :func:`is_run_entry`): never an
+unrelated folder named by mistake (``output_dir: .``), nor a file a user put beside a run's (``notes.txt``).
 """
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
 from medner.errors import ConfigError
 from medner.files import is_temporary_of
 
-__all__ = ["RUN_MARKERS", "check_output", "prepare_output"]
+__all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "prepare_output"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,18 @@ RUN_MARKERS = frozenset({
     "student_init",  # finetune, supervision phases, distill
     "medner_encoder.json", "pretrain_config.yaml",  # pretrain
 })
+#: what else a run folder holds (medner.run.directory) and the Hugging Face files of a pretrained encoder
+RUN_ENTRIES = RUN_MARKERS | {"config.yaml", "tokenizer", "encoder", "adapter", "head.safetensors",
+                             "lexicon_features.tsv", "icd_lexicon.tsv", "exported", "dev_report.md", "README.md"}
+_ENCODER_FILE = re.compile(r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens"
+                           r"|model\.safetensors\.index)\.json|model(-\d+-of-\d+)?\.safetensors|vocab\.(txt|json)"
+                           r"|merges\.txt|sentencepiece\.bpe\.model|spiece\.model|chat_template\.jinja")
+
+
+def is_run_entry(name: str, names: frozenset[str] = RUN_ENTRIES) -> bool:
+    """Whether a run (or a pretraining run) writes an entry of this name in its folder, whole or half-written
+    (a temporary folder of :func:`medner.files.publish_folder` killed before its rename)."""
+    return name in names or _ENCODER_FILE.fullmatch(name) is not None or any(is_temporary_of(name, n) for n in names)
 
 
 def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> bool:
@@ -40,10 +54,15 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError(f"`output_dir` is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, an earlier run?)", where=str(out),
                           fix="pass --resume to continue that run, --overwrite to replace it, or choose another "
                               "output_dir (e.g. --set output_dir=runs/NEW)")
-    # a marker folder killed half-written (medner.files.publish_folder) marks a run too
-    if not any(e in RUN_MARKERS or any(is_temporary_of(e, m) for m in RUN_MARKERS) for e in entries):
+    if not any(is_run_entry(e, RUN_MARKERS) for e in entries):
         raise ConfigError("`output_dir` holds no earlier medner run: --overwrite deletes only a run's folder",
                           where=str(out), fix="choose another output_dir, or empty this folder yourself")
+    foreign = [e for e in entries if not is_run_entry(e)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"`output_dir` holds an earlier run and entries no run writes ({shown}): --overwrite "
+                          "would delete them with the run", where=str(out),
+                          fix="move them out of the folder first, or choose another output_dir")
     return True
 
 
