@@ -149,3 +149,31 @@ def test_overwrite_with_bad_input_keeps_the_earlier_run(tiny_corpus, tmp_path, b
     with pytest.raises((ConfigError, CorpusError), match=str(broken)):
         sup.run_phases(config, overwrite=True, progress=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == files
+
+
+def test_an_input_inside_the_output_dir_is_refused_before_overwrite_deletes_it(tiny_run, tiny_corpus, tmp_path):
+    """`--set output_dir=X --set init_from=X --overwrite` would delete the run it starts from; a corpus kept in the
+    output folder likewise. Refused, whatever the flags, with both left as they were."""
+    import shutil
+
+    from medner.config import load_pretrain_config
+    from medner.training.distill import distill
+    from medner.training.pretrain import pretrain
+
+    start = shutil.copytree(tiny_run, tmp_path / "start")
+    before = sorted(p.name for p in start.iterdir())
+    corpus = shutil.copytree(tiny_corpus, start / "corpus")  # a corpus put into a run's folder
+    for overrides, field in (([f"output_dir={start}", f"init_from={start}"], "init_from"),
+                             ([f"output_dir={start}", f"data.train=[{corpus / 'train.jsonl'}]"], "data.train")):
+        config = load_config(write_config(tmp_path, tiny_corpus, epochs=1), overrides)
+        with pytest.raises(ConfigError, match=f"`{field}` .* lies in the output_dir"):
+            finetune(config, overwrite=True, progress=False)
+    assert sorted(p.name for p in start.iterdir()) == sorted(before + ["corpus"])
+    with pytest.raises(ConfigError, match="`distill.teachers` .* lies in the output_dir"):
+        distill([str(start)], tmp_path, overwrite=True, progress=False)
+    pretrain_config = tmp_path / "pretrain.yaml"
+    pretrain_config.write_text(f"encoder: {{name: {start / 'encoder'}}}\noutput_dir: {start}\n"
+                               f"sources: [{{path: {corpus / 'train.jsonl'}}}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="`encoder.name` .* lies in the output_dir"):
+        pretrain(load_pretrain_config(pretrain_config), overwrite=True, progress=False)
+    assert sorted(p.name for p in start.iterdir()) == sorted(before + ["corpus"])

@@ -28,8 +28,8 @@ from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, is_exported, load_run, read_meta, read_run_config
 from medner.training.finetune import finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
-from medner.training.output_dir import check_output, prepare_output
-from medner.training.records import read_unlabelled, split_train_dev
+from medner.training.output_dir import check_output, prepare_output, refuse_inputs_inside
+from medner.training.records import read_unlabelled, run_inputs, split_train_dev
 from medner.training.soft_targets import check_teachers
 from medner.training.text_sources import check_unlabelled
 
@@ -126,10 +126,11 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("the first teacher is the student's start, but it is an exported run (its weights are a "
                           "runtime graph, not trainable)", where=str(teachers[0]), field="distill.teachers",
                           fix="name first the run it was exported from; an exported run may be a later teacher")
-    check_output(out, resume=resume, overwrite=overwrite)
     init_dir = out / STUDENT_INIT
     config = student_config(teachers, out, alpha=alpha, unlabelled=unlabelled, unlabelled_format=unlabelled_format,
                             encoder_dir=init_dir, overrides=overrides)
+    refuse_inputs_inside(out, [(key, path) for key, path in run_inputs(config) if key != "encoder.name"])
+    check_output(out, resume=resume, overwrite=overwrite)
     if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
         return out  # finished: its unlabelled texts need not exist any more
     check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",

