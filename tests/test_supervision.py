@@ -426,3 +426,18 @@ def test_an_encoder_name_that_init_from_makes_unused_is_warned_of(tiny_run, tiny
             assert ("is not used" in caplog.text) is warned, (start, name)
             if warned:
                 assert str(other) in caplog.text and origin in caplog.text
+
+
+def test_a_link_lexicon_that_is_missing_or_no_lexicon_is_refused_before_training(tiny_corpus, tmp_path):
+    """`link.lexicon` is copied into the run at its end: checked at the start, so a typo costs no training."""
+    from medner.errors import LexiconError
+
+    uncoded = tmp_path / "uncoded.tsv"
+    uncoded.write_text("term\tlabel\n胃癌\t疾病和诊断\n", encoding="utf-8")
+    for lexicon, error, message in ((tmp_path / "none.tsv", LexiconError, "none.tsv: lexicon file not found"),
+                                    (tiny_corpus / "dev.jsonl", LexiconError, "dev.jsonl:1: header row lacks"),
+                                    (uncoded, ConfigError, "uncoded.tsv: the link lexicon holds no codes")):
+        config = load_config(write_config(tmp_path, tiny_corpus), [f"link={{lexicon: {lexicon}}}"])
+        with pytest.raises(error, match=message):
+            finetune(config, progress=False)
+        assert not Path(config.output_dir).exists()

@@ -12,6 +12,7 @@ from medner.config import RunConfig
 from medner.corpus import read_corpus
 from medner.encoders.loading import check_encoder_name
 from medner.errors import ConfigError, MednerError, ModelError
+from medner.lexicon.store import load_lexicon
 from medner.run.directory import is_exported, read_meta, read_run_config
 from medner.training.output_dir import refuse_inputs_inside
 from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
@@ -99,6 +100,12 @@ def check_run_start(config: RunConfig) -> None:
         warn_unused_encoder(config)
     else:
         check_encoder_name(config.encoder)
+    if config.link is not None:  # copied into the run at its end: a wrong file must not cost the training
+        lexicon = load_lexicon(config.link.lexicon)
+        if not any(entry.code for entry in lexicon.entries):
+            raise ConfigError("the link lexicon holds no codes, so no span would be linked", where=config.link.lexicon,
+                              field="link.lexicon", fix="build a coded lexicon (`medner lexicon build "
+                                                        "configs/lexicon_zh.yaml -o FILE`), or set `link: null`")
     sup, data = config.supervision, config.data
     check_unlabelled(sup.unlabelled, sup.unlabelled_format, "supervision.unlabelled", encoding=data.encoding,
                      on_error=data.on_error)
