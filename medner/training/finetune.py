@@ -32,7 +32,7 @@ from transformers import get_scheduler
 
 from medner.annotate import Annotator
 from medner.cache import cache_root
-from medner.config import RunConfig, dump_config, get_dotted, read_yaml
+from medner.config import RunConfig, differing_keys, dump_config, get_dotted, read_yaml
 from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
 from medner.errors import ConfigError, ModelError
@@ -350,6 +350,30 @@ def same_rows(a: list[dict], b: list[dict]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+#: keys a resumed run may change: they move no weight (where it runs, how often it saves and logs, eval batches)
+RESUME_FREE = ("device", "train.checkpoint_every", "train.log_every", "train.eval_batch_size", "train.num_workers")
+
+
+def check_resumed_config(out: Path, config: RunConfig) -> None:
+    """Refuse ``--resume`` of the run in ``out`` under a config whose training differs from its ``config.yaml``
+    (other data, labels, schedule...): its checkpoint would continue on what it was not trained on, and the run
+    would then claim the new config. Keys in :data:`RESUME_FREE` may change."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return  # killed before its first write: nothing to compare
+    try:
+        saved = read_yaml(path)
+    except ConfigError:
+        return
+    changed = [key for key in differing_keys(saved, yaml.safe_load(dump_config(config)))
+               if not key.startswith(RESUME_FREE)]
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ConfigError(f"--resume with another config: {shown} differ(s) from the run's", where=str(path),
+                          fix="resume with the config and --set options the run was started with, or start anew "
+                              "(--overwrite, or another output_dir)")
+
+
 def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
     """Whether the YAML at ``path`` is ``config``, leaving out the dotted keys ``ignore``."""
     def without(tree: dict) -> dict:  # in place: both trees are fresh from YAML
@@ -415,6 +439,8 @@ def finetune(config: RunConfig, *, resume: bool = False, overwrite: bool = False
     out = Path(config.output_dir)
     if resume and is_published(out, config, dist):
         return out  # finished: its start and outside texts need not exist any more
+    if resume:
+        check_resumed_config(out, config)
     if output_ready:  # the caller prepared the run, and checked its start
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
