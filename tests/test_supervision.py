@@ -441,3 +441,17 @@ def test_a_link_lexicon_that_is_missing_or_no_lexicon_is_refused_before_training
         with pytest.raises(error, match=message):
             finetune(config, progress=False)
         assert not Path(config.output_dir).exists()
+
+
+def test_training_records_without_spans_are_refused_and_labels_without_spans_named(tiny_corpus, tmp_path, caplog):
+    """A wrong `data.format` can read every record without its annotations: nothing to learn, refused before
+    training; a `data.labels` entry no training span has (a misspelling) and the labels it drops are named."""
+    config = load_config(write_config(tmp_path, tiny_corpus), ["data.format=chip"])  # jsonl read as CHIP
+    with pytest.raises(ConfigError, match="training records hold no span.*`data.format: chip`"):
+        finetune(config, progress=False)
+    assert not Path(config.output_dir).exists()
+    config = load_config(write_config(tmp_path, tiny_corpus, epochs=1),
+                         ["data.labels=[疾病和诊断, 药物, 解剖部讼]", "train.max_steps=1"])  # 讼 for 位
+    finetune(config, progress=False)
+    assert "data.labels 解剖部讼: no training span (misspelt?" in caplog.text
+    assert "whose label is not in data.labels: 解剖部位" in caplog.text

@@ -20,6 +20,7 @@ import random
 import re
 import shutil
 import time
+from collections import Counter
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -180,11 +181,25 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
     reuse its caches.
     """
     train_records, dev_records = data if data is not None else split_train_dev(config)
-    scheme = TagScheme(config.data.labels or {s.label for r in train_records for s in r.spans}, config.data.scheme)
+    found = Counter(s.label for r in train_records for s in r.spans)
+    scheme = TagScheme(config.data.labels or set(found), config.data.scheme)
+    if not any(found[t] for t in scheme.types):  # nothing to learn: a wrong format reads records without spans
+        raise ConfigError(f"the {len(train_records)} training records hold no span"
+                          + (f" of data.labels {list(scheme.types)}" if config.data.labels else ""),
+                          where=", ".join(config.data.train), field="data.format",
+                          fix=f"check that the files are `data.format: {config.data.format}` and hold annotations, "
+                              "and that `data.labels` names their labels")
+    unused = [t for t in scheme.types if not found[t]]
+    if unused:
+        log.warning("data.labels %s: no training span (misspelt? the run cannot learn them)", ", ".join(unused))
+    dev_found = {s.label for r in dev_records for s in r.spans}
     train_records, dropped_train = restrict_labels(train_records, scheme.types)
     dev_records, dropped_dev = restrict_labels(dev_records, scheme.types)
     if dropped_train or dropped_dev:
-        log.warning("dropped %d train and %d dev spans whose label is not in data.labels", dropped_train, dropped_dev)
+        dropped = sorted((set(found) | dev_found) - set(scheme.types))
+        log.warning("dropped %d train and %d dev spans whose label is not in data.labels: %s", dropped_train,
+                    dropped_dev, ", ".join(label if len(label) <= 24 else f"({len(label)} characters)"
+                                           for label in dropped))
     log.info("train %d records, dev %d records, %d entity types, %d tags", len(train_records), len(dev_records),
              len(scheme.types), len(scheme))
     if config.crf.enabled:  # check the priors against the label scheme before any heavy work
