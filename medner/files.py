@@ -9,9 +9,25 @@ import glob
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
+
+from medner.errors import ConfigError
+
+
+def refuse_output_over_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],
+                             option: str = "--output") -> None:
+    """Refuse writing ``output`` where it would replace one of ``inputs`` (the same file, under any name): the
+    records read would be lost, a gold corpus replaced by predictions or weak labels."""
+    target = Path(output)
+    for source in inputs:
+        source = Path(source)
+        same = (os.path.samefile(source, target) if source.exists() and target.exists()
+                else source.resolve() == target.resolve())
+        if same:
+            raise ConfigError(f"{option} {output} is the input {source}: writing it would replace what was read",
+                              field=option, fix="write to another file")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:

@@ -114,3 +114,19 @@ def test_missing_path(tmp_path, capsys):
     assert main(["corpus", "stats", str(tmp_path / "nope.txt"), "--format", "chip"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("medner: error: ") and "nope.txt: no such file" in err and "\n" not in err
+
+
+def test_writing_over_the_input_is_refused_by_every_command_that_reads_a_corpus(tmp_path, capsys):
+    """`corpus convert X X`, `weak label X -o X` and `predict X -o X` would replace the corpus they read (gold
+    spans by weak labels or predictions): refused before reading, the file left as it was."""
+    import shutil
+
+    gold = shutil.copy(next((DATA / "jsonl").glob("*.jsonl")), tmp_path / "gold.jsonl")
+    before = Path(gold).read_bytes()
+    weak_config = Path(__file__).parent / "data" / "supervision" / "weak.yaml"
+    for argv in (["corpus", "convert", "--format", "jsonl", str(gold), str(tmp_path / "." / "gold.jsonl")],
+                 ["weak", "label", "--config", str(weak_config), str(gold), "--format", "jsonl", "-o", str(gold)],
+                 ["predict", "--model", str(tmp_path), str(gold), "-o", str(gold)]):
+        assert main(argv) == 2, argv
+        assert "writing it would replace what was read" in capsys.readouterr().err
+        assert Path(gold).read_bytes() == before

@@ -14,12 +14,13 @@ import json
 from medner.corpus import ReadReport, formats, read_corpus, write_jsonl
 from medner.corpus.stats import corpus_stats, format_stats
 from medner.corpus.validate import ON_ERROR
+from medner.files import refuse_output_over_input
 
 
 def _input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", required=True, choices=formats(), help="corpus format of the input")
     parser.add_argument("--encoding", default=None,
-                        help="text encoding of the input (default utf-8, BOM accepted; e.g. gb18030)")
+                        help="text encoding of the input (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
     parser.add_argument("--on-error", default="raise", choices=ON_ERROR,
                         help="raise: stop at the first malformed span/record (default); "
                              "skip: drop it, count it and report")
@@ -66,6 +67,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    refuse_output_over_input(args.output, [args.input], option="OUTPUT")
     report = ReadReport()
     records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
                           show_text=args.show_text)

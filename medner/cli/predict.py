@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Iterator
 
 from medner.corpus import formats
-from medner.errors import CorpusError
 from medner.cli.annotate import FAILED_STATUS
+from medner.errors import CorpusError
+from medner.files import refuse_output_over_input
 from medner.types import Record
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CorpusError(f"--batch-size must be >= 1, got {args.batch_size}", field="--batch-size",
                           fix="use a positive number of windows, e.g. 16")
+    if args.input != STDIN and args.output != STDIN:
+        refuse_output_over_input(args.output, [args.input])
     failed: list[str] = []
     records = list(_records(args, failed))  # read first: the progress has a total, and bad input stops early
     repeated = [rid for rid, n in Counter(r.id for r in records).items() if n > 1]

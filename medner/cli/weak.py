@@ -11,6 +11,7 @@ import logging
 
 from medner.corpus import formats, read_corpus, write_jsonl
 from medner.errors import CorpusError
+from medner.files import refuse_output_over_input
 from medner.weak.aggregate import AGGREGATORS
 from medner.weak.pipeline import WeakPipeline
 from medner.weak.report import report_markdown, weak_report, write_weak_report
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("input", help="corpus file or folder")
         p.add_argument("--config", required=True, help="weak-labelling config (YAML), e.g. configs/weak_labels/ccks2019.yaml")
         p.add_argument("--format", default="jsonl", choices=formats(), help="corpus format (default jsonl)")
-        p.add_argument("--encoding", default=None, help="text encoding (default UTF-8, BOM accepted)")
+        p.add_argument("--encoding", default=None,
+                       help="text encoding (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
         p.add_argument("--aggregator", choices=AGGREGATORS, default=None,
                        help="aggregation method (default: the config's `aggregator.method`)")
 
@@ -52,6 +54,7 @@ def _records(args: argparse.Namespace) -> list:
 
 
 def run_label(args: argparse.Namespace) -> int:
+    refuse_output_over_input(args.output, [args.input])
     pipeline = WeakPipeline.from_config(args.config)
     records = _records(args)
     result = pipeline.label(records, method=args.aggregator)
