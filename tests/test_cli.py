@@ -149,3 +149,16 @@ def test_predict_over_a_folder_with_an_unreadable_file_predicts_the_rest_and_exi
     write_jsonl([Record("r1", "因胃癌入院"), Record("r1", "查体示肝压痛")], repeated)
     assert main(["predict", "--model", str(tiny_run), str(repeated), "-o", str(out), "--device", "cpu"]) == 0
     assert len(list(read_corpus(out))) == 2 and "1 record ids occur more than once (first: r1)" in caplog.text
+
+
+def test_file_system_refusals_and_bad_numbers_are_one_line(tmp_path, capsys):
+    lexicon = REPO / "tests" / "data" / "spacy" / "lexicon.tsv"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for argv, message in ((["lexicon", "match", str(lexicon), "高血压", "--min-length", "0"], "--min-length must be"),
+                          (["corpus", "convert", "--format", "jsonl", str(REPO / "tests" / "data" / "corpus" / "jsonl"
+                                                                           / "sample.jsonl"),
+                            str(a_file / "out.jsonl")], "a_file")):  # a path through a file
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("medner: error:") and message in err and "\n" not in err, err

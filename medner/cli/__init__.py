@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS
+    except OSError as exc:  # the file system said no (a path through a file, no permission, a full disk): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"medner: error: {where}{exc.strerror or exc}. Fix: check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
 
 
 def _silence_stdout() -> None:

@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 
+from medner.errors import ConfigError
 from medner.lexicon.build import build_lexicon, sidecar_path
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
@@ -102,6 +103,9 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_match(args: argparse.Namespace) -> int:
+    if args.min_length < 1:
+        raise ConfigError(f"--min-length must be >= 1, got {args.min_length}", field="--min-length",
+                          fix="give the shortest term length to match in characters (default 2)")
     priority = [p for p in args.label_priority.split(",") if p]
     matcher = LexiconMatcher(load_lexicon(args.path).entries, min_length=args.min_length, label_priority=priority)
     texts = args.texts or (line.rstrip("\n") for line in sys.stdin)
