@@ -132,7 +132,7 @@ def test_an_interrupted_command_that_resumes_says_how(monkeypatch, capsys, tmp_p
     config.write_text(f"data: {{train: [{tmp_path / 'in.jsonl'}]}}\noutput_dir: {tmp_path / 'run'}\n")
     for argv, hint in ((["annotate", "--model", str(tmp_path), str(tmp_path / "in.txt"), "--out",
                          str(tmp_path / "out")], "rerun the same command to continue where it stopped"),
-                       (["finetune", str(config)], "rerun the same command with --resume")):
+                       (["finetune", str(config)], "rerun the command with --resume (in place of --overwrite")):
         assert main(argv) == 130
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"medner: interrupted; {hint}")
 

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: what an interrupted training command prints: how to continue it (`--overwrite` would start it over)
+RESUME_HINT = "rerun the command with --resume (in place of --overwrite, if given) to continue from the last checkpoint"
+
+
 def log_level(args: argparse.Namespace) -> int:
     """INFO by default; each -v one step towards DEBUG, each -q one towards ERROR (counted wherever given)."""
     verbose = getattr(args, "verbose", 0) + getattr(args, "verbose" + _SUB, 0)

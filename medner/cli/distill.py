@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from medner.cli import RESUME_HINT
 import logging
 
 log = logging.getLogger(__name__)
@@ -21,14 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unlabelled-format", default="jsonl", help="corpus format of --unlabelled (default: jsonl)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value of the student's config, e.g. --set train.epochs=5 (repeatable)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete an earlier run in --output first (default: refused)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted student in --output from its last checkpoint (same teachers and "
-                        "options)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete an earlier run in --output first (default: refused)")
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted student in --output from its last checkpoint (same teachers "
+                            "and options)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_distill, on_interrupt="rerun the same command with --resume to continue from the last "
-                                          "checkpoint")
+    p.set_defaults(func=run_distill, on_interrupt=RESUME_HINT)
 
 
 def run_distill(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from medner.cli import RESUME_HINT
 import json
 import logging
 import os
@@ -20,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="delete an earlier run in output_dir first (default: a non-empty output_dir is refused)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (training, dev evaluation); log lines as when stderr is not a terminal")
-    p.set_defaults(func=run_finetune, on_interrupt="rerun the same command with --resume to continue from the last "
-                                           "checkpoint")
+    p.set_defaults(func=run_finetune, on_interrupt=RESUME_HINT)
 
     p = sub.add_parser("soup", help="average the weights of runs fine-tuned from the same start into one run")
     p.add_argument("runs", nargs="+", help="two or more run directories (same labels, tokenizer and starting weights)")

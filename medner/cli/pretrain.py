@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from medner.cli import RESUME_HINT
 import logging
 
 log = logging.getLogger(__name__)
@@ -14,12 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="YAML pretraining configuration, e.g. configs/pretrain_clinical.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: progress is logged every 10%% instead (as when stderr is not a terminal)")
-    p.set_defaults(func=run_pretrain, on_interrupt="rerun the same command with --resume to continue from the last "
-                                           "checkpoint")
+    p.set_defaults(func=run_pretrain, on_interrupt=RESUME_HINT)
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
