@@ -345,6 +345,8 @@ class RunConfig:
             raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not self.data.train:
             raise ConfigError("`data.train` is empty: name at least one training file or folder")
+        if not str(self.output_dir).strip():
+            raise ConfigError("`output_dir` is empty", field="output_dir", fix="name the run's folder, e.g. runs/NAME")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -436,6 +438,9 @@ class PretrainConfig:
             raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not self.sources:
             raise ConfigError("`sources` is empty: name the text files to pretrain on")
+        if not str(self.output_dir).strip():
+            raise ConfigError("`output_dir` is empty", field="output_dir",
+                              fix="name the encoder's folder, e.g. runs/encoders/NAME")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

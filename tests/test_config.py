@@ -55,6 +55,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
     ("data: {train: [x]}\ncrf: {transition_mode: frozen}\n", "crf.transition_mode"),
     ("data: {train: [x]}\ndevice: gpu\n", "device"),
     ("data: {train: []}\n", "data.train"),
+    ("data: {train: [x]}\noutput_dir: ''\n", "output_dir"),  # not ./runs/default without a word
 ])
 def test_invalid_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
