@@ -455,3 +455,16 @@ def test_training_records_without_spans_are_refused_and_labels_without_spans_nam
     finetune(config, progress=False)
     assert "data.labels 解剖部讼: no training span (misspelt?" in caplog.text
     assert "whose label is not in data.labels: 解剖部位" in caplog.text
+
+
+def test_a_self_training_round_worse_than_the_model_before_it_is_warned_of(tmp_path, caplog):
+    from medner.training.supervision import _warn_if_worse
+
+    for name, f1 in (("weak", 0.61), ("round_1", 0.46), ("round_2", 0.70)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dev_report.json").write_text(json.dumps({"micro": {"f1": f1}}))
+    _warn_if_worse(tmp_path / "weak", tmp_path / "round_2", "self-training round 1")
+    assert not caplog.text
+    _warn_if_worse(tmp_path / "weak", tmp_path / "round_1", "self-training round 1")
+    assert "self-training round 1: dev F1 46.00, below the 61.00 of the model before it" in caplog.text
+    _warn_if_worse(tmp_path / "gone", tmp_path / "round_1", "x")  # nothing to compare: no word

@@ -25,6 +25,7 @@ Intermediate phases are written under ``<output_dir>/phases/``; the last phase w
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
 
@@ -206,5 +207,22 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
         cfg = _phase(config, f"self_training_{k}", final=k == rounds)
         cfg.init_from = config.init_from if sup.self_training_fresh_student else str(run_dir)
         cfg.train.epochs = sup.self_training_epochs or config.train.epochs
-        run_dir = finetune(cfg, resume=resume, progress=progress, data=(round_train, dev), output_ready=True)
+        before, run_dir = run_dir, finetune(cfg, resume=resume, progress=progress, data=(round_train, dev),
+                                            output_ready=True)
+        _warn_if_worse(before, run_dir, f"self-training round {k}")
     return run_dir
+
+
+def _warn_if_worse(before: Path, after: Path, what: str) -> None:
+    """Warn when ``after`` scored a lower dev F1 than ``before`` (the round or phase before it), whose pseudo-labels
+    it learnt: the run's output is the last round's model."""
+    def f1(run_dir: Path) -> float | None:
+        try:
+            return json.loads((run_dir / "dev_report.json").read_text(encoding="utf-8"))["micro"]["f1"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    old, new = f1(before), f1(after)
+    if old is not None and new is not None and new < old:
+        log.warning("%s: dev F1 %.2f, below the %.2f of the model before it; the output is the last round's model "
+                    "(fewer `supervision.self_training_rounds` keep the better one)", what, 100 * new, 100 * old)
