@@ -150,3 +150,11 @@ def test_building_windows_leaves_the_datasets_progress_bars_as_they_were(tiny_ru
         assert datasets.are_progress_bars_disabled() is disabled  # a user's own datasets work keeps its bars
     finally:
         (datasets.disable_progress_bars if before else datasets.enable_progress_bars)()
+
+
+def test_a_cache_dir_that_is_no_folder_is_refused(tmp_path, capsys):
+    for root in (tmp_path / "typo", tmp_path / "a_file"):
+        if root.name == "a_file":
+            root.write_text("x")
+        assert main(["cache", "list", "--cache-dir", str(root)]) == 2  # was "0 entries"
+        assert "--cache-dir is not a folder" in capsys.readouterr().err

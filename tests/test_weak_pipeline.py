@@ -239,3 +239,14 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_read_weak_config_resolves_relative_paths() -> None:
     config = read_weak_config(CONFIG)
     assert config.labels[0] == "疾病和诊断" and config.aggregator.method == "dawid_skene"
+
+
+def test_cli_report_on_gold_of_other_labels_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    other = tmp_path / "other.jsonl"  # the same texts, annotated with labels the weak config does not know
+    rows = [json.loads(x) for x in GOLD.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        for span in row.get("spans", []):
+            span["label"] = "dis"
+    other.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert main(["weak", "report", "--config", str(CONFIG), str(other), "--format", "jsonl", "--json"]) == 0
+    assert "have none in common, so every precision and recall is 0" in caplog.text

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from medner.cache import KINDS, cache_entries, cache_root, remove_entries, select_for_pruning
+from medner.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,17 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
                         help=f"cache root, as encoder.cache_dir in a config (default: $MEDNER_CACHE or {cache_root()})")
 
 
+def _root(args: argparse.Namespace) -> Path:
+    """The cache root; a ``--cache-dir`` that is no folder is refused (a typo listed "0 entries")."""
+    if args.cache_dir is not None and not args.cache_dir.is_dir():
+        raise ConfigError("--cache-dir is not a folder", where=str(args.cache_dir), field="--cache-dir",
+                          fix="give the cache root (encoder.cache_dir of a config, or $MEDNER_CACHE)")
+    return cache_root(args.cache_dir)
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Print the entries of the cache root (a table, or JSON lines with ``--json``)."""
-    root = cache_root(args.cache_dir)
+    root = _root(args)
     entries = cache_entries(root)
     if args.json:
         for e in entries:
@@ -63,7 +72,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Remove the selected entries (or only list them with ``--dry-run``)."""
-    root = cache_root(args.cache_dir)
+    root = _root(args)
     chosen = select_for_pruning(cache_entries(root), unused_for_days=None if args.all else args.unused_for,
                                 kinds=set(args.kind) if args.kind else None)
     verb = "would remove" if args.dry_run else "removing"

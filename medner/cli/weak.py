@@ -81,6 +81,10 @@ def run_report(args: argparse.Namespace) -> int:
         if hasattr(result.aggregator, "reliability"):
             reliability = result.aggregator.reliability()
     report = weak_report(records, outputs, aggregated, reliability=reliability, labels=pipeline.config.labels)
+    gold_labels = {s.label for r in records for s in r.spans}
+    if gold_labels and not gold_labels & set(pipeline.config.labels):
+        log.warning("the gold spans' labels and the weak config's labels have none in common, so every precision "
+                    "and recall is 0; is %s annotated with %s?", args.input, ", ".join(pipeline.config.labels))
     report["config"] = str(args.config)
     report["input"] = str(args.input)
     if args.output:
