@@ -850,7 +850,13 @@ def _read_tree(path: Path, cls: type, overrides: list[str] | None) -> Any:
                           fix="see the files under configs/")
     tree = _with_base(tree, path)
     apply_overrides(tree, overrides or [])
-    return build_config(cls, tree, path, one_item_lists=True)
+    try:
+        return build_config(cls, tree, path, one_item_lists=True)
+    except ConfigError as err:  # a key or value that came from --set: name the override, not the file
+        culprit = next((item for item in overrides or [] if f"`{item.split('=', 1)[0].strip()}`" in err.message), None)
+        if culprit is None:
+            raise
+        raise ConfigError(err.message, where=f"--set {culprit}", field=err.field, fix=err.fix) from None
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:

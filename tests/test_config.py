@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
+import re
+
 import pytest
 
 from medner.cli import main
@@ -260,3 +262,14 @@ def test_alias_bomb_in_a_config_and_an_override(tmp_path: Path, capsys) -> None:
     with pytest.raises(ConfigError, match=r"override data\.labels:1: aliases expand"):
         load_config(write(tmp_path, "data: {train: [x.jsonl]}\n", "ok.yaml"),
                     ["data.labels=" + "{" + bomb.replace("\n", ", ").rstrip(", ") + "}"])
+
+
+def test_an_error_from_an_override_names_the_override_not_the_file(tmp_path):
+    path = write(tmp_path, "data: {train: [x.jsonl]}\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"^--set train.epoch=2: unknown key `train.epoch`"):
+        load_config(path, ["train.epoch=2"])
+    with pytest.raises(ConfigError, match=r"^--set train.epochs=zero: `train.epochs` must be an integer"):
+        load_config(path, ["train.epochs=zero"])
+    write(tmp_path, "data: {train: [x.jsonl]}\ntrain: {epoch: 3}\n")  # the file's own mistake: the file is named
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: unknown key `train.epoch`"):
+        load_config(path, ["train.epochs=2"])
