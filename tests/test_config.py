@@ -2,12 +2,11 @@
 validation path (build_config) and the YAML alias limit."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
-
-import re
 
 import pytest
 
