@@ -261,6 +261,13 @@ def test_brat_missing_ann_and_bad_line(tmp_path):
     (record,) = read(folder, "brat", on_error="skip", report=report)
     assert record.id == "2" and len(record.spans) == 1
     assert (report.skipped_records, report.skipped_spans) == (1, 1)
+    write(folder / "3.ann", "T1\tsym 0 2\t发热\n")  # its text file left behind when the folder was copied
+    write(folder / "1.ann", "")
+    with pytest.raises(CorpusError, match=r"3\.ann: no text file beside the annotations"):
+        read(folder, "brat")
+    report = ReadReport()
+    assert [r.id for r in read(folder, "brat", on_error="skip", report=report)] == ["1", "2"]
+    assert report.skipped_records == 1
 
 
 def test_ccks2017_bad_annotation_line(tmp_path):

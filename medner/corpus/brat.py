@@ -32,6 +32,9 @@ def read_brat(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record
     if path.is_dir():
         root = path
         texts = sorted((p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: _natural_key(p.relative_to(root)))
+        for ann in sorted(p for p in path.rglob("*.ann") if p.is_file() and not p.with_suffix(".txt").is_file()):
+            checker.drop_record(RecordProblem("no text file beside the annotations", kind="missing_file",
+                                              where=str(ann), field="text", fix="put N.txt beside N.ann"))
     else:
         root = path.parent
         texts = [path.with_suffix(".txt")]
