@@ -101,3 +101,10 @@ def test_an_annotator_does_not_change_once_built(tiny_run):
     assert (narrow.window.max_chars, narrow.window.overlap) == (12, 2)
     assert narrow.window.max_tokens == annotator.window.max_tokens
     assert medner.load(tiny_run, device="cpu", precision="bf16").dtype is not None
+
+
+def test_weight_files_are_as_readable_as_the_other_files_of_a_run(tiny_run):
+    """safetensors writes owner-only files: a colleague who can read a run's config could not load its weights."""
+    expected = (tiny_run / "config.yaml").stat().st_mode & 0o777
+    modes = {p.relative_to(tiny_run).as_posix(): p.stat().st_mode & 0o777 for p in tiny_run.rglob("*.safetensors")}
+    assert "head.safetensors" in modes and set(modes.values()) == {expected}, modes

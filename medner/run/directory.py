@@ -52,7 +52,7 @@ from medner.annotate import Annotator
 from medner.config import RunConfig, WindowConfig, config_from_dict, dump_config, read_yaml
 from medner.encoders.loading import load_encoder, load_tokenizer, quiet_transformers
 from medner.errors import ConfigError, ModelError
-from medner.files import atomic_write_text
+from medner.files import atomic_write_text, share_like_other_files
 from medner.labels import TagScheme
 from medner.lexicon.link import IcdLinker
 from medner.model.lexicon_features import LexiconTagger
@@ -124,6 +124,7 @@ def save_run(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_e
         lexicon.save(out_dir / LEXICON_FILE)
     if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
         shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
+    share_like_other_files(out_dir)
     files = model_files(out_dir)
     meta = {"format_version": FORMAT_VERSION, "fingerprint": _fingerprint_of(files),
             "encoder": "lora" if is_peft(tagger.encoder) else "full", "labels": list(tagger.scheme.types),

@@ -30,7 +30,7 @@ from medner.config import PretrainConfig, differing_keys, dump_config, read_yaml
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
 from medner.errors import ModelError
-from medner.files import atomic_write_text
+from medner.files import atomic_write_text, share_like_other_files
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
 from medner.model.device import autocast, grad_scaler, resolve_device, resolve_dtype
@@ -332,6 +332,7 @@ def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict)
     with quiet_transformers():
         model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
+    share_like_other_files(out, "*.safetensors")  # not the checkpoint's
     base = {}
     if (base_dir / PROVENANCE_FILE).is_file():
         base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
