@@ -75,7 +75,7 @@ def parse_transition_key(key: str, tags: Sequence[str]) -> tuple[int | None, int
     parts = key.split("->") if isinstance(key, str) else []
     if len(parts) != 2:
         raise TransitionWeightError(f"transition weight key {key!r} must look like 'FROM -> TO'",
-                                    field="transition_weights", fix=fix)
+                                    field="crf.transition_weights", fix=fix)
     src, dst = (p.strip() for p in parts)
     index = {t: i for i, t in enumerate(tags)}
     for name, role, pseudo in ((src, "source", START), (dst, "target", END)):
@@ -85,9 +85,9 @@ def parse_transition_key(key: str, tags: Sequence[str]) -> tuple[int | None, int
                     if name in (START, END) else f"unknown tag {name!r}")
             raise TransitionWeightError(
                 f"{hint} as the {role} in transition weight key {key!r}; valid tags: {', '.join(tags)} "
-                f"(plus {extra})", field="transition_weights", fix=fix)
+                f"(plus {extra})", field="crf.transition_weights", fix=fix)
     if src == START and dst == END:
-        raise TransitionWeightError(f"transition weight key {key!r} names no tag", field="transition_weights",
+        raise TransitionWeightError(f"transition weight key {key!r} names no tag", field="crf.transition_weights",
                                     fix=fix)
     return (None if src == START else index[src]), (None if dst == END else index[dst])
 
@@ -107,13 +107,13 @@ def transition_priors(weights: Mapping[str, float], tags: Sequence[str], allowed
         src, dst = parse_transition_key(key, tags)
         if isinstance(value, bool) or not isinstance(value, Real):
             raise TransitionWeightError(f"transition weight {key!r} must be a number, got {type(value).__name__}",
-                                        field="transition_weights", fix="give a float such as 1.5")
+                                        field="crf.transition_weights", fix="give a float such as 1.5")
         if not math.isfinite(value):
             raise TransitionWeightError(f"transition weight {key!r} must be finite, got {value}",
-                                        field="transition_weights", fix="give a finite float such as 1.5")
+                                        field="crf.transition_weights", fix="give a finite float such as 1.5")
         if (src, dst) in seen:
             raise TransitionWeightError(f"transition {key!r} is given twice (also as {seen[src, dst]!r})",
-                                        field="transition_weights", fix="keep one of the two keys")
+                                        field="crf.transition_weights", fix="keep one of the two keys")
         seen[src, dst] = key
         if src is None:
             ok, target, at = allowed_start[dst], start, (dst,)
@@ -124,7 +124,7 @@ def transition_priors(weights: Mapping[str, float], tags: Sequence[str], allowed
         if not ok:
             raise TransitionWeightError(
                 f"transition weight key {key!r} names a transition the tag scheme forbids; a prior cannot "
-                f"override a hard constraint", field="transition_weights", fix="remove the key")
+                f"override a hard constraint", field="crf.transition_weights", fix="remove the key")
         target[at] = float(value)
     return start, trans, end
 
