@@ -159,7 +159,8 @@ def test_a_kill_while_writing_leaves_the_complete_ones(tmp_path, monkeypatch):
     state = ckpt.load_checkpoint(root, fresh, opt2, sched2)
     assert state.global_step == 2
     assert_same(params(fresh), states[1])
-    # the next save clears the leftover and keeps two complete checkpoints
+    (root / "ckpt-000000.removing").mkdir()  # an old checkpoint's removal killed half-way
+    # the next save clears the leftovers and keeps two complete checkpoints
     ckpt.save_checkpoint(root, model, optimizer, scheduler, TrainerState(global_step=3))
     assert [json.loads((p / "trainer_state.json").read_text())["state"]["global_step"]
             for p in ckpt.checkpoints(root)] == [3, 2]

@@ -88,7 +88,7 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Write a new checkpoint under ``root`` and keep the newest ``keep`` (at least 2); returns its folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for leftover in root.glob(f"*{_WRITING}"):  # a save that was killed
+    for leftover in [*root.glob(f"*{_WRITING}"), *root.glob(f"*{_REMOVING}")]:  # a save or a removal killed
         shutil.rmtree(leftover, ignore_errors=True)
     serial = max((_serial(p) for p in checkpoints(root)), default=0) + 1
     final = root / f"ckpt-{serial:06d}"
