@@ -359,3 +359,14 @@ def test_an_encoder_that_is_not_on_disk_is_refused_before_any_work(tmp_path, tin
     with pytest.raises(ModelError, match="'bert-base-chinese' is not a local directory.*never downloads"):
         pretrain(config, progress=False)  # a hub id is not fetched: the run would need a network
     assert not Path(config.output_dir).exists()
+
+
+def test_too_few_texts_for_a_held_out_loss_write_strict_json(tmp_path, tiny_corpus, caplog):
+    from medner.training.pretrain import pretrain
+
+    few = _lines(tmp_path / "few.txt", ["患者因胃癌入院。", "术后恢复可。", "予阿司匹林治疗。"])  # 3 sequences
+    config = load_pretrain_config(_config(tmp_path, tiny_corpus, epochs=1), [f"sources=[{{path: {few}}}]"])
+    out = pretrain(config, progress=False)
+    assert "too few to hold any aside, so no held-out loss is measured" in caplog.text
+    for line in (out / "metrics.jsonl").read_text().splitlines():  # null, not NaN (which no strict reader takes)
+        assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))

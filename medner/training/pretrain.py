@@ -168,10 +168,16 @@ def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.opt
 
 
 @torch.no_grad()
-def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: int, device, dtype) -> float:
-    """Masked-LM loss on the held-aside sequences, with the same masks every time (epoch -1)."""
+def _loss(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4f}"
+
+
+@torch.no_grad()
+def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: int, device, dtype) -> float | None:
+    """Masked-LM loss on the held-aside sequences, with the same masks every time (epoch -1); None without any
+    (fewer than 10 sequences: metrics rows then hold ``null``, valid JSON, not NaN)."""
     if not indices:
-        return float("nan")
+        return None
     was_training = model.training
     model.eval()
     total = count = 0.0
@@ -234,6 +240,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     random.Random(config.seed).shuffle(order)
     n_held = min(config.train.heldout_sequences, len(sequences) // 10)
     held, train_ids = sorted(order[:n_held]), sorted(order[n_held:])
+    if not held:
+        log.warning("%d sequences: too few to hold any aside, so no held-out loss is measured", len(sequences))
     model = load_masked_lm(encoder_dir, config.encoder.hidden_dropout)
     if tokenizer.mask_token is None:  # an encoder trained without masking: give it a mask token to learn
         tokenizer.add_special_tokens({"mask_token": "<mask>"})
@@ -272,7 +280,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
 
     if state.global_step == 0:
         first = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
-        log.info("held-out masked-LM loss before training: %.4f", first)
+        log.info("held-out masked-LM loss before training: %s", _loss(first))
         record({"step": 0, "heldout_loss": first})
     pbar = Progress(total_steps, "pretrain", unit="step", bar=progress, initial=state.global_step, logger=log)
     clock, tokens_seen = time.time(), 0
@@ -318,7 +326,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         break
     pbar.close()
     final = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
-    log.info("held-out masked-LM loss after %d steps: %.4f", state.global_step, final)
+    log.info("held-out masked-LM loss after %d steps: %s", state.global_step, _loss(final))
     save_encoder(model, tokenizer, out, encoder_dir, {
         **provenance, "steps": state.global_step, "sequences": len(sequences), "tokens": n_tokens,
         "heldout_sequences": len(held), "heldout_loss": final, "masking": dict(config.masking.__dict__),
