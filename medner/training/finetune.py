@@ -33,7 +33,7 @@ from transformers import get_scheduler
 
 from medner.annotate import Annotator
 from medner.cache import cache_root
-from medner.config import RunConfig, differing_keys, dump_config, get_dotted, read_yaml
+from medner.config import RunConfig, config_from_dict, differing_keys, dump_config, get_dotted, read_yaml
 from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
 from medner.errors import ConfigError, ModelError
@@ -376,10 +376,10 @@ def check_resumed_config(out: Path, config: RunConfig) -> None:
     path = out / "config.yaml"
     if not path.is_file():
         return  # killed before its first write: nothing to compare
-    try:
-        saved = read_yaml(path)
+    try:  # through today's defaults: a key added to medner since the run was written is no difference
+        saved = yaml.safe_load(dump_config(config_from_dict(read_yaml(path), where=path)))
     except ConfigError:
-        return
+        return  # written by a medner whose keys this one no longer reads: nothing to compare with
     changed = [key for key in differing_keys(saved, yaml.safe_load(dump_config(config)))
                if not key.startswith(RESUME_FREE)]
     if changed:
