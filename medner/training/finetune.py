@@ -365,17 +365,20 @@ def same_rows(a: list[dict], b: list[dict]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-#: keys a resumed run may change: they move no weight (where it runs, how often it saves and logs, eval batches)
-RESUME_FREE = ("device", "train.checkpoint_every", "train.log_every", "train.eval_batch_size", "train.num_workers")
+#: keys a resumed run may change: they move no weight (where the folder and the run are, how often it saves and
+#: logs, eval batches)
+RESUME_FREE = ("output_dir", "device", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
+               "train.num_workers")
 
 
 def check_resumed_config(out: Path, config: RunConfig) -> None:
-    """Refuse ``--resume`` of the run in ``out`` under a config whose training differs from its ``config.yaml``
-    (other data, labels, schedule...): its checkpoint would continue on what it was not trained on, and the run
-    would then claim the new config. Keys in :data:`RESUME_FREE` may change."""
+    """Refuse ``--resume`` of an unfinished run in ``out`` under a config whose training differs from its
+    ``config.yaml`` (other data, labels, schedule...): its checkpoint would continue on what it was not trained on,
+    and the run would then claim the new config. Keys in :data:`RESUME_FREE` may change. A finished run trains no
+    further and is taken as it is (a recipe may start several runs from one finished phase)."""
     path = out / "config.yaml"
-    if not path.is_file():
-        return  # killed before its first write: nothing to compare
+    if not path.is_file() or ckpt.finished_state(out / CHECKPOINT_DIR) is not None:
+        return  # killed before its first write, or finished: nothing to continue
     try:  # through today's defaults: a key added to medner since the run was written is no difference
         saved = yaml.safe_load(dump_config(config_from_dict(read_yaml(path), where=path)))
     except ConfigError:
