@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-
-from medner.cli import RESUME_HINT
 import json
 import logging
 import os
+
+from medner.cli import RESUME_HINT
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from medner.corpus import formats
 from medner.cli.annotate import FAILED_STATUS
+from medner.corpus import formats
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.types import Record

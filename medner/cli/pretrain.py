@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from medner.cli import RESUME_HINT
-import logging
 
 log = logging.getLogger(__name__)
 
