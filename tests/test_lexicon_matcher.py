@@ -160,3 +160,16 @@ def test_matches_brute_force_oracle(terms: list[str], text: str, min_length: int
     spans = m.find(text)
     assert [(s.start, s.end) for s in spans] == oracle(terms, text, min_length)
     assert all(text[s.start:s.end] in terms for s in spans)
+
+
+def test_match_edges_are_whole_characters_like_model_spans() -> None:
+    """A combining mark or joiner after a term's last character belongs to that character (one grapheme
+    cluster): the match takes it, as model spans do; text of single code points is untouched."""
+    from medner.text import trim_spans
+
+    matcher = LexiconMatcher([LexiconEntry("胃癌", "疾病和诊断"), LexiconEntry("阿司匹林", "药物")], min_length=2)
+    for text in ("患者胃癌\u0301入院", "患者胃癌\u200d入院，予阿司匹林。", "胃癌入院"):
+        spans = matcher.find(text)
+        assert spans and spans == trim_spans(text, spans), text  # already on whole characters
+        assert all(text[s.start:s.end].startswith(("胃癌", "阿司匹林")) for s in spans)
+    assert [(s.start, s.end) for s in matcher.find("患者胃癌\u0301入院")] == [(2, 5)]

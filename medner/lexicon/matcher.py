@@ -27,6 +27,7 @@ one core over the CCKS 2019 records (``scripts/bench/bench_matcher.py``).
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import ahocorasick
 from medner.lexicon.entry import LexiconEntry
 from medner.lexicon.loaders import load_project_tsv
 from medner.lexicon.normalize import fold, fold_with_offsets
+from medner.text import cluster_bounds
 from medner.types import Span
 
 __all__ = ["LexiconMatcher", "Match"]
@@ -63,6 +65,22 @@ class Match:
     def to_span(self) -> Span:
         e = self.entry
         return Span(self.start, self.end, e.label, code=e.code or None, score=None, source=e.source or None)
+
+
+def _whole_characters(text: str, matches: list[Match]) -> list[Match]:
+    """``matches`` with edges on whole characters (extended grapheme clusters, as model spans,
+    :func:`medner.text.trim_spans`): an end inside a character (``癌`` of ``癌\u0301``) moves to its end, a start
+    inside one to the next character; a match left empty is dropped. Text of one code point per character (nearly
+    all) is returned as it is."""
+    bounds = cluster_bounds(text)
+    if len(bounds) == len(text) + 1:
+        return matches
+    out = []
+    for m in matches:
+        start, end = bounds[bisect_left(bounds, m.start)], bounds[bisect_left(bounds, m.end)]
+        if start < end:
+            out.append(m if (start, end) == (m.start, m.end) else Match(start, end, m.entry))
+    return out
 
 
 class LexiconMatcher:
@@ -156,7 +174,7 @@ class LexiconMatcher:
             raw_start, raw_end = ft.raw_span(start, end)  # type: ignore[misc]  # checked above
             pos = end
             out.append(Match(raw_start, raw_end, self._entries[index]))
-        return out
+        return _whole_characters(text, out)
 
     def find(self, text: str) -> list[Span]:
         """Spans (label, code, source; ``score=None``) of :meth:`matches`, sorted by start."""
