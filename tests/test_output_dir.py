@@ -177,3 +177,23 @@ def test_an_input_inside_the_output_dir_is_refused_before_overwrite_deletes_it(t
     with pytest.raises(ConfigError, match="`encoder.name` .* lies in the output_dir"):
         pretrain(load_pretrain_config(pretrain_config), overwrite=True, progress=False)
     assert sorted(p.name for p in start.iterdir()) == sorted(before + ["corpus"])
+
+
+def test_overwrite_tells_a_killed_run_from_a_model_folder(tmp_path):
+    """Leftovers of a kill (a temporary file or folder, an aside folder) belong to the run; a downloaded Hugging
+    Face model folder is no run, however much it looks like an encoder medner wrote."""
+    killed = tmp_path / "killed"
+    files = earlier_run(killed)
+    for name in ("config.yaml.tmp4242", "metrics.jsonl.tmp7"):
+        (killed / name).write_text("half")
+    for name in (".student_init.tmp-host-4242", ".encoder.old-host-4242"):
+        (killed / name).mkdir()
+    assert check_output(killed, overwrite=True) and len(files) == 3
+    model = tmp_path / "bert-base-chinese"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        (model / name).write_text("x")
+    with pytest.raises(ConfigError, match="holds no earlier medner run"):
+        prepare_output(model, overwrite=True)
+    assert len(list(model.iterdir())) == 6

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from medner.text import (
     BOUNDARY_CHARS,
     Window,
+    cluster_bounds,
     merge_window_predictions,
     normalize_with_map,
+    one_code_point_characters,
     spans_crossing,
     split_windows,
     to_raw_span,
@@ -355,3 +357,13 @@ def test_trimmed_spans_start_and_end_on_visible_whole_characters(data):
             assert kept[0].end <= next_bound
         else:  # dropped: nothing visible starts inside it
             assert all(invisible(c) for b, c in clusters.items() if span.start <= b < span.end)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("胃癌a1 \n\r\t，") + ["\u0301", "\u200d", "\ufe0f", "\U0001F468",
+                                                                    "\U0001F1E8", "\u1100", "\u1161", "\u0600"]),
+               max_size=12))
+def test_the_quick_check_never_misses_a_cluster_of_several_code_points(text):
+    if one_code_point_characters(text):  # it may say no where a lone CR is still a cluster of its own
+        assert len(cluster_bounds(text)) == len(text) + 1
+    assert not one_code_point_characters("胃癌\u0301") and one_code_point_characters("患者因胃癌入院，予阿司匹林。")

@@ -38,7 +38,7 @@ import ahocorasick
 from medner.lexicon.entry import LexiconEntry
 from medner.lexicon.loaders import load_project_tsv
 from medner.lexicon.normalize import fold, fold_with_offsets
-from medner.text import cluster_bounds
+from medner.text import cluster_bounds, one_code_point_characters
 from medner.types import Span
 
 __all__ = ["LexiconMatcher", "Match"]
@@ -72,9 +72,9 @@ def _whole_characters(text: str, matches: list[Match]) -> list[Match]:
     :func:`medner.text.trim_spans`): an end inside a character (``癌`` of ``癌\u0301``) moves to its end, a start
     inside one to the next character; a match left empty is dropped. Text of one code point per character (nearly
     all) is returned as it is."""
-    bounds = cluster_bounds(text)
-    if len(bounds) == len(text) + 1:
+    if not matches or one_code_point_characters(text):
         return matches
+    bounds = cluster_bounds(text)
     out = []
     for m in matches:
         start, end = bounds[bisect_left(bounds, m.start)], bounds[bisect_left(bounds, m.end)]

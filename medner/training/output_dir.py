@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Iterable
 
 from medner.errors import ConfigError
-from medner.files import is_temporary_of
 
-__all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "prepare_output", "refuse_inputs_inside"]
+__all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "is_run_marker", "prepare_output", "refuse_inputs_inside"]
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,25 @@ RUN_ENTRIES = RUN_MARKERS | {"config.yaml", "tokenizer", "encoder", "adapter", "
                              "lexicon_features.tsv", "icd_lexicon.tsv", "exported", "dev_report.md", "README.md"}
 _ENCODER_FILE = re.compile(r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens"
                            r"|model\.safetensors\.index)\.json|model(-\d+-of-\d+)?\.safetensors|vocab\.(txt|json)"
-                           r"|merges\.txt|sentencepiece\.bpe\.model|spiece\.model|chat_template\.jinja")
+                           r"|merges\.txt|sentencepiece\.bpe\.model|spiece\.model|spm\.model|tokenizer\.model"
+                           r"|chat_template\.jinja")
+_LEFTOVER = re.compile(r"\.?(?P<name>.+?)(\.tmp\d+|\.(tmp|old)-.+)")  # a kill's leftover: medner.files' temp names
 
 
-def is_run_entry(name: str, names: frozenset[str] = RUN_ENTRIES) -> bool:
-    """Whether a run (or a pretraining run) writes an entry of this name in its folder, whole or half-written
-    (a temporary folder of :func:`medner.files.publish_folder` killed before its rename)."""
-    return name in names or _ENCODER_FILE.fullmatch(name) is not None or any(is_temporary_of(name, n) for n in names)
+def is_run_marker(name: str) -> bool:
+    """Whether an entry of this name shows that a folder holds a medner run (:data:`RUN_MARKERS`, whole or left
+    half-written by a kill); Hugging Face files alone do not (a downloaded model folder is no run)."""
+    leftover = _LEFTOVER.fullmatch(name)
+    return (leftover.group("name") if leftover else name) in RUN_MARKERS
+
+
+def is_run_entry(name: str) -> bool:
+    """Whether a run (or a pretraining run) writes an entry of this name in its folder, whole or left half-written
+    by a kill (:func:`medner.files.atomic_write`'s ``NAME.tmpPID``, :func:`medner.files.publish_folder`'s
+    ``.NAME.tmp-HOST-PID`` / ``.NAME.old-HOST-PID``)."""
+    leftover = _LEFTOVER.fullmatch(name)
+    name = leftover.group("name") if leftover else name
+    return name in RUN_ENTRIES or _ENCODER_FILE.fullmatch(name) is not None
 
 
 def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> bool:
@@ -55,7 +66,7 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
         raise ConfigError(f"`output_dir` is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, an earlier run?)", where=str(out),
                           fix="pass --resume to continue that run, --overwrite to replace it, or choose another "
                               "output_dir (e.g. --set output_dir=runs/NEW)")
-    if not any(is_run_entry(e, RUN_MARKERS) for e in entries):
+    if not any(is_run_marker(e) for e in entries):
         raise ConfigError("`output_dir` holds no earlier medner run: --overwrite deletes only a run's folder",
                           where=str(out), fix="choose another output_dir, or empty this folder yourself")
     foreign = [e for e in entries if not is_run_entry(e)]

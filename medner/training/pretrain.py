@@ -167,7 +167,6 @@ def build_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.opt
                               {"params": no_decay, "weight_decay": 0.0}], lr=config.train.lr)
 
 
-@torch.no_grad()
 def _loss(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4f}"
 
