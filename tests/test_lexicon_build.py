@@ -259,6 +259,11 @@ def test_a_corpus_given_as_lexicon_is_refused_without_showing_its_text(tmp_path:
     message = str(err.value)
     assert "dev.jsonl:1: header row lacks column(s) ['term', 'label']" in message and "JSON corpus" in message
     assert "高血压" not in message and "r1" not in message
+    tagged = tmp_path / "tagged.tsv"  # a character-per-line tagged corpus: short cells, still record text
+    tagged.write_text("患\tO\n者\tO\n", encoding="utf-8")
+    with pytest.raises(LexiconError) as err:
+        load_lexicon(tagged)
+    assert "headers found: ['O'] and 1 other cell(s), not shown" in str(err.value) and "患" not in str(err.value)
 
 
 def test_cli_build_stats_match(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

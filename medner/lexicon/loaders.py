@@ -182,12 +182,17 @@ class _Collector:
         return LoadResult(entries=list(self._entries), report=self.report)
 
 
-def _headers_found(cells: list[str], longest: int = 12) -> str:
-    """The header cells for an error message; cells longer than ``longest`` characters are counted, not shown: a
-    first row that is no header (a record file given by mistake) may be record text."""
-    shown = [c for c in cells if len(c) <= longest]
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .\-]{0,31}")
+
+
+def _headers_found(cells: list[str], known: Iterable[str] = ()) -> str:
+    """The header cells for an error message: those that read as a column name (ASCII, or one of the ``known``
+    names), the others counted, not shown: a first row that is no header (a record file given by mistake, a
+    tagged corpus) may be record text."""
+    names = set(known)
+    shown = [c for c in cells if c in names or _COLUMN_NAME.fullmatch(c)]
     hidden = len(cells) - len(shown)
-    return f"headers found: {shown}" + (f" and {hidden} cell(s) too long for a column name, not shown" if hidden else "")
+    return f"headers found: {shown}" + (f" and {hidden} other cell(s), not shown" if hidden else "")
 
 
 def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | None], where: str,
@@ -208,7 +213,8 @@ def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | 
             missing.append("/".join(candidates))
         out[key] = found
     if missing:
-        raise LexiconError(f"{what} lacks column(s) {', '.join(missing)}; {_headers_found(headers)}",
+        known = [n for names in wanted.values() if names for n in ([names] if isinstance(names, str) else names)]
+        raise LexiconError(f"{what} lacks column(s) {', '.join(missing)}; {_headers_found(headers, known)}",
                            where=where, field="header",
                            fix="point the config at the right sheet/file or name the columns with "
                                "`columns: {name: ..., code: ...}`")
