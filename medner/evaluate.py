@@ -32,7 +32,7 @@ import numpy as np
 
 from medner.config import read_yaml
 from medner.corpus.predictions import TEXT_HASH_FIELD, is_annotate_output, read_predictions, text_sha256
-from medner.corpus.validate import RecordProblem, SpanProblem, describe
+from medner.corpus.validate import RecordProblem, SpanProblem, label_name
 from medner.errors import ConfigError, CorpusError, location
 from medner.files import atomic_write, atomic_write_text
 from medner.labels import resolve_overlaps, spans_to_tags
@@ -159,13 +159,8 @@ def _mapped(spans: Sequence[Span], label_map: Mapping[str, str | None] | None) -
     return out, renamed, dropped
 
 
-def _label_name(label: str) -> str:
-    """A label for a message: as is when it is short (label names are not record text), else described."""
-    return label if len(label) <= 24 and "\n" not in label else describe(label)
-
-
 def _label_list(labels: Counter) -> str:
-    return ", ".join(f"{_label_name(k)} ({labels[k]})" for k in sorted(labels))
+    return ", ".join(f"{label_name(k)} ({labels[k]})" for k in sorted(labels))
 
 
 def check_label_sets(gold: Counter, pred: Counter, *, gold_where: str | PathLike = "gold",
@@ -297,7 +292,7 @@ def pair_records(gold: Iterable[Record], pred: Iterable[Record], *, on_missing: 
         unused = sorted(set(label_map) - seen)
         if unused:
             log.warning("label map: %d of its labels occur on neither side (misspelt?): %s", len(unused),
-                        ", ".join(_label_name(label) for label in unused))
+                        ", ".join(label_name(label) for label in unused))
     if check_labels:
         check_label_sets(paired.gold_labels, paired.pred_labels, gold_where=gold_where, pred_where=pred_where)
     return paired

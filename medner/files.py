@@ -30,14 +30,13 @@ def refuse_output_over_input(output: str | os.PathLike, inputs: Iterable[str | o
                               field=option, fix="write to another file")
 
 
-def share_like_other_files(folder: str | os.PathLike, pattern: str = "**/*.safetensors") -> None:
-    """Give the files under ``folder`` matching ``pattern`` the permissions the umask gives any new file:
-    safetensors writes its files owner-only (0600), so colleagues who can read a run's config could not load it."""
+def share_like_other_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Give ``paths`` the permissions the umask gives any new file: safetensors writes its files owner-only
+    (0600), so colleagues who can read a run's config could not load its weights."""
     mask = os.umask(0)
     os.umask(mask)
-    for path in Path(folder).glob(pattern):
-        if path.is_file():
-            os.chmod(path, 0o666 & ~mask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~mask)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:

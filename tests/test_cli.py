@@ -120,13 +120,13 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 def test_an_interrupted_command_that_resumes_says_how(monkeypatch, capsys, tmp_path):
     import medner.batch.runner as runner
-    import medner.training.finetune as finetune
+    import medner.training.supervision as supervision
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "annotate", interrupted)
-    monkeypatch.setattr(finetune, "finetune", interrupted)
+    monkeypatch.setattr(runner, "annotate", interrupted)  # both looked up when the command runs
+    monkeypatch.setattr(supervision, "run_phases", interrupted)
     (tmp_path / "in.txt").write_text("因胃癌入院", encoding="utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(f"data: {{train: [{tmp_path / 'in.jsonl'}]}}\noutput_dir: {tmp_path / 'run'}\n")

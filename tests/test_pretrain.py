@@ -173,6 +173,8 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, tiny_corp
         pt.pretrain(load_pretrain_config(config_path), progress=False)
     with pytest.raises(ConfigError, match="not empty"):
         pt.pretrain(load_pretrain_config(config_path), progress=False)
+    with pytest.raises(ConfigError, match="--resume with another config: train.lr differ"):  # its checkpoint
+        pt.pretrain(load_pretrain_config(config_path, ["train.lr=0.1"]), resume=True, progress=False)
     resumed = pt.pretrain(load_pretrain_config(config_path), resume=True, progress=False)
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()

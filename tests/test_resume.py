@@ -270,6 +270,13 @@ def test_resume_under_another_config_is_refused_naming_the_keys(tiny_corpus, tmp
     with pytest.raises(ConfigError, match=r"--resume with another config: train.lr_head, train.warmup_ratio differ"):
         run_phases(other, resume=True, progress=False)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    moved = tmp_path / "bigger_disk" / "run"  # a killed run moved, then resumed where it now is
+    moved.parent.mkdir()
+    shutil.copytree(run, moved)
+    ft.check_resumed_config(moved, load_config(path, [f"output_dir={moved}"]))  # no refusal
+    saved = {"output_dir": str(run), "init_from": f"{run}/phases/weak", "encoder": {"name": f"{run}x/enc"}}
+    assert ft._moved(saved, str(run), str(moved)) == {  # a phase's start moves with the folder; a sibling does not
+        "output_dir": str(moved), "init_from": f"{moved}/phases/weak", "encoder": {"name": f"{run}x/enc"}}
     finished = run_phases(load_config(path, ["device=cpu"]), resume=True, progress=False)
     run_phases(load_config(path, ["train.lr_head=0.5"]), resume=True, progress=False)  # finished: taken as is
     assert (finished / "medner_model.json").is_file()

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return BROKEN_PIPE_STATUS
     except OSError as exc:  # the file system said no (a path through a file, no permission, a full disk): one line
+        logging.getLogger("medner").debug("the error's traceback (-v)", exc_info=True)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"medner: error: {where}{exc.strerror or exc}. Fix: check the path, its permissions and free space",
               file=sys.stderr)

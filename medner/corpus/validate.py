@@ -240,6 +240,11 @@ def _size(value: str) -> str:
     return f"{len(value)} character{'s' if len(value) != 1 else ''}"
 
 
+def label_name(label: str) -> str:
+    """A label for a message: as is when it is short (label names are not record text), else described."""
+    return label if len(label) <= 24 and "\n" not in label else describe(label)
+
+
 def describe(value: Any, show_text: bool = False) -> str:
     """A value from a corpus file for a message: an excerpt with ``show_text``, else its type, length and digest."""
     if show_text:

@@ -124,8 +124,8 @@ def save_run(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_e
         lexicon.save(out_dir / LEXICON_FILE)
     if config.link is not None and Path(config.link.lexicon).resolve() != (out_dir / LINK_FILE).resolve():
         shutil.copyfile(config.link.lexicon, out_dir / LINK_FILE)
-    share_like_other_files(out_dir)
     files = model_files(out_dir)
+    share_like_other_files(out_dir / name for name in files if name.endswith(".safetensors"))
     meta = {"format_version": FORMAT_VERSION, "fingerprint": _fingerprint_of(files),
             "encoder": "lora" if is_peft(tagger.encoder) else "full", "labels": list(tagger.scheme.types),
             "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None, **(extra or {}),

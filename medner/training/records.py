@@ -125,6 +125,8 @@ def run_inputs(config: RunConfig) -> list[tuple[str, str]]:
         inputs.append(("encoder.name", config.encoder.name))
     inputs += [("data.train", p) for p in data.train] + [("data.dev", p) for p in data.dev]
     inputs += [(f"data.auxiliary.{aux.name}", p) for aux in data.auxiliary for p in aux.train]
+    inputs += [(f"data.auxiliary.{aux.name}.label_map_file", aux.label_map_file) for aux in data.auxiliary
+               if aux.label_map_file]
     inputs += [("supervision.unlabelled", p) for p in sup.unlabelled]
     if sup.weak_config:
         inputs.append(("supervision.weak_config", sup.weak_config))
