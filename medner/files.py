@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterable
@@ -128,9 +129,17 @@ def publish_folder(target: str | os.PathLike, write: Callable[[Path], None], *,
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def is_temporary_of(name: str, target_name: str) -> bool:
-    """Whether ``name`` is a temporary folder of :func:`publish_folder` for a folder named ``target_name``."""
-    return name.startswith(f".{target_name}{_TMP}")
+_ATOMIC_TMP = re.compile(r"(?P<name>.+)\.tmp\d+")  # atomic_write's NAME.tmpPID
+
+
+def written_name(name: str) -> str:
+    """The entry a leftover of a killed write stands for: ``NAME`` of :func:`atomic_write`'s ``NAME.tmpPID`` and of
+    :func:`publish_folder`'s ``.NAME.tmp-HOST-PID`` / ``.NAME.old-HOST-PID``; any other name as it is."""
+    for marker in (_TMP, _OLD):
+        if name.startswith(".") and marker in name:
+            return name[1:].split(marker)[0]
+    match = _ATOMIC_TMP.fullmatch(name)
+    return match.group("name") if match else name
 
 
 def local_writer_died(name: str) -> bool | None:

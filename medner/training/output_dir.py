@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from medner.errors import ConfigError
+from medner.files import written_name
 
 __all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "is_run_marker", "prepare_output", "refuse_inputs_inside"]
 
@@ -31,22 +32,18 @@ _ENCODER_FILE = re.compile(r"(config|generation_config|tokenizer|tokenizer_confi
                            r"|model\.safetensors\.index)\.json|model(-\d+-of-\d+)?\.safetensors|vocab\.(txt|json)"
                            r"|merges\.txt|sentencepiece\.bpe\.model|spiece\.model|spm\.model|tokenizer\.model"
                            r"|chat_template\.jinja")
-_LEFTOVER = re.compile(r"\.?(?P<name>.+?)(\.tmp\d+|\.(tmp|old)-.+)")  # a kill's leftover: medner.files' temp names
 
 
 def is_run_marker(name: str) -> bool:
     """Whether an entry of this name shows that a folder holds a medner run (:data:`RUN_MARKERS`, whole or left
     half-written by a kill); Hugging Face files alone do not (a downloaded model folder is no run)."""
-    leftover = _LEFTOVER.fullmatch(name)
-    return (leftover.group("name") if leftover else name) in RUN_MARKERS
+    return written_name(name) in RUN_MARKERS
 
 
 def is_run_entry(name: str) -> bool:
     """Whether a run (or a pretraining run) writes an entry of this name in its folder, whole or left half-written
-    by a kill (:func:`medner.files.atomic_write`'s ``NAME.tmpPID``, :func:`medner.files.publish_folder`'s
-    ``.NAME.tmp-HOST-PID`` / ``.NAME.old-HOST-PID``)."""
-    leftover = _LEFTOVER.fullmatch(name)
-    name = leftover.group("name") if leftover else name
+    by a kill (:func:`medner.files.written_name`)."""
+    name = written_name(name)
     return name in RUN_ENTRIES or _ENCODER_FILE.fullmatch(name) is not None
 
 
