@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from datetime import date
 from functools import lru_cache
@@ -316,6 +316,10 @@ class TrainConfig:
                               f"{self.warmup_ratio} and {self.warmup_min_steps}")
 
 
+#: the devices a config may name (whether one is present is decided when a run starts); group 1: N of cuda:N
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
+
+
 @dataclass
 class RunConfig:
     """Everything one fine-tuning run needs; nothing hidden in code."""
@@ -341,7 +345,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _one_of("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+        if not DEVICE_NAME.fullmatch(self.device):
             raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not self.data.train:
             raise ConfigError("`data.train` is empty: name at least one training file or folder")
@@ -434,7 +438,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         _one_of("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+        if not DEVICE_NAME.fullmatch(self.device):
             raise ConfigError(f"`device` must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not self.sources:
             raise ConfigError("`sources` is empty: name the text files to pretrain on")
@@ -737,6 +741,24 @@ def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [found for i, (a, b) in enumerate(zip(old, new)) for found in differing_keys(a, b, f"{prefix}[{i}]")]
     return [] if old == new else [prefix]
+
+
+def config_changes(saved: Any, config: Any, ignore: Sequence[str] = ()) -> list[str]:
+    """:func:`differing_keys` of a saved config tree against ``config`` (a RunConfig or PretrainConfig), less the
+    keys in ``ignore`` and what lies under them."""
+    changed = differing_keys(saved, yaml.safe_load(dump_config(config)))
+    return [key for key in changed if not any(key == k or key.startswith((k + ".", k + "[")) for k in ignore)]
+
+
+def refuse_resume_changes(path: str | os.PathLike, changed: Sequence[str]) -> None:
+    """Refuse ``--resume`` of an unfinished run under a config other than the one saved at ``path`` (``changed``:
+    :func:`config_changes`): its checkpoint would continue on settings it was not trained with, and the run would
+    then claim them."""
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ConfigError(f"--resume with another config: {shown} differ(s) from the run's", where=str(path),
+                          fix="resume with the config and --set options the run was started with, or start anew "
+                              "(--overwrite, or another output_dir)")
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -366,4 +366,7 @@ def test_trimmed_spans_start_and_end_on_visible_whole_characters(data):
 def test_the_quick_check_never_misses_a_cluster_of_several_code_points(text):
     if one_code_point_characters(text):  # it may say no where a lone CR is still a cluster of its own
         assert len(cluster_bounds(text)) == len(text) + 1
-    assert not one_code_point_characters("胃癌\u0301") and one_code_point_characters("患者因胃癌入院，予阿司匹林。")
+
+
+def test_the_quick_check_passes_plain_clinical_text_and_stops_at_a_combining_mark():
+    assert one_code_point_characters("患者因胃癌入院，予阿司匹林。\n") and not one_code_point_characters("胃癌\u0301")

