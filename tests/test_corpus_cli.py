@@ -130,3 +130,19 @@ def test_writing_over_the_input_is_refused_by_every_command_that_reads_a_corpus(
         assert main(argv) == 2, argv
         assert "writing it would replace what was read" in capsys.readouterr().err
         assert Path(gold).read_bytes() == before
+
+
+def test_stats_counts_spans_with_whitespace_at_an_edge(tmp_path, capsys):
+    """Kept as written (offsets are the file's), but named: a model's spans never start or end in whitespace."""
+    text = "患者 发热伴咳嗽 。"
+    spans = [{"start": 2, "end": 5, "label": "sym"}, {"start": 6, "end": 9, "label": "sym"},
+             {"start": 3, "end": 5, "label": "sym"}]  # " 发热", "咳嗽 ", "发热"
+    path = tmp_path / "c.jsonl"
+    path.write_text(jl({"id": "a", "text": text, "spans": spans[:2]}) + "\n"
+                    + jl({"id": "b", "text": text, "spans": spans[2:]}) + "\n", encoding="utf-8")
+    assert main(["corpus", "stats", str(path), "--format", "jsonl", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entities"] == 3 and stats["read_report"]["whitespace_edge_spans"] == 2
+    assert main(["corpus", "stats", str(path), "--format", "jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert "2 spans begin or end with whitespace" in out and "发热" not in out.split("read:")[1]

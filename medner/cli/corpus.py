@@ -61,7 +61,7 @@ def run_stats(args: argparse.Namespace) -> int:
     else:
         print(f"{args.path} ({args.format})")
         print(format_stats(stats))
-        if report.skipped or report.case_mismatches or report.discontinuous_spans or report.invalid_tag_sequences:
+        if report.unusual:
             print(f"read: {report.summary()}")
     return 0
 

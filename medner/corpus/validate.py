@@ -62,6 +62,7 @@ class ReadReport:
     skipped_spans: int = 0
     discontinuous_spans: int = 0
     case_mismatches: int = 0
+    whitespace_edge_spans: int = 0
     invalid_tag_sequences: int = 0
     empty_files: int = 0
     problems: Counter = field(default_factory=Counter)
@@ -71,6 +72,12 @@ class ReadReport:
     def skipped(self) -> int:
         """Records plus spans dropped under ``on_error="skip"``."""
         return self.skipped_records + self.skipped_spans
+
+    @property
+    def unusual(self) -> bool:
+        """Whether anything was skipped, repaired or accepted that a user should hear of."""
+        return bool(self.skipped or self.discontinuous_spans or self.case_mismatches or self.whitespace_edge_spans
+                    or self.invalid_tag_sequences)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,6 +96,9 @@ class ReadReport:
             parts.append(f"{self.discontinuous_spans} discontinuous spans")
         if self.case_mismatches:
             parts.append(f"{self.case_mismatches} case-only mention mismatches accepted")
+        if self.whitespace_edge_spans:
+            parts.append(f"{self.whitespace_edge_spans} spans begin or end with whitespace (kept as written; a model "
+                         "predicts them without it)")
         if self.invalid_tag_sequences:
             parts.append(f"{self.invalid_tag_sequences} invalid tag sequences repaired")
         return f"{self.path} ({self.format}): " + ", ".join(parts)
@@ -130,7 +140,7 @@ class Checker:
         r = self.report
         if r.skipped:
             logger.warning("%s; first problems: %s", r.summary(), " | ".join(r.examples))
-        elif r.discontinuous_spans or r.case_mismatches or r.invalid_tag_sequences:
+        elif r.unusual:
             logger.info("%s", r.summary())
         else:
             logger.debug("%s", r.summary())
@@ -183,6 +193,8 @@ class Checker:
                     raise SpanProblem(f"mention mismatch: {found}{_shift_hint(text, mention, s)}",
                                       kind="mention_mismatch", where=where, field=mention_field,
                                       fix="correct the offsets or the mention, or read with on_error=skip")
+        if text[s].isspace() or text[stop - 1].isspace():
+            self.report.whitespace_edge_spans += 1
         return Span(s, stop, label)
 
 
