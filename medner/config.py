@@ -58,7 +58,7 @@ class AuxiliaryCorpusConfig:
 class DataConfig:
     """Where the corpus is and how to read it."""
 
-    format: str = "jsonl"  # reader name, see `medner corpus formats`
+    format: str = "jsonl"  # reader name, a key of medner.corpus.READERS (listed by `medner corpus stats --help`)
     train: list[str] = field(default_factory=list)  # files or folders; several are concatenated
     dev: list[str] = field(default_factory=list)  # empty: take `dev_last` or `dev_fraction` of train
     dev_last: int = 0  # dev = the last N training records (e.g. CCKS 2019: last 100 of part 2)

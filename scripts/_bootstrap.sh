@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse .venv at the repository root and install medner into it.
 # Sourced by finetune.sh and test.sh. EXTRAS selects pip extras (e.g. "test").
-# TORCH_SPEC overrides the torch requirement (default: torch==2.13.0, a CPU build).
+# TORCH_SPEC overrides the torch requirement (default: torch==2.13.0, whichever build pip finds: a CPU wheel from
+# local disk on the project's machines; PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu adds PyTorch's CPU builds).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MEDNER_VENV:-$ROOT/.venv}"
