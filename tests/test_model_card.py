@@ -2,13 +2,16 @@
 version and how to load; metrics in medner_model.json; not a model file; a demo note for the synthetic sample."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import logging
+import platform
 import shutil
 
 import yaml
 
 from medner import __version__
-from medner.run.directory import CARD_FILE, DEMO_NOTE, load_run, read_meta, write_model_card
+from medner.run.directory import CARD_FILE, DEMO_NOTE, load_run, read_meta, update_meta, write_model_card
 
 
 def test_model_card_of_a_run(tiny_run, tmp_path):
@@ -45,3 +48,21 @@ def test_demo_note_for_the_synthetic_sample(tiny_run, tmp_path):
     card = write_model_card(run).read_text(encoding="utf-8")
     assert DEMO_NOTE in card and "No dev set was scored." in card
     assert read_meta(run).get("metrics") == read_meta(tiny_run).get("metrics")  # a rewrite keeps recorded metrics
+
+
+def test_a_run_records_its_library_versions_and_loading_under_others_says_so(tiny_run, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    software = read_meta(run)["software"]
+    assert software["python"] == platform.python_version() and software["medner"] == __version__
+    for name in ("torch", "transformers", "tokenizers", "peft", "safetensors"):
+        assert software[name] == importlib.metadata.version(name)
+    card = write_model_card(run).read_text(encoding="utf-8")
+    assert f"(Python {platform.python_version()}, torch {software['torch']}, transformers" in card
+    with caplog.at_level(logging.INFO, logger="medner.run.directory"):
+        load_run(run)
+    assert "other library versions" not in caplog.text
+    update_meta(run, software={**software, "transformers": "4.0.0", "tokenizers": "0.1"})  # not a model file
+    with caplog.at_level(logging.INFO, logger="medner.run.directory"):
+        load_run(run)
+    assert f"transformers 4.0.0 -> {software['transformers']}, tokenizers 0.1 -> {software['tokenizers']}" in caplog.text

@@ -3,7 +3,8 @@
 Format version 2 (no pickle anywhere: weights are safetensors, the rest JSON, YAML or TSV):
 
     medner_model.json    format_version, fingerprint, a sha256 and size of every model file, labels,
-                         best epoch, parameter counts, lexicon fingerprint; written last (a directory without it
+                         best epoch, parameter counts, lexicon fingerprint, ``software`` (the versions of Python,
+                         medner and the libraries that shape its outputs); written last (a directory without it
                          is not a run)
     config.yaml          the resolved run configuration
     labels.json          tag scheme (name, types, tags)
@@ -37,8 +38,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
+import platform
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -128,10 +131,40 @@ def save_run(tagger: Tagger, tokenizer, config: RunConfig, out_dir: Path, base_e
     share_like_other_files(out_dir / name for name in files if name.endswith(".safetensors"))
     meta = {"format_version": FORMAT_VERSION, "fingerprint": _fingerprint_of(files),
             "encoder": "lora" if is_peft(tagger.encoder) else "full", "labels": list(tagger.scheme.types),
-            "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None, **(extra or {}),
-            "files": files}
+            "lexicon_fingerprint": lexicon.fingerprint if lexicon is not None else None,
+            "software": software_versions(), **(extra or {}), "files": files}
     atomic_write_text(out_dir / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
     return meta["fingerprint"]
+
+
+#: the libraries whose versions shape a run's outputs (tokenisation, numerics, adapters, weight files)
+SOFTWARE = ("torch", "transformers", "tokenizers", "peft", "safetensors")
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of Python, medner and :data:`SOFTWARE` installed now (one not installed is left out)."""
+    out = {"python": platform.python_version(), "medner": __version__}
+    for name in SOFTWARE:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def note_other_software(run_dir: Path, meta: dict) -> list[str]:
+    """Log (info) which of :data:`SOFTWARE` the run was saved under in other versions than the installed ones: its
+    predictions may then differ slightly from those it was scored with. Returns the differences."""
+    saved = meta.get("software")
+    if not isinstance(saved, dict):
+        return []  # saved before medner recorded versions
+    now = software_versions()
+    changed = [f"{name} {saved[name]} -> {now.get(name, 'not installed')}" for name in SOFTWARE
+               if name in saved and now.get(name) != saved[name]]
+    if changed:
+        log.info("run %s was saved under other library versions (%s): its predictions may differ slightly from those "
+                 "it was scored with", Path(run_dir).name, ", ".join(changed))
+    return changed
 
 
 def model_files(run_dir: Path) -> dict[str, dict]:
@@ -174,8 +207,8 @@ def save_exported(source_dir: Path, out_dir: Path, fields: dict) -> str:
             shutil.copyfile(path, out_dir / part)
     files = model_files(out_dir)
     meta = {"format_version": EXPORTED_FORMAT_VERSION, "fingerprint": _fingerprint_of(files), "encoder": "exported",
-            "labels": source.get("labels"), "lexicon_fingerprint": source.get("lexicon_fingerprint"), **fields,
-            "files": files}
+            "labels": source.get("labels"), "lexicon_fingerprint": source.get("lexicon_fingerprint"),
+            "software": software_versions(), **fields, "files": files}
     atomic_write_text(out_dir / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
     return meta["fingerprint"]
 
@@ -277,6 +310,7 @@ def load_run(run_dir: str | Path, *, merge_lora: bool = True) -> LoadedRun:
             raise ModelError("an exported run cannot be trained on or adapted", where=str(run_dir),
                              fix="use the torch run it was exported from (its fingerprint is in medner_model.json)")
     verify(run_dir, meta)
+    note_other_software(run_dir, meta)
     config = read_run_config(run_dir)
     scheme = TagScheme.from_dict(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
@@ -435,7 +469,8 @@ def write_model_card(run_dir: str | Path, *, metrics: Mapping | None = None, not
              "Chinese clinical named-entity recognition: a transformer encoder "
              f"({'LoRA adapters' if meta.get('encoder') == 'lora' else 'fully fine-tuned'}) with a "
              f"{'CRF' if (config.get('crf') or {}).get('enabled', True) else 'softmax'} head, trained with "
-             f"medner {_medner_version()}. Fingerprint `{meta['fingerprint']}` (`medner_model.json`).", ""]
+             f"medner {_medner_version()}{_libraries(meta)}. Fingerprint `{meta['fingerprint']}` (`medner_model.json`).",
+             ""]
     for note in notes:
         lines += [note, ""]
     lines += ["## Base encoder", "", _encoder_line(run_dir, config), "",
@@ -477,6 +512,14 @@ def _is_sample(path: str) -> bool:
 
 def _medner_version() -> str:
     return __version__
+
+
+def _libraries(meta: Mapping) -> str:
+    """" (Python 3.12.3, torch 2.13.0, ...)" from the run's recorded ``software``, or ""."""
+    software = meta.get("software") or {}
+    named = [f"{'Python' if name == 'python' else name} {software[name]}" for name in ("python",) + SOFTWARE
+             if name in software]
+    return f" ({', '.join(named)})" if named else ""
 
 
 def _encoder_line(run_dir: Path, config: Mapping) -> str:
