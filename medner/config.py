@@ -9,6 +9,7 @@ current directory when they exist there, else against the config file's director
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -521,8 +522,11 @@ class _Builder:
         unknown = sorted(str(k) for k in data if k not in in_file)
         if unknown:
             kind = f" for {variant}" if variant else ""
+            # a key of another kind is no typo of this kind's keys: no guess there
+            close = [] if variant else difflib.get_close_matches(unknown[0], list(in_file), n=1)
             raise ConfigError(f"unknown key `{_join(key, unknown[0])}`{kind}; valid keys here: "
-                              f"{', '.join(sorted(in_file))}", fix="remove or rename the key")
+                              f"{', '.join(sorted(in_file))}",
+                              fix=f"did you mean `{close[0]}`?" if close else "remove or rename the key")
         kwargs: dict[str, Any] = dict(extra or {})
         for name, f in in_file.items():
             has_default = f.default is not MISSING or f.default_factory is not MISSING

@@ -98,7 +98,10 @@ def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
     path = write(tmp_path, "data: {train: [x.jsonl]}\ntrian: {}\n")
     assert main(["finetune", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown key `trian`" in err[0]
+    assert len(err) == 1 and "unknown key `trian`" in err[0] and "did you mean `train`?" in err[0]
+    path = write(tmp_path, "data: {train: [x.jsonl]}\nzzz: {}\n")
+    assert main(["finetune", str(path)]) == 2
+    assert "Fix: remove or rename the key" in capsys.readouterr().err  # nothing close: no guess
 
 
 # ------------------------------------------------------------------ the shared validation path (build_config)
