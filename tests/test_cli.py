@@ -86,6 +86,19 @@ def test_predict_from_standard_input(tiny_run):
     assert b"INFO" not in done.stderr  # -q after the command
 
 
+def test_predict_stops_at_a_malformed_span_or_skips_it_on_request(tiny_run, tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "患者因胃癌入院。", "spans": [{"start": 5, "end": 1, "label": "x"}]},
+                                 ensure_ascii=False) + "\n" + json.dumps({"id": "b", "text": "右肺呼吸音清。"},
+                                                                           ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(tiny_run), str(corpus), "-o", str(out), "--device", "cpu"]) == 2
+    assert "c.jsonl:1 span 0" in capsys.readouterr().err and not out.exists()
+    assert main(["predict", "--model", str(tiny_run), str(corpus), "-o", str(out), "--device", "cpu",
+                 "--on-error", "skip"]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == ["a", "b"]
+
+
 def test_predict_errors_are_one_line(tiny_run, tmp_path, capsys):
     assert main(["predict", "--model", str(tiny_run), str(tmp_path / "missing.txt")]) == 2
     err = capsys.readouterr().err.strip()

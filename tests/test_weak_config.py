@@ -2,6 +2,8 @@
 errors that name the file and the dotted key, cross-field checks, and replacement function lists."""
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import re
 import shutil
@@ -143,6 +145,8 @@ def test_function_errors_name_the_dotted_key(tmp_path: Path, kind: str, keys: di
     ({"link": {"lexicon": "terms", "labels": ["X"]}}, "link.labels", "'X' is not one of `labels`"),
     ({"link": {"lexicon": "terms", "min_score": 0}}, "link.min_score", "must be in (0, 1]"),
     ({"link": {"lexicon": "terms", "colour": 1}}, "link.colour", "valid keys here: label_map, labels, lexicon"),
+    ({"aggregator": {"method": "majority", "majority": {"weights": {"f0": 2, "f2": 1}}}},
+     "aggregator.majority.weights", "'f2' is not the name of a labelling function (['f0', 'f1'])"),
 ])
 def test_config_errors_name_the_dotted_key(tmp_path: Path, change: dict, field: str, fragment: str) -> None:
     tree = tree_with("procedure")
@@ -208,3 +212,18 @@ def test_imaging_laterality_reaches_the_rule(tiny: WeakConfig) -> None:
         return [text[s.start:s.end] for s in lf.find_spans(record)]
 
     assert spans() == ["左上腹部CT"] and spans(laterality=[]) == ["上腹部CT"]
+
+
+def test_lexicon_sources_and_labels_a_function_names_but_the_lexicon_lacks_are_warned(tiny: WeakConfig, caplog) -> None:
+    """A typo would select nothing from them, silently (a warning: an optional source may be absent here)."""
+    spec = {"name": "typos", "kind": "lexicon", "lexicon": "icd", "sources": ["icd10_test", "icd9_tset"],
+            "label_map": {"疾病和诊断": "疾病和诊断", "疾病": "疾病和诊断"}}
+    with caplog.at_level(logging.WARNING, logger="medner.weak.pipeline"):
+        WeakPipeline(tiny, functions=[spec])
+    assert "functions[0].sources: lexicon 'icd' has no source 'icd9_tset' (its sources: drug_test, icd10_test, icd9_test)" \
+        in caplog.text
+    assert "functions[0].label_map: lexicon 'icd' has no entries labelled '疾病' in the sources chosen" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medner.weak.pipeline"):
+        WeakPipeline(tiny)  # the config as shipped: nothing to warn of
+    assert "has no" not in caplog.text

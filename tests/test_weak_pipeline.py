@@ -145,6 +145,32 @@ def test_cli_label_and_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "| weak:majority | aggregate |" in capsys.readouterr().out
 
 
+def test_cli_report_refuses_to_write_over_its_input_and_keeps_dots_in_the_prefix(tmp_path, capsys) -> None:
+    gold = tmp_path / "gold.json"
+    shutil.copy(GOLD, gold)
+    before = gold.read_bytes()
+    for prefix in ("gold", "gold.json", "gold.md"):
+        assert main(["weak", "report", "--config", str(CONFIG), str(gold), "--format", "jsonl",
+                     "-o", str(tmp_path / prefix)]) == 2
+        assert "would replace what was read" in capsys.readouterr().err
+    assert gold.read_bytes() == before and not (tmp_path / "gold.md").exists()
+    assert main(["weak", "report", "--config", str(CONFIG), str(gold), "--format", "jsonl",
+                 "-o", str(tmp_path / "weak.v2")]) == 0
+    assert (tmp_path / "weak.v2.md").is_file() and (tmp_path / "weak.v2.json").is_file()
+
+
+def test_cli_label_and_report_can_skip_malformed_records(tmp_path, capsys) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(GOLD.read_text(encoding="utf-8") + '{"id": "bad", "text": "患者", "spans": [{"start": 5, '
+                      '"end": 1, "label": "x"}]}\n', encoding="utf-8")
+    out = tmp_path / "weak.jsonl"
+    assert main(["weak", "label", "--config", str(CONFIG), str(corpus), "--format", "jsonl", "-o", str(out)]) == 2
+    assert "on_error=skip" in capsys.readouterr().err and not out.exists()
+    assert main(["weak", "label", "--config", str(CONFIG), str(corpus), "--format", "jsonl", "-o", str(out),
+                 "--on-error", "skip"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 6  # the bad span is dropped, its record labelled
+
+
 def write_config(tmp_path: Path, mutate) -> Path:
     tree = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     mutate(tree)

@@ -9,12 +9,12 @@ import argparse
 import json
 import logging
 
-from medner.corpus import formats, read_corpus, write_jsonl
+from medner.corpus import ON_ERROR, formats, read_corpus, write_jsonl
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.weak.aggregate import AGGREGATORS
 from medner.weak.pipeline import WeakPipeline
-from medner.weak.report import report_markdown, weak_report, write_weak_report
+from medner.weak.report import report_markdown, report_paths, weak_report, write_weak_report
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="text encoding (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
         p.add_argument("--aggregator", choices=AGGREGATORS, default=None,
                        help="aggregation method (default: the config's `aggregator.method`)")
+        p.add_argument("--on-error", choices=ON_ERROR, default="raise",
+                       help="a malformed record or span: stop with its file and line (raise, the default), or skip "
+                            "it, count it and go on (skip)")
 
     label = sub.add_parser("label", help="write aggregated weak spans (with codes and confidences) as jsonl")
     common(label)
@@ -47,14 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _records(args: argparse.Namespace) -> list:
-    records = list(read_corpus(args.input, args.format, encoding=args.encoding))
+    records = list(read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error))
     if not records:
         raise CorpusError("no records", where=args.input, fix="check the path and --format")
     return records
 
 
 def run_label(args: argparse.Namespace) -> int:
-    refuse_output_over_input(args.output, [args.input])
+    refuse_output_over_input(args.output, [args.input, args.config])
     pipeline = WeakPipeline.from_config(args.config)
     records = _records(args)
     result = pipeline.label(records, method=args.aggregator)
@@ -69,6 +72,9 @@ def run_label(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.output:
+        for path in report_paths(args.output):
+            refuse_output_over_input(path, [args.input, args.config], option="-o")
     pipeline = WeakPipeline.from_config(args.config)
     records = _records(args)
     outputs = pipeline.outputs(records)

@@ -94,7 +94,7 @@ def _text_bound(line: str, text: str, where: str, checker: Checker):
         raise SpanProblem(f"discontinuous span ({shown}) of {name_of(fields[0], checker.show_text, _ID)} is not "
                           "supported",
                           kind="discontinuous", where=where, field="T",
-                          fix="merge or split the fragments in the .ann, or read with on_error=skip to drop it")
+                          fix="merge or split the fragments in the .ann, or skip it with --on-error skip (`on_error: skip` in a config)")
     parts = offsets.split()
     if len(parts) != 2:
         raise SpanProblem(f"expected `start end`, got {len(parts)} offset field(s)", kind="bad_span", where=where,

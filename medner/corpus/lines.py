@@ -126,7 +126,7 @@ def parse_json_line(line: str, where: str, *, hint: str | None = None):
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        fix = hint or "repair the line (is it truncated?) or read with on_error=skip"
+        fix = hint or "repair the line (is it truncated?) or skip it with --on-error skip (`on_error: skip` in a config)"
         raise RecordProblem(f"invalid JSON: {exc.msg} at column {exc.colno}", kind="bad_json", where=where,
                             fix=fix) from None
 

@@ -169,7 +169,7 @@ class Checker:
         if s >= stop:
             raise SpanProblem(f"expected {s_name} {rel} {e_name}, got {s_name}={s}, {e_name}={e}",
                               kind="start_not_before_end", where=where, field=e_name,
-                              fix="correct or remove this span, or read with on_error=skip")
+                              fix="correct or remove this span, or skip it with --on-error skip (`on_error: skip` in a config)")
         if stop > len(text):
             limit = len(text) - 1 if inclusive else len(text)
             raise SpanProblem(f"expected {e_name} <= {limit} (text length {len(text)}), got {e}",
@@ -192,7 +192,7 @@ class Checker:
                                  f"{mention_field} ({_size(mention)}, {digest(mention)})")
                     raise SpanProblem(f"mention mismatch: {found}{_shift_hint(text, mention, s)}",
                                       kind="mention_mismatch", where=where, field=mention_field,
-                                      fix="correct the offsets or the mention, or read with on_error=skip")
+                                      fix="correct the offsets or the mention, or skip it with --on-error skip (`on_error: skip` in a config)")
         if text[s].isspace() or text[stop - 1].isspace():
             self.report.whitespace_edge_spans += 1
         return Span(s, stop, label)

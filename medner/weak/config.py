@@ -298,6 +298,11 @@ class WeakConfig:
         if not self.functions:
             raise ConfigError("expected a non-empty list", field="functions", fix="list the labelling functions")
         check_functions(self.functions, self.labels, self.lexicons)
+        names = {fn.name for fn in self.functions}
+        stray = sorted(set(self.aggregator.majority.weights or {}) - names)
+        if stray:
+            raise ConfigError(f"{stray[0]!r} is not the name of a labelling function ({sorted(names)})",
+                              field="aggregator.majority.weights", fix="give weights by function name")
         link = self.link
         if link is not None:
             if link.lexicon not in self.lexicons:

@@ -161,14 +161,29 @@ class WeakPipeline:
         built = {lf.name: lf for lf in self.functions}
         return [built[n] for n in names]
 
+    def _check_selection(self, spec: LexiconFunction, entries: Sequence[LexiconEntry], key: str) -> None:
+        """Warn of `sources` or `label_map` keys the lexicon does not have: a typo selects nothing, silently.
+        A warning, not an error: a source marked `optional` in the lexicon config may be absent on this machine."""
+        have_sources = {e.source for e in entries}
+        for source in sorted(set(spec.sources or ()) - have_sources):
+            log.warning("%s: %s.sources: lexicon %r has no source %r (its sources: %s); a typo, or an optional source "
+                        "missing here?", self.config.path, key, spec.lexicon, source, ", ".join(sorted(have_sources)))
+        have_labels = {e.label for e in entries if spec.sources is None or e.source in spec.sources}
+        for label in sorted(set(spec.label_map) - have_labels):
+            log.warning("%s: %s.label_map: lexicon %r has no entries labelled %r%s (its labels: %s)", self.config.path,
+                        key, spec.lexicon, label, " in the sources chosen" if spec.sources else "",
+                        ", ".join(sorted(have_labels)))
+
     def _build(self, spec: FunctionSpec, index: int) -> LabellingFunction:
         key = f"functions[{index}]"
         name = spec.name
         path = self.config.path
         try:
             if isinstance(spec, LexiconFunction):
+                entries = self.lexicon(spec.lexicon)
+                self._check_selection(spec, entries, key)
                 lf: LabellingFunction = LexiconLF(
-                    name, self.lexicon(spec.lexicon), label_map=dict(spec.label_map), sources=spec.sources,
+                    name, entries, label_map=dict(spec.label_map), sources=spec.sources,
                     block=self._optional_terms(spec.block, f"{key}.block"), block_matching=spec.block_matching,
                     include_aliases=spec.include_aliases,
                     prefixes=tuple(rules.LATERALITY) if spec.prefixes == "laterality" else spec.prefixes,

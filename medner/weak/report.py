@@ -22,6 +22,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from medner.files import atomic_write_text
 from medner.types import Record, Span
 from medner.weak.aggregate import Outputs
 
@@ -203,13 +204,20 @@ def report_markdown(report: Mapping[str, Any], title: str = "Weak supervision re
     return "\n".join(lines) + "\n"
 
 
+def report_paths(out: str | PathLike) -> tuple[Path, Path]:
+    """``<out>.md`` and ``<out>.json`` (``out`` without suffix, or with ``.md``/``.json``; other dots are kept:
+    ``weak.v2`` gives ``weak.v2.md``)."""
+    base = str(out)
+    for suffix in (".md", ".json"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return Path(base + ".md"), Path(base + ".json")
+
+
 def write_weak_report(report: Mapping[str, Any], out: str | PathLike) -> tuple[Path, Path]:
-    """Write ``<out>.md`` and ``<out>.json`` (``out`` without suffix, or with ``.md``/``.json``)."""
-    base = Path(out)
-    if base.suffix in (".md", ".json"):
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    md, js = base.with_suffix(".md"), base.with_suffix(".json")
-    md.write_text(report_markdown(report), encoding="utf-8")
-    js.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """Write :func:`report_paths` of ``out`` (each atomically); returns them."""
+    md, js = report_paths(out)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(md, report_markdown(report))
+    atomic_write_text(js, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return md, js
