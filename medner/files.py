@@ -5,6 +5,7 @@ stops; the folder entry is synced too, so the rename itself survives a crash.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -43,8 +44,11 @@ def share_like_other_files(paths: Iterable[str | os.PathLike]) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fh)`` on a temporary binary file beside ``path``, fsync it and rename it to ``path``.
 
-    On any error the temporary file is removed and ``path`` is left as it was."""
+    On any error the temporary file is removed and ``path`` is left as it was; a folder at ``path`` is refused
+    first (the rename would fail naming the temporary file)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # beside the target: cleanups that own it see it
     try:
         with open(tmp, "wb") as fh:

@@ -299,3 +299,18 @@ def test_other_encodings(tmp_path, encoding):
     assert records[0].text == TEXT
     if encoding != "gbk":  # a BOM character inside the file is text, only a leading one is dropped
         assert records[1].text == "\ufeff" + TEXT
+
+
+@pytest.mark.parametrize("fmt,content,message", [
+    ("chip", '{"id": "a", "text": "患者发热。", "spans": []}\n', "this line is JSON"),
+    ("chip", '[{"text": "患者发热。", "entities": []}]\n', "this line is JSON"),
+    ("chip", "患 O\n者 B-sym\n", "a `character tag` pair"),
+    ("cmedqaner", '{"id": "a", "text": "患者发热。", "spans": [{"start": 2, "end": 4, "label": "sym"}]}\n',
+     "the project's jsonl, not cMedQANER"),
+])
+def test_a_file_of_another_format_is_refused_not_read_as_text(tmp_path, fmt, content, message):
+    path = tmp_path / "c.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CorpusError, match=message) as info:
+        list(read_corpus(path, fmt))
+    assert "--format" in str(info.value) and "患者" not in str(info.value)

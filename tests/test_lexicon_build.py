@@ -89,13 +89,15 @@ def write_config(tmp_path: Path, text: str) -> Path:
     ("sources:\n  - {name: a, kind: xls, path: x}\n", "sources[0].kind", "unknown kind"),
     ("sources:\n  - {name: a, kind: csv, path: x, sheet: s}\n", "sources[0].sheet", "unknown key"),
     ("sources:\n  - {name: a, kind: csv}\n", "sources[0].path", "missing"),
-    ("sources:\n  - {name: a, kind: list, path: x}\n  - {name: a, kind: list, path: y}\n", "sources[1].name",
+    ("sources:\n  - {name: a, kind: list, label: D, path: x}\n  - {name: a, kind: list, label: D, path: y}\n", "sources[1].name",
      "duplicated"),
-    ("sources:\n  - {name: a, kind: list, path: '${NOT_SET_ANYWHERE_42}/x'}\n", "sources[0].path", "not set"),
-    ("sources:\n  - {name: a, kind: list, path: x, strict: yes please}\n", "sources[0].strict", "true or false"),
-    ("sources:\n  - {name: a, kind: list, path: x, alias_rules: [nope]}\n", "sources[0].alias_rules", "unknown"),
-    ("version: 'a b'\nsources:\n  - {name: a, kind: list, path: x}\n", "version", "may only hold"),
+    ("sources:\n  - {name: a, kind: list, label: D, path: '${NOT_SET_ANYWHERE_42}/x'}\n", "sources[0].path", "not set"),
+    ("sources:\n  - {name: a, kind: list, label: D, path: x, strict: yes please}\n", "sources[0].strict", "true or false"),
+    ("sources:\n  - {name: a, kind: list, label: D, path: x, alias_rules: [nope]}\n", "sources[0].alias_rules", "unknown"),
+    ("version: 'a b'\nsources:\n  - {name: a, kind: list, label: D, path: x}\n", "version", "may only hold"),
     ("sources: [\n", None, "invalid YAML"),
+    ("sources:\n  - {name: a, kind: list, path: x}\n", "sources[0].label", "a list source needs a label"),
+    ("sources:\n  - {name: a, kind: csv, path: x}\n", "sources[0].label", "a csv source needs a label"),
 ])
 def test_config_errors_name_file_and_key(tmp_path: Path, body: str, where: str | None, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -117,7 +119,7 @@ KINDS = ["icd10_xlsx", "icd9cm3_xlsx", "csv", "po", "list", "tsv"]
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("option", sorted(KIND_KEYS))
 def test_each_kind_takes_its_own_keys(tmp_path: Path, kind: str, option: str) -> None:
-    path = write_config(tmp_path, f"sources:\n  - {{name: a, kind: {kind}, path: x, {option}}}\n")
+    path = write_config(tmp_path, f"sources:\n  - {{name: a, kind: {kind}, path: x, label: D, {option}}}\n")
     key = option.split(":")[0]
     if kind in KIND_KEYS[option]:
         [spec] = read_config(path).sources
@@ -145,7 +147,7 @@ def test_each_kind_takes_its_own_keys(tmp_path: Path, kind: str, option: str) ->
      "must be a list of strings"),
     ("sources: {name: a}\n", "sources", "must be a list of mappings with `kind:`"),
     ("sources:\n  - a.csv\n", "sources[0]", "must be a mapping with `kind:`"),
-    ("label_priority: 药物\nsources:\n  - {name: a, kind: list, path: x}\n", "label_priority",
+    ("label_priority: 药物\nsources:\n  - {name: a, kind: list, label: D, path: x}\n", "label_priority",
      "must be a list of strings"),
 ])
 def test_more_config_errors_name_file_and_key(tmp_path: Path, body: str, field: str, fragment: str) -> None:
@@ -288,3 +290,74 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert err[-1].startswith("medner: error: ") and "beijing_mini.csv:10" in err[-1]
     assert main(["lexicon", "stats", str(tmp_path / "missing.tsv")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_build_refuses_to_write_over_its_config_or_sources_and_a_json_lexicon(tmp_path: Path, capsys) -> None:
+    (tmp_path / "mine.txt").write_text("肺炎\n", encoding="utf-8")
+    cfg = write_config(tmp_path, "version: t1\nsources:\n  - {name: s, kind: list, path: mine.txt, label: 疾病和诊断}\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for out, message in (("mine.txt", "mine.txt: writing it would replace"), ("cfg.yaml", "cfg.yaml: writing it would"),
+                         ("mine.json", "would be both the lexicon and its JSON sidecar"),
+                         ("cfg.tsv", None)):
+        code = main(["lexicon", "build", str(cfg), "-o", str(tmp_path / out)])
+        err = capsys.readouterr().err
+        if message is None:  # cfg.tsv's sidecar would be cfg.json: no clash with cfg.yaml
+            assert code == 0
+            continue
+        assert code == 2 and message in err, err
+    assert all((tmp_path / name).read_bytes() == data for name, data in before.items())
+    (tmp_path / "lex.yaml").write_text("version: t1\nsources:\n  - {name: s, kind: list, path: lex.json, "
+                                       "label: 疾病和诊断}\n", encoding="utf-8")
+    (tmp_path / "lex.json").write_text("肺炎\n", encoding="utf-8")
+    assert main(["lexicon", "build", str(tmp_path / "lex.yaml"), "-o", str(tmp_path / "lex.tsv")]) == 2
+    assert "-o (its sidecar)" in capsys.readouterr().err  # lex.tsv's sidecar is the source lex.json
+
+
+def test_a_source_that_gives_no_entries_fails_the_build_and_keeps_the_earlier_lexicon(tmp_path: Path) -> None:
+    (tmp_path / "codes.csv").write_text("code,name\nZD0001,霍乱\nZD0002,伤寒\n", encoding="utf-8")  # internal codes
+    cfg = write_config(tmp_path, "version: t1\nsources:\n  - {name: s, kind: csv, path: codes.csv, label: D}\n")
+    (tmp_path / "out.tsv").write_text("earlier\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"source 's' gave no entries \(2 rows, 2 malformed_code\)"):
+        build_lexicon(cfg, tmp_path / "out.tsv")
+    assert (tmp_path / "out.tsv").read_text(encoding="utf-8") == "earlier\n"
+
+
+def test_xlsx_sources_without_a_label_take_their_kinds_default(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "全部"
+    for row in [("主要编码", "附加编码", "疾病名称"), ("C16.900", None, "胃恶性肿瘤")]:
+        book.active.append(row)
+    book.save(tmp_path / "icd10.xlsx")
+    cfg = write_config(tmp_path, "version: t1\nsources:\n  - {name: nat, kind: icd10_xlsx, path: icd10.xlsx}\n")
+    [entry] = build_lexicon(cfg).entries
+    assert entry.label == "疾病和诊断"
+
+
+def test_cli_match_takes_the_built_label_priority_and_refuses_unknown_labels(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.txt").write_text("头痛\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("头痛\n", encoding="utf-8")
+    cfg = write_config(tmp_path, "version: t1\nlabel_priority: [症状]\nsources:\n"
+                                 "  - {name: a, kind: list, path: a.txt, label: 疾病和诊断}\n"
+                                 "  - {name: b, kind: list, path: b.txt, label: 症状}\n")
+    out = tmp_path / "lex.tsv"
+    assert main(["lexicon", "build", str(cfg), "-o", str(out)]) == 0
+    capsys.readouterr()
+
+    def label(*options: str) -> str:
+        assert main(["lexicon", "match", str(out), "患者头痛", *options]) == 0
+        return json.loads(capsys.readouterr().out)["spans"][0]["label"]
+
+    assert label() == "症状" and label("--label-priority", "疾病和诊断") == "疾病和诊断"
+    assert main(["lexicon", "match", str(out), "头痛", "--label-priority", "症候"]) == 2
+    assert "'症候', not a label of" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["lexicon", "build", str(cfg), "-o", str(tmp_path / "folder")]) == 2
+    assert "folder: is a folder, not a file" in capsys.readouterr().err and not list((tmp_path / "folder").iterdir())
+
+
+def test_a_bad_row_in_a_lexicon_file_names_a_fix_that_applies(tmp_path: Path) -> None:
+    path = tmp_path / "lex.tsv"
+    path.write_text("term\tlabel\tcode\n霍乱\t疾病和诊断\tA00.0\n\t疾病和诊断\t\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"lex.tsv:3: empty name.*build the lexicon again") as info:
+        load_lexicon(path)
+    assert "strict" not in str(info.value)

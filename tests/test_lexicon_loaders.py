@@ -1,6 +1,8 @@
 """Loaders on tiny fixtures: row accounting, bad rows (lenient and strict), headers by name, encodings."""
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import openpyxl
@@ -214,6 +216,15 @@ def test_list_comments_and_frequency_column() -> None:
     assert [b.where.rsplit(":", 1)[1] for b in result.report.bad] == ["9", "10", "11"]
 
 
+def test_list_keeps_a_number_after_one_space_and_warns_of_a_label_column(tmp_path, caplog) -> None:
+    path = tmp_path / "terms.txt"
+    path.write_text("维生素B 12\n白细胞介素 2\n肺炎\t疾病\n高血压\t35\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="medner.lexicon.loaders"):
+        result = load_list(path, label="药物", source="s")
+    assert [e.term for e in result.entries] == ["维生素B 12", "白细胞介素 2", "肺炎", "高血压"]
+    assert "1 lines have a second column that is not a frequency (the first at line 3)" in caplog.text
+
+
 def test_list_needs_label() -> None:
     with pytest.raises(LexiconError, match="needs a label"):
         load_list(DATA / "terms_mini.txt", label=None)
@@ -275,3 +286,58 @@ def test_bad_rows_make_one_short_warning_line_with_counts(tmp_path: Path, caplog
     assert len(debug) == 3 and any(":7" in line for line in debug)
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(info) == 1 and "3 bad," in info[0] and "\n" not in info[0]
+
+
+def _workbook(path: Path, rows: list[tuple], title: str = "所有条目", formats: dict[str, str] | None = None) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = title
+    for row in rows:
+        sheet.append(row)
+    for ref, number_format in (formats or {}).items():
+        sheet[ref].number_format = number_format
+    book.save(path)
+    return path
+
+
+def test_xlsx_header_below_a_title_row_numeric_codes_and_categories(tmp_path, caplog) -> None:
+    rows = [("国家临床版 ICD-9-CM-3 手术编码", None, None, None), (None,) * 4,
+            ("主要编码", "附加编码", "手术名称", "类别"),
+            (38.1, None, "动脉内膜切除术", "手术"),           # shown as 38.10 under 00.00
+            (1.01, None, "脑池穿刺", "手术"),                 # shown as 01.01
+            (38.1, None, "通用格式的编码", "手术"),            # General: 38.1 or 38.10? refused
+            ("88.0100", None, "腹部CT", "诊断性操作"),
+            ("88.0200", None, "腹部CT增强", None),            # a merged category cell read below its first row
+            ("99.2600", None, "放疗", "其他操作")]              # not in category_labels: keeps the label, warned
+    path = _workbook(tmp_path / "icd9.xlsx", rows, formats={"A4": "00.00", "A5": "00.00"})
+    with caplog.at_level(logging.WARNING, logger="medner.lexicon.loaders"):
+        result = load_icd9cm3_xlsx(path, category_labels={"手术": "手术", "诊断性操作": None},
+                                   code_pattern=r"\d{2}\.\d{2,4}")
+    codes = {e.term: e.code for e in result.entries}
+    assert codes == {"动脉内膜切除术": "38.10", "脑池穿刺": "01.01", "放疗": "99.2600"}
+    bad = {b.where.rsplit(":", 1)[1]: (b.kind, b.message) for b in result.report.bad}
+    assert bad["6"][0] == "malformed_code" and "holds the number 38.1" in bad["6"][1]
+    assert bad["8"] == ("unknown_category", "empty category (a merged cell? only its first row holds the value)")
+    assert result.report.skipped == {"category 诊断性操作": 1} and result.report.balanced()
+    assert "category '其他操作' is not in `category_labels`: its 1 rows keep the label '手术'" in caplog.text
+
+
+def test_csv_with_two_candidate_name_columns_is_refused_until_one_is_named(tmp_path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("code,name,疾病名称\nA00.0,Cholera,霍乱,\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match=r"2 columns that could be the name column: name, 疾病名称.*"
+                                           r"`columns: \{name: name\}`"):
+        load_csv(path, label="疾病和诊断")
+    [entry] = load_csv(path, label="疾病和诊断", columns={"name": "疾病名称"}).entries  # the trailing comma is no field
+    assert (entry.term, entry.code) == ("霍乱", "A00.0")
+
+
+def test_codes_as_hospitals_write_them_are_normalised_not_dropped(tmp_path) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_text("code,name\na00.0,霍乱\nＡ01.0,伤寒\nA17.0†G01*,结核性脑膜炎\nA000 ,古典生物型霍乱\n"
+                    "A33.x00,新生儿破伤风\n", encoding="utf-8")
+    result = load_csv(path, label="疾病和诊断")
+    assert {e.term: e.code for e in result.entries} == {
+        "霍乱": "A00.0", "伤寒": "A01.0", "结核性脑膜炎": "A17.0+G01*", "古典生物型霍乱": "A000",
+        "新生儿破伤风": "A33.x00"}  # the x of a clinical code stays lower case
+    assert result.report.bad == []

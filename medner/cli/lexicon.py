@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     match = sub.add_parser("match", help="print the lexicon matches in texts (arguments or stdin lines)")
     match.add_argument("path", help="lexicon TSV")
     match.add_argument("texts", nargs="*", help="texts to match; none: read lines from stdin")
-    match.add_argument("--label-priority", default="", help="comma-separated labels, highest first")
+    match.add_argument("--label-priority", default="", help="comma-separated labels, highest first (default: the `label_priority` the lexicon was built "
+                            "with, from its .json sidecar)")
     match.add_argument("--min-length", type=int, default=2, help="shortest term matched (default 2)")
     match.set_defaults(func=run_match)
 
@@ -106,9 +107,23 @@ def run_match(args: argparse.Namespace) -> int:
     if args.min_length < 1:
         raise ConfigError(f"--min-length must be >= 1, got {args.min_length}", field="--min-length",
                           fix="give the shortest term length to match in characters (default 2)")
-    priority = [p for p in args.label_priority.split(",") if p]
-    matcher = LexiconMatcher(load_lexicon(args.path).entries, min_length=args.min_length, label_priority=priority)
+    lexicon = load_lexicon(args.path)
+    priority = [p for p in args.label_priority.split(",") if p] or _sidecar_priority(args.path)
+    unknown = [p for p in priority if p not in lexicon.labels()]
+    if unknown:
+        raise ConfigError(f"--label-priority names {unknown[0]!r}, not a label of {args.path} "
+                          f"({', '.join(lexicon.labels())})", field="--label-priority", fix="list labels the lexicon has")
+    matcher = LexiconMatcher(lexicon.entries, min_length=args.min_length, label_priority=priority)
     texts = args.texts or (line.rstrip("\n") for line in sys.stdin)
     for text in texts:
         print(json.dumps({"text": text, "spans": [s.to_dict(text) for s in matcher.find(text)]}, ensure_ascii=False))
     return 0
+
+
+def _sidecar_priority(path: str) -> list[str]:
+    """The `label_priority` the lexicon was built with (its JSON sidecar), or none."""
+    side = sidecar_path(path)
+    try:
+        return [str(p) for p in json.loads(side.read_text(encoding="utf-8")).get("label_priority") or []]
+    except (OSError, ValueError, AttributeError):
+        return []

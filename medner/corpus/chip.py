@@ -2,7 +2,7 @@
 
 Fields inside a span block are separated by spaces or tabs; ``end`` is inclusive. Nested and
 overlapping spans are kept. A line without ``|||`` (the unlabelled test files) is a record with no
-spans. Record id: ``<file stem>:<line>``. CRLF line ends are removed, the text is otherwise untouched.
+spans, unless it is a JSON record or a ``character tag`` pair: a file of another format, refused. Record id: ``<file stem>:<line>``. CRLF line ends are removed, the text is otherwise untouched.
 
 The released ``train_data.txt`` holds two spans with start > end (lines 6052 and 6422): the default
 ``on_error="raise"`` stops at line 6052; read it with ``on_error="skip"`` (``--on-error skip``) to drop
@@ -10,21 +10,44 @@ exactly those two spans (61,794 of 61,796 kept), which the report lists.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from medner.corpus.lines import records_from_lines
-from medner.corpus.validate import Checker, SpanProblem
+from medner.corpus.validate import Checker, RecordProblem, SpanProblem
 from medner.types import Record
 
 FORMAT = "chip"
 SEP = "|||"
+_TAGGED_CHARACTER = re.compile(r"\S[ \t]+(?:O|[BIESM]-\S+)")
+
+
+def _refuse_other_formats(line: str, where: str) -> None:
+    """A line without spans is an unlabelled sentence, unless it is a line of another format read as chip by mistake:
+    a JSON record (jsonl, ccks2019, cmedqaner, a CMeEE array) or a `character tag` pair (bio)."""
+    stripped = line.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            json.loads(stripped.rstrip(","))
+        except ValueError:
+            pass
+        else:
+            raise RecordProblem("this line is JSON, not `text|||start end type|||`", kind="wrong_format", where=where,
+                                fix="read the file with the --format (`data.format`) of its corpus: jsonl, ccks2019, "
+                                    "cmedqaner or cmeee")
+    if _TAGGED_CHARACTER.fullmatch(stripped):
+        raise RecordProblem("this line is a `character tag` pair, not `text|||start end type|||`", kind="wrong_format",
+                            where=where, fix="read the file with --format bio (`data.format: bio`)")
 
 
 def read_chip(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record]:
     """Stream one record per non-blank line."""
 
     def parse(line: str, where: str, number: int) -> Record:
+        if SEP not in line:
+            _refuse_other_formats(line, where)
         text, *blocks = line.split(SEP)
         spans = []
         for index, block in enumerate(blocks):

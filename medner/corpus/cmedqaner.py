@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from medner.corpus.lines import json_object, parse_json_line, records_from_lines
-from medner.corpus.validate import Checker, SpanProblem, as_int, require
+from medner.corpus.validate import Checker, RecordProblem, SpanProblem, as_int, require
 from medner.types import Record
 
 FORMAT = "cmedqaner"
@@ -22,6 +22,10 @@ def read_cmedqaner(path: Path, *, encoding: str, checker: Checker) -> Iterator[R
 
     def parse(line: str, where: str, number: int) -> Record:
         obj = json_object(parse_json_line(line, where), where)
+        if "mention_data" not in obj and "spans" in obj:
+            raise RecordProblem("this record has `spans`, not `mention_data`: the project's jsonl, not cMedQANER",
+                                kind="wrong_format", where=where, fix="read the file with --format jsonl "
+                                                                      "(`data.format: jsonl`)")
         text = require(obj, "text", str, where=where)
         mentions = require(obj, "mention_data", list, where=where, default=[])
         spans = []

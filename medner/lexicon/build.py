@@ -44,6 +44,7 @@ from typing import Any, Literal, Union
 
 from medner.config import NOT_IN_FILE, load_yaml_config, yaml_key
 from medner.errors import ConfigError, LexiconError
+from medner.files import atomic_write_text, refuse_output_over_input
 from medner.lexicon.entry import LexiconEntry, LoadResult
 from medner.lexicon.loaders import LOADERS
 from medner.lexicon.normalize import RULE_NAMES, aliases
@@ -99,6 +100,12 @@ class SourceSpec:
                 if f.name not in _NOT_OPTIONS and getattr(self, f.name) is not None}
 
 
+def _require_label(spec: SourceSpec) -> None:
+    if not spec.label:
+        raise ConfigError(f"a {getattr(spec, 'kind', '')} source needs a label: its rows carry none", field="label",
+                          fix="add `label:` (e.g. 疾病和诊断) to this source")
+
+
 @dataclass(frozen=True)
 class Icd10XlsxSource(SourceSpec):
     """国家临床版 ICD-10 workbook (sheet 全部: 主要编码, 附加编码, 疾病名称)."""
@@ -117,7 +124,8 @@ class Icd9cm3XlsxSource(SourceSpec):
     kind: Literal["icd9cm3_xlsx"] = "icd9cm3_xlsx"
     sheet: str | None = None
     columns: dict[str, str | list[str] | None] | None = None
-    category_labels: dict[str, str | None] | None = None  # 类别 -> label (null: skip the row)
+    category_labels: dict[str, str | None] | None = None  # 类别 -> label (null: skip the row); a category not
+    #   listed keeps `label` (warned), an empty one (a merged cell) is a bad row
     exclude_codes: str | None = None
 
 
@@ -129,6 +137,10 @@ class CsvSource(SourceSpec):
     delimiter: str | None = None  # null: sniffed among , TAB ; |
     columns: dict[str, str | list[str] | None] | None = None
     exclude_codes: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_label(self)
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,10 @@ class ListSource(SourceSpec):
     """One term a line."""
 
     kind: Literal["list"] = "list"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_label(self)
 
 
 @dataclass(frozen=True)
@@ -222,10 +238,12 @@ def read_config(path: str | PathLike) -> LexiconConfig:
 
 
 def load_source(spec: SourceSpec, *, strict: bool | None = None) -> LoadResult:
-    """Run the loader for ``spec`` (``strict`` overrides the spec's own setting when given)."""
+    """Run the loader for ``spec`` (``strict`` overrides the spec's own setting when given); a source without
+    ``label`` gets its loader's default (疾病和诊断 for ICD-10 files, 手术 for ICD-9-CM-3)."""
     loader = LOADERS[spec.kind]
-    return loader(spec.path, source=spec.name, label=spec.label,
-                  strict=spec.strict if strict is None else strict, **dict(spec.options))
+    label = {} if spec.label is None else {"label": spec.label}
+    return loader(spec.path, source=spec.name, strict=spec.strict if strict is None else strict, **label,
+                  **dict(spec.options))
 
 
 def merge(config: LexiconConfig, results: Mapping[str, LoadResult]) -> tuple[list[LexiconEntry], dict[str, Any]]:
@@ -281,6 +299,26 @@ def merge(config: LexiconConfig, results: Mapping[str, LoadResult]) -> tuple[lis
     return list(kept.values()), stats
 
 
+def _refuse_output_over_inputs(out: Path, config: LexiconConfig) -> None:
+    """Refuse an output (or its sidecar) that is the config or one of its sources, or a lexicon that would be its
+    own sidecar: each would be replaced by what is built from it."""
+    if sidecar_path(out) == out:
+        raise ConfigError(f"{out} would be both the lexicon and its JSON sidecar", field="-o",
+                          fix="name the lexicon FILE.tsv (its sidecar is FILE.json)")
+    inputs = [config.path, *(spec.path for spec in config.sources)]
+    for path, option in ((out, "-o"), (sidecar_path(out), "-o (its sidecar)")):
+        refuse_output_over_input(path, inputs, option=option)
+
+
+def _why_empty(result: LoadResult) -> str:
+    """What a load that kept no entry saw: its rows and the kinds of rows refused or skipped."""
+    report = result.report
+    refused = Counter(bad.kind for bad in report.bad)
+    parts = [f"{report.rows} rows"] + [f"{n} {kind}" for kind, n in refused.most_common()]
+    parts += [f"{n} skipped ({reason})" for reason, n in report.skipped.most_common()]
+    return ", ".join(parts)
+
+
 def sidecar_path(out: str | PathLike) -> Path:
     """``lexicon_zh.tsv`` -> ``lexicon_zh.json``."""
     return Path(out).with_suffix(".json")
@@ -294,6 +332,8 @@ def build_lexicon(config_path: str | PathLike, out: str | PathLike | None = None
     :class:`LexiconError` for unreadable sources or (strict) bad rows.
     """
     config = read_config(config_path)
+    if out is not None:
+        _refuse_output_over_inputs(Path(out), config)
     results: dict[str, LoadResult] = {}
     missing: list[str] = []
     for i, spec in enumerate(config.sources):
@@ -306,6 +346,11 @@ def build_lexicon(config_path: str | PathLike, out: str | PathLike | None = None
                               fix="fix the path, set MEDNER_SHARED to the shared data folder, or mark the "
                                   "source `optional: true`")
         results[spec.name] = load_source(spec, strict=strict)
+        if not results[spec.name].entries:
+            raise LexiconError(f"source {spec.name!r} gave no entries ({_why_empty(results[spec.name])})",
+                               where=str(spec.path), field=f"sources[{i}]",
+                               fix="check its kind, label, columns and encoding (`-vv` lists the rows refused), or "
+                                   "remove it from the config")
     entries, stats = merge(config, results)
     body, n = render(entries)
     fp = fingerprint_of(body)
@@ -337,6 +382,6 @@ def build_lexicon(config_path: str | PathLike, out: str | PathLike | None = None
         if written != fp:  # pragma: no cover - render() is deterministic
             raise LexiconError("fingerprint changed while writing", where=str(out_path))
         side = sidecar_path(out_path)
-        side.write_text(json.dumps(sidecar, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        atomic_write_text(side, json.dumps(sidecar, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
         log.info("wrote %s (%d entries, %s) and %s", out_path, n, fp[:19], side.name)
     return BuildResult(entries=entries, fingerprint=fp, sidecar=sidecar, path=out_path)

@@ -19,8 +19,9 @@ extension ``xddd`` / ``xdddd`` (``00.0100``, ``01.6x00``, ``00.0200x001``, ``86.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["CODE_SYSTEMS", "code_pattern", "is_valid_code", "dotted_icd10"]
+__all__ = ["CODE_SYSTEMS", "code_pattern", "is_valid_code", "dotted_icd10", "normalise_code"]
 
 _ICD10_ONE = r"[A-Z]\d{2}(?:\.(?:\d{1,5}|[xX]\d{0,3})|xx\d{2,3}|\d)?(?:x\d{3,4})?(?:[A-Z]\d?)?"
 _ICD10 = (rf"(?:{_ICD10_ONE}[†+*]?"
@@ -36,6 +37,7 @@ CODE_SYSTEMS: dict[str, re.Pattern[str] | None] = {
 }
 
 _WHO_UNDOTTED = re.compile(r"([A-Z]\d{2})(\d{1,2})([†+*]?)")
+_DAGGER_PAIR = re.compile(rf"({_ICD10_ONE})†({_ICD10_ONE}\*)")
 
 
 def code_pattern(system: str, custom: str | None = None) -> re.Pattern[str] | None:
@@ -62,3 +64,17 @@ def dotted_icd10(code: str) -> str:
     """``J155`` -> ``J15.5``, ``A000`` -> ``A00.0``; codes already dotted or of 3 characters are unchanged."""
     m = _WHO_UNDOTTED.fullmatch(code)
     return f"{m.group(1)}.{m.group(2)}{m.group(3)}" if m else code
+
+
+def normalise_code(code: str, system: str) -> str:
+    """A code as the patterns expect it: full-width characters folded (``Ａ01.0`` -> ``A01.0``), spaces dropped;
+    for ICD-10 also a lower-case first letter raised (``a00.0``), a dagger/asterisk pair written as the others are
+    (``A17.0†G01*`` -> ``A17.0+G01*``). The WHO undotted form (``A000``) stays: :func:`dotted_icd10` dots it where
+    a source asks for that (``code_format: dotted``)."""
+    code = unicodedata.normalize("NFKC", code).replace(" ", "")
+    if system == "icd10" and code:
+        code = code[0].upper() + code[1:]
+        pair = _DAGGER_PAIR.fullmatch(code)
+        if pair:
+            code = f"{pair.group(1)}+{pair.group(2)}"
+    return code

@@ -63,7 +63,8 @@ class BadRow:
 class LoadReport:
     """Row accounting for one source file (see the module docstring for the invariant)."""
 
-    BAD_KINDS = ("empty_name", "malformed_code", "conflicting_duplicate", "not_a_term", "malformed_row")
+    BAD_KINDS = ("empty_name", "malformed_code", "conflicting_duplicate", "not_a_term", "malformed_row",
+                 "unknown_category")
 
     source: str
     path: str

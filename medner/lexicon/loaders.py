@@ -16,7 +16,8 @@ Kinds (``kind:`` in a lexicon config, see :mod:`medner.lexicon.build`):
     entries and other contexts are skipped and counted.
 ``list``
     one term a line with the label from the config; ``#`` starts a comment; a second column (THUOCL's
-    document frequency) is ignored.
+    document frequency, after a tab or two or more spaces) is ignored; a single space belongs to the term
+    (``维生素B 12``).
 ``tsv``
     the project's own lexicon format (:mod:`medner.lexicon.store`).
 
@@ -41,14 +42,15 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from medner.errors import LexiconError, location
 from medner.lexicon.codes import code_pattern as _code_pattern
-from medner.lexicon.codes import dotted_icd10, is_valid_code
+from medner.lexicon.codes import dotted_icd10, is_valid_code, normalise_code
 from medner.lexicon.entry import BadRow, LexiconEntry, LoadReport, LoadResult
 
 __all__ = [
@@ -124,7 +126,7 @@ class _Collector:
             term_field: str = "name", code_field: str = "code") -> None:
         """Validate one row and keep, merge or reject it."""
         term = clean_term(term)
-        code = clean_term(code) or None
+        code = normalise_code(clean_term(code), self.code_system) or None
         label = label or self.label
         if not term:
             self.bad(line, "empty_name", term_field, "empty name")
@@ -192,12 +194,15 @@ def _headers_found(cells: list[str], known: Iterable[str] = ()) -> str:
     names = set(known)
     shown = [c for c in cells if c in names or _COLUMN_NAME.fullmatch(c)]
     hidden = len(cells) - len(shown)
-    return f"headers found: {shown}" + (f" and {hidden} other cell(s), not shown" if hidden else "")
+    return f"headers found: {shown}" + (f" and {hidden} other cell(s), not shown in case the file holds record text "
+                                        f"(look at its first rows yourself)" if hidden else "")
 
 
 def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | None], where: str,
-                     what: str) -> dict[str, int | None]:
-    """Map logical column names to indices by header name; required names are those not ending in ``?``."""
+                     what: str, given: Collection[str] = ()) -> dict[str, int | None]:
+    """Map logical column names to indices by header name; required names are those not ending in ``?``. For a
+    name whose candidates are the loader's defaults (not in ``given``, the config's `columns`), two candidates
+    present is an error: taking either silently may read the wrong column (``name`` beside ``疾病名称``)."""
     index = {h: i for i, h in reversed(list(enumerate(headers))) if h}
     out: dict[str, int | None] = {}
     missing: list[str] = []
@@ -208,7 +213,12 @@ def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | 
             out[key] = None
             continue
         candidates = [names] if isinstance(names, str) else list(names)
-        found = next((index[n] for n in candidates if n in index), None)
+        present = [n for n in candidates if n in index]
+        if len(present) > 1 and key not in given and f"{key}?" not in given:
+            raise LexiconError(f"{what} has {len(present)} columns that could be the {key} column: "
+                               f"{', '.join(present)}", where=where, field="header",
+                               fix=f"say which with `columns: {{{key}: {present[0]}}}` in the lexicon config")
+        found = index[present[0]] if present else None
         if found is None and not optional:
             missing.append("/".join(candidates))
         out[key] = found
@@ -225,9 +235,10 @@ def _resolve_columns(headers: list[str], wanted: Mapping[str, str | list[str] | 
 def load_xlsx(path: str | PathLike, *, source: str, label: str | None, sheet: str | None,
               columns: Mapping[str, Any], code_system: str, strict: bool = False,
               category_labels: Mapping[str, str | None] | None = None, code_pattern: str | None = None,
-              exclude_codes: str | None = None, **_: Any) -> LoadResult:
+              exclude_codes: str | None = None, given: Collection[str] = (), **_: Any) -> LoadResult:
     """Read a sheet with openpyxl in read-only mode; columns by header name (``name``, ``code``,
-    ``extra_code?``, ``category?``). Row numbers in reports are Excel row numbers (header = its own row).
+    ``extra_code?``, ``category?``; ``given``: those the config named). Row numbers in reports are Excel row
+    numbers (header = its own row).
     """
     import openpyxl  # local import: only xlsx sources need it
 
@@ -251,41 +262,97 @@ def load_xlsx(path: str | PathLike, *, source: str, label: str | None, sheet: st
         where_sheet = f"{path} sheet {worksheet.title}"
         collector = _Collector(f"{path}[{worksheet.title}]", source, label, strict=strict,
                                code_system=code_system, code_regex=code_pattern, exclude_codes=exclude_codes)
-        rows = worksheet.iter_rows(values_only=True)
-        header_row = 0
-        headers: list[str] = []
-        for header_row, values in enumerate(rows, start=1):
-            headers = [clean_term(v) for v in values]
-            if any(headers):
-                break
+        rows = worksheet.iter_rows()  # cells, not values: a numeric code needs its number format
+        header_row, headers = _find_header(rows, columns)
         if not any(headers):
             raise LexiconError("the sheet is empty", where=where_sheet, field="sheet",
                                fix="point `sheet:` at the sheet holding the codes")
-        cols = _resolve_columns(headers, columns, where_sheet, "the header row")
+        cols = _resolve_columns(headers, columns, where_sheet, f"the header row (row {header_row})", given)
         name_i, code_i = cols["name"], cols["code"]
         extra_i, cat_i = cols.get("extra_code"), cols.get("category")
-        for line, values in enumerate(rows, start=header_row + 1):
-            if not any(v not in (None, "") for v in values):
+        unmapped: Counter = Counter()
+        for line, cells in enumerate(rows, start=header_row + 1):
+            if not any(c.value not in (None, "") for c in cells):
                 continue  # blank spreadsheet row: not a row
             collector.row()
 
             def cell(i: int | None) -> str:
-                return clean_term(values[i]) if i is not None and i < len(values) else ""
+                return clean_term(cells[i].value) if i is not None and i < len(cells) else ""
+
+            def code_cell(i: int | None) -> str | None:
+                if i is None or i >= len(cells):
+                    return ""
+                return code_text(cells[i].value, getattr(cells[i], "number_format", None))
 
             row_label = label
             if cat_i is not None and category_labels is not None:
                 category = cell(cat_i)
-                if category in category_labels:
+                if not category:
+                    collector.bad(line, "unknown_category", headers[cat_i],
+                                  "empty category (a merged cell? only its first row holds the value)",
+                                  fix="unmerge and fill the category cells")
+                    continue
+                if category not in category_labels:
+                    unmapped[category] += 1  # keeps the source's label, named below
+                else:
                     row_label = category_labels[category]
                     if row_label is None:
                         collector.skip(f"category {category}")
                         continue
-            code = _xlsx_code(cell(code_i), cell(extra_i))
-            collector.add(line, cell(name_i), code, label=row_label, term_field=headers[name_i],
+            main, extra = code_cell(code_i), code_cell(extra_i)
+            if main is None or extra is None:
+                number = cells[code_i if main is None else extra_i].value
+                collector.bad(line, "malformed_code", headers[code_i if main is None else extra_i],
+                              f"the code cell holds the number {number!r}, which Excel may show otherwise "
+                              f"(38.1 as 38.10)", fix="format the code column as text, or give it a number format "
+                                                      "such as 00.00")
+                continue
+            collector.add(line, cell(name_i), _xlsx_code(main, extra), label=row_label, term_field=headers[name_i],
                           code_field=headers[code_i])
     finally:
         workbook.close()
+    for category, n in unmapped.most_common():
+        log.warning("%s: category %r is not in `category_labels`: its %d rows keep the label %r (map it, or null to "
+                    "skip them)", where_sheet, category, n, label)
     return collector.result()
+
+
+#: how many first rows may hold a title above a sheet's header row
+HEADER_SEARCH_ROWS = 20
+_ZERO_FORMAT = re.compile(r"(0+)(?:\.(0+))?")
+
+
+def _find_header(rows: Iterator[tuple], columns: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """The header row's number and cells: the first of the first :data:`HEADER_SEARCH_ROWS` rows that names every
+    required column (a title row above it is passed over), else the first row with any content."""
+    required = [[names] if isinstance(names, str) else list(names) for key, names in columns.items()
+                if names is not None and not key.endswith("?")]
+    first: tuple[int, list[str]] = (0, [])
+    for number, cells in enumerate(rows, start=1):
+        headers = [clean_term(c.value) for c in cells]
+        if not any(headers):
+            continue
+        if not first[1]:
+            first = (number, headers)
+        if all(any(name in headers for name in names) for names in required):
+            return number, headers
+        if number >= HEADER_SEARCH_ROWS:
+            break
+    return first
+
+
+def code_text(value: Any, number_format: str | None) -> str | None:
+    """A code cell as text. A number is written as Excel shows it under a zero-padded format (``00.00``: 38.1 ->
+    ``38.10``, 1.01 -> ``01.01``), a whole number as such; None for any other number (its digits are ambiguous)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return clean_term(value)
+    zeros = _ZERO_FORMAT.fullmatch(number_format or "")
+    if zeros:
+        decimals = len(zeros.group(2) or "")
+        return f"{value:0{len(zeros.group(1)) + (decimals + 1 if decimals else 0)}.{decimals}f}"
+    if float(value).is_integer():
+        return str(int(value))
+    return None
 
 
 def _xlsx_code(main: str, extra: str) -> str:
@@ -304,7 +371,7 @@ def load_icd10_xlsx(path: str | PathLike, *, source: str = "icd10_xlsx", label: 
     cols = {"name": ["疾病名称", "名称"], "code": ["主要编码", "编码"], "extra_code?": ["附加编码"]}
     cols.update(columns or {})
     return load_xlsx(path, source=source, label=label, sheet=sheet, columns=cols, code_system=code_system,
-                     strict=strict, **kw)
+                     strict=strict, given=set(columns or {}), **kw)
 
 
 def load_icd9cm3_xlsx(path: str | PathLike, *, source: str = "icd9cm3_xlsx", label: str | None = "手术",
@@ -316,7 +383,7 @@ def load_icd9cm3_xlsx(path: str | PathLike, *, source: str = "icd9cm3_xlsx", lab
             "category?": ["类别"]}
     cols.update(columns or {})
     return load_xlsx(path, source=source, label=label, sheet=sheet, columns=cols, code_system=code_system,
-                     strict=strict, **kw)
+                     strict=strict, given=set(columns or {}), **kw)
 
 
 # ---------------------------------------------------------------------------------------------- csv
@@ -379,13 +446,15 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
                            exclude_codes=exclude_codes)
     headers = [clean_term(h) for h in next(reader, [])]
     cols = {**_DEFAULT_CSV_COLUMNS, **(columns or {})}
-    idx = _resolve_columns(headers, cols, location(path, 1), f"the header (delimiter {delimiter!r})")
+    idx = _resolve_columns(headers, cols, location(path, 1), f"the header (delimiter {delimiter!r})", set(columns or {}))
     name_i, code_i = idx["name"], idx["code"]
     for values in reader:
         line = reader.line_num
         if not any(v.strip() for v in values):
             continue
         collector.row()
+        while len(values) > len(headers) and not values[-1].strip():
+            values = values[:-1]  # a trailing delimiter (spreadsheet exports write one): no field
         if len(values) != len(headers):
             collector.bad(line, "malformed_row", "row",
                           f"expected {len(headers)} fields (delimiter {delimiter!r}), got {len(values)}")
@@ -447,28 +516,38 @@ def load_po(path: str | PathLike, *, source: str = "po", label: str | None = "�
 
 
 # --------------------------------------------------------------------------------------------- list
-_TRAILING_NUMBER = re.compile(r"^(.*?\S)\s+\d+(?:\.\d+)?$")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: a frequency after two or more spaces (a space-aligned THUOCL export); one space belongs to the term (维生素B 12)
+_SPACED_NUMBER = re.compile(r"^(.*?\S) {2,}\d+(?:\.\d+)?$")
 
 
 def load_list(path: str | PathLike, *, source: str = "list", label: str | None = None, strict: bool = False,
               encoding: str = "utf-8-sig", **_: Any) -> LoadResult:
-    """One term a line; ``#`` comments and blank lines are not rows; a second column is ignored."""
+    """One term a line; ``#`` comments and blank lines are not rows; a second tab-separated column that is a
+    number (THUOCL's frequency) is ignored, any other is ignored with a warning (the label comes from the config)."""
     path = Path(path)
     text = _read_text(path, encoding)
     collector = _Collector(path, source, label, strict=strict)
     if not label:
         raise LexiconError("a plain term list needs a label", where=str(path), field="label",
                            fix="add `label:` to this source in the lexicon config")
+    other_columns: list[int] = []
     for line, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
         collector.row()
-        term = stripped.split("\t", 1)[0]
-        m = _TRAILING_NUMBER.match(term)
-        if m:
-            term = m.group(1)
+        term, _, rest = stripped.partition("\t")
+        spaced = _SPACED_NUMBER.match(term)
+        if spaced:
+            term = spaced.group(1)
+        if rest.strip() and not _NUMBER.fullmatch(rest.strip()):
+            other_columns.append(line)
         collector.add(line, term, None, term_field="term")
+    if other_columns:
+        log.warning("%s: %d lines have a second column that is not a frequency (the first at line %d); it is ignored: "
+                    "every term takes the label %r (for a label a row, use `kind: tsv` or `csv`)", path,
+                    len(other_columns), other_columns[0], label)
     return collector.result()
 
 
