@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from pathlib import Path
 
@@ -341,3 +342,14 @@ def test_codes_as_hospitals_write_them_are_normalised_not_dropped(tmp_path) -> N
         "霍乱": "A00.0", "伤寒": "A01.0", "结核性脑膜炎": "A17.0+G01*", "古典生物型霍乱": "A000",
         "新生儿破伤风": "A33.x00"}  # the x of a clinical code stays lower case
     assert result.report.bad == []
+
+
+@pytest.mark.parametrize("data,hint", [
+    ("code,name\nA00.0,霍乱\n".encode("utf-16"), "looks like UTF-16: set `encoding: utf-16`"),
+    (b"PK\x03\x04" + b"\xff" * 40, "an .xlsx workbook?"),
+])
+def test_an_undecodable_source_gets_a_hint_for_what_it_looks_like(tmp_path, data, hint) -> None:
+    path = tmp_path / "codes.csv"
+    path.write_bytes(data)
+    with pytest.raises(LexiconError, match=re.escape(hint)):
+        load_csv(path, label="疾病和诊断")

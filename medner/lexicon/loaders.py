@@ -411,7 +411,18 @@ def _read_text(path: Path, encoding: str, field_hint: str = "encoding",
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise LexiconError(f"cannot decode byte {exc.start} as {encoding}", where=location(path, line),
-                           field=field_hint, fix=decode_fix) from None
+                           field=field_hint, fix=_decode_fix(data, encoding, decode_fix)) from None
+
+
+def _decode_fix(data: bytes, encoding: str, default: str) -> str:
+    """What the bytes look like when they do not decode: a workbook, UTF-16, or (the default hint) another codec."""
+    if data.startswith(b"PK\x03\x04"):
+        return "this is a zip file (an .xlsx workbook?): use `kind: icd10_xlsx` or `icd9cm3_xlsx`"
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:200].count(b"\x00") > 20:
+        return "the file looks like UTF-16: set `encoding: utf-16`"
+    if encoding.replace("-", "").lower() in ("gb18030", "gbk", "gb2312"):
+        return "the file is not GB18030 either: convert it to UTF-8, or set its codec in `encoding:`"
+    return default
 
 
 def _sniff_delimiter(text: str, candidates: str = ",\t;|") -> str:
