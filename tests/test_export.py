@@ -345,6 +345,17 @@ def test_bad_exports_are_refused_in_one_line_and_leave_nothing(tiny_run, tiny_co
         assert not out.exists()
     assert main(["export", str(tiny_run), "-o", str(taken)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err and (taken / "keep.txt").exists()
+    holder = tmp_path / "holder"  # a folder holding the run and the data beside it
+    shutil.copytree(tiny_run, holder / "run")
+    (holder / "gold.jsonl").write_text("{}\n")
+    for out, message in ((taken, "holds no earlier medner run: --overwrite deletes only a run's folder"),
+                         (holder, "lies in the output_dir"), (holder / "run" / "adapter", "lies inside the source run"),
+                         (tmp_path / "notes.txt", "exists and is not a folder")):
+        assert main(["export", str(holder / "run"), "-o", str(out), "--overwrite"]) == 2, out
+        err = capsys.readouterr().err
+        assert message in err, (out, err)
+    assert (taken / "keep.txt").exists() and (holder / "gold.jsonl").exists() and wrong_format.exists()
+    shutil.rmtree(holder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "incomplete", "moved", "notes.txt", "small.jsonl",
                                                           "taken"]
 

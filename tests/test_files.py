@@ -43,7 +43,7 @@ def test_a_writer_removes_the_temporary_folders_of_dead_writers_only(tmp_path):
 
 
 def test_overwrite_recognises_a_run_killed_while_publishing_its_first_folder(tmp_path):
-    from medner.training.output_dir import check_output
+    from medner.run.output_dir import check_output
 
     out = tmp_path / "student"
     (out / f".student_init.tmp-{socket.gethostname()}-{2 ** 22 + 1}").mkdir(parents=True)

@@ -12,7 +12,7 @@ from medner.cli import main
 from medner.config import load_config
 from medner.errors import ConfigError, CorpusError
 from medner.training.finetune import finetune
-from medner.training.output_dir import check_output, prepare_output
+from medner.run.output_dir import check_output, prepare_output
 from tiny_model import write_config
 
 WEAK = Path(__file__).parent / "data" / "supervision" / "weak.yaml"

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
-    from medner.training.output_dir import check_output
+    from medner.run.output_dir import check_output
 
     config = load_config(args.config, args.overrides)
     check_output(config.output_dir, resume=args.resume, overwrite=args.overwrite)  # at once, before torch loads

@@ -54,6 +54,7 @@ from medner.model.alignment import token_tags_to_spans
 from medner.model.tagger import Tagger, decode_emissions, tag_probabilities
 from medner.model.windows import collate, token_windows
 from medner.run.directory import EXPORT_DIR, LoadedRun, is_exported, is_run_dir, load_run, read_meta, save_exported
+from medner.run.output_dir import check_output, refuse_inputs_inside
 from medner.run.runtime import EXTRAS, FORMATS, MODEL_FILES, ExportedTagger, require_runtime, runtime_version
 from medner.types import Record
 
@@ -194,9 +195,15 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
                          fix="export the torch run it came from (its fingerprint is in medner_model.json)")
     if out_dir.resolve() == run_dir.resolve():
         raise ConfigError("the export would overwrite its source run", field="-o", fix="write it to a new directory")
+    if run_dir.resolve() in out_dir.resolve().parents:
+        raise ConfigError(f"{out_dir} lies inside the source run {run_dir}", field="-o",
+                          fix="write the export to a directory outside the run")
+    refuse_inputs_inside(out_dir, [("RUN", run_dir)])  # -o a folder holding the run: --overwrite would delete it
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists and is not empty", field="-o",
                           fix="choose a new directory, or add --overwrite to replace it once the export succeeds")
+    if overwrite:
+        check_output(out_dir, overwrite=True)  # --overwrite replaces an earlier run's folder, never anything else
 
 
 def _require_tools(fmt: str, quantize: bool) -> None:

@@ -28,7 +28,7 @@ from medner.files import publish_folder
 from medner.run.directory import LINK_FILE, is_exported, load_run, read_meta, read_run_config
 from medner.training.finetune import check_resumed_config, finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
-from medner.training.output_dir import check_output, prepare_output, refuse_inputs_inside
+from medner.run.output_dir import check_output, prepare_output, refuse_inputs_inside
 from medner.training.records import read_unlabelled, run_inputs, split_train_dev
 from medner.training.soft_targets import check_teachers
 from medner.training.text_sources import check_unlabelled

@@ -53,7 +53,7 @@ from medner.run.directory import (CARD_FILE, is_run_dir, load_head, load_run, re
 from medner.training import checkpoint as ckpt
 from medner.training.adversarial import FGM
 from medner.training.gold_share import gold_share
-from medner.training.output_dir import check_output, prepare_output
+from medner.run.output_dir import check_output, prepare_output
 from medner.training.records import check_run_start, check_start, read_unlabelled, restrict_labels, split_train_dev
 from medner.training.soft_targets import add_soft_targets, load_teachers
 from medner.types import Record
@@ -280,7 +280,7 @@ def clear_earlier_run(out: Path) -> None:
 
 def prepare_run_output(out: str | Path, dist: Dist, *, resume: bool, overwrite: bool) -> Path:
     """The output folder of a run, once for the whole run (all phases): every rank checks it (a non-empty folder
-    is refused unless ``resume`` or ``overwrite``, see :mod:`medner.training.output_dir`), then the main rank
+    is refused unless ``resume`` or ``overwrite``, see :mod:`medner.run.output_dir`), then the main rank
     empties it if need be and creates it."""
     out = Path(out)
     replace = check_output(out, resume=resume, overwrite=overwrite)  # on every rank, before anything changes

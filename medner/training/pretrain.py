@@ -37,7 +37,7 @@ from medner.progress import Progress
 from medner.training import checkpoint as ckpt
 from medner.training.finetune import length_bucketed_batches, optimizer_step, read_metrics, write_metrics
 from medner.training.masking import IGNORE, apply_mask, choose_masked_tokens
-from medner.training.output_dir import check_output, prepare_output, refuse_inputs_inside
+from medner.run.output_dir import check_output, prepare_output, refuse_inputs_inside
 from medner.training.text_sources import collect_texts
 
 log = logging.getLogger(__name__)

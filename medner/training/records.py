@@ -14,7 +14,7 @@ from medner.encoders.loading import check_encoder_name
 from medner.errors import ConfigError, MednerError, ModelError
 from medner.lexicon.store import load_lexicon
 from medner.run.directory import is_exported, read_meta, read_run_config
-from medner.training.output_dir import refuse_inputs_inside
+from medner.run.output_dir import refuse_inputs_inside
 from medner.training.text_sources import check_unlabelled, refuse_test_split, text_key
 from medner.types import Record
 

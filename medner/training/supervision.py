@@ -37,7 +37,7 @@ from medner.run.directory import load_annotator
 from medner.training.auxiliary import auxiliary_labels, read_auxiliary
 from medner.training.gold_share import gold_share
 from medner.training.finetune import finetune, init_distributed, is_published, prepare_run_output
-from medner.training.output_dir import check_output
+from medner.run.output_dir import check_output
 from medner.training.records import check_run_start, read_unlabelled, split_train_dev, without_dev_texts
 from medner.types import Record
 from medner.weak.pipeline import WeakPipeline

@@ -1,4 +1,4 @@
-"""The one rule for training outputs (finetune, its phases, distill, pretrain): a new run never mixes with an old one.
+"""The one rule for run outputs (finetune, its phases, distill, pretrain, export): a new run never mixes with an old one.
 
 A non-empty output folder is refused unless the run resumes it (``--resume``) or replaces it (``--overwrite``),
 which deletes the whole folder first. ``--overwrite`` deletes only a folder that holds an earlier medner run (one
