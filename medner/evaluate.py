@@ -507,12 +507,13 @@ def to_markdown(result: Mapping[str, Any], *, plot: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_base(out: str | PathLike, name: str = "evaluation") -> Path:
+def report_base(out: str | PathLike, name: str = "evaluation", *, create: bool = True) -> Path:
     """``out`` as a report path without suffix: a directory (existing, or given with a trailing slash) ->
-    ``out/<name>``; otherwise ``out`` is the prefix. Parent folders are created."""
+    ``out/<name>``; otherwise ``out`` is the prefix. Parent folders are created unless ``create`` is false."""
     raw = os.fspath(out)
     base = Path(raw) / name if os.path.isdir(raw) or raw.endswith(("/", os.sep)) else Path(raw)
-    base.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        base.parent.mkdir(parents=True, exist_ok=True)
     return base
 
 

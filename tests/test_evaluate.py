@@ -333,6 +333,21 @@ def _cli(*argv):
     return main(["evaluate", *map(str, argv)])
 
 
+def test_cli_refuses_reports_or_errors_over_the_files_it_reads(tmp_path, capsys):
+    import shutil
+
+    gold, pred = tmp_path / "g.json", tmp_path / "pred.jsonl"
+    shutil.copy(DATA / "gold.jsonl", gold)
+    shutil.copy(DATA / "pred.jsonl", pred)
+    before = gold.read_bytes(), pred.read_bytes()
+    for extra in (["-o", tmp_path / "g"], ["--errors", gold], ["--errors", pred]):
+        assert _cli("--gold", gold, "--pred", pred, "--gold-format", "jsonl", *extra) == 2, extra
+        assert "writing it would replace what was read" in capsys.readouterr().err
+    assert (gold.read_bytes(), pred.read_bytes()) == before
+    assert _cli("--gold", gold, "--gold-format", "jsonl", "--compare", pred, pred, "-o", tmp_path / "g") == 2
+    assert pred.read_bytes() == before[1] and sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "pred.jsonl"]
+
+
 def test_cli_json_output(capsys):
     assert _cli("--gold", DATA / "gold.jsonl", "--pred", DATA / "pred.jsonl", "--json") == 0
     result = json.loads(capsys.readouterr().out)

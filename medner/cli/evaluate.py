@@ -7,6 +7,7 @@ import json
 import logging
 
 from medner.errors import ConfigError
+from medner.files import refuse_output_over_input
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           fix="run `medner evaluate --pred` on each system for its errors")
     if args.bootstrap < 1 or not 0 < args.confidence < 1:
         raise ConfigError("--bootstrap must be >= 1 and --confidence in (0, 1)", field="--bootstrap")
+    _refuse_outputs_over_inputs(args)
     label_map = read_label_map(args.label_map)
     gold = list(read_for_scoring(args.gold, args.gold_format, encoding=args.encoding, show_text=args.show_text))
 
@@ -111,3 +113,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_report(result, args.output, plot=not args.no_plot)
     return 0
+
+
+def _refuse_outputs_over_inputs(args: argparse.Namespace) -> None:
+    """No report file (-o PREFIX's .json/.md/.png) nor --errors file may be one of the files read."""
+    from medner.evaluate import report_base  # start-up time: on use only
+
+    inputs = [args.gold, *(args.compare or [args.pred]), *(args.train or []), *(args.label_map or [])]
+    inputs = [path for path in inputs if path]
+    if args.errors:
+        refuse_output_over_input(args.errors, inputs, option="--errors")
+    if args.output:
+        base = report_base(args.output, "comparison" if args.compare else "evaluation", create=False)
+        for suffix in (".json", ".md", ".png"):
+            refuse_output_over_input(base.parent / (base.name + suffix), inputs, option="-o")
