@@ -50,6 +50,8 @@ class AuxiliaryCorpusConfig:
         if self.own_labels and (self.label_map or self.label_map_file):
             raise ConfigError(f"auxiliary corpus `{self.name}`: `own_labels` and a label map exclude each other",
                               fix="keep the corpus's labels (own_labels: true) or map them, not both")
+        if self.limit < 0:
+            raise ConfigError(f"`data.auxiliary[].limit` of `{self.name}` must be >= 0 (0 = all), got {self.limit}")
         if not self.own_labels and not (self.label_map or self.label_map_file):
             raise ConfigError(f"auxiliary corpus `{self.name}` needs `label_map`, `label_map_file` or "
                               "`own_labels: true`", fix="e.g. label_map_file: configs/label_maps/cmeee_to_ccks2019.yaml")
@@ -315,6 +317,17 @@ class TrainConfig:
         if self.warmup_min_steps < 0 or not 0.0 <= self.warmup_ratio <= 1.0:
             raise ConfigError("`train.warmup_ratio` must be in [0, 1] and `train.warmup_min_steps` >= 0, got "
                               f"{self.warmup_ratio} and {self.warmup_min_steps}")
+        _at_least("train", self, 0, "lr_encoder", "lr_head", above=True)
+        _at_least("train", self, 0, "weight_decay", "clip_norm", "patience", "max_steps", "checkpoint_every",
+                  "num_workers")
+
+
+def _at_least(section: str, config: Any, minimum: float, *keys: str, above: bool = False) -> None:
+    """Refuse any of ``keys`` of ``config`` below ``minimum`` (or not above it, with ``above``; NaN always)."""
+    for key in keys:
+        value = getattr(config, key)
+        if not (value > minimum if above else value >= minimum):
+            raise ConfigError(f"`{section}.{key}` must be {'>' if above else '>='} {minimum:g}, got {value}")
 
 
 #: the devices a config may name (whether one is present is decided when a run starts); group 1: N of cuda:N
@@ -396,6 +409,11 @@ class MaskingConfig:
         if self.strategy == "lexicon" and not self.lexicon:
             raise ConfigError("`masking.strategy` is lexicon but `masking.lexicon` is empty",
                               fix="name lexicon TSVs (e.g. lexicons/build/lexicon_zh.tsv), or use strategy span")
+        if self.lexicon and self.strategy != "lexicon":
+            raise ConfigError(f"`masking.lexicon` is set but `masking.strategy` is {self.strategy}: it would be unused",
+                              fix="use strategy lexicon, or remove `masking.lexicon`")
+        if not 0.0 <= self.lexicon_share <= 1.0:
+            raise ConfigError(f"`masking.lexicon_share` must be in [0, 1], got {self.lexicon_share}")
 
 
 @dataclass
@@ -421,6 +439,11 @@ class PretrainTrainConfig:
                 raise ConfigError(f"`train.{key}` must be >= 1, got {getattr(self, key)}")
         if self.max_tokens < 16:
             raise ConfigError(f"`train.max_tokens` must be >= 16, got {self.max_tokens}")
+        _at_least("train", self, 0, "lr", above=True)
+        _at_least("train", self, 0, "max_steps", "weight_decay", "clip_norm", "checkpoint_every", "log_every",
+                  "heldout_sequences")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ConfigError(f"`train.warmup_ratio` must be in [0, 1], got {self.warmup_ratio}")
 
 
 @dataclass

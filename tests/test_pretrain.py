@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -372,3 +373,41 @@ def test_too_few_texts_for_a_held_out_loss_write_strict_json(tmp_path, tiny_corp
     assert "too few to hold any aside, so no held-out loss is measured" in caplog.text
     for line in (out / "metrics.jsonl").read_text().splitlines():  # null, not NaN (which no strict reader takes)
         assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
+
+
+def test_bad_pretraining_input_is_refused_before_the_earlier_encoder_is_touched(tmp_path, tiny_corpus, capsys):
+    """--overwrite deletes the earlier encoder only once the encoder, sources and settings are checked; --resume
+    writes only into a pretraining run; a corpus read as plain lines, or one both trained on and excluded, is
+    refused; a `lines` source is decoded as corpus files are."""
+    from medner.cli import main
+
+    config = _config(tmp_path, tiny_corpus, epochs=1)
+    earlier = tmp_path / "enc"
+    earlier.mkdir()
+    (earlier / "pretrain_config.yaml").write_text("earlier\n")  # an earlier pretraining run's folder
+    notmodel = tmp_path / "notmodel"
+    notmodel.mkdir()
+    (notmodel / "notes.txt").write_text("x")
+    for sets, message in ((["encoder.name=" + str(notmodel)], "not a model directory"),
+                          (["train.max_tokens=1000"], "the encoder has 514 positions"),
+                          (["train.lr=-1"], "`train.lr` must be > 0"),
+                          (["train.heldout_sequences=-5"], "`train.heldout_sequences` must be >= 0"),
+                          (["masking.lexicon=[x.tsv]"], "`masking.lexicon` is set but `masking.strategy` is span")):
+        assert main(["pretrain", str(config), "--overwrite", *[a for s in sets for a in ("--set", s)]]) == 2, sets
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (sets, err)
+        assert (earlier / "pretrain_config.yaml").read_text() == "earlier\n"
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_corpus / "encoder", foreign)
+    assert main(["pretrain", str(config), "--resume", "--set", f"output_dir={foreign}"]) == 2
+    assert "holds no pretraining run to resume" in capsys.readouterr().err
+    tree = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for sources, message in (([{"path": str(tiny_corpus / "train.jsonl")}], "these lines are corpus records"),
+                             ([{"path": str(tiny_corpus / "dev.jsonl"), "format": "jsonl"}], "is both a source and excl")):
+        config.write_text(yaml.safe_dump({**tree, "sources": sources}, allow_unicode=True), encoding="utf-8")
+        assert main(["pretrain", str(config), "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("患者因胃癌入院。\n右肺呼吸音清。\n".encode("gb18030"))
+    source = TextSourceConfig(path=str(gbk), format="lines", encoding="gb18030")
+    assert read_source(source).texts == ["患者因胃癌入院。", "右肺呼吸音清。"]

