@@ -99,7 +99,10 @@ def test_dev_scores_of_an_auxiliary_phase_leave_out_the_auxiliary_labels():
 
 
 def test_label_map_errors_come_before_any_training(tiny_corpus, other_corpus, tmp_path, captured):
-    for label_map, message in (({"dis": "疾病"}, "not a target label"), ({"disease": "疾病和诊断"}, "never uses")):
+    for label_map, message in (({"dis": "疾病"}, "not a target label"),
+                               ({"dis": "疾病和诊断", "dru": "药物"}, "does not say what becomes of 'sym'"),
+                               ({"disease": "疾病和诊断", "dis": None, "sym": None, "dru": None}, "never uses"),
+                               ({"dis": None, "sym": None, "dru": None}, "no span is left after its label map")):
         config = load_config(write_config(tmp_path, tiny_corpus), [
             f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, label_map=label_map)])
         with pytest.raises(ConfigError, match=message):

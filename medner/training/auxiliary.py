@@ -50,7 +50,12 @@ def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, enco
             spans = []
             for span in record.spans:
                 seen[span.label] += 1
-                label = f"{aux.name}:{span.label}" if aux.own_labels else mapping.get(span.label)
+                if not aux.own_labels and span.label not in mapping:
+                    raise ConfigError(f"auxiliary corpus `{aux.name}`: its label map does not say what becomes of "
+                                      f"{span.label!r} (map names {sorted(mapping)})", where=path,
+                                      field="data.auxiliary", fix=f"map {span.label!r} onto a target label, or to null "
+                                                                  "to drop its spans")
+                label = f"{aux.name}:{span.label}" if aux.own_labels else mapping[span.label]
                 if label is None:
                     dropped[span.label] += 1
                     continue
@@ -60,7 +65,7 @@ def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, enco
                 break
         if len(records) == before:  # every record skipped: the wrong format, most likely
             raise CorpusError(f"auxiliary corpus `{aux.name}`: no record could be read as {aux.format}", where=path,
-                              field="data.auxiliary", fix="check the corpus's `format` (`medner corpus formats` "
+                              field="data.auxiliary", fix="check the corpus's `format` (`medner corpus stats --help` "
                                                           "lists them) and its file")
         if aux.limit and len(records) >= aux.limit:
             break
@@ -69,8 +74,13 @@ def read_auxiliary(aux: AuxiliaryCorpusConfig, target_labels: list[str], *, enco
         raise ConfigError(f"auxiliary corpus `{aux.name}`: its label map names {never[0]!r}, a label the corpus never "
                           f"uses (it uses {sorted(seen)})", field="data.auxiliary",
                           fix="fix the map's source labels, or check `format`")
-    log.info("auxiliary corpus %s: %d records, %d spans kept, dropped by label: %s", aux.name, len(records),
-             sum(seen.values()) - sum(dropped.values()), dict(dropped) or "none")
+    kept = sum(seen.values()) - sum(dropped.values())
+    if not kept:
+        raise ConfigError(f"auxiliary corpus `{aux.name}`: no span is left after its label map (dropped by label: "
+                          f"{dict(dropped) or 'none'}): it would teach that its texts hold no entity",
+                          field="data.auxiliary", fix="map at least one of its labels onto a target label")
+    log.info("auxiliary corpus %s: %d records, %d spans kept, dropped by label: %s", aux.name, len(records), kept,
+             dict(dropped) or "none")
     return records
 
 
