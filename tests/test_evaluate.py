@@ -348,6 +348,17 @@ def test_cli_refuses_reports_or_errors_over_the_files_it_reads(tmp_path, capsys)
     assert pred.read_bytes() == before[1] and sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "pred.jsonl"]
 
 
+def test_cli_refuses_to_score_against_a_gold_without_spans(tmp_path, capsys):
+    unlabelled = tmp_path / "u.jsonl"
+    unlabelled.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n" for r in
+                                  map(json.loads, (DATA / "gold.jsonl").read_text(encoding="utf-8").splitlines())),
+                          encoding="utf-8")
+    assert _cli("--gold", unlabelled, "--pred", DATA / "pred.jsonl") == 2
+    assert "the gold has no span to score against" in capsys.readouterr().err
+    assert _cli("--gold", unlabelled, "--compare", DATA / "pred.jsonl", DATA / "pred.jsonl") == 2  # no traceback
+    assert "the gold has no span" in capsys.readouterr().err
+
+
 def test_cli_json_output(capsys):
     assert _cli("--gold", DATA / "gold.jsonl", "--pred", DATA / "pred.jsonl", "--json") == 0
     result = json.loads(capsys.readouterr().out)

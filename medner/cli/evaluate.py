@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from medner.errors import ConfigError
+from medner.errors import ConfigError, CorpusError
 from medner.files import refuse_output_over_input
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     def paired(path: str):
         pred = read_for_scoring(path, args.pred_format, encoding=args.encoding, show_text=args.show_text)
-        return pair_records(gold, pred, on_missing="empty" if args.allow_missing else "raise",
-                            gold_where=args.gold, pred_where=path, label_map=label_map)
+        pairs = pair_records(gold, pred, on_missing="empty" if args.allow_missing else "raise",
+                             gold_where=args.gold, pred_where=path, label_map=label_map)
+        if not pairs.gold_labels:  # every figure would be 0 over nothing
+            raise CorpusError("the gold has no span to score against" + (" after --label-map" if label_map else ""),
+                              where=args.gold, field="--gold",
+                              fix="give an annotated gold file (not an unlabelled one)" +
+                                  (", and a --label-map that keeps its labels" if label_map else ""))
+        return pairs
 
     if args.compare:
         a, b = (paired(path) for path in args.compare)
