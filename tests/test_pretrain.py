@@ -80,19 +80,22 @@ def test_sources_drop_last_exclude_and_deduplicate(tmp_path):
     assert prov["texts_excluded"] == 1 and prov["duplicates_dropped"] == 1 and prov["chars"] == 3
 
 
-@pytest.mark.parametrize("name", ["test.json", "CMeEE-V2_test.json", "test1_unlabeled.txt", "test/notes.txt"])
+@pytest.mark.parametrize("name", ["test.json", "CMeEE-V2_test.json", "test1_unlabeled.txt", "test/notes.txt",
+                                  "testA.json", "TestSet.txt", "测试集.txt", "testB/notes.txt", "test_data/notes.txt",
+                                  "test_a/notes.txt"])
 def test_a_test_split_is_refused_by_name(tmp_path, name):
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     _lines(path, ["患者因胃癌入院。"])
-    part = "test/" if name.startswith("test/") else name
+    part = name.split("/")[0] + "/" if "/" in name else name
     with pytest.raises(ConfigError, match=f"test split \\('{part}' in its path\\)"):
         read_source(TextSourceConfig(str(path)))
     assert read_source(TextSourceConfig(str(path), not_a_test_split=True)).texts == ["患者因胃癌入院。"]
 
 
-def test_latest_is_not_a_test_split(tmp_path):
-    assert read_source(TextSourceConfig(str(_lines(tmp_path / "latest_notes.txt", ["x"])))).texts == ["x"]
+@pytest.mark.parametrize("name", ["latest_notes.txt", "contest.txt", "attestation.txt", "testing_notes.txt"])
+def test_words_holding_test_are_not_test_splits(tmp_path, name):
+    assert read_source(TextSourceConfig(str(_lines(tmp_path / name, ["x"])))).texts == ["x"]
 
 
 def test_missing_and_misformatted_sources_fail_before_any_work(tmp_path):

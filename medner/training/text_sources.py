@@ -19,9 +19,10 @@ from medner.errors import ConfigError, CorpusError
 
 log = logging.getLogger(__name__)
 
-# names of held-out splits: files test.json, CMeEE-V2_test.json, test1_unlabeled.txt; folders test/, test2/
-TEST_FILE = re.compile(r"(^|[^a-z])test(\d*)([^a-z]|$)", re.IGNORECASE)
-TEST_FOLDER = re.compile(r"test\d*|test[_-]?set", re.IGNORECASE)
+# names of held-out splits: files test.json, CMeEE-V2_test.json, test1_unlabeled.txt, testA.json, TestSet.txt,
+# 测试集.txt; folders test/, test2/, testB/, test_a/, test_set/, test_data/, 测试集/
+TEST_FILE = re.compile(r"(^|[^a-z])test(\d*|[a-z]|[_-]?(set|data|split)s?)([^a-z]|$)|测试", re.IGNORECASE)
+TEST_FOLDER = re.compile(r"test(\d*|[_-]?[a-z\d]|[_-]?(set|data|split)s?)|.*测试.*", re.IGNORECASE)
 
 
 @dataclass
