@@ -824,6 +824,22 @@ class _ConfigLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(node) -> expanded size; nodes live as long as the loader
         self._open: set[str] = set()  # anchors of the collections being composed
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """Refuse a key written twice in one mapping (YAML keeps the last silently: a label map's second line for
+        one label would win unseen); keys merged in with ``<<`` may be overridden, as YAML means them to be."""
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise ConfigError(f"key {key!r} is written twice in one mapping (lines {lines[key]} and {line}); "
+                                  "YAML would keep the last one silently", where=f"{self._where}:{line}",
+                                  fix="keep one of them")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):

@@ -275,3 +275,12 @@ def test_an_error_from_an_override_names_the_override_not_the_file(tmp_path):
     write(tmp_path, "data: {train: [x.jsonl]}\ntrain: {epoch: 3}\n")  # the file's own mistake: the file is named
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: unknown key `train.epoch`"):
         load_config(path, ["train.epochs=2"])
+
+
+def test_a_key_written_twice_is_refused_but_a_merge_may_override(tmp_path):
+    from medner.config import parse_yaml
+
+    with pytest.raises(ConfigError, match=r"c.yaml:3: key 'dis' is written twice in one mapping \(lines 2 and 3\)"):
+        parse_yaml("label_map:\n  dis: 疾病和诊断\n  dis: 药物\n", "c.yaml")
+    tree = parse_yaml("base: &b {epochs: 3, lr: 1}\ntrain:\n  <<: *b\n  epochs: 5\n", "c.yaml")
+    assert tree["train"] == {"epochs": 5, "lr": 1}
