@@ -81,6 +81,11 @@ class DataConfig:
         _one_of("data.scheme", self.scheme, ("BIO", "BIOES"))
         if not 0.0 <= self.dev_fraction < 1.0:
             raise ConfigError(f"`data.dev_fraction` must be in [0, 1), got {self.dev_fraction}")
+        names = [aux.name for aux in self.auxiliary]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"two auxiliary corpora are named {twice[0]!r}: their record ids and own labels would "
+                              "collide", field="data.auxiliary", fix="give each corpus its own `name`")
 
 
 @dataclass

@@ -108,6 +108,14 @@ def test_label_map_errors_come_before_any_training(tiny_corpus, other_corpus, tm
         with pytest.raises(ConfigError, match=message):
             sup.run_phases(config, progress=False)
     assert captured == []
+    with pytest.raises(ConfigError, match="label map file not found"):
+        sup.run_phases(load_config(write_config(tmp_path, tiny_corpus), [
+            f"data.labels=[{', '.join(LABELS)}]", _aux(other_corpus, label_map_file=str(tmp_path / "gone.yaml"))]),
+            progress=False)
+    twice = yaml.safe_load(_aux(other_corpus, own_labels=True).split("=", 1)[1])
+    with pytest.raises(ConfigError, match="two auxiliary corpora are named 'other'"):
+        load_config(write_config(tmp_path, tiny_corpus), ["data.auxiliary=" + yaml.safe_dump(
+            twice * 2, default_flow_style=True, allow_unicode=True).strip()])
     with pytest.raises(ConfigError, match="needs `label_map`"):
         load_config(write_config(tmp_path, tiny_corpus), [_aux(other_corpus)])
     with pytest.raises(ConfigError, match="needs `data.labels`"):

@@ -222,8 +222,13 @@ def _check_records(run: LoadedRun, calibrate, corpus_format: str, encoding: str 
     Without ``calibrate`` (fp32 only): the run's own corpus, its dev files or else its training files, as its
     config names them (an fp32 export is checked for numerical agreement, which any typical text shows)."""
     if calibrate is not None:
-        records = [r for r in read_corpus(calibrate, format=corpus_format, encoding=encoding, on_error="raise")
-                   if r.text.strip()]
+        try:
+            records = [r for r in read_corpus(calibrate, format=corpus_format, encoding=encoding, on_error="raise")
+                       if r.text.strip()]
+        except CorpusError as exc:  # the reader's fix names options of other commands
+            raise CorpusError(exc.message, where=exc.where, field="--calibrate",
+                              fix=f"correct the file, or name its corpus format with --calibrate-format (now "
+                                  f"{corpus_format})") from None
         return records, f"{Path(calibrate).name} ({corpus_format}, {len(records)} records)"
     data = run.config.data
     paths = data.dev or data.train

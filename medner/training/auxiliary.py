@@ -24,6 +24,10 @@ def label_map_of(aux: AuxiliaryCorpusConfig) -> dict[str, str | None]:
     """The corpus's label map: `label_map`, over the map read from `label_map_file` (key `label_map`)."""
     mapping: dict[str, str | None] = {}
     if aux.label_map_file:
+        if not Path(aux.label_map_file).is_file():
+            raise ConfigError(f"auxiliary corpus `{aux.name}`: label map file not found", where=aux.label_map_file,
+                              field="data.auxiliary[].label_map_file", fix="check the path (configs/label_maps/ "
+                                                                          "holds the shipped maps)")
         tree = read_yaml(aux.label_map_file)
         if not isinstance(tree, dict) or not isinstance(tree.get("label_map"), dict):
             raise ConfigError("expected a mapping with `label_map: {source label: target label or null}`",
