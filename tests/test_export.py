@@ -362,9 +362,9 @@ def test_bad_exports_are_refused_in_one_line_and_leave_nothing(tiny_run, tiny_co
 
 def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_path, capsys):
     require("onnx", "int8")
-    previous = tmp_path / "previous"
+    previous = tmp_path / "previous"  # an earlier export (--overwrite replaces only a run's folder)
     previous.mkdir()
-    (previous / "marker").write_text("the last good export")
+    (previous / META_FILE).write_text("the last good export")
     rc = main(["export", str(tiny_run), "-o", str(previous), "--format", "onnx", "--quantize", "int8", "--calibrate",
                str(tiny_corpus / "train.jsonl"), "--max-kl", "1e-15", "--max-fp32-layers", "1", "--overwrite",
                "--threads", "1"])
@@ -372,7 +372,7 @@ def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_pa
     assert rc == 2
     assert err[-1].startswith("medner: error:") and "export refused" in err[-1] and "exceeds --max-kl 1e-15" in err[-1]
     assert "kept fp32" in err[-1]  # the most sensitive layer was kept fp32 first, and still the gate failed
-    assert (previous / "marker").exists() and not (previous / META_FILE).exists()  # --overwrite waits for success
+    assert (previous / META_FILE).read_text() == "the last good export"  # --overwrite waits for success
     assert sorted(p.name for p in tmp_path.iterdir()) == ["previous"]
 
 

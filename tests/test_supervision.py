@@ -10,7 +10,7 @@ import pytest
 import medner.training.supervision as sup
 from medner.config import load_config
 from medner.corpus import read_corpus, write_jsonl
-from medner.errors import ConfigError
+from medner.errors import ConfigError, CorpusError
 from medner.run.directory import update_meta
 from medner.training.finetune import finetune
 from medner.training.supervision import run_phases, weak_label
@@ -446,10 +446,17 @@ def test_a_link_lexicon_that_is_missing_or_no_lexicon_is_refused_before_training
 def test_training_records_without_spans_are_refused_and_labels_without_spans_named(tiny_corpus, tmp_path, caplog):
     """A wrong `data.format` can read every record without its annotations: nothing to learn, refused before
     training; a `data.labels` entry no training span has (a misspelling) and the labels it drops are named."""
-    config = load_config(write_config(tmp_path, tiny_corpus), ["data.format=chip"])  # jsonl read as CHIP
+    texts = tmp_path / "texts.txt"  # the records' texts alone: CHIP lines without spans
+    texts.write_text("".join(json.loads(line)["text"] + "\n" for line in
+                             (tiny_corpus / "train.jsonl").read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    config = load_config(write_config(tmp_path, tiny_corpus), ["data.format=chip", f"data.train=[{texts}]",
+                                                               f"data.dev=[{texts}]"])
     with pytest.raises(ConfigError, match="training records hold no span.*`data.format: chip`"):
         finetune(config, progress=False)
     assert not Path(config.output_dir).exists()
+    jsonl_as_chip = load_config(write_config(tmp_path, tiny_corpus), ["data.format=chip"])
+    with pytest.raises(CorpusError, match="this line is JSON"):  # refused still earlier, at its first line
+        finetune(jsonl_as_chip, progress=False)
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=1),
                          ["data.labels=[疾病和诊断, 药物, 解剖部讼]", "train.max_steps=1"])  # 讼 for 位
     finetune(config, progress=False)

@@ -165,7 +165,7 @@ def test_cli_label_and_report_can_skip_malformed_records(tmp_path, capsys) -> No
                       '"end": 1, "label": "x"}]}\n', encoding="utf-8")
     out = tmp_path / "weak.jsonl"
     assert main(["weak", "label", "--config", str(CONFIG), str(corpus), "--format", "jsonl", "-o", str(out)]) == 2
-    assert "on_error=skip" in capsys.readouterr().err and not out.exists()
+    assert "--on-error skip" in capsys.readouterr().err and not out.exists()
     assert main(["weak", "label", "--config", str(CONFIG), str(corpus), "--format", "jsonl", "-o", str(out),
                  "--on-error", "skip"]) == 0
     assert len(out.read_text(encoding="utf-8").splitlines()) == 6  # the bad span is dropped, its record labelled
