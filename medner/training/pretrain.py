@@ -125,7 +125,7 @@ class MaskedBatches:
         return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
 
 
-def check_max_tokens(encoder_dir: Path, max_tokens: int) -> None:
+def check_encoder_dir(encoder_dir: Path, max_tokens: int) -> None:
     """Refuse an encoder directory without a model config or weights, or sequences longer than its positions."""
     try:
         hf_config = AutoConfig.from_pretrained(str(encoder_dir))
@@ -247,7 +247,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)
     encoder_dir = resolve_encoder_dir(config.encoder, prune_texts=texts)  # the encoder cache, not output_dir
-    check_max_tokens(encoder_dir, config.train.max_tokens)
+    check_encoder_dir(encoder_dir, config.train.max_tokens)
     tokenizer = load_tokenizer(encoder_dir)
     # every input read and checked: now --overwrite may delete the earlier encoder
     prepare_output(out, resume=resume, overwrite=overwrite)
