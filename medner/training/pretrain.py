@@ -269,7 +269,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     model = load_masked_lm(encoder_dir, config.encoder.hidden_dropout)
     if tokenizer.mask_token is None:  # an encoder trained without masking: give it a mask token to learn
         tokenizer.add_special_tokens({"mask_token": "<mask>"})
-        model.resize_token_embeddings(len(tokenizer))
+        with quiet_transformers():  # its notice on how new rows are drawn; the info line below says what happened
+            model.resize_token_embeddings(len(tokenizer))
         log.info("tokenizer: added a <mask> token (id %d)", tokenizer.mask_token_id)
     model.to(device)
     batches = MaskedBatches(sequences, tokenizer, config)
