@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from medner.corpus.lines import check_path, decode_text, note_empty
-from medner.corpus.validate import Checker, RecordProblem, SpanProblem, name_of
+from medner.corpus.validate import SKIP_FIX, Checker, RecordProblem, SpanProblem, name_of
 from medner.errors import CorpusError, location
 from medner.types import Record
 
@@ -94,7 +94,7 @@ def _text_bound(line: str, text: str, where: str, checker: Checker):
         raise SpanProblem(f"discontinuous span ({shown}) of {name_of(fields[0], checker.show_text, _ID)} is not "
                           "supported",
                           kind="discontinuous", where=where, field="T",
-                          fix="merge or split the fragments in the .ann, or skip it with --on-error skip (`on_error: skip` in a config)")
+                          fix=f"merge or split the fragments in the .ann, or {SKIP_FIX}")
     parts = offsets.split()
     if len(parts) != 2:
         raise SpanProblem(f"expected `start end`, got {len(parts)} offset field(s)", kind="bad_span", where=where,

@@ -2,7 +2,8 @@
 
 Fields inside a span block are separated by spaces or tabs; ``end`` is inclusive. Nested and
 overlapping spans are kept. A line without ``|||`` (the unlabelled test files) is a record with no
-spans, unless it is a JSON record or a ``character tag`` pair: a file of another format, refused. Record id: ``<file stem>:<line>``. CRLF line ends are removed, the text is otherwise untouched.
+spans, unless it is a JSON record or a ``character tag`` pair: a file of another format, refused. Record id:
+``<file stem>:<line>``. CRLF line ends are removed, the text is otherwise untouched.
 
 The released ``train_data.txt`` holds two spans with start > end (lines 6052 and 6422): the default
 ``on_error="raise"`` stops at line 6052; read it with ``on_error="skip"`` (``--on-error skip``) to drop

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from medner.corpus.validate import Checker, RecordProblem
+from medner.corpus.validate import SKIP_FIX, Checker, RecordProblem
 from medner.decoding import AUTO, DecodeFailure, detect_and_decode, detect_stream_encoding
 from medner.errors import CorpusError, location
 from medner.types import Record
@@ -126,7 +126,7 @@ def parse_json_line(line: str, where: str, *, hint: str | None = None):
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        fix = hint or "repair the line (is it truncated?) or skip it with --on-error skip (`on_error: skip` in a config)"
+        fix = hint or f"repair the line (is it truncated?) or {SKIP_FIX}"
         raise RecordProblem(f"invalid JSON: {exc.msg} at column {exc.colno}", kind="bad_json", where=where,
                             fix=fix) from None
 

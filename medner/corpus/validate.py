@@ -22,6 +22,8 @@ from medner.types import Span
 logger = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
+#: how a malformed span or record may be passed over, the end of its fix
+SKIP_FIX = "skip it with --on-error skip (`on_error: skip` in a config)"
 MAX_EXAMPLES = 5
 _EXCERPT = 8  # characters of record text allowed in a message
 _INT = re.compile(r"-?[0-9]+")
@@ -169,7 +171,7 @@ class Checker:
         if s >= stop:
             raise SpanProblem(f"expected {s_name} {rel} {e_name}, got {s_name}={s}, {e_name}={e}",
                               kind="start_not_before_end", where=where, field=e_name,
-                              fix="correct or remove this span, or skip it with --on-error skip (`on_error: skip` in a config)")
+                              fix=f"correct or remove this span, or {SKIP_FIX}")
         if stop > len(text):
             limit = len(text) - 1 if inclusive else len(text)
             raise SpanProblem(f"expected {e_name} <= {limit} (text length {len(text)}), got {e}",
@@ -192,7 +194,7 @@ class Checker:
                                  f"{mention_field} ({_size(mention)}, {digest(mention)})")
                     raise SpanProblem(f"mention mismatch: {found}{_shift_hint(text, mention, s)}",
                                       kind="mention_mismatch", where=where, field=mention_field,
-                                      fix="correct the offsets or the mention, or skip it with --on-error skip (`on_error: skip` in a config)")
+                                      fix=f"correct the offsets or the mention, or {SKIP_FIX}")
         if text[s].isspace() or text[stop - 1].isspace():
             self.report.whitespace_edge_spans += 1
         return Span(s, stop, label)

@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
 # no letter at all ("21", "8-11", "Ⅲ") or only Roman numerals ("II", "IV"): list noise, not a term
 _NOT_A_TERM = re.compile(r"^(?:[\d\W_\u2160-\u217f]*|[IVXivx]+)$")
-_LENIENT_FIX = "correct the row, or set `strict: false` for this source to skip bad rows"
+#: how a bad row may be passed over, for a source of a build config (a lexicon file read strictly has its own)
+LENIENT = "set `strict: false` for this source to skip such rows"
 
 
 def clean_term(value: Any) -> str:
@@ -90,10 +91,11 @@ class _Collector:
 
     def __init__(self, path: str | PathLike, source: str, label: str | None, *, strict: bool,
                  code_system: str = "none", code_regex: str | None = None, require_code: bool = False,
-                 exclude_codes: str | None = None) -> None:
+                 exclude_codes: str | None = None, lenient: str = LENIENT) -> None:
         self.path = str(path)
         self.label = label
         self.strict = strict
+        self.lenient = lenient  # the second half of a bad row's fix: how to pass it over
         self.require_code = require_code
         try:
             self.pattern = _code_pattern(code_system, code_regex)
@@ -116,10 +118,10 @@ class _Collector:
     def skip(self, reason: str) -> None:
         self.report.skipped[reason] += 1
 
-    def bad(self, line: int | None, kind: str, field: str, message: str, fix: str = _LENIENT_FIX) -> None:
+    def bad(self, line: int | None, kind: str, field: str, message: str, fix: str = "correct the row") -> None:
         where = location(self.path, line)
         if self.strict:
-            raise LexiconError(message, where=where, field=field, fix=fix)
+            raise LexiconError(message, where=where, field=field, fix=f"{fix}, or {self.lenient}")
         self.report.bad.append(BadRow(where=where, kind=kind, field=field, message=message))
 
     def add(self, line: int | None, term: Any, code: Any, *, label: str | None = None, canonical: str = "",
@@ -136,7 +138,7 @@ class _Collector:
             return
         if _NOT_A_TERM.match(term):
             self.bad(line, "not_a_term", term_field, f"{term[:20]!r} has no letters (a number, numeral or mark)",
-                     fix="remove the row, or set `strict: false` to skip such rows")
+                     fix="remove the row")
             return
         if code is None and self.require_code:
             self.bad(line, "malformed_code", code_field, f"missing code for {term[:20]!r}")
@@ -174,8 +176,7 @@ class _Collector:
             return
         self.bad(line, "conflicting_duplicate", code_field,
                  f"{term[:20]!r} has code {code!r} here but {kept.code!r} in an earlier row",
-                 fix="give the term one code (or mark one row as an alias), or set `strict: false` "
-                     "to keep the first row")
+                 fix="give the term one code (or mark one row as an alias)")
 
     def result(self, level: int = logging.INFO) -> LoadResult:
         self.report.loaded = len(self._entries)
@@ -608,15 +609,17 @@ def read_rows(path: str | PathLike) -> Iterator[tuple[int, tuple[str, str, str |
 
 def load_project_tsv(path: str | PathLike, *, source: str | None = None, label: str | None = None,
                      strict: bool = False, code_system: str = "none", code_pattern: str | None = None,
-                     exclude_codes: str | None = None, log_level: int = logging.INFO, **_: Any) -> LoadResult:
+                     exclude_codes: str | None = None, log_level: int = logging.INFO, lenient: str = LENIENT,
+                     **_: Any) -> LoadResult:
     """The project's lexicon TSV (``term label code canonical source``; ``#`` comment lines).
 
-    An empty label cell takes the config ``label``; an empty source cell takes ``source``.
+    An empty label cell takes the config ``label``; an empty source cell takes ``source``; ``lenient``: how a bad
+    row's fix says to pass it over.
     """
     path = Path(path)
     name = source or path.stem
     collector = _Collector(path, name, label, strict=strict, code_system=code_system, code_regex=code_pattern,
-                           exclude_codes=exclude_codes)
+                           exclude_codes=exclude_codes, lenient=lenient)
     for line, row in read_rows(path):
         collector.row()
         if isinstance(row, str):  # a malformed line: read_rows gives the reason

@@ -130,13 +130,8 @@ def load_lexicon(path: str | PathLike) -> Lexicon:
     and the recomputed one is used.
     """
     path = Path(path)
-    try:
-        result = load_project_tsv(path, source=path.stem, strict=True, log_level=logging.DEBUG)  # checks the file
-    except LexiconError as exc:
-        if exc.fix and "strict: false" in exc.fix:  # a build config's option: no use for a lexicon file read here
-            raise LexiconError(exc.message, where=exc.where, field=exc.field,
-                               fix="correct the row, or build the lexicon again with `medner lexicon build`") from None
-        raise
+    result = load_project_tsv(path, source=path.stem, strict=True, log_level=logging.DEBUG,  # checks the file
+                              lenient="build the lexicon again with `medner lexicon build`")
     meta, body = _read_header(path.read_bytes())
     fp = fingerprint_of(body)
     declared = meta.get("sha256")
