@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from medner.evaluate import Pair, Paired, display_width, flat, prf, report_base
+from medner.evaluate import Pair, Paired, display_width, flat, prf, report_files
 from medner.files import atomic_write, atomic_write_text
 from medner.types import Record, Span
 
@@ -343,8 +343,7 @@ def compare_markdown(result: Mapping[str, Any], names: tuple[str, str] = ("A", "
 def write_comparison(result: Mapping[str, Any], out: str | PathLike, names: tuple[str, str] = ("A", "B")
                      ) -> tuple[Path, Path]:
     """Write :func:`compare`'s result as JSON and Markdown (paths as :func:`medner.evaluate.write_report`)."""
-    base = report_base(out, "comparison")
-    json_path, md_path = base.parent / (base.name + ".json"), base.parent / (base.name + ".md")
+    json_path, md_path, _ = report_files(out, "comparison")
     atomic_write_text(json_path, json.dumps({**result, "a_path": names[0], "b_path": names[1]}, ensure_ascii=False,
                                             indent=2) + "\n")
     atomic_write_text(md_path, compare_markdown(result, names))

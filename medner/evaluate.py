@@ -517,6 +517,13 @@ def report_base(out: str | PathLike, name: str = "evaluation", *, create: bool =
     return base
 
 
+def report_files(out: str | PathLike, name: str = "evaluation", *,
+                 create: bool = True) -> tuple[Path, Path, Path]:
+    """The ``.json``, ``.md`` and ``.png`` a report of ``out`` writes (:func:`report_base`)."""
+    base = report_base(out, name, create=create)
+    return (base.parent / f"{base.name}.json", base.parent / f"{base.name}.md", base.parent / f"{base.name}.png")
+
+
 def write_report(result: Mapping[str, Any], out: str | PathLike, *, plot: bool = False) -> tuple[Path, Path]:
     """Write ``result`` as JSON and Markdown; returns ``(json_path, markdown_path)``.
 
@@ -524,10 +531,7 @@ def write_report(result: Mapping[str, Any], out: str | PathLike, *, plot: bool =
     ``out/evaluation.md``; otherwise a prefix -> ``<out>.json`` and ``<out>.md``. Parent folders are created.
     With ``plot``, a per-type F1 bar chart ``<out>.png`` beside them, shown in the Markdown.
     """
-    base = report_base(out)
-    json_path = base.parent / (base.name + ".json")
-    md_path = base.parent / (base.name + ".md")
-    png_path = base.parent / (base.name + ".png")
+    json_path, md_path, png_path = report_files(out)
     drawn = plot and plot_per_type(result, png_path)
     atomic_write_text(json_path, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     atomic_write_text(md_path, to_markdown(result, plot=png_path.name if drawn else None))

@@ -14,6 +14,7 @@ import os
 import sys
 
 from medner import __version__
+from medner.corpus.validate import ON_ERROR
 from medner.errors import MednerError
 
 # command-group modules under medner.cli, in help order
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         if not any(a.dest == "verbose" + _SUB for a in child._actions):
             _add_verbosity(child, _SUB)
     return parser
+
+
+def add_on_error_option(parser: argparse.ArgumentParser) -> None:
+    """``--on-error raise|skip`` for a command that reads a corpus (`on_error` of its readers)."""
+    parser.add_argument("--on-error", choices=ON_ERROR, default="raise",
+                        help="a malformed record or span: stop with its file and line (raise, the default), or skip "
+                             "it, count it and go on (skip)")
 
 
 #: what an interrupted training command prints: how to continue it (`--overwrite` would start it over)

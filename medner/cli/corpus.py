@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from medner.cli import add_on_error_option
 from medner.corpus import ReadReport, formats, read_corpus, write_jsonl
 from medner.corpus.stats import corpus_stats, format_stats
-from medner.corpus.validate import ON_ERROR
 from medner.files import refuse_output_over_input
 
 
@@ -21,9 +21,7 @@ def _input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", required=True, choices=formats(), help="corpus format of the input")
     parser.add_argument("--encoding", default=None,
                         help="text encoding of the input (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
-    parser.add_argument("--on-error", default="raise", choices=ON_ERROR,
-                        help="raise: stop at the first malformed span/record (default); "
-                             "skip: drop it, count it and report")
+    add_on_error_option(parser)
     parser.add_argument("--show-text", action="store_true",
                         help="quote short excerpts of record text (mentions, field values) in messages about malformed "
                              "spans and records, for debugging a corpus; off by default: offsets, lengths and sha256 "

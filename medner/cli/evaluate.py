@@ -123,13 +123,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _refuse_outputs_over_inputs(args: argparse.Namespace) -> None:
     """No report file (-o PREFIX's .json/.md/.png) nor --errors file may be one of the files read."""
-    from medner.evaluate import report_base  # start-up time: on use only
+    from medner.evaluate import report_files  # start-up time: on use only
 
     inputs = [args.gold, *(args.compare or [args.pred]), *(args.train or []), *(args.label_map or [])]
     inputs = [path for path in inputs if path]
     if args.errors:
         refuse_output_over_input(args.errors, inputs, option="--errors")
     if args.output:
-        base = report_base(args.output, "comparison" if args.compare else "evaluation", create=False)
-        for suffix in (".json", ".md", ".png"):
-            refuse_output_over_input(base.parent / (base.name + suffix), inputs, option="-o")
+        for path in report_files(args.output, "comparison" if args.compare else "evaluation", create=False):
+            refuse_output_over_input(path, inputs, option="-o")

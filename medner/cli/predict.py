@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 from medner.cli.annotate import FAILED_STATUS
-from medner.corpus import ON_ERROR, formats
+from medner.cli import add_on_error_option
+from medner.corpus import formats
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.types import Record
@@ -46,9 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoding", default=None,
                    help="input encoding, e.g. gb18030 (default: detected for files and folders: a BOM, UTF-16, "
                         "UTF-8, else GB18030; UTF-8 for standard input)")
-    p.add_argument("--on-error", choices=ON_ERROR, default="raise",
-                   help="a malformed record or span in a corpus file: stop with its file and line (raise, the "
-                        "default), or skip it, count it and go on (skip)")
+    add_on_error_option(p)
     p.add_argument("-o", "--output", default=STDIN, metavar="FILE",
                    help="output jsonl (the project's format); default - (standard output)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -9,7 +9,8 @@ import argparse
 import json
 import logging
 
-from medner.corpus import ON_ERROR, formats, read_corpus, write_jsonl
+from medner.cli import add_on_error_option
+from medner.corpus import formats, read_corpus, write_jsonl
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.weak.aggregate import AGGREGATORS
@@ -33,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="text encoding (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
         p.add_argument("--aggregator", choices=AGGREGATORS, default=None,
                        help="aggregation method (default: the config's `aggregator.method`)")
-        p.add_argument("--on-error", choices=ON_ERROR, default="raise",
-                       help="a malformed record or span: stop with its file and line (raise, the default), or skip "
-                            "it, count it and go on (skip)")
+        add_on_error_option(p)
 
     label = sub.add_parser("label", help="write aggregated weak spans (with codes and confidences) as jsonl")
     common(label)
