@@ -11,12 +11,11 @@ exactly those two spans (61,794 of 61,796 kept), which the report lists.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.lines import records_from_lines
+from medner.corpus.lines import is_json_record, records_from_lines
 from medner.corpus.validate import Checker, RecordProblem, SpanProblem
 from medner.types import Record
 
@@ -28,17 +27,11 @@ _TAGGED_CHARACTER = re.compile(r"\S[ \t]+(?:O|[BIESM]-\S+)")
 def _refuse_other_formats(line: str, where: str) -> None:
     """A line without spans is an unlabelled sentence, unless it is a line of another format read as chip by mistake:
     a JSON record (jsonl, ccks2019, cmedqaner, a CMeEE array) or a `character tag` pair (bio)."""
-    stripped = line.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            json.loads(stripped.rstrip(","))
-        except ValueError:
-            pass
-        else:
-            raise RecordProblem("this line is JSON, not `text|||start end type|||`", kind="wrong_format", where=where,
-                                fix="read the file with the --format (`data.format`) of its corpus: jsonl, ccks2019, "
-                                    "cmedqaner or cmeee")
-    if _TAGGED_CHARACTER.fullmatch(stripped):
+    if is_json_record(line):
+        raise RecordProblem("this line is JSON, not `text|||start end type|||`", kind="wrong_format", where=where,
+                            fix="read the file with the --format (`data.format`) of its corpus: jsonl, ccks2019, "
+                                "cmedqaner or cmeee")
+    if _TAGGED_CHARACTER.fullmatch(line.strip()):
         raise RecordProblem("this line is a `character tag` pair, not `text|||start end type|||`", kind="wrong_format",
                             where=where, fix="read the file with --format bio (`data.format: bio`)")
 

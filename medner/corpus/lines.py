@@ -121,6 +121,18 @@ def iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | RecordPro
             yield number, line
 
 
+def is_json_record(line: str) -> bool:
+    """Whether a line is a JSON object or array (a trailing comma allowed, as inside a JSON array file): a corpus
+    record, where plain text or another format was expected."""
+    stripped = line.strip().rstrip(",")
+    if stripped[:1] not in ("{", "["):
+        return False
+    try:
+        return isinstance(json.loads(stripped), (dict, list))
+    except ValueError:
+        return False
+
+
 def parse_json_line(line: str, where: str, *, hint: str | None = None):
     """``json.loads(line)`` or :class:`RecordProblem` naming the column."""
     try:

@@ -152,19 +152,18 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def note_other_software(run_dir: Path, meta: dict) -> list[str]:
+def note_other_software(run_dir: Path, meta: dict) -> None:
     """Log (info) which of :data:`SOFTWARE` the run was saved under in other versions than the installed ones: its
-    predictions may then differ slightly from those it was scored with. Returns the differences."""
+    predictions may then differ slightly from those it was scored with."""
     saved = meta.get("software")
     if not isinstance(saved, dict):
-        return []  # saved before medner recorded versions
+        return  # saved before medner recorded versions
     now = software_versions()
     changed = [f"{name} {saved[name]} -> {now.get(name, 'not installed')}" for name in SOFTWARE
                if name in saved and now.get(name) != saved[name]]
     if changed:
         log.info("run %s was saved under other library versions (%s): its predictions may differ slightly from those "
                  "it was scored with", Path(run_dir).name, ", ".join(changed))
-    return changed
 
 
 def model_files(run_dir: Path) -> dict[str, dict]:

@@ -194,11 +194,11 @@ def prepare_inputs(config: RunConfig, dist: Dist, data: tuple[list[Record], list
     unused = [t for t in scheme.types if not found[t]]
     if unused:
         log.warning("data.labels %s: no training span (misspelt? the run cannot learn them)", ", ".join(unused))
-    dev_found = {s.label for r in dev_records for s in r.spans}
     train_records, dropped_train = restrict_labels(train_records, scheme.types)
-    dev_records, dropped_dev = restrict_labels(dev_records, scheme.types)
+    dev_before, (dev_records, dropped_dev) = dev_records, restrict_labels(dev_records, scheme.types)
     if dropped_train or dropped_dev:
-        dropped = sorted((set(found) | dev_found) - set(scheme.types))
+        dev_labels = {s.label for r in dev_before for s in r.spans}
+        dropped = sorted((set(found) | dev_labels) - set(scheme.types))
         log.warning("dropped %d train and %d dev spans whose label is not in data.labels: %s", dropped_train,
                     dropped_dev, ", ".join(label_name(label) for label in dropped))
     log.info("train %d records, dev %d records, %d entity types, %d tags", len(train_records), len(dev_records),

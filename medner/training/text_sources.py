@@ -4,7 +4,6 @@ same rule guards the unlabelled texts of distillation and of weak and self-train
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Sequence
 
 from medner.config import TextSourceConfig
 from medner.corpus import ReadReport, formats, read_corpus
-from medner.corpus.lines import decode_text
+from medner.corpus.lines import decode_text, is_json_record
 from medner.decoding import AUTO
 from medner.errors import ConfigError, CorpusError
 
@@ -140,21 +139,11 @@ def _lines(source: TextSourceConfig) -> list[str]:
     text = decode_text(Path(source.path).read_bytes(), source.encoding or AUTO, source.path)
     lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
     sample = lines[:20]
-    if sample and (all(_json_object(line) for line in sample) or all("|||" in line for line in sample)):
+    if sample and (all(is_json_record(line) for line in sample) or all("|||" in line for line in sample)):
         raise ConfigError("these lines are corpus records (JSON or `text|||spans`), not plain text", where=source.path,
                           fix="give this source its corpus `format` (jsonl, ccks2019, chip, ...): `lines` would "
                               "train on the markup and gold mentions")
     return lines
-
-
-def _json_object(line: str) -> bool:
-    line = line.strip()
-    if not line.startswith("{"):
-        return False
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False
 
 
 def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfig]) -> tuple[list[str], dict]:
