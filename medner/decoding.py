@@ -21,6 +21,15 @@ class DecodeFailure(ValueError):
         super().__init__(f"cannot decode as {', '.join(tried)}{where}")
 
 
+class UTF8GivenAsGB(DecodeFailure):
+    """Bytes given a GB codec that are UTF-8 (:func:`utf8_declared_gb`): decoding them would garble them."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.tried, self.offset = [encoding], None
+        ValueError.__init__(self, f"UTF-8 bytes given the encoding {encoding}")
+
+
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
@@ -54,9 +63,12 @@ def looks_utf16(data: bytes) -> str | None:
 def detect_and_decode(data: bytes, encoding: str | None = None, *, skip: Sequence[str] = ()) -> tuple[str, str]:
     """``(text, codec)``: ``data`` decoded by the detection chain (module docstring), or by ``encoding`` only.
 
-    A leading BOM is dropped. ``skip`` removes codecs already known to fail. Raises :class:`DecodeFailure`.
+    A leading BOM is dropped. ``skip`` removes codecs already known to fail. Raises :class:`DecodeFailure`
+    (:class:`UTF8GivenAsGB` for UTF-8 bytes given a GB ``encoding``).
     """
     if encoding is not None:
+        if utf8_declared_gb(data, encoding):
+            raise UTF8GivenAsGB(encoding)
         candidates = [encoding]
     else:
         bom = sniff_bom(data)
@@ -78,6 +90,23 @@ def detect_and_decode(data: bytes, encoding: str | None = None, *, skip: Sequenc
             continue
         return (text[1:] if text.startswith("\ufeff") else text), name
     raise DecodeFailure(list(skip) + tried, first_bad)
+
+
+_GB_CODECS = frozenset({"gb18030", "gbk", "gb2312"})
+
+
+def utf8_declared_gb(data: bytes, encoding: str) -> bool:
+    """Whether bytes declared GB18030 / GBK / GB2312 are UTF-8: they decode as strict UTF-8 (a character cut at
+    the end of a sample allowed) with at least three non-ASCII characters (the first MiB is looked at). GBK text of three or more Chinese
+    characters is almost never valid UTF-8, while UTF-8 Chinese decodes as GB18030 without an error, every
+    character garbled, so the declared codec would corrupt the text without a word."""
+    try:
+        if codecs.lookup(encoding).name not in _GB_CODECS:
+            return False
+        text = codecs.getincrementaldecoder("utf-8")().decode(data[:1 << 20], final=False)
+    except (LookupError, UnicodeDecodeError):
+        return False
+    return sum(ord(c) > 127 for c in text[:65536]) >= 3
 
 
 def detect_stream_encoding(sample: bytes, encoding: str | None) -> str:

@@ -83,8 +83,30 @@ def test_forced_encoding_is_strict():
     items = by_key(items_of(DATA / "notes", encoding="gbk"))
     notes = f"{DATA / 'notes'}/"
     assert items[f"{notes}c_gbk.txt"].ok
-    assert items[f"{notes}a_utf8.txt"].reason == "undecodable"  # UTF-8 Chinese is not GBK
-    assert "gbk" in items[f"{notes}a_utf8.txt"].detail
+    assert items[f"{notes}g_undecodable.txt"].reason == "undecodable"
+
+
+@pytest.mark.parametrize("encoding", ["gb18030", "gbk", "GB2312"])
+def test_utf8_records_given_a_gb_encoding_fail_instead_of_being_garbled(tmp_path, encoding):
+    """UTF-8 Chinese often decodes as GB18030 / GBK without an error, every character garbled (else the error would
+    say it is "not decodable as gbk"): each such record (a CSV file whole) is a failure that names the fix."""
+    short = "霍乱伤寒"
+    if encoding != "GB2312":
+        assert short.encode("utf-8").decode(encoding) == "闇嶄贡浼ゅ瘨"  # what would have been annotated
+    (tmp_path / "a.txt").write_text(short, encoding="utf-8")
+    (tmp_path / "a2.txt").write_text(T1, encoding="utf-8")
+    (tmp_path / "b.txt").write_text(T2, encoding="gbk")
+    (tmp_path / "c.txt").write_text("fever 38.5, cough", encoding="utf-8")  # ASCII: the same bytes in both codecs
+    (tmp_path / "d.jsonl").write_bytes(json.dumps({"id": "j1", "text": T1}, ensure_ascii=False).encode("utf-8")
+                                       + b"\n" + json.dumps({"id": "j2", "text": T2}, ensure_ascii=False).encode("gbk"))
+    (tmp_path / "e.csv").write_text(f"id,text\nc1,{T1}\n", encoding="utf-8")
+    got = {i.id: (i.reason, i.text) for i in items_of(tmp_path, encoding=encoding)}
+    wrong = ("wrong_encoding", None)
+    assert got == {"a": wrong, "a2": wrong, "b": (None, T2), "c": (None, "fever 38.5, cough"), f"{tmp_path / 'd.jsonl'}:1": wrong,
+                   "j2": (None, T2),
+                   f"{tmp_path / 'e.csv'}": wrong}
+    detail = next(i.detail for i in items_of(tmp_path / "a.txt", encoding=encoding))
+    assert f"not {encoding}" in detail and "--encoding utf-8" in detail and T1 not in detail
 
 
 # ------------------------------------------------------------------------------------------------ tables

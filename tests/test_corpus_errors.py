@@ -148,6 +148,19 @@ def test_gb18030_is_detected_and_a_wrong_given_encoding_names_the_fix(tmp_path):
     assert read(path, "chip", encoding="gb18030")[0].text == TEXT
 
 
+@pytest.mark.parametrize("fmt,encoding", [("chip", "gb18030"), ("chip", "GBK"), ("cmeee", "gb2312")])
+def test_utf8_given_a_gb_encoding_is_refused_not_garbled(tmp_path, fmt, encoding):
+    """UTF-8 Chinese decodes as GB18030 without an error, every character garbled: the readers refuse it."""
+    body = GB_LINE * 2 if fmt == "chip" else "[\n" + jl({"text": TEXT}) + "\n]"
+    path = write(tmp_path / "u.txt", body, encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        read(path, fmt, encoding=encoding)
+    assert_one_line(info.value, "u.txt", "is UTF-8, not", "garbled", "encoding: utf-8", "field `encoding`")
+    assert read(path, fmt, encoding="utf-8")[0].text == TEXT
+    ascii_only = write(tmp_path / "a.txt", "fever and cough|||0    5    sym|||\n", encoding="utf-8")
+    assert read(ascii_only, "chip", encoding="gb18030")[0].text == "fever and cough"  # the same bytes in both
+
+
 def test_undecodable_line_skipped_alone(tmp_path):
     path = tmp_path / "mixed.txt"
     bad = GB_LINE.encode("utf-8").replace("发".encode("utf-8"), b"\xff\xfe")  # neither UTF-8 nor GB18030

@@ -154,6 +154,15 @@ def test_csv_wrong_encoding_names_line_and_fix() -> None:
     assert "beijing_mini_gb18030.tsv:2" in str(info.value) and "gb18030" in str(info.value)
 
 
+def test_csv_utf8_given_gb18030_is_refused_not_garbled(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("code,name\nA00.0,霍乱\nA01.0,伤寒\n", encoding="utf-8")  # decodes as GB18030 too, garbled
+    with pytest.raises(LexiconError) as info:
+        load_csv(path, label="疾病和诊断", encoding="gb18030")
+    assert "x.csv: the file is UTF-8, not gb18030" in str(info.value) and "encoding: utf-8" in str(info.value)
+    assert set(by_term(load_csv(path, label="疾病和诊断"))) == {"霍乱", "伤寒"}
+
+
 def test_csv_strict_and_malformed_rows(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("code;name\nA00;霍乱\nA01;伤寒;多余\n", encoding="utf-8")

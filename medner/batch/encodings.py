@@ -5,10 +5,19 @@ whole (from their first MiB), with undecodable rows retried one by one.
 from __future__ import annotations
 
 from medner.batch.items import SURROGATE, Item, Source, fail
-from medner.decoding import DecodeFailure, detect_and_decode
+from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode
+
+
+def wrong_encoding(source: Source, encoding: str, record_id: str | None = None) -> Item:
+    """The failure for UTF-8 bytes given ``--encoding`` of a GB codec (decoded, every character would be garbled)."""
+    return fail(source, "wrong_encoding", f"UTF-8 bytes, not {encoding}: read as {encoding} every Chinese character "
+                                           f"would be garbled; leave --encoding out (detected) or pass --encoding utf-8",
+                record_id)
 
 
 def decode_failure(source: Source, exc: DecodeFailure, record_id: str | None = None) -> Item:
+    if isinstance(exc, UTF8GivenAsGB):
+        return wrong_encoding(source, exc.encoding, record_id)
     where = f"; first bad byte at offset {exc.offset}" if exc.offset is not None else ""
     return fail(source, "undecodable", f"not decodable as {', '.join(exc.tried)}{where}; "
                                         f"pass --encoding if the codec is another", record_id)

@@ -16,9 +16,10 @@ import re
 from pathlib import PurePosixPath
 from typing import IO, Iterable, Iterator
 
-from medner.batch.encodings import decode_failure, redecode, redecode_strict
+from medner.batch.encodings import decode_failure, redecode, redecode_strict, wrong_encoding
 from medner.batch.items import SURROGATE, Item, MiB, ReadOptions, ReadStats, Source, check_text, fail
-from medner.decoding import DecodeFailure, detect_and_decode, detect_stream_encoding, looks_utf16, sniff_bom
+from medner.decoding import (DecodeFailure, detect_and_decode, detect_stream_encoding, looks_utf16, sniff_bom,
+                             utf8_declared_gb)
 
 _SUFFIX_KIND = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
                 ".parquet": "parquet"}
@@ -252,6 +253,9 @@ def names_for_message(names, what: str) -> str:
 def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: ReadStats) -> Iterator[Item]:
     head = stream.peek(MiB)[:MiB] if hasattr(stream, "peek") else b""
     codec = detect_stream_encoding(head, options.encoding)
+    if options.encoding is not None and utf8_declared_gb(head, options.encoding):
+        yield wrong_encoding(source, options.encoding)
+        return
     delimiter = "\t" if (source.member or source.path).lower().endswith(".tsv") else ","
     if csv.field_size_limit() < options.max_record_bytes:
         csv.field_size_limit(options.max_record_bytes)

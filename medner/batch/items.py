@@ -25,6 +25,7 @@ GiB = 1 << 30
 
 REASONS = {
     "undecodable": "bytes that decode in none of the encodings tried",
+    "wrong_encoding": "UTF-8 bytes given --encoding of a GB codec (decoded so, every character would be garbled)",
     "empty": "empty or whitespace-only text",
     "too_long": "text over max_record_chars",
     "bad_json": "a JSONL line that is not a JSON object",

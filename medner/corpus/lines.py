@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medner.corpus.validate import SKIP_FIX, Checker, RecordProblem
-from medner.decoding import AUTO, DecodeFailure, detect_and_decode, detect_stream_encoding
+from medner.decoding import AUTO, DecodeFailure, detect_and_decode, detect_stream_encoding, utf8_declared_gb
 from medner.errors import CorpusError, location
 from medner.types import Record
 
@@ -61,10 +61,20 @@ def decode_error(exc: UnicodeDecodeError, encoding: str, where: str, *, column: 
     return level(message, where=where, field="encoding", fix=fix)
 
 
+def refuse_utf8_as_gb(data: bytes, encoding: str, where: str) -> None:
+    """A :class:`CorpusError` when bytes given a GB codec are UTF-8 (:func:`medner.decoding.utf8_declared_gb`):
+    decoded as declared, every Chinese character would be garbled without a decode error."""
+    if utf8_declared_gb(data, encoding):
+        raise CorpusError(f"the file is UTF-8, not {encoding}: read as {encoding} every Chinese character would be "
+                          "garbled", where=where, field="encoding",
+                          fix="leave the encoding out (it is detected) or pass `encoding: utf-8` / `--encoding utf-8`")
+
+
 def decode_text(data: bytes, encoding: str, where: str, *,
                 level: type[CorpusError] = CorpusError) -> str:
     """Decode a whole file (BOM dropped; ``auto``: the first codec of the detection chain that decodes it all);
-    errors name the line of the bad bytes."""
+    errors name the line of the bad bytes; UTF-8 given a GB codec is refused (:func:`refuse_utf8_as_gb`)."""
+    refuse_utf8_as_gb(data, encoding, where)
     if encoding == AUTO:
         try:
             return detect_and_decode(data)[0]
@@ -97,6 +107,9 @@ def iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | RecordPro
             encoding = detect_stream_encoding(handle.read(SAMPLE_BYTES), None)
         encoding = "utf-8" if encoding == "utf-8-sig" else encoding
         fallback = "gb18030" if encoding == "utf-8" else None
+    else:
+        with open(path, "rb") as handle:
+            refuse_utf8_as_gb(handle.read(SAMPLE_BYTES), encoding, str(path))
     if not _byte_lines_ok(encoding):
         text = decode_text(path.read_bytes(), encoding, str(path))
         for number, line in enumerate(text.split("\n"), 1):

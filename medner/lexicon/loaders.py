@@ -48,6 +48,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from medner.decoding import utf8_declared_gb
 from medner.errors import LexiconError, location
 from medner.lexicon.codes import code_pattern as _code_pattern
 from medner.lexicon.codes import dotted_icd10, is_valid_code, normalise_code
@@ -404,6 +405,10 @@ def _read_text(path: Path, encoding: str, field_hint: str = "encoding",
     except IsADirectoryError:
         raise LexiconError("is a folder, not a lexicon file", where=str(path), field="path",
                            fix="give the lexicon file itself") from None
+    if utf8_declared_gb(data, encoding):
+        raise LexiconError(f"the file is UTF-8, not {encoding}: read as {encoding} every Chinese term would be garbled",
+                           where=str(path), field=field_hint,
+                           fix=f"remove `{field_hint}: {encoding}` (UTF-8 is the default) or set `{field_hint}: utf-8`")
     try:
         return data.decode(encoding)
     except LookupError:
