@@ -111,7 +111,7 @@ def test_config_errors_name_file_and_key(tmp_path: Path, body: str, where: str |
 #: a key that only some kinds take -> those kinds
 KIND_KEYS = {"sheet: S": {"icd10_xlsx", "icd9cm3_xlsx"}, "category_labels: {a: b}": {"icd10_xlsx", "icd9cm3_xlsx"},
              "delimiter: ','": {"csv"}, "columns: {name: 名称}": {"icd10_xlsx", "icd9cm3_xlsx", "csv"},
-             "context: x": {"po"}, "code_format: given": {"po"},
+             "context: x": {"po"}, "code_format: given": {"po", "csv"},
              "exclude_codes: ^R": {"icd10_xlsx", "icd9cm3_xlsx", "csv", "po", "tsv"}}
 KINDS = ["icd10_xlsx", "icd9cm3_xlsx", "csv", "po", "list", "tsv"]
 

@@ -163,6 +163,17 @@ def test_csv_utf8_given_gb18030_is_refused_not_garbled(tmp_path: Path) -> None:
     assert set(by_term(load_csv(path, label="疾病和诊断"))) == {"霍乱", "伤寒"}
 
 
+def test_csv_code_format_dotted(tmp_path: Path) -> None:
+    path = tmp_path / "who.csv"
+    path.write_text("code,name\nA000,霍乱\nj155 ,大肠杆菌性肺炎\nA01,伤寒\nA02.0,沙门菌肠炎\n", encoding="utf-8")
+    given = {e.term: e.code for e in load_csv(path, label="疾病和诊断").entries}
+    assert given == {"霍乱": "A000", "大肠杆菌性肺炎": "J155", "伤寒": "A01", "沙门菌肠炎": "A02.0"}
+    dotted = {e.term: e.code for e in load_csv(path, label="疾病和诊断", code_format="dotted").entries}
+    assert dotted == {"霍乱": "A00.0", "大肠杆菌性肺炎": "J15.5", "伤寒": "A01", "沙门菌肠炎": "A02.0"}
+    with pytest.raises(LexiconError, match="unknown code_format 'dots'.*use `dotted` or `given`"):
+        load_csv(path, label="疾病和诊断", code_format="dots")
+
+
 def test_csv_strict_and_malformed_rows(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("code;name\nA00;霍乱\nA01;伤寒;多余\n", encoding="utf-8")

@@ -136,6 +136,7 @@ class CsvSource(SourceSpec):
     kind: Literal["csv"] = "csv"
     delimiter: str | None = None  # null: sniffed among , TAB ; |
     columns: dict[str, str | list[str] | None] | None = None
+    code_format: Literal["dotted", "given"] | None = None  # given (default): codes as written; dotted: A000 -> A00.0
     exclude_codes: str | None = None
 
     def __post_init__(self) -> None:

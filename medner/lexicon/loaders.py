@@ -9,11 +9,12 @@ Kinds (``kind:`` in a lexicon config, see :mod:`medner.lexicon.build`):
     ``类别`` (手术 / 治疗性操作 / 诊断性操作 / 介入治疗; ``category_labels`` maps them to labels).
 ``csv``
     delimited ``code,name`` with a header (北京临床版 v6.01: BOM, ``code,disease``); the delimiter is
-    sniffed unless given; ``encoding`` defaults to ``utf-8-sig`` (a BOM is accepted).
+    sniffed unless given; ``encoding`` defaults to ``utf-8-sig`` (a BOM is accepted); codes are kept as written
+    unless ``code_format: dotted`` (WHO ``A000`` -> ``A00.0``).
 ``po``
     gettext catalogue read with polib (gnuhealth ``zh_CN.po``): the code is the end of ``msgctxt``
     (``model:gnuhealth.pathology,name:J155``), the name is ``msgstr``; fuzzy, untranslated and obsolete
-    entries and other contexts are skipped and counted.
+    entries and other contexts are skipped and counted; ``code_format: dotted`` (the default) dots WHO codes.
 ``list``
     one term a line with the label from the config; ``#`` starts a comment; a second column (THUOCL's
     document frequency, after a tab or two or more spaces) is ignored; a single space belongs to the term
@@ -447,12 +448,13 @@ def _sniff_delimiter(text: str, candidates: str = ",\t;|") -> str:
 def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = None, strict: bool = False,
              encoding: str = "utf-8-sig", delimiter: str | None = None, columns: Mapping[str, Any] | None = None,
              code_system: str = "icd10", code_pattern: str | None = None, exclude_codes: str | None = None,
-             **_: Any) -> LoadResult:
+             code_format: str = "given", **_: Any) -> LoadResult:
     """Delimited file with a header naming a code and a name column; codes kept as given
-    (``A01.003+G01*``). ``delimiter`` is sniffed among ``, \\t ; |`` when not given (see
-    :func:`_sniff_delimiter`).
+    (``A01.003+G01*``), or WHO codes dotted with ``code_format: dotted`` (``A000`` -> ``A00.0``). ``delimiter`` is
+    sniffed among ``, \\t ; |`` when not given (see :func:`_sniff_delimiter`).
     """
     path = Path(path)
+    dot = _dot_codes(path, code_format)
     text = _read_text(path, encoding)
     if text.startswith("\ufeff"):  # a BOM left by a non-sig codec
         text = text[1:]
@@ -476,9 +478,19 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
             collector.bad(line, "malformed_row", "row",
                           f"expected {len(headers)} fields (delimiter {delimiter!r}), got {len(values)}")
             continue
-        collector.add(line, values[name_i], values[code_i], term_field=headers[name_i],
+        collector.add(line, values[name_i], dot(values[code_i]), term_field=headers[name_i],
                       code_field=headers[code_i])
     return collector.result()
+
+
+def _dot_codes(path: Path, code_format: str) -> Callable[[str], str]:
+    """The code rewrite of ``code_format``: ``dotted`` writes WHO codes with a dot (``J155`` -> ``J15.5``, the
+    normalised code first), ``given`` keeps them."""
+    if code_format not in ("dotted", "given"):
+        raise LexiconError(f"unknown code_format {code_format!r}", where=str(path), field="code_format",
+                           fix="use `dotted` or `given`")
+    return (lambda code: dotted_icd10(normalise_code(clean_term(code), "icd10"))) if code_format == "dotted" \
+        else (lambda code: code)
 
 
 # ----------------------------------------------------------------------------------------------- po
@@ -497,9 +509,7 @@ def load_po(path: str | PathLike, *, source: str = "po", label: str | None = "�
     import polib  # local import: only gettext (.po) sources need it
 
     path = Path(path)
-    if code_format not in ("dotted", "given"):
-        raise LexiconError(f"unknown code_format {code_format!r}", where=str(path), field="code_format",
-                           fix="use `dotted` or `given`")
+    dot = _dot_codes(path, code_format)
     if not path.is_file():
         raise LexiconError("file not found", where=str(path), field="path", fix="check `path` in the lexicon config")
     try:
@@ -525,10 +535,8 @@ def load_po(path: str | PathLike, *, source: str = "po", label: str | None = "�
         if not entry.msgstr.strip():
             collector.skip("untranslated")
             continue
-        code = match.group("code").strip()
-        if code_format == "dotted":
-            code = dotted_icd10(code)
-        collector.add(entry.linenum, entry.msgstr, code, term_field="msgstr", code_field="msgctxt")
+        collector.add(entry.linenum, entry.msgstr, dot(match.group("code").strip()), term_field="msgstr",
+                      code_field="msgctxt")
     return collector.result()
 
 
