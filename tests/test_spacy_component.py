@@ -219,6 +219,20 @@ def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
     assert [e.kb_id_ for e in docs[0].spans["medner"]] == [e.kb_id_ for e in docs[0].ents]
 
 
+def test_the_icd_lexicon_is_read_once(tiny_run, monkeypatch):
+    """Checked at add_pipe, that same reading links: the file is parsed once, not again when the model loads."""
+    import medner.lexicon.store as store
+
+    reads = []
+    real = store.load_lexicon
+    monkeypatch.setattr(store, "load_lexicon", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr("medner.spacy.model_component.load_lexicon", store.load_lexicon)
+    monkeypatch.setattr("medner.lexicon.link.load_lexicon", store.load_lexicon)
+    nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
+    assert component.annotator.linker.names["C20.x00"] == "直肠恶性肿瘤"
+    assert reads == [LEXICON] and component._checked_lexicon is None  # not held once the linker has it
+
+
 def test_lexicon_linker_hook(tiny_run):
     nlp, component = pipeline(tiny_run, lexicon=str(LEXICON))
     linker = component.annotator.linker

@@ -58,6 +58,7 @@ from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text, share_like_other_files
 from medner.labels import TagScheme
 from medner.lexicon.link import IcdLinker
+from medner.lexicon.store import Lexicon
 from medner.model.lexicon_features import LexiconTagger
 from medner.model.tagger import Tagger, build_crf, is_peft
 from medner.run.runtime import FORMATS, MODEL_FILES, ExportedTagger, require_runtime
@@ -371,12 +372,12 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
 
 def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str | None = None, batch_size: int = 16,
                    window: WindowConfig | Mapping[str, int] | None = None,
-                   icd_lexicon: str | Path | None = None) -> Annotator:
+                   icd_lexicon: str | Path | Lexicon | None = None) -> Annotator:
     """A ready :class:`~medner.annotate.Annotator` for the run (callers never change it afterwards).
 
     ``precision``: None or ``auto`` keeps the run's setting; ``window``: windowing other than the run's, whole
-    or as the fields to change (``{"max_chars": 120}``); ``icd_lexicon``: link with this coded lexicon instead
-    of the run's own (or at all). An exported run computes on the CPU at the precision it was exported with:
+    or as the fields to change (``{"max_chars": 120}``); ``icd_lexicon``: link with this coded lexicon (a file,
+    or one already loaded) instead of the run's own (or at all). An exported run computes on the CPU at the precision it was exported with:
     ``device`` must be auto or cpu, ``precision`` None, auto or fp32 (no autocast around its runtime)."""
     run = load_run(run_dir)
     if run.exported:
@@ -416,8 +417,10 @@ def check_exported_settings(meta: dict, device: str, precision: str | None) -> N
                           field="precision", fix="leave --precision at auto, or load the torch run")
 
 
-def make_linker(lexicon_path: str | Path, labels=("疾病和诊断", "手术"), min_score: float = 0.6) -> IcdLinker:
-    """The ICD linker (``(text, span) -> span`` with ``code``) over a coded lexicon file."""
+def make_linker(lexicon_path: str | Path | Lexicon, labels=("疾病和诊断", "手术"), min_score: float = 0.6) -> IcdLinker:
+    """The ICD linker (``(text, span) -> span`` with ``code``) over a coded lexicon file (or a loaded one)."""
+    if isinstance(lexicon_path, Lexicon):
+        return IcdLinker(lexicon_path, labels=tuple(labels), min_score=min_score)
     if not Path(lexicon_path).is_file():
         raise ModelError("ICD lexicon not found", where=str(lexicon_path),
                          fix="build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`")

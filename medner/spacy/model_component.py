@@ -92,6 +92,7 @@ class MednerComponent(SpanWriter):
         self._model_path = Path(model)
         self._lexicon_path = Path(lexicon) if lexicon else None
         self._annotator = None
+        self._checked_lexicon = None  # the lexicon read at add_pipe, handed to the annotator (read once)
         self._pid = os.getpid()
         if not loading_saved_pipeline():  # fail at add_pipe, not on the first document
             self._check_model()
@@ -100,7 +101,7 @@ class MednerComponent(SpanWriter):
                                  field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
                                                       "-o lexicons/build/lexicon_zh.tsv`, or leave `lexicon` out")
             if self._lexicon_path is not None:
-                load_lexicon(self._lexicon_path)  # a file that is no lexicon fails here too (the model loads later)
+                self._checked_lexicon = load_lexicon(self._lexicon_path)  # a file that is no lexicon fails here
 
     # -- model ------------------------------------------------------------------------------------------
     @property
@@ -145,7 +146,8 @@ class MednerComponent(SpanWriter):
         self._check_model()
         window = {k: v for k, v in (("max_chars", self.window_chars), ("overlap", self.window_overlap)) if v is not None}
         annotator = load_annotator(path, device=self.device, batch_size=self.batch_size, window=window or None,
-                                   icd_lexicon=self._lexicon_path)
+                                   icd_lexicon=self._checked_lexicon or self._lexicon_path)
+        self._checked_lexicon = None
         self.icd_names = annotator.linker.names if isinstance(annotator.linker, IcdLinker) else {}
         log.info("%s: loaded run %s (fingerprint %s) on %s", self.name, path, annotator.fingerprint,
                  annotator.device)
@@ -200,6 +202,7 @@ class MednerComponent(SpanWriter):
         self._model_path = path / meta["model"] if stored else Path(meta["model"])
         lexicon = meta.get("lexicon")
         self._lexicon_path = None if not lexicon else (path / lexicon if stored else Path(lexicon))
+        self._checked_lexicon = None
         found = _fingerprint(self._model_path)
         if meta.get("fingerprint") and found != meta["fingerprint"]:
             log.warning("%s: run %s has weights %s, the saved pipeline was made with %s; predictions may differ",
@@ -211,7 +214,7 @@ class MednerComponent(SpanWriter):
     def __getstate__(self) -> dict:
         """Pickle without the loaded model (a worker process reloads it from :attr:`model_path`)."""
         state = dict(self.__dict__)
-        state["_annotator"] = None
+        state["_annotator"] = state["_checked_lexicon"] = None
         return state
 
 
