@@ -1,4 +1,4 @@
-"""`medner finetune` and `medner soup`."""
+"""`medner finetune`."""
 from __future__ import annotations
 
 import argparse
@@ -24,11 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no progress bars (training, dev evaluation); log lines as when stderr is not a terminal")
     p.set_defaults(func=run_finetune, on_interrupt=RESUME_HINT)
 
-    p = sub.add_parser("soup", help="average the weights of runs fine-tuned from the same start into one run")
-    p.add_argument("runs", nargs="+", help="two or more run directories (same labels, tokenizer and starting weights)")
-    p.add_argument("-o", "--output", required=True, help="new run directory for the averaged model")
-    p.set_defaults(func=run_soup)
-
 
 def run_finetune(args: argparse.Namespace) -> int:
     from medner.config import load_config
@@ -46,12 +41,4 @@ def run_finetune(args: argparse.Namespace) -> int:
         print(f"dev strict F1 of the best epoch ({out}):")
         print(format_table(json.loads(report.read_text(encoding="utf-8"))))
     log.info("run directory: %s", out)
-    return 0
-
-
-def run_soup(args: argparse.Namespace) -> int:
-    from medner.run.soup import average_runs
-
-    out = average_runs(args.runs, args.output)
-    log.info("run directory: %s (load it like any run: medner predict --model %s ...)", out, out)
     return 0
