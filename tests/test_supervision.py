@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import medner.training.supervision as sup
-from medner.config import load_config
+from medner.config import dump_config, load_config
 from medner.corpus import read_corpus, write_jsonl
 from medner.errors import ConfigError, CorpusError
 from medner.run.directory import update_meta
@@ -75,6 +75,23 @@ def test_weak_then_gold_phases(tiny_corpus, tmp_path, captured):
     assert len(gold_train) == 12  # 25% of 48, seeded
     ids = {r.id for r in read_corpus(tiny_corpus / "train.jsonl")}
     assert {r.id for r in gold_train} <= ids
+
+
+def test_resume_checks_every_phase_folder_before_any_phase_trains(tiny_corpus, tmp_path, captured):
+    """The weak phase is unfinished (nothing saved yet); the final folder holds a gold phase that read another gold
+    share: --resume is refused at once, not after the weak phase has trained again."""
+    overrides = [LABELS, f"supervision={{mode: weak+gold, weak_config: {WEAK}, gold_fraction: 0.25}}"]
+    config = load_config(write_config(tmp_path, tiny_corpus), overrides)
+    earlier = load_config(write_config(tmp_path, tiny_corpus), overrides + ["supervision.gold_fraction=0.5"])
+    out = Path(config.output_dir)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(dump_config(earlier), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"the gold phase there read other data: supervision.gold_fraction was 0.5"):
+        run_phases(config, resume=True, progress=False)
+    assert captured == []  # no phase ran
+    (out / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    run_phases(config, resume=True, progress=False)
+    assert [Path(c[0]).name for c in captured] == ["weak", Path(config.output_dir).name]
 
 
 def test_gold_fraction_in_gold_mode_trains_on_the_same_seeded_share(tiny_corpus, tmp_path, captured):

@@ -175,6 +175,9 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
             log.info("gold phase: %d gold records x%d + weak labels of %d texts", len(gold), sup.gold_repeat,
                      len(weak))
         steps.append(("gold", _phase(config, "gold", final=not rounds), (base_train, dev_records)))
+    if resume:  # every phase folder, before any phase trains (a later one may hold other data)
+        for name, cfg, _ in steps:
+            check_phase_data(cfg, name)
     # every input is read and checked: now --overwrite may delete the earlier run
     prepare_run_output(config.output_dir, dist, resume=resume, overwrite=overwrite)
     run_dir = None
@@ -186,8 +189,6 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
             after_own, kept = previous == fresh_head_after, sup.auxiliary_head == "kept"
             cfg.init_head, cfg.init_head_subset = not after_own or kept, after_own and kept
         log.info("phase %s -> %s", name, cfg.output_dir)
-        if resume:
-            check_phase_data(cfg, name)
         run_dir = finetune(cfg, resume=resume, progress=progress, data=data, output_ready=True,
                            score_labels=config.data.labels if name == "auxiliary" else None)
         previous = name
