@@ -398,6 +398,15 @@ def test_long_rows_and_lines_are_cut_while_reading(tmp_path):
                         encoding="utf-8")
     items = list(iter_items([csv_path], ReadOptions(max_record_chars=100)))
     assert [(i.id, i.reason) for i in items] == [("a", None), (f"{csv_path}#2", "too_long"), ("c", None)]
+    # a long quoted field over several lines (70,000 characters, over the row limit of 64 KiB + the record's; quotes
+    # doubled inside, a line ending in a quote): the whole row is passed over, never read as rows of its own; a
+    # stray quote inside an unquoted field is text, as csv reads it
+    long_field = '"' + '患者,""发热""\n' * 7000 + '""\n' + "一般情况可\n" * 4000 + '"'
+    multi = tmp_path / "multi.csv"
+    multi.write_text(f'id,text\na,{T1}\nb,{long_field}\nc,体温37"5\nd,"{T2}"\n', encoding="utf-8")
+    items = list(iter_items([multi], ReadOptions(max_record_chars=100)))
+    assert [(i.id, i.reason) for i in items] == [("a", None), (f"{multi}#2", "too_long"), ("c", None), ("d", None)]
+    assert items[2].text == '体温37"5' and items[3].text == T2
     utf16 = tmp_path / "u.jsonl"
     utf16.write_bytes(("\n".join(json.dumps({"id": k, "text": t}, ensure_ascii=False)
                                  for k, t in [("a", T1), ("b", "长" * 200_000), ("c", T2)]) + "\n").encode("utf-16"))

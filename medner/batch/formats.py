@@ -203,13 +203,16 @@ class _RowTooLong(Exception):
 
 class _BoundedLines:
     """The lines of a text stream for :mod:`csv`, at most ``limit`` characters per CSV row (over several lines
-    when a quoted field holds newlines); a longer row raises :class:`_RowTooLong` after skipping the rest of its
-    line. The reader calls :meth:`row_done` after each row."""
+    when a quoted field holds newlines); a longer row raises :class:`_RowTooLong` after skipping the rest of that
+    row (:class:`_RowEnd` follows its quotes, so a newline inside a quoted field does not end it). The reader calls
+    :meth:`row_done` after each row."""
 
-    def __init__(self, stream: IO[str], limit: int) -> None:
+    def __init__(self, stream: IO[str], limit: int, delimiter: str) -> None:
         self.stream = stream
         self.limit = limit
+        self.delimiter = delimiter
         self.used = 0
+        self.lines: list[str] = []  # the current row's lines so far (at most `limit` characters)
 
     def __iter__(self) -> "_BoundedLines":
         return self
@@ -220,14 +223,45 @@ class _BoundedLines:
             raise StopIteration
         self.used += len(line)
         if self.used > self.limit:
-            while line and not line.endswith(("\n", "\r")):
+            end = _RowEnd(self.delimiter)
+            done = any(end.feed(part) for part in self.lines + [line])
+            while not done and line:
                 line = self.stream.readline(MiB)
-            self.used = 0
+                done = end.feed(line)
+            self.row_done()
             raise _RowTooLong
+        self.lines.append(line)
         return line
 
     def row_done(self) -> None:
         self.used = 0
+        self.lines.clear()
+
+
+class _RowEnd:
+    """Where a CSV row ends, as :mod:`csv` (default dialect, doubled quotes) parses it: at a line end outside a
+    quoted field. :meth:`feed` takes the row's text line by line and says whether the row ended in it."""
+
+    START, PLAIN, QUOTED, QUOTE_IN_QUOTED = range(4)
+
+    def __init__(self, delimiter: str) -> None:
+        self.delimiter = delimiter
+        self.state = self.START
+
+    def feed(self, text: str) -> bool:
+        for char in text:
+            state = self.state
+            if state == self.QUOTED:
+                self.state = self.QUOTE_IN_QUOTED if char == '"' else self.QUOTED
+            elif char in "\r\n":
+                return True
+            elif state == self.START:
+                self.state = self.QUOTED if char == '"' else self.START if char == self.delimiter else self.PLAIN
+            elif char == self.delimiter:
+                self.state = self.START
+            else:  # PLAIN, or a quote closing a quoted field: `""` is a quote inside it, else csv reads on as PLAIN
+                self.state = self.QUOTED if state == self.QUOTE_IN_QUOTED and char == '"' else self.PLAIN
+        return False
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,39}")
@@ -260,7 +294,7 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
     if csv.field_size_limit() < options.max_record_bytes:
         csv.field_size_limit(options.max_record_bytes)
     reader_io = io.TextIOWrapper(stream, encoding=codec, errors="surrogateescape", newline="")
-    lines = _BoundedLines(reader_io, options.max_record_bytes + 64 * 1024)
+    lines = _BoundedLines(reader_io, options.max_record_bytes + 64 * 1024, delimiter)
     try:
         reader = csv.reader(lines, delimiter=delimiter)
         try:
