@@ -3,6 +3,7 @@ resume, refusal of changed inputs/options, errors.jsonl, manifest, Parquet, mode
 from __future__ import annotations
 
 import json
+import logging
 import re
 import os
 import zipfile
@@ -62,9 +63,12 @@ def snapshot(out: Path) -> tuple[list[str], str]:
     return sorted(output_lines(out)), (out / "errors.jsonl").read_text(encoding="utf-8")
 
 
-def test_every_item_exactly_once_with_valid_spans(fake_model, inputs, tmp_path):
+def test_every_item_exactly_once_with_valid_spans(fake_model, inputs, tmp_path, caplog):
     out = tmp_path / "out"
-    manifest = annotate(options(fake_model, inputs, out), engine=FakeEngine())
+    with caplog.at_level(logging.WARNING, logger="medner"):
+        manifest = annotate(options(fake_model, inputs, out), engine=FakeEngine())
+    (skipped,) = [r.getMessage() for r in caplog.records if "were not read" in r.getMessage()]
+    assert skipped.startswith("1 file(s) in folders or archives") and "README.md" in skipped
     expected = list(iter_items(inputs, ReadOptions(id_field="doc", text_field="body")))
     rows = [json.loads(line) for line in output_lines(out)]
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -175,6 +175,13 @@ def test_input_format_override_and_size_limit(tmp_path):
     assert items[1].reason == "too_long" and "100 characters" in items[1].detail
     whole = items_of(path)  # by suffix: one .txt record
     assert len(whole) == 1 and whole[0].text.startswith('{"originalText"')
+    named = tmp_path / "named" / "notes.json"  # named on the command line: read whatever its suffix, never skipped
+    named.parent.mkdir()
+    named.write_text(json.dumps({"id": "n1", "text": T1}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert [(i.id, i.text) for i in items_of(named, input_format="jsonl")] == [("n1", T1)]
+    stats = ReadStats()  # in a folder, a file of another suffix is skipped and counted
+    assert list(iter_items([str(named.parent)], ReadOptions(input_format="jsonl"), stats=stats)) == []
+    assert stats.skipped == 1
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):

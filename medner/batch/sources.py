@@ -10,8 +10,9 @@ Inputs, in command-line order:
     ``.zip``, ``.tar``, ``.tar.gz``/``.tgz`` (also ``.tar.bz2``, ``.tar.xz``)
                     archives of the above, read member by member (never extracted to disk); members are
                     taken in the archive's own order (zip central directory, tar stream)
-``input_format`` other than ``auto`` reads every non-archive file as that format whatever its suffix
-(e.g. CCKS 2019 ``.txt`` files that hold JSON lines). Files with other suffixes are skipped and counted.
+``input_format`` other than ``auto`` reads every file named as an input (not an archive) as that format whatever
+its suffix (``notes.json``), and every file of the suffixes above in folders and archives (e.g. CCKS 2019 ``.txt``
+files that hold JSON lines). Files of other suffixes in folders and archives are skipped and counted.
 
 Every record gets a stable :attr:`Source.key` (``path!member:line`` or ``path!member#row``) so a resumed run
 can tell records apart; the same inputs always give the same stream in the same order. Keys are unique: a key
@@ -252,7 +253,7 @@ def iter_items(inputs: Sequence[str | os.PathLike], options: ReadOptions | None 
                 yield unique.one(fail(where, "corrupt", f"cannot list the folder: "
                                                         f"{exc.strerror or type(exc).__name__}"))
         else:
-            yield from unique.items(files.items(path, printable(strip_txt(path.name))))
+            yield from unique.items(files.items(path, printable(strip_txt(path.name)), named=True))
 
 
 class _Files:
@@ -264,12 +265,16 @@ class _Files:
         self.avoid = avoid
         self.seen = DigestSet()  # (device, inode) of files read
 
-    def items(self, path: Path, txt_id: str) -> Iterator[Item]:
+    def items(self, path: Path, txt_id: str, *, named: bool = False) -> Iterator[Item]:
+        """The items of one file; ``named``: given on the command line, so a forced ``input_format`` reads it
+        whatever its suffix (in a folder, files of other suffixes are skipped and counted)."""
         options, stats = self.options, self.stats
         label = printable(str(path))
         source = Source(label)
         archive = archive_kind(path.name)
         kind = None if archive else text_kind(path.name, options.input_format)
+        if kind is None and archive is None and named and options.input_format != "auto":
+            kind = options.input_format
         if archive is None and kind is None:
             stats.skip(label)
             log.debug("skipped %s (unsupported file type)", label)

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io_group.add_argument("--encoding", default=None,
                           help="force one codec for all inputs (default: detect BOM, UTF-16, UTF-8, GB18030)")
     io_group.add_argument("--input-format", default="auto", choices=("auto", "txt", "jsonl", "csv", "parquet"),
-                          help="read every non-archive file as this format whatever its suffix (default: by suffix)")
+                          help="read every input file named here (whatever its suffix) and every .txt/.jsonl/.csv/.tsv/"
+                               ".parquet file in folders and archives as this format (default: by suffix)")
     io_group.add_argument("--max-record-chars", type=int, default=1_000_000,
                           help="longer records go to errors.jsonl (default: 1,000,000)")
     io_group.add_argument("--max-member-mb", type=float, default=256,
