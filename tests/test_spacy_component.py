@@ -278,6 +278,28 @@ def test_to_disk_and_spacy_load_round_trip(tiny_run, texts, tmp_path, store):
         assert [ents_of(d) for d in again] == [ents_of(d) for d in before[:3]]
 
 
+@pytest.mark.parametrize("store", [True, False])
+def test_saving_the_pipeline_inside_its_run_is_refused_and_changes_no_run_file(tiny_run, tmp_path, store):
+    """nlp.to_disk(RUN) would copy the run into itself (without end, with store_model) and leave spaCy's files in
+    it: the component refuses, naming what spaCy added before it was called; the run's own files are as they were."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    files = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    nlp, _ = pipeline(run, store_model=store)
+    with pytest.raises(MednerError) as info:
+        nlp.to_disk(run)
+    message = str(info.value)
+    assert "saved inside the run it uses" in message and "nlp.to_disk" in message and "\n" not in message
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert {k: after[k] for k in files} == files and not (run / "medner").exists()
+    added = {str(k) for k in set(after) - set(files)}
+    assert all(a in message or a.split("/")[0] + "/" in message for a in added), added
+    for name in added:  # removing what spaCy added leaves a run that loads and scores as before
+        (run / name).unlink()
+    shutil.rmtree(run / "vocab", ignore_errors=True)
+    assert medner.load(run).fingerprint == medner.load(tiny_run).fingerprint
+
+
 def test_from_disk_without_metadata_is_a_clear_error(tmp_path, tiny_run):
     nlp, component = pipeline(tiny_run)
     with pytest.raises(MednerError, match="medner_component.json"):

@@ -182,8 +182,14 @@ class MednerComponent(SpanWriter):
         """Write ``medner_component.json`` and, with ``store_model``, a copy of the run directory
         (``model/``, without ``checkpoint/``) and of the lexicon (``lexicon.tsv``); else absolute references."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         source = self._model_path.resolve()
+        if source in path.resolve().parents:
+            pipeline = path.parent
+            raise ModelError(f"component {self.name!r}: the pipeline is being saved inside the run it uses "
+                             f"({source}); spaCy has already added its own files there (config.cfg, meta.json, "
+                             f"vocab/, tokenizer/cfg: remove them, the run's files were not changed)",
+                             where=str(pipeline), fix="save the pipeline to a folder of its own: nlp.to_disk(\"nlp_out\")")
+        path.mkdir(parents=True, exist_ok=True)
         meta = {"format": META_FORMAT, "stored": bool(self.store_model), "fingerprint": _fingerprint(source),
                 "model": str(source), "lexicon": str(self._lexicon_path.resolve()) if self._lexicon_path else None}
         if self.store_model:
