@@ -152,6 +152,19 @@ def test_csv_rows_with_other_encoding_are_retried(tmp_path):
     assert items[1].text == T2
 
 
+def test_utf8_rows_of_a_gbk_csv_are_not_garbled(tmp_path):
+    """The file is detected as GB18030 (a GBK row in its first MiB); a UTF-8 row whose bytes GB18030 also decodes
+    (without an error, every character garbled) is read as UTF-8."""
+    utf8 = "男，65岁，予胰岛素治疗，查体示左肾压痛，因直肠癌入院，神志清，精神好，"
+    assert utf8.encode("utf-8").decode("gb18030") != utf8  # decodes: what would have been annotated
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"id,text\nu1," + utf8.encode("utf-8") + b"\n"
+                     + "乙2,".encode("gbk") + T2.encode("gbk") + b"\nc3,fever 38.5\n")
+    items = items_of(path)
+    assert [(i.id, i.text, i.encoding) for i in items] == [
+        ("u1", utf8, "utf-8"), ("乙2", T2, "gb18030"), ("c3", "fever 38.5", "gb18030")]
+
+
 def test_parquet_string_and_binary_columns(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")

@@ -5,7 +5,7 @@ whole (from their first MiB), with undecodable rows retried one by one.
 from __future__ import annotations
 
 from medner.batch.items import SURROGATE, Item, Source, fail
-from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode
+from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode, utf8_declared_gb
 
 
 def wrong_encoding(source: Source, encoding: str, record_id: str | None = None) -> Item:
@@ -32,6 +32,16 @@ def redecode(value: str, codec: str) -> tuple[str, str]:
         return detect_and_decode(raw, skip=(codec,))
     except DecodeFailure:
         return raw.decode(codec, "replace"), codec
+
+
+def utf8_row_in_gb_file(value: str, codec: str, forced: str | None) -> tuple[str, str]:
+    """A CSV field of a file detected as GB18030 whose bytes are UTF-8 (a UTF-8 row among GBK ones: it decodes as
+    GB18030 without an error, every character garbled) decoded again as UTF-8; other fields unchanged. The bytes
+    are the field encoded back to GB18030 (lossless); :func:`medner.decoding.utf8_declared_gb` decides."""
+    if forced is not None or codec != "gb18030" or value.isascii() or SURROGATE.search(value):
+        return value, codec
+    raw = value.encode("gb18030")
+    return (raw.decode("utf-8"), "utf-8") if utf8_declared_gb(raw, codec) else (value, codec)
 
 
 def redecode_strict(value: str, codec: str, forced: str | None) -> tuple[str, str]:

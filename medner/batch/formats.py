@@ -16,7 +16,7 @@ import re
 from pathlib import PurePosixPath
 from typing import IO, Iterable, Iterator
 
-from medner.batch.encodings import decode_failure, redecode, redecode_strict, wrong_encoding
+from medner.batch.encodings import decode_failure, redecode, redecode_strict, utf8_row_in_gb_file, wrong_encoding
 from medner.batch.items import SURROGATE, Item, MiB, ReadOptions, ReadStats, Source, check_text, fail
 from medner.decoding import (DecodeFailure, detect_and_decode, detect_stream_encoding, looks_utf16, sniff_bom,
                              utf8_declared_gb)
@@ -336,13 +336,14 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
             if not row or (len(row) == 1 and not row[0].strip() and text_col != 0):
                 row_number -= 1  # blank line
                 continue
-            record_id = redecode(row[id_col], codec)[0] if id_col is not None and id_col < len(row) else None
+            record_id = (utf8_row_in_gb_file(redecode(row[id_col], codec)[0], codec, options.encoding)[0]
+                         if id_col is not None and id_col < len(row) else None)
             record_id = record_id if record_id else where.key
             if text_col >= len(row):
                 yield fail(where, "bad_row", f"row has {len(row)} columns, column `{options.text_field}` is "
                                               f"number {text_col + 1}", record_id)
                 continue
-            text, codec_used = row[text_col], codec
+            text, codec_used = utf8_row_in_gb_file(row[text_col], codec, options.encoding)
             if SURROGATE.search(text):
                 try:
                     text, codec_used = redecode_strict(text, codec, options.encoding)
