@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from medner.config import WindowConfig
+from medner.errors import ConfigError
 from medner.model.alignment import token_tags_to_spans
 from medner.model.device import autocast, resolve_device, resolve_dtype
 from medner.model.windows import collate, token_windows
@@ -18,6 +19,15 @@ from medner.text import merge_window_predictions, trim_spans
 from medner.types import Record, Span
 
 log = logging.getLogger(__name__)
+
+
+def check_batch_size(value, field: str = "batch_size", what: str = "") -> int:
+    """``value`` if it is a whole number >= 1 (windows per forward pass), else a :class:`ConfigError` (a batch size
+    of 0 or less would predict nothing: no record may leave without its spans)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what}{field} must be a whole number >= 1, got {value!r}", field=field,
+                          fix="use a positive number of windows per forward pass, e.g. 16")
+    return value
 
 
 class Annotator:
@@ -36,7 +46,7 @@ class Annotator:
         self.config = config
         self.window = window or config.window
         self.scheme = tagger.scheme
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.fingerprint = fingerprint
         self.linker = linker
         self.lexicon = lexicon  # LexiconTagger when the model uses lexicon features
@@ -64,7 +74,7 @@ class Annotator:
                 items.append((t, window, encoded))
         per_window: list[list[Span]] = [[] for _ in items]
         order = sorted(range(len(items)), key=lambda i: len(items[i][2].input_ids))
-        size = batch_size or self.batch_size
+        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         pad_id = self.tokenizer.pad_token_id or 0
         for lo in range(0, len(order), size):
             chunk = order[lo : lo + size]

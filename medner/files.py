@@ -20,8 +20,9 @@ from medner.errors import ConfigError
 
 def refuse_output_over_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                              option: str = "--output") -> None:
-    """Refuse writing ``output`` where it would replace one of ``inputs`` (the same file, under any name): the
-    records read would be lost, a gold corpus replaced by predictions or weak labels."""
+    """Refuse writing ``output`` where it would replace one of ``inputs`` (the same file, under any name) or fall
+    inside an input folder (a corpus folder, a model run): the records read would be lost, a gold corpus replaced by
+    predictions or weak labels, a run's file damaged, or the output read as input by the next run over the folder."""
     target = Path(output)
     for source in inputs:
         source = Path(source)
@@ -30,6 +31,10 @@ def refuse_output_over_input(output: str | os.PathLike, inputs: Iterable[str | o
         if same:
             raise ConfigError(f"{option} {output} is the input {source}: writing it would replace what was read",
                               field=option, fix="write to another file")
+        if source.is_dir() and source.resolve() in target.resolve().parents:
+            raise ConfigError(f"{option} {output} is inside the input folder {source}: it could replace a file "
+                              "read from there, and would be read as input the next time", field=option,
+                              fix="write outside that folder")
 
 
 def share_like_other_files(paths: Iterable[str | os.PathLike]) -> None:

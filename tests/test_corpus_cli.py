@@ -132,6 +132,47 @@ def test_writing_over_the_input_is_refused_by_every_command_that_reads_a_corpus(
         assert Path(gold).read_bytes() == before
 
 
+def test_outputs_over_any_file_read_are_refused(tmp_path, capsys):
+    """Not only the path given: a brat pair's other file, a file inside an input folder (read again by the next run
+    over it), a file of the model run (damaged, the run refused from then on) or the ICD lexicon."""
+    import shutil
+
+    gold = Path(shutil.copy(next((DATA / "jsonl").glob("*.jsonl")), tmp_path / "gold.jsonl"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "medner_model.json").write_text("{}", encoding="utf-8")
+    brat = tmp_path / "brat"
+    brat.mkdir()
+    (brat / "1.txt").write_text(TEXT, encoding="utf-8")
+    (brat / "1.ann").write_text("T1\tsym 2 4\t发热\n", encoding="utf-8")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text(TEXT, encoding="utf-8")
+    lexicon = tmp_path / "lex.tsv"
+    lexicon.write_text("x", encoding="utf-8")
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    cases = [
+        (["render", str(gold), "--gold", "-o", str(gold)], "is the input"),
+        (["render", str(gold), "--model", str(run), "-o", str(run / "labels.json")], "inside the input folder"),
+        (["predict", "--model", str(run), str(gold), "-o", str(run / "medner_model.json")], "inside the input folder"),
+        (["predict", "--model", str(run), str(gold), "--icd-lexicon", str(lexicon), "-o", str(lexicon)],
+         "is the input"),
+        (["predict", "--model", str(run), str(folder), "-o", str(folder / "new.jsonl")], "inside the input folder"),
+        (["corpus", "convert", "--format", "brat", str(brat / "1.ann"), str(brat / "1.txt")], "is the input"),
+        (["predict", "--model", str(run), str(brat / "1.txt"), "--format", "brat", "-o", str(brat / "1.ann")],
+         "is the input"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    for size in ("0", "-1"):  # a batch of 0 windows crashed, of -1 predicted nothing: 0 entities, status 0
+        assert main(["render", str(gold), "--model", str(run), "-o", str(tmp_path / "x.html"), "--batch-size",
+                     size]) == 2
+        assert "--batch-size must be a whole number >= 1" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files  # nothing written or changed
+
+
 def test_stats_counts_spans_with_whitespace_at_an_edge(tmp_path, capsys):
     """Kept as written (offsets are the file's), but named: a model's spans never start or end in whitespace."""
     text = "患者 发热伴咳嗽 。"

@@ -193,8 +193,9 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert "keep, merge, overwrite" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="needs a model"):
         nlp.add_pipe("medner", name="no_model")
-    with pytest.raises(ConfigError, match="batch_size"):
-        nlp.add_pipe("medner", name="bad_batch", config={"model": str(tmp_path), "batch_size": 0})
+    for bad in (0, "8"):  # a string was a TypeError (spaCy refuses 1.5 itself)
+        with pytest.raises(ConfigError, match="'bad_batch': batch_size must be a whole number >= 1"):
+            nlp.add_pipe("medner", name="bad_batch", config={"model": str(tmp_path), "batch_size": bad})
     with pytest.raises(ModelError) as err:  # at add_pipe, not on the first document
         nlp.add_pipe("medner", name="missing", config={"model": str(tmp_path / "nope")})
     message = str(err.value)
@@ -217,6 +218,16 @@ def test_codes_and_icd_names_from_a_linker(tiny_run, texts, caplog):
     assert all(e.kb_id_ == "C20.x00" and e._.icd_name == "直肠恶性肿瘤" for e in diseases)
     assert all(e.kb_id_ == "" and e._.icd_name is None for e in others)
     assert [e.kb_id_ for e in docs[0].spans["medner"]] == [e.kb_id_ for e in docs[0].ents]
+
+
+def test_a_batch_size_below_one_is_refused_not_an_empty_prediction(tiny_run):
+    annotator = medner.load(tiny_run)
+    assert annotator.predict(["因直肠癌入院"], batch_size=1) == annotator.predict(["因直肠癌入院"])
+    for bad in (0, -1):  # -1 predicted nothing at all (range(0, n, -1)), 0 crashed
+        with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+            annotator.predict(["因直肠癌入院"], batch_size=bad)
+        with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+            medner.load(tiny_run, batch_size=bad)
 
 
 def test_the_icd_lexicon_is_read_once(tiny_run, monkeypatch):

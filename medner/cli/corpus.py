@@ -12,7 +12,7 @@ import argparse
 import json
 
 from medner.cli import add_on_error_option
-from medner.corpus import ReadReport, formats, read_corpus, write_jsonl
+from medner.corpus import ReadReport, files_read, formats, read_corpus, write_jsonl
 from medner.corpus.stats import corpus_stats, format_stats
 from medner.files import refuse_output_over_input
 
@@ -65,7 +65,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    refuse_output_over_input(args.output, [args.input], option="OUTPUT")
+    refuse_output_over_input(args.output, files_read(args.input, args.format), option="OUTPUT")
     report = ReadReport()
     records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
                           show_text=args.show_text)

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from medner.cli.annotate import FAILED_STATUS
 from medner.cli import add_on_error_option
-from medner.corpus import formats
+from medner.corpus import files_read, formats
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.types import Record
@@ -63,14 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from medner import load  # start-up time: loading torch and the model only when a command needs them
+    from medner.annotate import check_batch_size
     from medner.corpus import record_to_json, write_jsonl
     from medner.progress import track
 
-    if args.batch_size < 1:
-        raise CorpusError(f"--batch-size must be >= 1, got {args.batch_size}", field="--batch-size",
-                          fix="use a positive number of windows, e.g. 16")
-    if args.input != STDIN and args.output != STDIN:
-        refuse_output_over_input(args.output, [args.input])
+    check_batch_size(args.batch_size, "--batch-size")
+    if args.output != STDIN:
+        read = files_read(args.input, args.format) if args.input != STDIN else []
+        refuse_output_over_input(args.output, [*read, args.model, *([args.icd_lexicon] if args.icd_lexicon else [])])
     failed: list[str] = []
     records = list(_records(args, failed))  # read first: the progress has a total, and bad input stops early
     repeated = [rid for rid, n in Counter(r.id for r in records).items() if n > 1]

@@ -11,7 +11,8 @@ import itertools
 from pathlib import Path
 
 from medner.errors import ConfigError
-from medner.files import atomic_write_text
+from medner.corpus import files_read
+from medner.files import atomic_write_text, refuse_output_over_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from medner.annotate import check_batch_size  # start-up time: torch only once the command runs
     from medner.corpus.predictions import read_predictions
     from medner.spacy.render import render_records
 
@@ -45,6 +47,9 @@ def run_render(args: argparse.Namespace) -> int:
                           field="--model", fix="add --model runs/emr_zh, or --gold")
     if args.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {args.limit}", field="--limit", fix="use 0 for all records")
+    check_batch_size(args.batch_size, "--batch-size")
+    refuse_output_over_input(args.output, [*files_read(args.records, args.format),
+                                           *(path for path in (args.model, args.lexicon) if path)], option="-o")
     records = read_predictions(args.records, args.format, encoding=args.encoding, require_text=True)
     if args.limit:
         records = itertools.islice(records, args.limit)

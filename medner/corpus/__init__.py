@@ -48,6 +48,15 @@ def formats() -> list[str]:
     return list(READERS)
 
 
+def files_read(path: str | os.PathLike, format: str) -> list[Path]:
+    """The paths reading ``path`` as ``format`` opens, for refusing an output over one of them: a brat ``N.txt``
+    or ``N.ann`` means the pair; any other path (a folder covers what is in it) itself."""
+    path = Path(path)
+    if format == "brat" and path.suffix in (".txt", ".ann"):
+        return [path.with_suffix(".txt"), path.with_suffix(".ann")]
+    return [path]
+
+
 def read_corpus(path: str | os.PathLike, format: str = "jsonl", *, encoding: str | None = None,
                 on_error: str = "raise", report: ReadReport | None = None, show_text: bool = False) -> Iterator[Record]:
     """Stream the records of ``path`` read as ``format``.
@@ -92,5 +101,5 @@ def _counted(records: Iterator[Record], checker: Checker, path: Path) -> Iterato
     checker.finish()
 
 
-__all__ = ["READERS", "ReadReport", "Reader", "CorpusError", "formats", "read_corpus", "record_from_json",
+__all__ = ["READERS", "ReadReport", "Reader", "CorpusError", "files_read", "formats", "read_corpus", "record_from_json",
            "record_to_json", "write_jsonl"]

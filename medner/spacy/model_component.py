@@ -45,6 +45,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
+from medner.annotate import check_batch_size
 from medner.errors import ConfigError, ModelError
 from medner.lexicon.link import IcdLinker
 from medner.lexicon.store import load_lexicon
@@ -78,9 +79,7 @@ class MednerComponent(SpanWriter):
             raise ConfigError(f"component {name!r} needs a model", field="model",
                               fix='nlp.add_pipe("medner", config={"model": "runs/emr_zh"}) with a finished run '
                                   "directory (scripts/finetune.sh configs/emr_zh.yaml writes runs/emr_zh)")
-        if batch_size < 1:
-            raise ConfigError(f"component {name!r}: batch_size must be >= 1, got {batch_size}", field="batch_size",
-                              fix="use a positive number of windows per forward pass, e.g. 16")
+        check_batch_size(batch_size, what=f"component {name!r}: ")
         self.model = str(model)
         self.batch_size = batch_size
         self.device = device
