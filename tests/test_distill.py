@@ -325,3 +325,14 @@ def test_refused_students_leave_no_folder(tiny_run, tmp_path):
     with pytest.raises(ConfigError, match="first teacher is the student's start, but it is an exported run"):
         distill([str(exported), str(tiny_run)], tmp_path / "student", progress=False)
     assert not (tmp_path / "student").exists()
+
+
+def test_resume_into_a_run_that_is_no_student_of_these_teachers_is_refused_before_writing(tiny_run, tmp_path):
+    """`--resume -o FINISHED_RUN` wrote the student's start into that run, then failed on its checkpoint."""
+    other = tmp_path / "finetuned"
+    shutil.copytree(tiny_run, other)
+    files = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="holds a run that is no distillation student, not a student of the "
+                                          "teachers named now"):
+        distill([str(tiny_run)], other, resume=True, progress=False)
+    assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == files

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict
+from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict, read_yaml
 from medner.encoders.loading import quiet_transformers
 from medner.errors import ConfigError
 from medner.files import publish_folder
@@ -111,6 +111,21 @@ def _save_start(encoder: torch.nn.Module, tokenizer, folder: Path) -> None:
         tokenizer.save_pretrained(str(folder))
 
 
+def refuse_resume_of_another_run(out: Path, teachers: Sequence[str]) -> None:
+    """Refuse ``--resume`` into a folder holding a run that is no student of ``teachers`` (a finished fine-tuning
+    run, another distillation): it would be written into (the student's start) before its checkpoint is found not
+    to fit."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return  # killed before its first write
+    saved = read_yaml(path)
+    before = ((saved.get("distill") or {}).get("teachers") or []) if isinstance(saved, dict) else []
+    if [Path(t).resolve() for t in before] != [Path(t).resolve() for t in teachers]:
+        what = f"the student of {', '.join(map(str, before))}" if before else "a run that is no distillation student"
+        raise ConfigError(f"--resume: this folder holds {what}, not a student of the teachers named now", where=str(out),
+                          field="-o", fix="name that student's teachers, or a new -o folder without --resume")
+
+
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
             unlabelled: Sequence[str] = (), unlabelled_format: str = "jsonl", overrides: Sequence[str] = (),
             progress: bool = True, overwrite: bool = False, resume: bool = False) -> Path:
@@ -131,6 +146,8 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
                             encoder_dir=init_dir, overrides=overrides)
     refuse_inputs_inside(out, [(key, path) for key, path in run_inputs(config) if key != "encoder.name"])
     check_output(out, resume=resume, overwrite=overwrite)
+    if resume:
+        refuse_resume_of_another_run(out, teachers)
     if resume and is_published(out, config, init_distributed(config.device)):  # before loading any teacher
         return out  # finished: its unlabelled texts need not exist any more
     if resume:
