@@ -73,6 +73,12 @@ def test_predict_reads_txt_files_folders_and_jsonl(tiny_run, tmp_path, capsys):
     assert main(["predict", "--model", str(tiny_run), str(gold), "-o", str(out), "--device", "cpu"]) == 0
     (record,) = read_corpus(out)
     assert record.id == "g1" and record.meta == {"ward": 3}  # the project's jsonl keeps ids and meta
+    table = tmp_path / "table" / "notes.csv"  # other column names: --id-field / --text-field, as annotate takes
+    table.parent.mkdir()
+    table.write_text("病历号,内容\nn1,因胃癌入院\n", encoding="utf-8")
+    assert main(["predict", "--model", str(tiny_run), str(table), "-o", str(out), "--device", "cpu",
+                 "--id-field", "病历号", "--text-field", "内容"]) == 0
+    assert [(r.id, r.text) for r in read_corpus(out)] == [("n1", "因胃癌入院")]
 
 
 def test_predict_from_standard_input(tiny_run):

@@ -10,9 +10,9 @@ from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode, utf
 
 def wrong_encoding(source: Source, encoding: str, record_id: str | None = None) -> Item:
     """The failure for UTF-8 bytes given ``--encoding`` of a GB codec (decoded, every character would be garbled)."""
-    return fail(source, "wrong_encoding", f"UTF-8 bytes, not {encoding}: read as {encoding} every Chinese character "
-                                           f"would be garbled; leave --encoding out (detected) or pass --encoding utf-8",
-                record_id)
+    return fail(source, "wrong_encoding", f"UTF-8 bytes, not {encoding}: read as {encoding} every Chinese "
+                                           "character would be garbled; leave --encoding out (detected) or pass "
+                                           "--encoding utf-8", record_id)
 
 
 def decode_failure(source: Source, exc: DecodeFailure, record_id: str | None = None) -> Item:

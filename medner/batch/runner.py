@@ -291,9 +291,10 @@ def annotate(options: AnnotateOptions, engine=None) -> dict:
             "ledger_lines_dropped": [number for number, _ in ledger.repaired]})
         assert n_errors == manifest["counts"]["failed"]
         if stats.skipped:
-            log.warning("%d file(s) in folders or archives were not read: their suffix is none of .txt .jsonl .csv .tsv "
-                        ".parquet (first: %s; all counted in manifest.json read_stats); name a file on the command "
-                        "line with --input-format to read it", stats.skipped, ", ".join(stats.skipped_examples[:3]))
+            log.warning("%d file(s) in folders or archives were not read: their suffix is none of .txt .jsonl .csv "
+                        ".tsv .parquet (first: %s; all counted in manifest.json read_stats); name a file on the "
+                        "command line with --input-format to read it", stats.skipped,
+                        ", ".join(stats.skipped_examples[:3]))
         if stats.duplicate_ids:
             log.warning("%d records have an id that an earlier record has too (first: %s); their rows are told "
                         "apart by `key` (see manifest.json read_stats)", stats.duplicate_ids,

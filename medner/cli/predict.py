@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoding", default=None,
                    help="input encoding, e.g. gb18030 (default: detected for files and folders: a BOM, UTF-16, "
                         "UTF-8, else GB18030; UTF-8 for standard input)")
+    p.add_argument("--id-field", default="id",
+                   help="id key/column of the CSV, Parquet and non-project JSONL files read as `medner annotate` "
+                        "reads them (default: id)")
+    p.add_argument("--text-field", default="text", help="their text key/column (default: text)")
     add_on_error_option(p)
     p.add_argument("-o", "--output", default=STDIN, metavar="FILE",
                    help="output jsonl (the project's format); default - (standard output)")
@@ -110,7 +114,7 @@ def _records(args: argparse.Namespace, failed: list[str]) -> Iterator[Record]:
         return read_corpus(path, format=args.format, encoding=args.encoding, on_error=args.on_error)
     if path.is_file() and path.suffix.lower() == ".jsonl":
         return read_corpus(path, format="jsonl", encoding=args.encoding, on_error=args.on_error)
-    return _item_records(path, args.encoding, failed)
+    return _item_records(path, args, failed)
 
 
 def _stdin_records(encoding: str | None) -> Iterator[Record]:
@@ -127,11 +131,12 @@ def _stdin_records(encoding: str | None) -> Iterator[Record]:
             yield Record(f"stdin:{number}", line)
 
 
-def _item_records(path: Path, encoding: str | None, failed: list[str]) -> Iterator[Record]:
+def _item_records(path: Path, args: argparse.Namespace, failed: list[str]) -> Iterator[Record]:
     from medner.batch.items import ReadOptions  # start-up time: the batch readers only for files and folders
     from medner.batch.sources import iter_items
 
-    for item in iter_items([path], ReadOptions(encoding=encoding)):
+    options = ReadOptions(encoding=args.encoding, id_field=args.id_field, text_field=args.text_field)
+    for item in iter_items([path], options):
         if item.ok:
             yield Record(item.id, item.text)
         else:

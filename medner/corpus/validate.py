@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
 #: how a malformed span or record may be passed over, the end of its fix
-SKIP_FIX = "skip it with --on-error skip (`on_error: skip` in a config)"
+SKIP_FIX = "skip it with --on-error skip (`data.on_error: skip` in a run config, or --set data.on_error=skip)"
 MAX_EXAMPLES = 5
 _EXCERPT = 8  # characters of record text allowed in a message
 _INT = re.compile(r"-?[0-9]+")

@@ -187,7 +187,8 @@ class MednerComponent(SpanWriter):
             raise ModelError(f"component {self.name!r}: the pipeline is being saved inside the run it uses "
                              f"({source}); spaCy has already added its own files there (config.cfg, meta.json, "
                              f"vocab/, tokenizer/cfg: remove them, the run's files were not changed)",
-                             where=str(pipeline), fix="save the pipeline to a folder of its own: nlp.to_disk(\"nlp_out\")")
+                             where=str(pipeline),
+                             fix="save the pipeline to a folder of its own: nlp.to_disk(\"nlp_out\")")
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format": META_FORMAT, "stored": bool(self.store_model), "fingerprint": _fingerprint(source),
                 "model": str(source), "lexicon": str(self._lexicon_path.resolve()) if self._lexicon_path else None}

@@ -122,8 +122,9 @@ def refuse_resume_of_another_run(out: Path, teachers: Sequence[str]) -> None:
     before = ((saved.get("distill") or {}).get("teachers") or []) if isinstance(saved, dict) else []
     if [Path(t).resolve() for t in before] != [Path(t).resolve() for t in teachers]:
         what = f"the student of {', '.join(map(str, before))}" if before else "a run that is no distillation student"
-        raise ConfigError(f"--resume: this folder holds {what}, not a student of the teachers named now", where=str(out),
-                          field="-o", fix="name that student's teachers, or a new -o folder without --resume")
+        raise ConfigError(f"--resume: this folder holds {what}, not a student of the teachers named now",
+                          where=str(out), field="-o",
+                          fix="name that student's teachers, or a new -o folder without --resume")
 
 
 def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha: float = 0.5,
