@@ -205,8 +205,22 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         items_of(tmp_path / "x.docx")
     with pytest.raises(ConfigError, match="unknown encoding"):
         ReadOptions(encoding="no-such-codec")
-    with pytest.raises(ConfigError, match="max_ratio"):
-        ArchiveLimits(max_ratio=0.5)
+    for ratio in (0.5, float("nan")):  # NaN compared false with every ratio: the bomb check was off
+        with pytest.raises(ConfigError, match="max_ratio"):
+            ArchiveLimits(max_ratio=ratio)
+
+
+@pytest.mark.parametrize("option,value", [("--max-member-mb", "nan"), ("--max-member-mb", "inf"),
+                                          ("--max-archive-gb", "nan"), ("--max-ratio", "nan"),
+                                          ("--max-member-mb", "-1"), ("--max-ratio", "lots")])
+def test_archive_limits_on_the_command_line_are_finite(tmp_path, capsys, option, value):
+    from medner.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["annotate", str(tmp_path), "--model", str(tmp_path), "--out", str(tmp_path / "out"), option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option}: expected a finite number >= 0, got '{value}'" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------------------------ archives

@@ -59,8 +59,9 @@ class ArchiveLimits:
     def __post_init__(self) -> None:
         for name in ("max_member_bytes", "max_total_bytes", "ratio_min_bytes"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"`{name}` must be >= 0, got {getattr(self, name)}", field=name)
-        if self.max_ratio < 1:
+                raise ConfigError(f"`{name}` must be >= 0, got {getattr(self, name)}", field=name,
+                                  fix="give a size of 0 or more")
+        if not self.max_ratio >= 1:  # NaN too: it would switch the decompression-bomb check off
             raise ConfigError(f"`max_ratio` must be >= 1, got {self.max_ratio}", field="max_ratio",
                               fix="use a ratio such as 100 (decompressed bytes per compressed byte)")
 

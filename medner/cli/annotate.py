@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -39,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                ".parquet file in folders and archives as this format (default: by suffix)")
     io_group.add_argument("--max-record-chars", type=int, default=1_000_000,
                           help="longer records go to errors.jsonl (default: 1,000,000)")
-    io_group.add_argument("--max-member-mb", type=float, default=256,
+    io_group.add_argument("--max-member-mb", type=_size, default=256,
                           help="largest archive member read, MiB of decompressed data (default: 256)")
-    io_group.add_argument("--max-archive-gb", type=float, default=16,
+    io_group.add_argument("--max-archive-gb", type=_size, default=16,
                           help="most decompressed data read from one archive, GiB (default: 16)")
-    io_group.add_argument("--max-ratio", type=float, default=200,
+    io_group.add_argument("--max-ratio", type=_size, default=200,
                           help="largest compression ratio accepted, against decompression bombs (default: 200)")
     out_group = parser.add_argument_group("output")
     out_group.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"), dest="output_format",
@@ -76,6 +77,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help=f"exit 0 even when some records failed (default: exit {FAILED_STATUS}: the output is "
                                 "complete, but errors.jsonl lists records without annotations)")
     parser.set_defaults(func=run_annotate, on_interrupt="rerun the same command to continue where it stopped")
+
+
+def _size(value: str) -> float:
+    """An archive limit: a finite number >= 0 (NaN would switch a check off, inf overflows)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
+    return number
 
 
 def run_annotate(args: argparse.Namespace) -> int:
