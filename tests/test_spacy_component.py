@@ -186,13 +186,19 @@ def test_lexicon_entities_survive_a_merging_model(tmp_path, tiny_run):
     assert doc.ents[0].kb_id_ == "C20.x00" and doc.ents[0]._.icd_name == "直肠恶性肿瘤"
 
 
-def test_bad_config_is_one_clear_line(tmp_path):
+def test_bad_config_is_one_clear_line(tmp_path, tiny_run):
     nlp = spacy.blank("zh")
     with pytest.raises(ConfigError, match="ents_policy") as err:
         nlp.add_pipe("medner", config={"model": str(tmp_path), "ents_policy": "replace"})
     assert "keep, merge, overwrite" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="needs a model"):
         nlp.add_pipe("medner", name="no_model")
+    for config, message in (({"window_chars": 4}, "window.max_chars` must be >= 8"),
+                            ({"window_overlap": 10_000}, "window.overlap` must be in"),
+                            ({"device": "gpu"}, "`device` is 'gpu'")):  # at add_pipe, not on the first document
+        with pytest.raises(ConfigError, match=message):
+            nlp.add_pipe("medner", name="bad_window", config={"model": str(tiny_run), **config})
+    assert "bad_window" not in nlp.pipe_names
     for bad in (0, "8"):  # a string was a TypeError (spaCy refuses 1.5 itself)
         with pytest.raises(ConfigError, match="'bad_batch': batch_size must be a whole number >= 1"):
             nlp.add_pipe("medner", name="bad_batch", config={"model": str(tmp_path), "batch_size": bad})

@@ -83,6 +83,11 @@ def test_errors_name_the_field_and_the_fix(tmp_path):
     with pytest.raises(LexiconError, match="records.jsonl:1: header row lacks column"):
         nlp.add_pipe("medner_lexicon", config={"lexicon": str(records)})
     assert "medner_lexicon" not in nlp.pipe_names
+    with pytest.raises(ConfigError, match=r"labels \['疾病'\] are not in the lexicon .*its labels: .*疾病和诊断"):
+        nlp.add_pipe("medner_lexicon", config={"lexicon": str(LEXICON), "labels": ["疾病"]})  # matched nothing
+    with pytest.raises(ConfigError, match="min_length must be a whole number >= 1, got 0"):
+        nlp.add_pipe("medner_lexicon", config={"lexicon": str(LEXICON), "min_length": 0})
+    assert "medner_lexicon" not in nlp.pipe_names
 
 
 def test_writes_entities_on_request_and_scores():

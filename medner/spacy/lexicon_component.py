@@ -49,6 +49,9 @@ class LexiconComponent(SpanWriter):
             raise ConfigError(f"component {name!r} needs a lexicon file", field="lexicon",
                               fix='nlp.add_pipe("medner_lexicon", config={"lexicon": "lexicons/build/lexicon_zh.tsv"})'
                                   " (build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`)")
+        if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
+            raise ConfigError(f"component {name!r}: min_length must be a whole number >= 1, got {min_length!r}",
+                              field="min_length", fix="use 2 (the default: single characters are not matched) or 1")
         self.lexicon = str(lexicon)
         self.label_filter = list(labels) if labels is not None else None
         self.label_priority = list(label_priority)
@@ -70,6 +73,11 @@ class LexiconComponent(SpanWriter):
         if self._matcher is None:
             lex = load_lexicon(self._lexicon_path)
             self._labels = tuple(lex.labels())
+            unknown = sorted(set(self.label_filter or ()) - set(self._labels))
+            if unknown:  # a typo would match nothing, without a word
+                raise ConfigError(f"component {self.name!r}: labels {unknown} are not in the lexicon "
+                                  f"{self._lexicon_path} (its labels: {', '.join(self._labels)})", field="labels",
+                                  fix="name labels the lexicon has, or leave `labels` out for all of them")
             self._matcher = lex.matcher(min_length=self.min_length, label_priority=self.label_priority,
                                         labels=self.label_filter)
             log.info("%s: %d lexicon keys from %s", self.name, len(self._matcher), self._lexicon_path)

@@ -32,6 +32,7 @@ meets any logs a summary (WARNING the first time, INFO afterwards).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -49,7 +50,8 @@ from medner.annotate import check_batch_size
 from medner.errors import ConfigError, ModelError
 from medner.lexicon.link import IcdLinker
 from medner.lexicon.store import load_lexicon
-from medner.run.directory import fingerprint, is_run_dir, load_annotator
+from medner.model.device import resolve_device
+from medner.run.directory import fingerprint, is_run_dir, load_annotator, read_run_config
 from medner.run.directory import read_meta as read_run_meta
 from medner.spacy.writer import (ASSIGNS, META_FILE, META_FORMAT, SCORE_WEIGHTS, SpanWriter, copy_file,
                                  loading_saved_pipeline, read_meta)
@@ -95,6 +97,9 @@ class MednerComponent(SpanWriter):
         self._pid = os.getpid()
         if not loading_saved_pipeline():  # fail at add_pipe, not on the first document
             self._check_model()
+            resolve_device(device)  # a device absent here or unknown
+            if self._window():  # windowing other than the run's: valid for it
+                dataclasses.replace(read_run_config(self._model_path).window, **self._window())
             if self._lexicon_path is not None and not self._lexicon_path.is_file():
                 raise ModelError(f"component {name!r}: ICD lexicon not found", where=str(self._lexicon_path),
                                  field="lexicon", fix="build it with `medner lexicon build configs/lexicon_zh.yaml "
@@ -140,11 +145,14 @@ class MednerComponent(SpanWriter):
                                  "(scripts/finetune.sh configs/emr_zh.yaml writes runs/emr_zh)")
         read_run_meta(path)  # a readable format version, else one clear line now
 
+    def _window(self) -> dict:
+        """The windowing fields set in the component's config (the run's own for the others)."""
+        return {k: v for k, v in (("max_chars", self.window_chars), ("overlap", self.window_overlap)) if v is not None}
+
     def _load(self):
         path = self._model_path
         self._check_model()
-        window = {k: v for k, v in (("max_chars", self.window_chars), ("overlap", self.window_overlap)) if v is not None}
-        annotator = load_annotator(path, device=self.device, batch_size=self.batch_size, window=window or None,
+        annotator = load_annotator(path, device=self.device, batch_size=self.batch_size, window=self._window() or None,
                                    icd_lexicon=self._checked_lexicon or self._lexicon_path)
         self._checked_lexicon = None
         self.icd_names = annotator.linker.names if isinstance(annotator.linker, IcdLinker) else {}
