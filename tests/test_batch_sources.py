@@ -152,6 +152,25 @@ def test_csv_rows_with_other_encoding_are_retried(tmp_path):
     assert items[1].text == T2
 
 
+@pytest.mark.parametrize("encoding", [None, "utf-16", "utf-16-le"])
+def test_a_broken_utf16_code_unit_fails_its_line_or_row_only(tmp_path, encoding):
+    """A lone surrogate code unit ended the whole file (every record after it, and the lines decoded with it in
+    one chunk before it, lost) and a CSV's failure named its header row; a BOM read under utf-16-le broke line 1."""
+    bad = "\ufeff".encode("utf-16-le")  # a BOM, then records; record 2's text holds a lone high surrogate unit
+    jsonl, table = tmp_path / "w.jsonl", tmp_path / "w.csv"
+    lines = [json.dumps({"id": f"w{i}", "text": T1}, ensure_ascii=False) for i in range(4)]
+    jsonl.write_bytes(bad + b"".join(line.encode("utf-16-le") + "\n".encode("utf-16-le") if i != 1 else
+                                     line[:-2].encode("utf-16-le") + b"\x00\xd8" + '"}\n'.encode("utf-16-le")
+                                     for i, line in enumerate(lines)))
+    rows = [f"c{i},{T1}" for i in range(4)]
+    table.write_bytes(bad + "id,text\n".encode("utf-16-le") + b"".join(
+        row.encode("utf-16-le") + (b"\x00\xd8" if i == 1 else b"") + "\n".encode("utf-16-le")
+        for i, row in enumerate(rows)))
+    got = [(i.id, i.reason) for i in items_of(jsonl, table, encoding=encoding)]
+    assert got == [("w0", None), (f"{jsonl}:2", "undecodable"), ("w2", None), ("w3", None),
+                   ("c0", None), ("c1", "undecodable"), ("c2", None), ("c3", None)]
+
+
 def test_utf8_rows_of_a_gbk_csv_are_not_garbled(tmp_path):
     """The file is detected as GB18030 (a GBK row in its first MiB); a UTF-8 row whose bytes GB18030 also decodes
     (without an error, every character garbled) is read as UTF-8."""

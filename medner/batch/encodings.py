@@ -4,8 +4,23 @@ whole (from their first MiB), with undecodable rows retried one by one.
 """
 from __future__ import annotations
 
+import codecs
+
 from medner.batch.items import SURROGATE, Item, Source, fail
 from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode, utf8_declared_gb
+
+
+#: the error handler that reads an undecodable stretch of a UTF-16/32 stream as one lone surrogate (:data:`MARK`,
+#: which strict decoding never yields): the stream reads on and only the line or row holding it fails
+#: (``surrogateescape`` cannot stand for the NUL bytes of a bad UTF-16 code unit)
+MARK_ERRORS = "medner.mark_undecodable"
+MARK = "\udcff"
+codecs.register_error(MARK_ERRORS, lambda exc: (MARK, exc.end))
+
+
+def text_errors(codec: str) -> str:
+    """The error handler for reading a stream in ``codec`` with undecodable stretches marked, not raised."""
+    return MARK_ERRORS if codecs.lookup(codec).name.startswith(("utf-16", "utf-32")) else "surrogateescape"
 
 
 def wrong_encoding(source: Source, encoding: str, record_id: str | None = None) -> Item:

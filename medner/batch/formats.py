@@ -16,7 +16,8 @@ import re
 from pathlib import PurePosixPath
 from typing import IO, Iterable, Iterator
 
-from medner.batch.encodings import decode_failure, redecode, redecode_strict, utf8_row_in_gb_file, wrong_encoding
+from medner.batch.encodings import (MARK, MARK_ERRORS, decode_failure, redecode, redecode_strict, text_errors,
+                                    utf8_row_in_gb_file, wrong_encoding)
 from medner.batch.items import SURROGATE, Item, MiB, ReadOptions, ReadStats, Source, check_text, fail
 from medner.decoding import (DecodeFailure, detect_and_decode, detect_stream_encoding, looks_utf16, sniff_bom,
                              utf8_declared_gb)
@@ -96,9 +97,9 @@ def _byte_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | No
 
 def _text_lines(stream: IO[bytes], codec: str, source: Source,
                 limit: int) -> Iterator[tuple[int, str | Item | None]]:
-    """UTF-16 JSONL: decoded lines split on ``\\n`` (None for a line over ``limit`` characters); an undecodable
-    stretch ends the file with a failure."""
-    reader = io.TextIOWrapper(stream, encoding=codec, errors="strict", newline="\n")
+    """UTF-16 JSONL: decoded lines split on ``\\n`` (None for a line over ``limit`` characters); a line holding an
+    undecodable stretch is a failure of its own (:data:`~medner.batch.encodings.MARK`)."""
+    reader = io.TextIOWrapper(stream, encoding=codec, errors=MARK_ERRORS, newline="\n")
     number = 0
     try:
         while True:
@@ -113,12 +114,14 @@ def _text_lines(stream: IO[bytes], codec: str, source: Source,
                         break
                 yield number, None
                 continue
+            if MARK in line:
+                yield number, fail(Source(source.path, source.member, number), "undecodable",
+                                   f"not decodable as {codec} (a broken code unit in this line)")
+                continue
             line = line[:-1] if line.endswith("\n") else line
+            if number == 1 and line.startswith("\ufeff"):  # a BOM left by a codec named without it (utf-16-le)
+                line = line[1:]
             yield number, (line[:-1] if line.endswith("\r") else line)
-    except UnicodeDecodeError as exc:
-        where = Source(source.path, source.member, number + 1)
-        yield number + 1, fail(where, "undecodable", f"not decodable as {codec} ({exc.reason}); the rest of the "
-                                                      f"file is skipped")
     finally:
         reader.detach()
 
@@ -148,7 +151,7 @@ def _jsonl_items(stream: IO[bytes], source: Source, options: ReadOptions, stats:
         where = Source(source.path, source.member, number)
         if isinstance(line, Item):
             yield line
-            return
+            continue
         if line is None:
             yield fail(where, "too_long", f"line longer than {options.max_record_bytes} bytes")
             continue
@@ -293,7 +296,7 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
     delimiter = "\t" if (source.member or source.path).lower().endswith(".tsv") else ","
     if csv.field_size_limit() < options.max_record_bytes:
         csv.field_size_limit(options.max_record_bytes)
-    reader_io = io.TextIOWrapper(stream, encoding=codec, errors="surrogateescape", newline="")
+    reader_io = io.TextIOWrapper(stream, encoding=codec, errors=text_errors(codec), newline="")
     lines = _BoundedLines(reader_io, options.max_record_bytes + 64 * 1024, delimiter)
     try:
         reader = csv.reader(lines, delimiter=delimiter)
