@@ -110,7 +110,7 @@ def test_utf8_records_given_a_gb_encoding_fail_instead_of_being_garbled(tmp_path
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def test_jsonl_fields_and_bad_lines():
+def test_jsonl_fields_and_bad_lines(tmp_path):
     path = DATA / "records.jsonl"
     items = items_of(path, id_field="doc", text_field="body")
     got = {i.source.line: (i.id, i.reason, i.encoding) for i in items}
@@ -127,6 +127,11 @@ def test_jsonl_fields_and_bad_lines():
         10: (key + "10", "undecodable", None),
     }
     assert items[0].text == T1 and items[1].text == T2
+    assert "field `body` is null" in items[4].detail or "no field `body`" in items[4].detail
+    null = tmp_path / "null.jsonl"  # a null text is not a missing field: no "choose it with --text-field"
+    null.write_text('{"id": "n", "text": null}\n', encoding="utf-8")
+    (item,) = items_of(null)
+    assert item.reason == "missing_text" and item.detail == "field `text` is null"
     for item in items:  # no record text in any failure message
         assert item.ok or (T1 not in item.detail and "bad bytes" not in item.detail)
 

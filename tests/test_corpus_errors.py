@@ -197,6 +197,8 @@ def test_unknown_encoding_format_policy(tmp_path):
         read_corpus(path, "jsonl", on_error="ignore")
     with pytest.raises(CorpusError, match="missing.jsonl: no such file"):
         read_corpus(tmp_path / "missing.jsonl", "jsonl")
+    with pytest.raises(CorpusError, match="/dev/null: not a regular file"):  # was "found a folder"
+        list(read_corpus("/dev/null", "jsonl"))
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "ccks2019", "chip", "cmeee", "cmedqaner", "bio"])

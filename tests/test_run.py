@@ -72,9 +72,14 @@ def test_missing_added_and_pickle_files_are_refused(copy_of):
 
 
 def test_metadata_problems_say_what_to_do(copy_of, tmp_path):
-    with pytest.raises(ModelError, match="not a medner run directory"):
+    with pytest.raises(ModelError, match="nowhere: no such run directory"):
         read_meta(tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="not a medner run directory"):
+        read_meta(tmp_path)
     meta = json.loads((copy_of / META_FILE).read_text(encoding="utf-8"))
+    (copy_of / META_FILE).write_text("[]")  # valid JSON, not a run's metadata
+    with pytest.raises(ModelError, match=r"damaged medner_model.json .*copy the run directory again"):
+        read_meta(copy_of)
     (copy_of / META_FILE).write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ModelError, match="run format 99"):
         load_run(copy_of)

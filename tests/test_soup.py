@@ -96,7 +96,7 @@ def test_soup_command(tiny_run, sibling, tmp_path, capsys):
     assert main(["soup", str(tiny_run), str(sibling), "-o", str(tmp_path / "soup")]) == 0
     assert json.loads((tmp_path / "soup" / "medner_model.json").read_text(encoding="utf-8"))["soup"]
     assert main(["soup", str(tiny_run), str(tmp_path / "nowhere"), "-o", str(tmp_path / "soup2")]) == 2
-    assert "nowhere: not a medner run directory" in capsys.readouterr().err
+    assert "nowhere: no such run directory" in capsys.readouterr().err
 
 
 def test_soup_keeps_icd_linking_when_the_members_lexicon_has_moved(tiny_run, sibling, tiny_corpus, tmp_path):

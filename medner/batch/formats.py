@@ -187,9 +187,11 @@ def _json_record(line: str, where: Source, codec: str | None, options: ReadOptio
     except _BadField as exc:
         return fail(where, "bad_field", f"{exc} (field `{options.id_field}`)")
     record_id = record_id if record_id is not None else where.key
-    if options.text_field not in obj or obj[options.text_field] is None:
+    if options.text_field not in obj:
         return fail(where, "missing_text", f"no field `{options.text_field}` ({names_for_message(obj, 'keys')}); "
                                             f"choose it with --text-field", record_id)
+    if obj[options.text_field] is None:
+        return fail(where, "missing_text", f"field `{options.text_field}` is null", record_id)
     text = obj[options.text_field]
     if not isinstance(text, str):
         return fail(where, "bad_field", f"field `{options.text_field}` has type {type(text).__name__}, "

@@ -40,9 +40,12 @@ def check_path(path: Path, *, want: str = "file") -> Path:
     """``path`` if it exists as ``want`` ("file", "dir" or "any"), else :class:`CorpusError`."""
     if not path.exists():
         raise CorpusError("no such file or folder", where=str(path), fix="check the path")
-    if want == "file" and not path.is_file():
+    if want == "file" and path.is_dir():
         raise CorpusError("expected a file, found a folder", where=str(path),
                           fix="pass the corpus file itself, or choose a folder format (brat, ccks2017)")
+    if not path.is_dir() and not path.is_file():
+        raise CorpusError("not a regular file (a device, FIFO or socket)", where=str(path),
+                          fix="pass a corpus file or folder")
     if want == "dir" and not path.is_dir():
         raise CorpusError("expected a folder", where=str(path), fix="pass the folder holding the documents")
     return path

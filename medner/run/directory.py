@@ -243,15 +243,22 @@ def read_meta(run_dir: str | Path) -> dict:
     """The run's metadata, checked for a readable format version; errors name the directory and the fix."""
     run_dir = Path(run_dir)
     path = run_dir / META_FILE
+    if not run_dir.exists():
+        raise ModelError("no such run directory", where=str(run_dir),
+                         fix="check the path: the output_dir of a finished `medner finetune` run")
     if not path.is_file():
         raise ModelError(f"not a medner run directory (no {META_FILE})", where=str(run_dir),
-                         fix="point at the output_dir of a finished `medner finetune` run")
+                         fix=f"point at the output_dir of a finished `medner finetune` run (one still training has "
+                             f"no {META_FILE} yet)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         raise ModelError(f"unreadable {META_FILE} ({type(exc).__name__})", where=str(path),
                          fix="copy the run directory again from where it was trained") from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or "format_version" not in meta:
+        raise ModelError(f"damaged {META_FILE} (no format_version in it)", where=str(path),
+                         fix="copy the run directory again from where it was trained")
+    version = meta["format_version"]
     if version not in READABLE_VERSIONS:
         raise ModelError(f"run format {version} is not one this medner reads ({', '.join(map(str, READABLE_VERSIONS))})",
                          where=str(run_dir), fix="load it with the medner version that wrote it, or train it again")
@@ -422,7 +429,8 @@ def make_linker(lexicon_path: str | Path | Lexicon, labels=("疾病和诊断", "
     if isinstance(lexicon_path, Lexicon):
         return IcdLinker(lexicon_path, labels=tuple(labels), min_score=min_score)
     if not Path(lexicon_path).is_file():
-        raise ModelError("ICD lexicon not found", where=str(lexicon_path),
+        raise ModelError("ICD lexicon not found" if not Path(lexicon_path).exists() else
+                         "the ICD lexicon is a folder, not a lexicon file", where=str(lexicon_path),
                          fix="build it with `medner lexicon build configs/lexicon_zh.yaml -o FILE`")
     return IcdLinker.from_lexicon(lexicon_path, labels=tuple(labels), min_score=min_score)
 

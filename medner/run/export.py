@@ -53,7 +53,7 @@ from medner.files import publish_folder
 from medner.model.alignment import token_tags_to_spans
 from medner.model.tagger import Tagger, decode_emissions, tag_probabilities
 from medner.model.windows import collate, token_windows
-from medner.run.directory import EXPORT_DIR, LoadedRun, is_exported, is_run_dir, load_run, read_meta, save_exported
+from medner.run.directory import EXPORT_DIR, LoadedRun, is_exported, load_run, read_meta, save_exported
 from medner.run.output_dir import check_output, refuse_inputs_inside
 from medner.run.runtime import EXTRAS, FORMATS, MODEL_FILES, ExportedTagger, require_runtime, runtime_version
 from medner.types import Record
@@ -187,10 +187,7 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
     if not 0.0 <= min_span_agreement <= 1.0:  # NaN too
         raise ConfigError(f"--min-span-agreement must be in [0, 1], got {min_span_agreement}",
                           field="--min-span-agreement", fix=f"use e.g. {DEFAULT_MIN_SPAN_AGREEMENT}; 0 turns it off")
-    if not is_run_dir(run_dir):
-        raise ModelError("not a medner run directory (no medner_model.json)", where=str(run_dir),
-                         fix="point at a finished `medner finetune` run; an unfinished one has no medner_model.json")
-    if is_exported(read_meta(run_dir)):
+    if is_exported(read_meta(run_dir)):  # a finished run (else what the folder is and the fix)
         raise ModelError("the run is itself exported", where=str(run_dir),
                          fix="export the torch run it came from (its fingerprint is in medner_model.json)")
     if out_dir.resolve() == run_dir.resolve():

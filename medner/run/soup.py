@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
-from medner.run.directory import (LINK_FILE, fingerprint, is_exported, is_run_dir, load_run, read_meta, save_run,
+from medner.run.directory import (LINK_FILE, fingerprint, is_exported, load_run, read_meta, save_run,
                                    write_model_card)
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,7 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
         raise ModelError(f"a soup needs at least two run directories, got {len(runs)}",
                          fix="name two or more runs fine-tuned from the same starting weights")
     for run in runs:
-        if not is_run_dir(run):
-            raise ModelError("not a medner run directory", where=str(run),
-                             fix="name the output_dir of finished `medner finetune` runs")
+        read_meta(run)  # a finished run: else what the folder is (missing, no run, damaged) and the fix
         if run.resolve() == out_dir.resolve():
             raise ModelError(f"the soup's output {out_dir} is one of its members", fix="write it to a new directory")
         if is_exported(read_meta(run)):
