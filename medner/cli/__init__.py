@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the file system said no (a path through a file, no permission, a full disk): one line
         logging.getLogger("medner").debug("the error's traceback (-v)", exc_info=True)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"medner: error: {where}{exc.strerror or exc}. Fix: check the path, its permissions and free space",
-              file=sys.stderr)
+        what = exc.strerror or exc
+        if isinstance(exc, FileExistsError) and exc.filename and os.path.isfile(exc.filename):
+            what = "is a file, so no folder can be made there for the output"  # mkdir of an output's parents
+        print(f"medner: error: {where}{what}. Fix: check the path, its permissions and free space", file=sys.stderr)
         return 2
 
 
