@@ -132,6 +132,14 @@ def test_writing_over_the_input_is_refused_by_every_command_that_reads_a_corpus(
         assert Path(gold).read_bytes() == before
 
 
+def test_convert_to_standard_output(tmp_path, capsys):
+    source = next((DATA / "jsonl").glob("*.jsonl"))
+    assert main(["corpus", "convert", "--format", "jsonl", str(source), "-"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["id"] for line in captured.out.splitlines()] == [r.id for r in read_corpus(source)]
+    assert "to standard output" in captured.err and not Path("-").exists()  # was a file named `-`
+
+
 def test_outputs_over_any_file_read_are_refused(tmp_path, capsys):
     """Not only the path given: a brat pair's other file, a file inside an input folder (read again by the next run
     over it), a file of the model run (damaged, the run refused from then on) or the ICD lexicon."""

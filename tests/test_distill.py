@@ -320,6 +320,9 @@ def test_refused_students_leave_no_folder(tiny_run, tmp_path):
         with pytest.raises(ConfigError, match="`--layers` must be between 1"):
             distill([str(tiny_run)], tmp_path / "student", layers=layers, progress=False)
         assert not (tmp_path / "student").exists()
+    with pytest.raises(ConfigError, match="lies inside the teacher run"):
+        distill([str(tiny_run)], tiny_run / "student", progress=False)
+    assert not (tiny_run / "student").exists()
     exported = tmp_path / "exported"  # stands for `medner export`'s output: its metadata says ONNX
     shutil.copytree(tiny_run, exported)
     update_meta(exported, format="onnx")

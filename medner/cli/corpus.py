@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from medner.cli import add_on_error_option
-from medner.corpus import ReadReport, files_read, formats, read_corpus, write_jsonl
+from medner.corpus import ReadReport, files_read, formats, read_corpus, record_to_json, write_jsonl
 from medner.corpus.stats import corpus_stats, format_stats
 from medner.files import refuse_output_over_input
 
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     convert = sub.add_parser("convert", help="convert any supported format to the project's jsonl")
     convert.add_argument("input", help="corpus file or folder")
-    convert.add_argument("output", help="jsonl file to write (atomically)")
+    convert.add_argument("output", help="jsonl file to write (atomically), or - for standard output")
     _input_options(convert)
     convert.set_defaults(func=run_convert)
 
@@ -65,12 +66,23 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    refuse_output_over_input(args.output, files_read(args.input, args.format), option="OUTPUT")
+    to_stdout = args.output == "-"
+    if not to_stdout:
+        refuse_output_over_input(args.output, files_read(args.input, args.format), option="OUTPUT")
     report = ReadReport()
     records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
                           show_text=args.show_text)
-    count = write_jsonl(records, args.output)
-    print(f"wrote {count} records ({report.spans} spans) to {args.output}")
+    if to_stdout:  # the records on standard output, the summary on standard error
+        count = 0
+        for record in records:
+            sys.stdout.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
+            count += 1
+        sys.stdout.flush()
+    else:
+        count = write_jsonl(records, args.output)
+    summary = sys.stderr if to_stdout else sys.stdout
+    print(f"wrote {count} records ({report.spans} spans) to {'standard output' if to_stdout else args.output}",
+          file=summary)
     if report.skipped:
-        print(f"skipped {report.skipped_records} records and {report.skipped_spans} spans (see warnings)")
+        print(f"skipped {report.skipped_records} records and {report.skipped_spans} spans (see warnings)", file=summary)
     return 0

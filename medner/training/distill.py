@@ -138,6 +138,10 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("name at least one teacher run directory")
     for teacher in teachers:  # finished runs (a killed or missing one is named), before anything else is read
         read_meta(teacher)
+        if Path(teacher).resolve() in out.resolve().parents:
+            raise ConfigError(f"-o {out} lies inside the teacher run {teacher}: the student would become part of "
+                              "that run (copied, exported and checked with it)", field="-o",
+                              fix="write the student to a folder of its own, e.g. beside the teacher")
     if is_exported(read_meta(teachers[0])):
         raise ConfigError("the first teacher is the student's start, but it is an exported run (its weights are a "
                           "runtime graph, not trainable)", where=str(teachers[0]), field="distill.teachers",
