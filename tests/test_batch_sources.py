@@ -436,3 +436,11 @@ def test_a_zipped_folder_gives_the_same_record_ids_as_the_folder(tmp_path):
         zf.write(folder / "a.txt", "notes/a.txt")
         zf.write(folder / "sub" / "b.txt", "b.txt")
     assert [i.id for i in iter_items([tmp_path / "mixed.zip"], ReadOptions())] == ["notes/a", "b"]
+    with zipfile.ZipFile(tmp_path / "mac.zip", "w") as zf:  # made on a Mac: metadata beside the folder, not read
+        zf.write(folder / "a.txt", "notes/a.txt")
+        zf.writestr("__MACOSX/notes/._a.txt", b"\x00\x05\x16\x07")
+        zf.writestr("notes/.DS_Store", b"\x00\x00")
+        zf.write(folder / "sub" / "b.txt", "notes\\sub\\b.txt")  # and a member named the Windows way
+    stats = ReadStats()
+    assert [i.id for i in iter_items([tmp_path / "mac.zip"], ReadOptions(), stats)] == ["a", "sub/b"]
+    assert stats.skipped == 2

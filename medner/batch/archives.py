@@ -45,16 +45,26 @@ def unsafe_member_name(name: str) -> str | None:
 def common_folder(names: list[str]) -> str:
     """``"folder/"`` when every member name starts with the same top-level folder (what ``zip -r x.zip folder``
     writes), else ``""``: stripped from ``.txt`` record ids, so a record has the same id whether the folder was
-    given as it is or zipped."""
-    tops = {n.replace("\\", "/").split("/", 1)[0] for n in names}
-    if len(tops) == 1 and all("/" in n.replace("\\", "/") for n in names):
+    given as it is or zipped. Hidden members and the ``__MACOSX/`` metadata a Mac adds are not read and do not
+    count; ``\\`` separators (zips made on Windows) are ``/``."""
+    names = [n.replace("\\", "/") for n in names if not _not_a_record(n)]
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1 and all("/" in n for n in names):
         return tops.pop() + "/"
     return ""
+
+
+def _not_a_record(name: str) -> bool:
+    """A hidden member (a part of its path starts with ``.``) or Mac metadata (``__MACOSX/``): skipped, as a
+    folder's hidden entries are."""
+    parts = name.replace("\\", "/").rstrip("/").split("/")
+    return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
 
 
 def _member_item_stream(data: bytes, name: str, kind: str, source: Source, options: ReadOptions,
                         stats: ReadStats, prefix: str = "") -> Iterator[Item]:
     if kind == "txt":
+        name = name.replace("\\", "/")
         yield txt_item(data, source, strip_txt(name[len(prefix):] if name.startswith(prefix) else name), options,
                        stats)
     elif kind == "parquet":
@@ -64,12 +74,12 @@ def _member_item_stream(data: bytes, name: str, kind: str, source: Source, optio
 
 
 def _member_kind(name: str, source: Source, options: ReadOptions, stats: ReadStats) -> tuple[str | None, Item | None]:
-    base = name.rstrip("/").rsplit("/", 1)[-1]
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     if archive_kind(base) is not None:
         return None, fail(source, "nested_archive", "an archive inside an archive is not read; extract it and "
                                                      "pass it as an input")
     kind = text_kind(base, options.input_format)
-    if kind is None or base.startswith("."):
+    if kind is None or _not_a_record(name):
         stats.skip(source.key)
         return None, None
     return kind, None
