@@ -92,6 +92,24 @@ def test_predict_from_standard_input(tiny_run):
     assert b"INFO" not in done.stderr  # -q after the command
 
 
+def test_standard_input_is_decoded_as_files_are(monkeypatch):
+    import io
+
+    from medner.cli.predict import _stdin_records
+    from medner.errors import CorpusError
+
+    def stdin(data: bytes):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    for codec in ("utf-8", "gb18030", "utf-16"):  # GB18030 was "not utf-8-sig (UnicodeDecodeError)"
+        stdin("患者发热\n右肺呼吸音清。\n".encode(codec))
+        assert [r.text for r in _stdin_records(None)] == ["患者发热", "右肺呼吸音清。"]
+    stdin(b"\x80\xff\x80\n")
+    with pytest.raises(CorpusError, match=r"standard input cannot decode as utf-8, gb18030 \(first bad byte at "
+                                          r"offset 0\).*--encoding"):
+        list(_stdin_records(None))
+
+
 def test_predict_stops_at_a_malformed_span_or_skips_it_on_request(tiny_run, tmp_path, capsys):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"id": "a", "text": "患者因胃癌入院。", "spans": [{"start": 5, "end": 1, "label": "x"}]},

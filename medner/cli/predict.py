@@ -45,8 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "standard input; anything else as `medner annotate` reads it); or a corpus format, whose "
                         "gold spans are replaced by the predictions")
     p.add_argument("--encoding", default=None,
-                   help="input encoding, e.g. gb18030 (default: detected for files and folders: a BOM, UTF-16, "
-                        "UTF-8, else GB18030; UTF-8 for standard input)")
+                   help="input encoding, e.g. gb18030 (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
     p.add_argument("--id-field", default="id",
                    help="id key/column of the CSV, Parquet and non-project JSONL files read as `medner annotate` "
                         "reads them (default: id)")
@@ -118,13 +117,18 @@ def _records(args: argparse.Namespace, failed: list[str]) -> Iterator[Record]:
 
 
 def _stdin_records(encoding: str | None) -> Iterator[Record]:
+    """Lines of standard input, decoded as files are (a BOM, UTF-16, UTF-8, GB18030) unless --encoding names one."""
+    from medner.decoding import DecodeFailure, detect_and_decode
+
     data = sys.stdin.buffer.read()
-    codec = encoding or "utf-8-sig"
     try:
-        text = data.decode(codec)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise CorpusError(f"standard input is not {codec} ({type(exc).__name__})", where="<stdin>",
-                          field="--encoding", fix="pass --encoding (e.g. gb18030)") from None
+        text = detect_and_decode(data, encoding)[0]
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}", where="<stdin>", field="--encoding",
+                          fix="use a Python codec name such as utf-8, gb18030 or utf-16") from None
+    except DecodeFailure as exc:
+        raise CorpusError(f"standard input {exc}", where="<stdin>", field="--encoding",
+                          fix="pass its encoding with --encoding") from None
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if line.strip():
