@@ -128,6 +128,9 @@ def test_jsonl_fields_and_bad_lines(tmp_path):
     }
     assert items[0].text == T1 and items[1].text == T2
     assert "field `body` is null" in items[4].detail or "no field `body`" in items[4].detail
+    empty_id = tmp_path / "empty_id.jsonl"  # an empty id is none, as in a CSV: the record's key stands for it
+    empty_id.write_text('{"id": "", "text": "患者发热"}\n', encoding="utf-8")
+    assert [i.id for i in items_of(empty_id)] == [f"{empty_id}:1"]
     null = tmp_path / "null.jsonl"  # a null text is not a missing field: no "choose it with --text-field"
     null.write_text('{"id": "n", "text": null}\n', encoding="utf-8")
     (item,) = items_of(null)

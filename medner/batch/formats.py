@@ -186,7 +186,7 @@ def _json_record(line: str, where: Source, codec: str | None, options: ReadOptio
         record_id = _record_id(obj.get(options.id_field))
     except _BadField as exc:
         return fail(where, "bad_field", f"{exc} (field `{options.id_field}`)")
-    record_id = record_id if record_id is not None else where.key
+    record_id = record_id or where.key  # an empty id is none (as in a CSV row)
     if options.text_field not in obj:
         return fail(where, "missing_text", f"no field `{options.text_field}` ({names_for_message(obj, 'keys')}); "
                                             f"choose it with --text-field", record_id)
@@ -398,7 +398,7 @@ def _parquet_row(where: Source, text, raw_id, options: ReadOptions, stats: ReadS
         record_id = _record_id(raw_id)
     except _BadField as exc:
         return fail(where, "bad_field", f"{exc} (column `{options.id_field}`)")
-    record_id = record_id if record_id is not None else where.key
+    record_id = record_id or where.key  # an empty id is none (as in a CSV row)
     codec = None
     if text is None:
         return fail(where, "missing_text", f"null in column `{options.text_field}`", record_id)
