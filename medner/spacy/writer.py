@@ -16,7 +16,9 @@ What a component writes on each Doc
                             ``._.link_score`` (the confidence in the code, in [0, 1]), both None when not
                             linked (:mod:`medner.lexicon.link`); ``._.char_offsets`` = ``(start, end)`` of the
                             predicted character span on ``doc.text`` (differs from the span's own boundaries
-                            when it was expanded). Scores are rounded by :func:`medner.types.round_score`.
+                            when it was expanded; a list ``[start, end]`` once the Doc went through msgpack, as
+                            with ``nlp.pipe(n_process=2)`` or ``DocBin``). Scores are rounded by
+                            :func:`medner.types.round_score`.
 
 Both components implement ``score(examples)`` (what ``nlp.evaluate`` reports): ``ents_p/r/f`` and
 ``ents_per_type`` from spaCy's span scorer when they write ``doc.ents``, else ``spans_<key>_p/r/f`` and
