@@ -97,9 +97,9 @@ _GB_CODECS = frozenset({"gb18030", "gbk", "gb2312"})
 
 def utf8_declared_gb(data: bytes, encoding: str) -> bool:
     """Whether bytes declared GB18030 / GBK / GB2312 are UTF-8: they decode as strict UTF-8 (a character cut at
-    the end of a sample allowed) with at least three non-ASCII characters (the first MiB is looked at). GBK text of three or more Chinese
-    characters is almost never valid UTF-8, while UTF-8 Chinese decodes as GB18030 without an error, every
-    character garbled, so the declared codec would corrupt the text without a word."""
+    the end of a sample allowed) with at least three non-ASCII characters (the first MiB is looked at). GBK text
+    of three or more Chinese characters is almost never valid UTF-8, while UTF-8 Chinese often decodes as GB18030
+    without an error, every character garbled, so the declared codec would corrupt the text without a word."""
     try:
         if codecs.lookup(encoding).name not in _GB_CODECS:
             return False

@@ -102,7 +102,8 @@ def test_utf8_records_given_a_gb_encoding_fail_instead_of_being_garbled(tmp_path
     (tmp_path / "e.csv").write_text(f"id,text\nc1,{T1}\n", encoding="utf-8")
     got = {i.id: (i.reason, i.text) for i in items_of(tmp_path, encoding=encoding)}
     wrong = ("wrong_encoding", None)
-    assert got == {"a": wrong, "a2": wrong, "b": (None, T2), "c": (None, "fever 38.5, cough"), f"{tmp_path / 'd.jsonl'}:1": wrong,
+    assert got == {"a": wrong, "a2": wrong, "b": (None, T2), "c": (None, "fever 38.5, cough"),
+                   f"{tmp_path / 'd.jsonl'}:1": wrong,
                    "j2": (None, T2),
                    f"{tmp_path / 'e.csv'}": wrong}
     detail = next(i.detail for i in items_of(tmp_path / "a.txt", encoding=encoding))

@@ -18,8 +18,8 @@ from medner.corpus.validate import ON_ERROR
 from medner.errors import MednerError
 
 # command-group modules under medner.cli, in help order
-_GROUPS = ("corpus", "evaluate", "finetune", "soup", "predict", "pretrain", "distill", "encoder", "lexicon", "weak", "annotate",
-           "render", "export", "cache")
+_GROUPS = ("corpus", "evaluate", "finetune", "soup", "predict", "pretrain", "distill", "encoder", "lexicon", "weak",
+           "annotate", "render", "export", "cache")
 _SUB = "_sub"  # suffix of the dests of -v/-q given after the command
 BROKEN_PIPE_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 

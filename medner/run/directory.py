@@ -384,8 +384,9 @@ def load_annotator(run_dir: str | Path, *, device: str = "auto", precision: str 
 
     ``precision``: None or ``auto`` keeps the run's setting; ``window``: windowing other than the run's, whole
     or as the fields to change (``{"max_chars": 120}``); ``icd_lexicon``: link with this coded lexicon (a file,
-    or one already loaded) instead of the run's own (or at all). An exported run computes on the CPU at the precision it was exported with:
-    ``device`` must be auto or cpu, ``precision`` None, auto or fp32 (no autocast around its runtime)."""
+    or one already loaded) instead of the run's own (or at all). An exported run computes on the CPU at the
+    precision it was exported with: ``device`` must be auto or cpu, ``precision`` None, auto or fp32 (no autocast
+    around its runtime)."""
     run = load_run(run_dir)
     if run.exported:
         device, precision = _exported_settings(run_dir, run.meta, device, precision)
