@@ -55,8 +55,8 @@ def common_folder(names: list[str]) -> str:
 
 
 def _not_a_record(name: str) -> bool:
-    """A hidden member (a part of its path starts with ``.``) or Mac metadata (``__MACOSX/``): skipped, as a
-    folder's hidden entries are."""
+    """A hidden member (a part of its path starts with ``.``) or Mac metadata (``__MACOSX/``): not read, as a
+    folder's hidden entries are not."""
     parts = name.replace("\\", "/").rstrip("/").split("/")
     return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
 
@@ -64,7 +64,6 @@ def _not_a_record(name: str) -> bool:
 def _member_item_stream(data: bytes, name: str, kind: str, source: Source, options: ReadOptions,
                         stats: ReadStats, prefix: str = "") -> Iterator[Item]:
     if kind == "txt":
-        name = name.replace("\\", "/")
         yield txt_item(data, source, strip_txt(name[len(prefix):] if name.startswith(prefix) else name), options,
                        stats)
     elif kind == "parquet":
@@ -78,8 +77,10 @@ def _member_kind(name: str, source: Source, options: ReadOptions, stats: ReadSta
     if archive_kind(base) is not None:
         return None, fail(source, "nested_archive", "an archive inside an archive is not read; extract it and "
                                                      "pass it as an input")
+    if _not_a_record(name):  # passed over without a count, as a folder's hidden entries are
+        return None, None
     kind = text_kind(base, options.input_format)
-    if kind is None or _not_a_record(name):
+    if kind is None:
         stats.skip(source.key)
         return None, None
     return kind, None
@@ -142,7 +143,8 @@ def zip_items(fh: IO[bytes], label: str, options: ReadOptions, stats: ReadStats)
                                                f"truncated or unsupported compression)")
                 continue
             total += len(data)
-            yield from _member_item_stream(data, printable(name), kind, source, options, stats, printable(prefix))
+            yield from _member_item_stream(data, printable(name.replace("\\", "/")), kind, source, options, stats,
+                                           printable(prefix))
 
 
 class _LimitExceeded(Exception):
