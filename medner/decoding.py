@@ -95,18 +95,29 @@ def detect_and_decode(data: bytes, encoding: str | None = None, *, skip: Sequenc
 _GB_CODECS = frozenset({"gb18030", "gbk", "gb2312"})
 
 
+def _is_cjk(char: str) -> bool:
+    """A CJK character or punctuation (ideographs, extension blocks, CJK symbols, full-width forms)."""
+    code = ord(char)
+    return (0x3000 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+            or 0x20000 <= code <= 0x3FFFF)
+
+
 def utf8_declared_gb(data: bytes, encoding: str) -> bool:
-    """Whether bytes declared GB18030 / GBK / GB2312 are UTF-8: they decode as strict UTF-8 (a character cut at
-    the end of a sample allowed) with at least three non-ASCII characters (the first MiB is looked at). GBK text
-    of three or more Chinese characters is almost never valid UTF-8, while UTF-8 Chinese often decodes as GB18030
-    without an error, every character garbled, so the declared codec would corrupt the text without a word."""
+    """Whether bytes declared GB18030 / GBK / GB2312 are UTF-8 Chinese: they decode as strict UTF-8 (the first MiB;
+    a character cut at its end allowed) into at least two CJK characters, which are at least half of the non-ASCII
+    ones. UTF-8 Chinese often decodes as GB18030 without an error, every character garbled; GBK text that is valid
+    UTF-8 decodes to Latin, Greek or Cyrillic letters instead (0 of the 63,507 non-ASCII terms of the project's ICD
+    lexicon, encoded as GBK, pass; 4 in 100,000 random 3-character GB2312 strings)."""
     try:
         if codecs.lookup(encoding).name not in _GB_CODECS:
             return False
-        text = codecs.getincrementaldecoder("utf-8")().decode(data[:1 << 20], final=False)
+        sample = data[:1 << 20]
+        text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(sample) == len(data))
     except (LookupError, UnicodeDecodeError):
         return False
-    return sum(ord(c) > 127 for c in text[:65536]) >= 3
+    non_ascii = [c for c in text[:65536] if ord(c) > 127]
+    cjk = sum(map(_is_cjk, non_ascii))
+    return cjk >= 2 and 2 * cjk >= len(non_ascii)
 
 
 def detect_stream_encoding(sample: bytes, encoding: str | None) -> str:

@@ -407,6 +407,13 @@ def test_long_rows_and_lines_are_cut_while_reading(tmp_path):
     items = list(iter_items([multi], ReadOptions(max_record_chars=100)))
     assert [(i.id, i.reason) for i in items] == [("a", None), (f"{multi}#2", "too_long"), ("c", None), ("d", None)]
     assert items[2].text == '体温37"5' and items[3].text == T2
+    # a field over the record's bytes but under the row limit: csv's own field limit stopped it (csv.Error) and the
+    # rest of the field became records; the row limit rules now, the row is parsed whole and fails as too long
+    field = '"' + ("患者,发热\n" * 33_400) + '"'  # 200,402 characters: over 160,004 bytes, under the row limit
+    between = tmp_path / "between.csv"
+    between.write_text(f"id,text\na,{T1}\nb,{field}\nc,{T2}\n", encoding="utf-8")
+    items = list(iter_items([between], ReadOptions(max_record_chars=40_000)))
+    assert [(i.id, i.reason) for i in items] == [("a", None), ("b", "too_long"), ("c", None)]
     utf16 = tmp_path / "u.jsonl"
     utf16.write_bytes(("\n".join(json.dumps({"id": k, "text": t}, ensure_ascii=False)
                                  for k, t in [("a", T1), ("b", "长" * 200_000), ("c", T2)]) + "\n").encode("utf-16"))

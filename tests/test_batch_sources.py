@@ -171,13 +171,13 @@ def test_a_broken_utf16_code_unit_fails_its_line_or_row_only(tmp_path, encoding)
     jsonl.write_bytes(bad + b"".join(line.encode("utf-16-le") + "\n".encode("utf-16-le") if i != 1 else
                                      line[:-2].encode("utf-16-le") + b"\x00\xd8" + '"}\n'.encode("utf-16-le")
                                      for i, line in enumerate(lines)))
-    rows = [f"c{i},{T1}" for i in range(4)]
+    rows = [f"c{i},{T1}" for i in range(4)]  # row 2's text holds the broken unit, row 3's id (that crashed)
     table.write_bytes(bad + "id,text\n".encode("utf-16-le") + b"".join(
-        row.encode("utf-16-le") + (b"\x00\xd8" if i == 1 else b"") + "\n".encode("utf-16-le")
-        for i, row in enumerate(rows)))
+        row.encode("utf-16-le") + (b"\x00\xd8" if i == 1 else b"") + "\n".encode("utf-16-le") if i != 2 else
+        "c".encode("utf-16-le") + b"\x00\xd8" + f",{T1}\n".encode("utf-16-le") for i, row in enumerate(rows)))
     got = [(i.id, i.reason) for i in items_of(jsonl, table, encoding=encoding)]
     assert got == [("w0", None), (f"{jsonl}:2", "undecodable"), ("w2", None), ("w3", None),
-                   ("c0", None), ("c1", "undecodable"), ("c2", None), ("c3", None)]
+                   ("c0", None), ("c1", "undecodable"), (f"{table}#3", "undecodable"), ("c3", None)]
 
 
 def test_utf8_rows_of_a_gbk_csv_are_not_garbled(tmp_path):
@@ -191,6 +191,14 @@ def test_utf8_rows_of_a_gbk_csv_are_not_garbled(tmp_path):
     items = items_of(path)
     assert [(i.id, i.text, i.encoding) for i in items] == [
         ("u1", utf8, "utf-8"), ("乙2", T2, "gb18030"), ("c3", "fever 38.5", "gb18030")]
+    # GBK text whose bytes happen to be valid UTF-8 (偏头痛 -> ƫͷʹ, no CJK) stays GBK, here and under --encoding
+    assert "偏头痛".encode("gbk").decode("utf-8") == "\u01ab\u0377\u0374"
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("id,text\n乙2,".encode("gbk") + T2.encode("gbk") + "\nd4,偏头痛\n".encode("gbk"))
+    assert [(i.text, i.encoding) for i in items_of(gbk)] == [(T2, "gb18030"), ("偏头痛", "gb18030")]
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(json.dumps({"id": "s", "text": "偏头痛"}, ensure_ascii=False).encode("gbk") + b"\n")
+    assert [(i.text, i.reason) for i in items_of(short, encoding="gbk")] == [("偏头痛", None)]
 
 
 def test_parquet_string_and_binary_columns(tmp_path):
@@ -365,6 +373,18 @@ def test_tar_members_and_safety(tmp_path, suffix, mode):
     assert {k: i.reason for k, i in got.items() if not i.ok} == {
         "../up.txt": "unsafe_path", "/abs.txt": "unsafe_path", "sym.txt": "link", "hard.txt": "link",
         "dev.txt": "special_file", "fifo.txt": "special_file"}
+
+
+def test_tar_of_dot_reads_every_member_and_passes_hidden_ones_over(tmp_path):
+    """`tar czf n.tgz -C notes .` names members ./a.txt: read (the `.` is no hidden folder); ./.x.txt and Mac
+    metadata are not, a nested archive among them neither (no nested_archive failure for ._x.zip)."""
+    path = tmp_path / "n.tgz"
+    with tarfile.open(path, "w:gz") as tf:
+        _tar_add(tf, "./a.txt", T1.encode("utf-8"))
+        _tar_add(tf, "./sub/b.txt", T2.encode("utf-8"))
+        _tar_add(tf, "./.hidden.txt", b"x")
+        _tar_add(tf, "./__MACOSX/._x.zip", b"x")
+    assert [(i.id, i.reason) for i in items_of(path)] == [("a", None), ("sub/b", None)]  # the folder's ids
 
 
 def test_tar_gz_bomb_and_total_limit(tmp_path):

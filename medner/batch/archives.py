@@ -57,13 +57,15 @@ def common_folder(names: list[str]) -> str:
 def _not_a_record(name: str) -> bool:
     """A hidden member (a part of its path starts with ``.``) or Mac metadata (``__MACOSX/``): not read, as a
     folder's hidden entries are not."""
-    parts = name.replace("\\", "/").rstrip("/").split("/")
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]  # tar's ./a.txt
     return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
 
 
 def _member_item_stream(data: bytes, name: str, kind: str, source: Source, options: ReadOptions,
                         stats: ReadStats, prefix: str = "") -> Iterator[Item]:
     if kind == "txt":
+        while name.startswith("./"):  # tar -C folder . : ./a.txt has the id a, as in the folder
+            name = name[2:]
         yield txt_item(data, source, strip_txt(name[len(prefix):] if name.startswith(prefix) else name), options,
                        stats)
     elif kind == "parquet":
@@ -73,12 +75,12 @@ def _member_item_stream(data: bytes, name: str, kind: str, source: Source, optio
 
 
 def _member_kind(name: str, source: Source, options: ReadOptions, stats: ReadStats) -> tuple[str | None, Item | None]:
+    if _not_a_record(name):  # passed over without a count, as a folder's hidden entries are
+        return None, None
     base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     if archive_kind(base) is not None:
         return None, fail(source, "nested_archive", "an archive inside an archive is not read; extract it and "
                                                      "pass it as an input")
-    if _not_a_record(name):  # passed over without a count, as a folder's hidden entries are
-        return None, None
     kind = text_kind(base, options.input_format)
     if kind is None:
         stats.skip(source.key)

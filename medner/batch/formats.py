@@ -208,9 +208,8 @@ class _RowTooLong(Exception):
 
 class _BoundedLines:
     """The lines of a text stream for :mod:`csv`, at most ``limit`` characters per CSV row (over several lines
-    when a quoted field holds newlines); a longer row raises :class:`_RowTooLong` after skipping the rest of that
-    row (:class:`_RowEnd` follows its quotes, so a newline inside a quoted field does not end it). The reader calls
-    :meth:`row_done` after each row."""
+    when a quoted field holds newlines); a longer row raises :class:`_RowTooLong` after :meth:`skip_row`. The
+    reader calls :meth:`row_done` after each row, :meth:`skip_row` after a row csv could not parse."""
 
     def __init__(self, stream: IO[str], limit: int, delimiter: str) -> None:
         self.stream = stream
@@ -227,16 +226,23 @@ class _BoundedLines:
         if not line:
             raise StopIteration
         self.used += len(line)
-        if self.used > self.limit:
-            end = _RowEnd(self.delimiter)
-            done = any(end.feed(part) for part in self.lines + [line])
-            while not done and line:
-                line = self.stream.readline(MiB)
-                done = end.feed(line)
-            self.row_done()
-            raise _RowTooLong
         self.lines.append(line)
+        if self.used > self.limit:
+            self.skip_row()
+            raise _RowTooLong
         return line
+
+    def skip_row(self) -> None:
+        """Read on to the end of the current row, whose start is the lines given to csv since :meth:`row_done`
+        (:class:`_RowEnd` follows its quotes: a newline inside a quoted field does not end it)."""
+        end = _RowEnd(self.delimiter)
+        done = any(end.feed(part) for part in self.lines)
+        while not done:
+            line = self.stream.readline(MiB)
+            if not line:
+                break
+            done = end.feed(line)
+        self.row_done()
 
     def row_done(self) -> None:
         self.used = 0
@@ -254,11 +260,18 @@ class _RowEnd:
         self.state = self.START
 
     def feed(self, text: str) -> bool:
-        for char in text:
+        at = 0
+        while at < len(text):
             state = self.state
-            if state == self.QUOTED:
-                self.state = self.QUOTE_IN_QUOTED if char == '"' else self.QUOTED
-            elif char in "\r\n":
+            if state == self.QUOTED:  # on to the next quote at once: a long field is not read a character a step
+                at = text.find('"', at) + 1
+                if at == 0:
+                    return False
+                self.state = self.QUOTE_IN_QUOTED
+                continue
+            char = text[at]
+            at += 1
+            if char in "\r\n":
                 return True
             elif state == self.START:
                 self.state = self.QUOTED if char == '"' else self.START if char == self.delimiter else self.PLAIN
@@ -296,10 +309,11 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
         yield wrong_encoding(source, options.encoding)
         return
     delimiter = "\t" if (source.member or source.path).lower().endswith(".tsv") else ","
-    if csv.field_size_limit() < options.max_record_bytes:
-        csv.field_size_limit(options.max_record_bytes)
-    reader_io = io.TextIOWrapper(stream, encoding=codec, errors=text_errors(codec), newline="")
+    errors = text_errors(codec)
+    reader_io = io.TextIOWrapper(stream, encoding=codec, errors=errors, newline="")
     lines = _BoundedLines(reader_io, options.max_record_bytes + 64 * 1024, delimiter)
+    if csv.field_size_limit() < lines.limit:  # the row limit, not csv's field limit, stops an over-long row
+        csv.field_size_limit(lines.limit)
     try:
         reader = csv.reader(lines, delimiter=delimiter)
         try:
@@ -330,7 +344,7 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
                 yield fail(where, "too_long", f"row longer than {lines.limit} characters")
                 continue
             except csv.Error as exc:
-                lines.row_done()
+                lines.skip_row()
                 yield fail(where, "bad_row", f"CSV error near line {reader.line_num}: {exc}")
                 continue
             except UnicodeDecodeError as exc:
@@ -340,6 +354,11 @@ def _csv_items(stream: IO[bytes], source: Source, options: ReadOptions, stats: R
             lines.row_done()
             if not row or (len(row) == 1 and not row[0].strip() and text_col != 0):
                 row_number -= 1  # blank line
+                continue
+            if errors == MARK_ERRORS and any(MARK in field for field in row):  # id or text: the row fails alone
+                readable = id_col is not None and id_col < len(row) and MARK not in row[id_col] and row[id_col]
+                yield fail(where, "undecodable", f"not decodable as {codec} (a broken code unit in this row)",
+                           row[id_col] if readable else None)
                 continue
             record_id = (utf8_row_in_gb_file(redecode(row[id_col], codec)[0], codec, options.encoding)[0]
                          if id_col is not None and id_col < len(row) else None)
