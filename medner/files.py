@@ -5,6 +5,7 @@ stops; the folder entry is synced too, so the rename itself survives a crash.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -18,20 +19,25 @@ from typing import IO
 from medner.errors import ConfigError
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` lies strictly inside ``folder`` (both with ``~`` expanded and links resolved)."""
+    return Path(folder).expanduser().resolve() in Path(path).expanduser().resolve().parents
+
+
 def refuse_output_over_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],
                              option: str = "--output") -> None:
     """Refuse writing ``output`` where it would replace one of ``inputs`` (the same file, under any name) or fall
     inside an input folder (a corpus folder, a model run): the records read would be lost, a gold corpus replaced by
     predictions or weak labels, a run's file damaged, or the output read as input by the next run over the folder."""
-    target = Path(output)
+    target = Path(output).expanduser()
     for source in inputs:
-        source = Path(source)
+        source = Path(source).expanduser()
         same = (os.path.samefile(source, target) if source.exists() and target.exists()
                 else source.resolve() == target.resolve())
         if same:
             raise ConfigError(f"{option} {output} is the input {source}: writing it would replace what was read",
                               field=option, fix="write to another file")
-        if source.is_dir() and source.resolve() in target.resolve().parents:
+        if source.is_dir() and is_inside(target, source):
             raise ConfigError(f"{option} {output} is inside the input folder {source}: it could replace a file "
                               "read from there, and would be read as input the next time", field=option,
                               fix="write outside that folder")
@@ -61,13 +67,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.filename == str(tmp):  # name the file asked for, not the temporary one beside it
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # no temporary file (its folder is missing or a file): nothing to remove
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename == str(tmp):  # name the file asked for, not the temporary one
             raise type(exc)(exc.errno, exc.strerror, str(path)) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
 

@@ -79,6 +79,12 @@ def test_predict_reads_txt_files_folders_and_jsonl(tiny_run, tmp_path, capsys):
     assert main(["predict", "--model", str(tiny_run), str(table), "-o", str(out), "--device", "cpu",
                  "--id-field", "病历号", "--text-field", "内容"]) == 0
     assert [(r.id, r.text) for r in read_corpus(out)] == [("n1", "因胃癌入院")]
+    lines = tmp_path / "table" / "notes.jsonl"  # a .jsonl with other keys: read as annotate reads it too
+    lines.write_text('{"病历号": "n2", "内容": "因直肠癌入院"}\n', encoding="utf-8")
+    assert main(["predict", "--model", str(tiny_run), str(lines), "-o", str(out), "--device", "cpu",
+                 "--id-field", "病历号", "--text-field", "内容"]) == 0
+    assert [(r.id, r.text) for r in read_corpus(out)] == [("n2", "因直肠癌入院")]
+    assert main(["predict", "--model", str(tiny_run), str(gold), "--format", "jsonl", "--text-field", "内容"]) == 2
 
 
 def test_predict_from_standard_input(tiny_run):

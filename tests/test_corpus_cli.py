@@ -169,6 +169,10 @@ def test_outputs_over_any_file_read_are_refused(tmp_path, capsys):
         (["corpus", "convert", "--format", "brat", str(brat / "1.ann"), str(brat / "1.txt")], "is the input"),
         (["predict", "--model", str(run), str(brat / "1.txt"), "--format", "brat", "-o", str(brat / "1.ann")],
          "is the input"),
+        (["weak", "label", "--config", str(Path(__file__).parent / "data" / "supervision" / "weak.yaml"),
+          str(brat / "1.txt"), "--format", "brat", "-o", str(brat / "1.ann")], "is the input"),
+        (["evaluate", "--gold", str(brat / "1.ann"), "--gold-format", "brat", "--pred", str(gold), "--errors",
+          str(brat / "1.txt")], "is the input"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -103,6 +103,11 @@ def test_a_refused_atomic_write_names_the_file_asked_for_not_its_temporary_file(
     with pytest.raises(FileNotFoundError) as info:
         atomic_write_text(blocked, "x")
     assert info.value.filename == str(blocked) and ".tmp" not in str(info.value)
+    (tmp_path / "a_file").write_text("kept", encoding="utf-8")
+    below_a_file = tmp_path / "a_file" / "out.jsonl"  # removing the temporary file failed too, naming it
+    with pytest.raises(NotADirectoryError) as info:
+        atomic_write_text(below_a_file, "x")
+    assert info.value.filename == str(below_a_file) and (tmp_path / "a_file").read_text(encoding="utf-8") == "kept"
 
 
 def test_an_output_below_a_file_is_one_clear_line(tmp_path, capsys):

@@ -80,13 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _size(value: str) -> float:
-    """An archive limit: a finite number >= 0 (NaN would switch a check off, inf overflows)."""
+    """An archive limit: a number from 0 to 1e9 (MiB, GiB or a ratio; NaN would switch a check off, inf and 1e308
+    overflow once scaled to bytes)."""
     try:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not math.isfinite(number) or number < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
+    if not 0 <= number <= 1e9:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1e9, got {value!r}")
     return number
 
 

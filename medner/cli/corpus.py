@@ -13,7 +13,7 @@ import json
 import sys
 
 from medner.cli import add_on_error_option
-from medner.corpus import ReadReport, files_read, formats, read_corpus, record_to_json, write_jsonl
+from medner.corpus import ReadReport, files_read, formats, read_corpus, write_jsonl
 from medner.corpus.stats import corpus_stats, format_stats
 from medner.files import refuse_output_over_input
 
@@ -72,15 +72,8 @@ def run_convert(args: argparse.Namespace) -> int:
     report = ReadReport()
     records = read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error, report=report,
                           show_text=args.show_text)
-    if to_stdout:  # the records on standard output, the summary on standard error
-        count = 0
-        for record in records:
-            sys.stdout.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
-            count += 1
-        sys.stdout.flush()
-    else:
-        count = write_jsonl(records, args.output)
-    summary = sys.stderr if to_stdout else sys.stdout
+    count = write_jsonl(records, args.output)
+    summary = sys.stderr if to_stdout else sys.stdout  # the records may be on standard output
     print(f"wrote {count} records ({report.spans} spans) to {'standard output' if to_stdout else args.output}",
           file=summary)
     if report.skipped:

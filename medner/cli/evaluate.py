@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from medner.corpus import files_read
 from medner.errors import ConfigError, CorpusError
 from medner.files import refuse_output_over_input
 
@@ -125,8 +126,10 @@ def _refuse_outputs_over_inputs(args: argparse.Namespace) -> None:
     """No report file (-o PREFIX's .json/.md/.png) nor --errors file may be one of the files read."""
     from medner.evaluate import report_files  # start-up time: on use only
 
-    inputs = [args.gold, *(args.compare or [args.pred]), *(args.train or []), *(args.label_map or [])]
-    inputs = [path for path in inputs if path]
+    inputs = [*files_read(args.gold, args.gold_format),
+              *(read for path in (args.compare or [args.pred]) if path for read in files_read(path, args.pred_format)),
+              *(read for path in args.train or [] for read in files_read(path, args.train_format)),
+              *(args.label_map or [])]
     if args.errors:
         refuse_output_over_input(args.errors, inputs, option="--errors")
     if args.output:

@@ -12,7 +12,6 @@ as for ``medner annotate``; a corpus file with a bad record stops with a one-lin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Iterator
 from medner.cli.annotate import FAILED_STATUS
 from medner.cli import add_on_error_option
 from medner.corpus import files_read, formats
-from medner.errors import CorpusError
+from medner.errors import ConfigError, CorpusError
 from medner.files import refuse_output_over_input
 from medner.types import Record
 
@@ -47,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoding", default=None,
                    help="input encoding, e.g. gb18030 (default: detected: a BOM, UTF-16, UTF-8, else GB18030)")
     p.add_argument("--id-field", default="id",
-                   help="id key/column of the CSV, Parquet and non-project JSONL files read as `medner annotate` "
-                        "reads them (default: id)")
+                   help="id key/column of the CSV, Parquet and JSONL files read as `medner annotate` reads them "
+                        "(default: id; given, a .jsonl file is read so too, not as the project's jsonl)")
     p.add_argument("--text-field", default="text", help="their text key/column (default: text)")
     add_on_error_option(p)
     p.add_argument("-o", "--output", default=STDIN, metavar="FILE",
@@ -67,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from medner import load  # start-up time: loading torch and the model only when a command needs them
     from medner.annotate import check_batch_size
-    from medner.corpus import record_to_json, write_jsonl
+    from medner.corpus import write_jsonl
     from medner.progress import track
 
     check_batch_size(args.batch_size, "--batch-size")
@@ -83,14 +82,7 @@ def run_predict(args: argparse.Namespace) -> int:
     annotator = load(args.model, device=args.device, batch_size=args.batch_size, icd_lexicon=args.icd_lexicon)
     predicted = track(annotator.predict_records(records), "predict", total=len(records), unit="rec",
                       bar=not args.no_progress)
-    if args.output == STDIN:
-        count = 0
-        for record in predicted:
-            sys.stdout.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
-            count += 1
-        sys.stdout.flush()
-    else:
-        count = write_jsonl(predicted, args.output)
+    count = write_jsonl(predicted, args.output)
     log.info("wrote predictions for %d records to %s", count, "standard output" if args.output == STDIN
              else args.output)
     if failed:
@@ -109,16 +101,21 @@ def _records(args: argparse.Namespace, failed: list[str]) -> Iterator[Record]:
     path = Path(args.input)
     if not path.exists():
         raise CorpusError("no such file or folder", where=str(path), fix="check the path, or pass - for standard input")
+    fields = (args.id_field, args.text_field) != ("id", "text")
     if args.format != "auto":
+        if fields:
+            raise ConfigError(f"--id-field/--text-field name the columns of what is read as `medner annotate` reads "
+                              f"it, not of a corpus read as {args.format}", field="--format",
+                              fix="leave --format out, or the field options")
         return read_corpus(path, format=args.format, encoding=args.encoding, on_error=args.on_error)
-    if path.is_file() and path.suffix.lower() == ".jsonl":
+    if path.is_file() and path.suffix.lower() == ".jsonl" and not fields:  # the project's own jsonl
         return read_corpus(path, format="jsonl", encoding=args.encoding, on_error=args.on_error)
     return _item_records(path, args, failed)
 
 
 def _stdin_records(encoding: str | None) -> Iterator[Record]:
     """Lines of standard input, decoded as files are (a BOM, UTF-16, UTF-8, GB18030) unless --encoding names one."""
-    from medner.decoding import DecodeFailure, detect_and_decode
+    from medner.decoding import DecodeFailure, UTF8GivenAsGB, detect_and_decode
 
     data = sys.stdin.buffer.read()
     try:
@@ -126,6 +123,9 @@ def _stdin_records(encoding: str | None) -> Iterator[Record]:
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}", where="<stdin>", field="--encoding",
                           fix="use a Python codec name such as utf-8, gb18030 or utf-16") from None
+    except UTF8GivenAsGB:
+        raise CorpusError(f"standard input is UTF-8, not {encoding}: read so every Chinese character would be "
+                          "garbled", where="<stdin>", field="--encoding", fix="leave --encoding out (detected)") from None
     except DecodeFailure as exc:
         raise CorpusError(f"standard input {exc}", where="<stdin>", field="--encoding",
                           fix="pass its encoding with --encoding") from None

@@ -10,7 +10,7 @@ import json
 import logging
 
 from medner.cli import add_on_error_option
-from medner.corpus import formats, read_corpus, write_jsonl
+from medner.corpus import files_read, formats, read_corpus, write_jsonl
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.weak.aggregate import AGGREGATORS
@@ -56,7 +56,7 @@ def _records(args: argparse.Namespace) -> list:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    refuse_output_over_input(args.output, [args.input, args.config])
+    refuse_output_over_input(args.output, [*files_read(args.input, args.format), args.config])
     pipeline = WeakPipeline.from_config(args.config)
     records = _records(args)
     result = pipeline.label(records, method=args.aggregator)
@@ -73,7 +73,7 @@ def run_label(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     if args.output:
         for path in report_paths(args.output):
-            refuse_output_over_input(path, [args.input, args.config], option="-o")
+            refuse_output_over_input(path, [*files_read(args.input, args.format), args.config], option="-o")
     pipeline = WeakPipeline.from_config(args.config)
     records = _records(args)
     outputs = pipeline.outputs(records)

@@ -49,11 +49,12 @@ def formats() -> list[str]:
 
 
 def files_read(path: str | os.PathLike, format: str) -> list[Path]:
-    """The paths reading ``path`` as ``format`` opens, for refusing an output over one of them: a brat ``N.txt``
-    or ``N.ann`` means the pair; any other path (a folder covers what is in it) itself."""
+    """The paths reading ``path`` as ``format`` opens, for refusing an output over one of them: a brat file (any
+    suffix: the reader takes its stem) means its ``N.txt`` / ``N.ann`` pair; any other path (a folder covers what
+    is in it) itself."""
     path = Path(path)
-    if format == "brat" and path.suffix in (".txt", ".ann"):
-        return [path.with_suffix(".txt"), path.with_suffix(".ann")]
+    if format == "brat" and not path.is_dir():
+        return [path, path.with_suffix(".txt"), path.with_suffix(".ann")]
     return [path]
 
 

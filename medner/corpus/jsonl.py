@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,15 @@ def read_jsonl(path: Path, *, encoding: str, checker: Checker) -> Iterator[Recor
     return records_from_lines(path, encoding, checker, parse)
 
 
+STDOUT = "-"  # the path that means standard output
+
+
 def write_jsonl(records: Iterable[Record], path: str | os.PathLike) -> int:
     """Write records as UTF-8 jsonl atomically (:func:`medner.files.atomic_write`); returns the number written.
 
-    If ``records`` raises part-way (e.g. a reader error), nothing is left at ``path``.
+    If ``records`` raises part-way (e.g. a reader error), nothing is left at ``path``. ``-`` writes to standard
+    output as the records come (UTF-8 whatever the locale).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
 
     def write(handle) -> None:
@@ -122,5 +125,12 @@ def write_jsonl(records: Iterable[Record], path: str | os.PathLike) -> int:
             handle.write((line + "\n").encode("utf-8"))
             count += 1
 
+    if str(path) == STDOUT:
+        sys.stdout.flush()
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return count
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, write)
     return count

@@ -49,7 +49,7 @@ from torch import nn
 
 from medner.corpus import read_corpus
 from medner.errors import ConfigError, CorpusError, MednerError, ModelError
-from medner.files import publish_folder
+from medner.files import is_inside, publish_folder
 from medner.model.alignment import token_tags_to_spans
 from medner.model.tagger import Tagger, decode_emissions, tag_probabilities
 from medner.model.windows import collate, token_windows
@@ -192,7 +192,7 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
                          fix="export the torch run it came from (its fingerprint is in medner_model.json)")
     if out_dir.resolve() == run_dir.resolve():
         raise ConfigError("the export would overwrite its source run", field="-o", fix="write it to a new directory")
-    if run_dir.resolve() in out_dir.resolve().parents:
+    if is_inside(out_dir, run_dir):
         raise ConfigError(f"{out_dir} lies inside the source run {run_dir}", field="-o",
                           fix="write the export to a directory outside the run")
     refuse_inputs_inside(out_dir, [("RUN", run_dir)])  # -o a folder holding the run: --overwrite would delete it

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from medner.errors import ConfigError
-from medner.files import written_name
+from medner.files import is_inside, written_name
 
 __all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "is_run_marker", "prepare_output", "refuse_inputs_inside"]
 
@@ -90,7 +90,6 @@ def refuse_inputs_inside(out: str | Path, inputs: Iterable[tuple[str, str | Path
     it reads, and ``--overwrite`` would delete it (a run's start, its corpus)."""
     folder = Path(out).resolve()
     for field, path in inputs:
-        resolved = Path(path).expanduser().resolve()
-        if resolved == folder or folder in resolved.parents:
+        if Path(path).expanduser().resolve() == folder or is_inside(path, folder):
             raise ConfigError(f"`{field}` ({path}) lies in the output_dir {out}, which the run writes (and "
                               "--overwrite deletes)", field=field, fix="choose another output_dir")

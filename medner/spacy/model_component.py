@@ -51,6 +51,7 @@ from medner.errors import ConfigError, ModelError
 from medner.lexicon.link import IcdLinker
 from medner.lexicon.store import load_lexicon
 from medner.model.device import resolve_device
+from medner.files import is_inside
 from medner.run.directory import fingerprint, is_run_dir, load_annotator, read_run_config
 from medner.run.directory import read_meta as read_run_meta
 from medner.spacy.writer import (ASSIGNS, META_FILE, META_FORMAT, SCORE_WEIGHTS, SpanWriter, copy_file,
@@ -190,7 +191,7 @@ class MednerComponent(SpanWriter):
         (``model/``, without ``checkpoint/``) and of the lexicon (``lexicon.tsv``); else absolute references."""
         path = Path(path)
         source = self._model_path.resolve()
-        if source in path.resolve().parents:
+        if is_inside(path, source):
             pipeline = path.parent
             raise ModelError(f"component {self.name!r}: the pipeline is being saved inside the run it uses "
                              f"({source}); spaCy has already added its own files there (config.cfg, meta.json, "

@@ -24,7 +24,7 @@ import torch
 from medner.config import DistillConfig, RunConfig, apply_overrides, config_from_dict, read_yaml
 from medner.encoders.loading import quiet_transformers
 from medner.errors import ConfigError
-from medner.files import publish_folder
+from medner.files import is_inside, publish_folder
 from medner.run.directory import LINK_FILE, is_exported, load_run, read_meta, read_run_config
 from medner.training.finetune import check_resumed_config, finetune, init_distributed, is_published
 from medner.training.gold_share import sample_seed
@@ -119,8 +119,11 @@ def refuse_resume_of_another_run(out: Path, teachers: Sequence[str]) -> None:
     if not path.is_file():
         return  # killed before its first write
     saved = read_yaml(path)
-    before = ((saved.get("distill") or {}).get("teachers") or []) if isinstance(saved, dict) else []
-    if [Path(t).resolve() for t in before] != [Path(t).resolve() for t in teachers]:
+    section = saved.get("distill") if isinstance(saved, dict) else None
+    before = [str(t) for t in section.get("teachers") or []] if isinstance(section, dict) else []
+    same = before == [str(t) for t in teachers] or [Path(t).resolve() for t in before] == [
+        Path(t).resolve() for t in teachers]  # as written, or the same folders from here
+    if not same:
         what = f"the student of {', '.join(map(str, before))}" if before else "a run that is no distillation student"
         raise ConfigError(f"--resume: this folder holds {what}, not a student of the teachers named now",
                           where=str(out), field="-o",
@@ -138,7 +141,7 @@ def distill(teachers: Sequence[str], out: str | Path, *, layers: int = 0, alpha:
         raise ConfigError("name at least one teacher run directory")
     for teacher in teachers:  # finished runs (a killed or missing one is named), before anything else is read
         read_meta(teacher)
-        if Path(teacher).resolve() in out.resolve().parents:
+        if is_inside(out, teacher):
             raise ConfigError(f"-o {out} lies inside the teacher run {teacher}: the student would become part of "
                               "that run (copied, exported and checked with it)", field="-o",
                               fix="write the student to a folder of its own, e.g. beside the teacher")
