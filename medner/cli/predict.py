@@ -125,7 +125,8 @@ def _stdin_records(encoding: str | None) -> Iterator[Record]:
                           fix="use a Python codec name such as utf-8, gb18030 or utf-16") from None
     except UTF8GivenAsGB:
         raise CorpusError(f"standard input is UTF-8, not {encoding}: read so every Chinese character would be "
-                          "garbled", where="<stdin>", field="--encoding", fix="leave --encoding out (detected)") from None
+                          "garbled", where="<stdin>", field="--encoding",
+                          fix="leave --encoding out (detected)") from None
     except DecodeFailure as exc:
         raise CorpusError(f"standard input {exc}", where="<stdin>", field="--encoding",
                           fix="pass its encoding with --encoding") from None
