@@ -23,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from medner.errors import ConfigError
+from medner.labels import check_type
 
 CCKS2019_LABELS = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
 
@@ -79,8 +80,16 @@ class DataConfig:
         _one_of("data.on_error", self.on_error, ("raise", "skip"))
         _one_of("data.overlap_policy", self.overlap_policy, ("keep_longest", "keep_first", "error"))
         _one_of("data.scheme", self.scheme, ("BIO", "BIOES"))
-        if not 0.0 <= self.dev_fraction < 1.0:
-            raise ConfigError(f"`data.dev_fraction` must be in [0, 1), got {self.dev_fraction}")
+        _fraction("data", self, "dev_fraction")
+        _at_least("data", self, 0, "dev_last", "train_limit")
+        for label in self.labels:
+            try:
+                check_type(label)
+            except ValueError as exc:
+                raise ConfigError(f"`data.labels`: {exc}", fix="list entity type names such as 药物") from None
+        repeated = sorted({label for label in self.labels if self.labels.count(label) > 1})
+        if repeated:
+            raise ConfigError(f"`data.labels` names {repeated[0]!r} twice", fix="list each entity type once")
         names = [aux.name for aux in self.auxiliary]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -102,6 +111,7 @@ class WindowConfig:
         if not 0 <= self.overlap < self.max_chars // 2:
             raise ConfigError(
                 f"`window.overlap` must be in [0, max_chars/2) = [0, {self.max_chars // 2}), got {self.overlap}")
+        _at_least("window", self, 8, "max_tokens")
 
 
 @dataclass
@@ -115,6 +125,9 @@ class EncoderConfig:
     isolate_punctuation: bool = True  # punctuation/symbols never merge into one token with their neighbours
     cache_dir: str | None = None  # default: $MEDNER_CACHE or ~/.cache/medner
 
+    def __post_init__(self) -> None:
+        _fraction("encoder", self, "hidden_dropout", "attention_dropout")
+
 
 @dataclass
 class LoraConfig:
@@ -126,13 +139,17 @@ class LoraConfig:
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ConfigError(f"`lora.r` must be >= 1, got {self.r}")
+        _at_least("lora", self, 1, "r")
+        _at_least("lora", self, 0, "alpha", above=True)
+        _fraction("lora", self, "dropout")
 
 
 @dataclass
 class HeadConfig:
     dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _fraction("head", self, "dropout")
 
 
 @dataclass
@@ -325,6 +342,14 @@ class TrainConfig:
         _at_least("train", self, 0, "lr_encoder", "lr_head", above=True)
         _at_least("train", self, 0, "weight_decay", "clip_norm", "patience", "max_steps", "checkpoint_every",
                   "num_workers")
+
+
+def _fraction(section: str, config: Any, *keys: str) -> None:
+    """Refuse any of ``keys`` of ``config`` outside [0, 1) (a dropout probability, a share; NaN too)."""
+    for key in keys:
+        value = getattr(config, key)
+        if not 0 <= value < 1:
+            raise ConfigError(f"`{section}.{key}` must be in [0, 1), got {value}")
 
 
 def _at_least(section: str, config: Any, minimum: float, *keys: str, above: bool = False) -> None:
@@ -838,6 +863,9 @@ class _ConfigLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            if isinstance(key, (list, dict, set)):  # `? [a, b]`, `{[a]: 1}`: unhashable, and no name
+                raise ConfigError(f"a key is a {type(key).__name__}, not a name", where=f"{self._where}:{line}",
+                                  fix="write keys as plain names")
             if isinstance(key, (str, int, float, bool)) and key in lines:
                 raise ConfigError(f"key {key!r} is written twice in one mapping (lines {lines[key]} and {line}); "
                                   "YAML would keep the last one silently", where=f"{self._where}:{line}",
@@ -923,10 +951,19 @@ def _read_tree(path: Path, cls: type, overrides: list[str] | None) -> Any:
     try:
         return build_config(cls, tree, path, one_item_lists=True)
     except ConfigError as err:  # a key or value that came from --set: name the override, not the file
-        culprit = next((item for item in overrides or [] if f"`{item.split('=', 1)[0].strip()}`" in err.message), None)
+        culprit = next((item for item in overrides or [] if _names_override(err.message, item)), None)
         if culprit is None:
             raise
         raise ConfigError(err.message, where=f"--set {culprit}", field=err.field, fix=err.fix) from None
+
+
+def _names_override(message: str, override: str) -> bool:
+    """Whether an error ``message`` is about the key an ``override`` (``KEY=VALUE``) set: it names that key, a key
+    inside it (``--set data={}`` -> ``data.train``) or the part of it that does not exist (``trian.epochs`` ->
+    ``trian``)."""
+    key = override.split("=", 1)[0].strip()
+    return any(named == key or named.startswith(key + ".") or key.startswith(named + ".")
+               for named in re.findall(r"`([^`\s]+)`", message))
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
@@ -951,6 +988,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         config.distill.unlabelled = [_resolve(p, path.parent) for p in config.distill.unlabelled]
     if sup.weak_config:
         sup.weak_config = _resolve(sup.weak_config, path.parent)
+    if config.init_from:
+        config.init_from = _resolve(config.init_from, path.parent)
+    config.output_dir = os.path.expanduser(config.output_dir)  # relative to where the run starts, as written
     return config
 
 
@@ -961,6 +1001,7 @@ def load_pretrain_config(path: str | os.PathLike, overrides: list[str] | None = 
     for source in config.sources + config.exclude:
         source.path = _resolve(source.path, path.parent)
     config.masking.lexicon = [_resolve(p, path.parent) for p in config.masking.lexicon]
+    config.output_dir = os.path.expanduser(config.output_dir)
     return config
 
 
@@ -974,8 +1015,11 @@ def _with_base(tree: dict[str, Any], path: Path, depth: int = 0) -> dict[str, An
     base_path = (path.parent / str(base_name)).resolve()
     if not base_path.exists():
         raise ConfigError(f"`extends` names {base_name}, which does not exist next to the config", where=str(path))
-    base = _with_base(read_yaml(base_path) or {}, base_path, depth + 1)
-    return _deep_merge(base, tree)
+    base = read_yaml(base_path) or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"`extends` names {base_name}, which holds a {type(base).__name__}, not a mapping of "
+                          "sections", where=str(path), fix="extend a config file (data, train, ...)")
+    return _deep_merge(_with_base(base, base_path, depth + 1), tree)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

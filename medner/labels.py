@@ -50,7 +50,7 @@ def _scheme_name(name: str) -> str:
     return _ALIASES[key]
 
 
-def _check_type(label: str) -> None:
+def check_type(label: str) -> None:
     if not isinstance(label, str) or not label or label != label.strip() or label.startswith("-") \
             or label.endswith("-") or "->" in label or label in (START, END, "O"):
         raise ValueError(f"invalid entity type {label!r}: expected a non-empty name without surrounding "
@@ -71,7 +71,7 @@ class TagScheme:
     def __init__(self, types: Iterable[str], name: str = "BIO") -> None:
         types = tuple(sorted(set(types)))
         for label in types:
-            _check_type(label)
+            check_type(label)
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "name", _scheme_name(name))
 

@@ -277,6 +277,50 @@ def test_an_error_from_an_override_names_the_override_not_the_file(tmp_path):
         load_config(path, ["train.epochs=2"])
 
 
+def test_an_override_is_named_for_the_part_of_its_key_that_is_wrong(tmp_path):
+    path = write(tmp_path, "data: {train: [x.jsonl]}\n")
+    with pytest.raises(ConfigError, match=r"^--set trian.epochs=3: unknown key `trian`"):  # blamed the file
+        load_config(path, ["trian.epochs=3"])
+    with pytest.raises(ConfigError, match=r"^--set data=\{\}: `data.train` is empty"):
+        load_config(path, ["data={}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.labels=[O, 药物]", "`data.labels`: invalid entity type 'O'"),  # tracebacks once the corpus was read
+    ("data.labels=['', 药物]", "`data.labels`: invalid entity type ''"),
+    ("data.labels=[药物, 药物]", "`data.labels` names '药物' twice"),  # was de-duplicated without a word
+    ("head.dropout=2", "`head.dropout` must be in [0, 1), got 2"),
+    ("lora.dropout=1.5", "`lora.dropout` must be in [0, 1)"),
+    ("encoder.hidden_dropout=-1", "`encoder.hidden_dropout` must be in [0, 1)"),  # blamed encoder.name
+    ("lora.alpha=0", "`lora.alpha` must be > 0"),
+    ("window.max_tokens=0", "`window.max_tokens` must be >= 8"),
+    ("data.dev_last=-3", "`data.dev_last` must be >= 0"),  # trained on 3 records, 45 as dev
+    ("data.train_limit=-5", "`data.train_limit` must be >= 0"),  # dropped the last 5 records
+])
+def test_out_of_range_values_are_refused_naming_the_override(tmp_path, override, message):
+    path = write(tmp_path, "data: {train: [x.jsonl]}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert str(info.value).startswith(f"--set {override}: ") and message in str(info.value)
+
+
+def test_extends_of_a_file_that_is_no_mapping_and_list_keys_are_one_line(tmp_path):
+    write(tmp_path, "- a\n- b\n", "base.yaml")
+    with pytest.raises(ConfigError, match="`extends` names base.yaml, which holds a list, not a mapping"):
+        load_config(write(tmp_path, "extends: base.yaml\n"))
+    with pytest.raises(ConfigError, match=r"c.yaml:1: a key is a list, not a name"):
+        load_config(write(tmp_path, "? [a, b]\n: x\n"))
+    with pytest.raises(ConfigError, match="a key is a list, not a name"):
+        load_config(write(tmp_path, "data: {train: [x.jsonl]}\n"), ["crf.transition_weights={[a]: 1}"])
+
+
+def test_home_is_expanded_in_output_dir_and_init_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "start").mkdir()
+    config = load_config(write(tmp_path, "data: {train: [x.jsonl]}\n"), ["output_dir=~/runs/x", "init_from=~/start"])
+    assert config.output_dir == str(tmp_path / "runs" / "x") and config.init_from == str(tmp_path / "start")
+
+
 def test_a_key_written_twice_is_refused_but_a_merge_may_override(tmp_path):
     from medner.config import parse_yaml
 

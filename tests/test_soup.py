@@ -90,6 +90,14 @@ def test_soup_never_writes_over_a_member_or_a_full_directory(tiny_run, sibling, 
     with pytest.raises(ModelError, match="a_file exists and is not a directory"):
         average_runs([tiny_run, sibling], tmp_path / "a_file")
     assert (tmp_path / "a_file").read_text() == "x"
+    with pytest.raises(ModelError, match="lies inside its member"):
+        average_runs([tiny_run, sibling], sibling / "soup")
+    assert not (sibling / "soup").exists()
+    damaged = tmp_path / "damaged"  # was a JSONDecodeError traceback
+    shutil.copytree(sibling, damaged)
+    (damaged / "labels.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"damaged/labels.json: model file damaged or missing"):
+        average_runs([tiny_run, damaged], tmp_path / "soup")
 
 
 def test_soup_command(tiny_run, sibling, tmp_path, capsys):

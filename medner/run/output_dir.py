@@ -21,12 +21,12 @@ __all__ = ["RUN_MARKERS", "check_output", "is_run_entry", "is_run_marker", "prep
 log = logging.getLogger(__name__)
 
 RUN_MARKERS = frozenset({
-    "medner_model.json", "metrics.jsonl", "checkpoint", "phases", "dev_report.json", "training.png", "labels.json",
-    "student_init",  # finetune, supervision phases, distill
+    "medner_model.json", "metrics.jsonl", "checkpoint", "phases", "dev_report.json", "training.png",
+    "student_init",  # finetune, supervision phases, distill (not labels.json: some downloaded model folders hold one)
     "medner_encoder.json", "pretrain_config.yaml",  # pretrain
 })
 #: what else a run folder holds (medner.run.directory) and the Hugging Face files of a pretrained encoder
-RUN_ENTRIES = RUN_MARKERS | {"config.yaml", "tokenizer", "encoder", "adapter", "head.safetensors",
+RUN_ENTRIES = RUN_MARKERS | {"config.yaml", "labels.json", "tokenizer", "encoder", "adapter", "head.safetensors",
                              "lexicon_features.tsv", "icd_lexicon.tsv", "exported", "dev_report.md", "README.md"}
 _ENCODER_FILE = re.compile(r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens"
                            r"|model\.safetensors\.index)\.json|model(-\d+-of-\d+)?\.safetensors|vocab\.(txt|json)"
@@ -54,10 +54,15 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError("`output_dir` exists and is not a folder", where=str(out), fix="choose another output_dir")
-    if resume or not out.is_dir():
+    if not out.is_dir():
         return False
     entries = sorted(p.name for p in out.iterdir())
     if not entries:
+        return False
+    if resume:
+        if not any(is_run_marker(e) for e in entries):  # a misspelt output_dir, or a folder of the user's
+            raise ConfigError("`output_dir` holds no medner run to resume", where=str(out),
+                              fix="check output_dir, or leave --resume out to start a run in an empty folder")
         return False
     if not overwrite:
         raise ConfigError(f"`output_dir` is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, an earlier run?)", where=str(out),

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from medner.errors import ModelError
+from medner.files import is_inside
 from medner.run.directory import (LINK_FILE, fingerprint, is_exported, load_run, read_meta, save_run,
                                    write_model_card)
 
@@ -37,6 +38,9 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
         read_meta(run)  # a finished run: else what the folder is (missing, no run, damaged) and the fix
         if run.resolve() == out_dir.resolve():
             raise ModelError(f"the soup's output {out_dir} is one of its members", fix="write it to a new directory")
+        if is_inside(out_dir, run):
+            raise ModelError(f"the soup's output {out_dir} lies inside its member {run}",
+                             fix="write it to a new directory outside the runs")
         if is_exported(read_meta(run)):
             raise ModelError("an exported run has no torch weights to average", where=str(run),
                              fix="average the torch runs, then export the soup")
@@ -55,14 +59,23 @@ def _check_members(runs: Sequence[Path], out_dir: Path) -> None:
     for name, what, fix in (("labels.json", "label scheme", "train every member with the same `data.labels`"),
                             ("tokenizer/tokenizer.json", "tokenizer",
                              "fine-tune every member from the same `init_from` run or encoder")):
-        reference = json.loads((first / name).read_text(encoding="utf-8"))
+        reference = _read_json(first / name)
         for run in runs[1:]:
-            if json.loads((run / name).read_text(encoding="utf-8")) != reference:
+            if _read_json(run / name) != reference:
                 raise ModelError(f"{run} has another {what} than {first} ({name} differs)", fix=fix)
     lexicons = {read_meta(run).get("lexicon_fingerprint") for run in runs}
     if len(lexicons) > 1:
         raise ModelError(f"the runs use different lexicon features (fingerprints {sorted(map(str, lexicons))})",
                          fix="average only runs trained with the same `lexicon_features`")
+
+
+def _read_json(path: Path):
+    """A run's JSON file; a damaged or missing one is a :class:`ModelError` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model file damaged or missing ({type(exc).__name__})", where=str(path),
+                         fix="copy the run directory again from where it was trained") from None
 
 
 def average_runs(runs: Sequence[str | Path], out_dir: str | Path) -> Path:
