@@ -129,6 +129,12 @@ def test_a_windows_cache_hit_marks_the_entry_used(tiny_run, tiny_corpus, tmp_pat
     os.utime(entry, (1, 1))  # long unused
     assert build_dataset(*args, cache_dir=tmp_path)[2]  # read from the cache
     assert entry.stat().st_mtime > 1
+    expected = build_dataset(*args)[0]["input_ids"]
+    for lost in [*entry.glob("*.arrow"), entry / "medner_stats.json"]:  # a damaged entry: built again, in place
+        lost.unlink()
+        dataset, _, cached = build_dataset(*args, cache_dir=tmp_path)
+        assert not cached and dataset["input_ids"] == expected and list(tmp_path.iterdir()) == [entry]
+        assert build_dataset(*args, cache_dir=tmp_path)[2]  # whole again: read from the cache
 
 
 @pytest.mark.parametrize("disabled", [False, True])

@@ -137,12 +137,11 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
 
     key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
     target = cache_dir / f"windows-{key}" if cache_dir else None
-    if target is not None and (target / "dataset_info.json").exists():
-        with datasets_bars_off():
-            dataset = datasets.load_from_disk(str(target))
+    cached = load_cache_entry(target, "medner_stats.json")
+    if cached is not None:
+        dataset = cached
         stats = json.loads((target / "medner_stats.json").read_text())
         log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
-        mark_used(target)
         return dataset, stats, True
     stats = FeatureStats()
     rows = list(iter_windows(records, tokenizer, config, scheme, overlap_policy, stats, lexicon))
@@ -155,9 +154,44 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
             (folder / "medner_stats.json").write_text(json.dumps(stats.to_dict()))
 
         with datasets_bars_off():
-            publish_folder(target, write)  # a half-written cache is never picked up
+            publish_folder(target, write, replace=lambda found: damaged(found, "medner_stats.json"))  # whole or none
             dataset = datasets.load_from_disk(str(target))
     return dataset, stats.to_dict(), False
+
+
+def load_cache_entry(target: Path | None, *also: str):
+    """The `datasets.Dataset` cached in ``target`` (marked used), or None when there is none or it is damaged (a
+    file missing, or one of the ``also`` files beside it: a warning, and the caller builds it again, publishing it
+    with ``replace=damaged``)."""
+    if target is None or not (target / "dataset_info.json").exists():
+        return None
+    try:
+        dataset = _load_entry(target, also)
+    except (OSError, ValueError) as exc:  # an .arrow file gone or cut short
+        log.warning("cache entry %s is damaged (%s): building it again", target, type(exc).__name__)
+        return None
+    mark_used(target)
+    return dataset
+
+
+def damaged(target: Path, *also: str) -> bool:
+    """Whether the cache entry ``target`` found in place of a new one cannot be loaded (replace it), or can (it is
+    another process's finished copy: keep it)."""
+    try:
+        _load_entry(target, also)
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def _load_entry(target: Path, also: Sequence[str]):
+    import datasets
+
+    missing = [name for name in ("dataset_info.json", *also) if not (target / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing")
+    with datasets_bars_off():
+        return datasets.load_from_disk(str(target))
 
 
 @contextmanager

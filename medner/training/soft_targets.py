@@ -21,11 +21,10 @@ from typing import Sequence
 
 import torch
 
-from medner.cache import mark_used
 from medner.errors import ConfigError
 from medner.files import publish_folder
 from medner.labels import TagScheme
-from medner.model.windows import collate_windows, datasets_bars_off
+from medner.model.windows import collate_windows, damaged, datasets_bars_off, load_cache_entry
 from medner.run.directory import LoadedRun, load_run, read_meta
 
 log = logging.getLogger(__name__)
@@ -96,18 +95,17 @@ def add_soft_targets(dataset, teachers: Sequence[LoadedRun], labelled_ids: set[s
     key = hashlib.sha256(json.dumps([SOFT_TARGETS_VERSION, windows_key,
                                      sorted(t.fingerprint for t in teachers)]).encode()).hexdigest()[:16]
     target = cache_dir / f"soft-{key}" if cache_dir is not None and windows_key else None
-    if target is not None and (target / "dataset_info.json").exists():
-        with datasets_bars_off():
-            soft = datasets.load_from_disk(str(target))["soft"]
+    cached = load_cache_entry(target)
+    if cached is not None:
+        soft = cached["soft"]
         log.info("distillation: soft targets of %d teacher(s) loaded from cache %s", len(teachers), target.name)
-        mark_used(target)
     else:
         soft = soft_targets(dataset, teachers, pad_id, batch_size, device)
         if target is not None:  # float32: the values are float32 marginals, stored exactly in half the space
             column = datasets.Dataset.from_dict(
                 {"soft": soft}, features=datasets.Features({"soft": datasets.Sequence(datasets.Value("float32"))}))
             with datasets_bars_off():
-                publish_folder(target, lambda folder: column.save_to_disk(str(folder)))
+                publish_folder(target, lambda folder: column.save_to_disk(str(folder)), replace=damaged)
     if len(soft) != len(dataset):  # a cache of other windows under this key: never train on misaligned targets
         raise ConfigError(f"cached soft targets have {len(soft)} rows for {len(dataset)} windows", where=str(target),
                           fix="delete that folder; the next run computes them again")
