@@ -158,9 +158,12 @@ def test_building_windows_leaves_the_datasets_progress_bars_as_they_were(tiny_ru
         (datasets.disable_progress_bars if before else datasets.enable_progress_bars)()
 
 
-def test_a_cache_dir_that_is_no_folder_is_refused(tmp_path, capsys):
+def test_a_cache_dir_that_is_no_folder_is_refused(tmp_path, capsys, monkeypatch):
     for root in (tmp_path / "typo", tmp_path / "a_file"):
         if root.name == "a_file":
             root.write_text("x")
         assert main(["cache", "list", "--cache-dir", str(root)]) == 2  # was "0 entries"
         assert "--cache-dir is not a folder" in capsys.readouterr().err
+    monkeypatch.setenv("MEDNER_CACHE", str(tmp_path / "a_file"))
+    assert main(["cache", "list"]) == 2
+    assert "$MEDNER_CACHE is not a folder" in capsys.readouterr().err

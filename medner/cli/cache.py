@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -47,11 +48,16 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
 
 
 def _root(args: argparse.Namespace) -> Path:
-    """The cache root; a ``--cache-dir`` that is no folder is refused (a typo listed "0 entries")."""
+    """The cache root; a ``--cache-dir`` that is no folder, or a ``$MEDNER_CACHE`` that is a file, is refused (a typo
+    listed "0 entries"); a root from the environment or the default may not exist yet (nothing cached)."""
     if args.cache_dir is not None and not args.cache_dir.is_dir():
         raise ConfigError("--cache-dir is not a folder", where=str(args.cache_dir), field="--cache-dir",
                           fix="give the cache root (encoder.cache_dir of a config, or $MEDNER_CACHE)")
-    return cache_root(args.cache_dir)
+    root = cache_root(args.cache_dir)
+    if args.cache_dir is None and os.environ.get("MEDNER_CACHE") and root.exists() and not root.is_dir():
+        raise ConfigError("$MEDNER_CACHE is not a folder", where=str(root), field="MEDNER_CACHE",
+                          fix="point MEDNER_CACHE at the cache root, or unset it")
+    return root
 
 
 def run_list(args: argparse.Namespace) -> int:
