@@ -341,8 +341,8 @@ def test_resume_into_a_run_that_is_no_student_of_these_teachers_is_refused_befor
         distill([str(tiny_run)], other, resume=True, progress=False)
     assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == files
     student = tmp_path / "student"  # killed while distilling from another teacher: its config names that one
-    student.mkdir()
+    (student / "checkpoint").mkdir(parents=True)
     (student / "config.yaml").write_text(f"distill:\n  teachers: [{tmp_path / 'elsewhere'}]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=f"holds the student of {tmp_path / 'elsewhere'}, not a student of"):
         distill([str(tiny_run)], student, resume=True, progress=False)
-    assert sorted(p.name for p in student.iterdir()) == ["config.yaml"]
+    assert sorted(p.name for p in student.iterdir()) == ["checkpoint", "config.yaml"]

@@ -84,7 +84,7 @@ def test_resume_checks_every_phase_folder_before_any_phase_trains(tiny_corpus, t
     config = load_config(write_config(tmp_path, tiny_corpus), overrides)
     earlier = load_config(write_config(tmp_path, tiny_corpus), overrides + ["supervision.gold_fraction=0.5"])
     out = Path(config.output_dir)
-    out.mkdir(parents=True)
+    (out / "checkpoint").mkdir(parents=True)  # the gold phase was killed after its first checkpoint
     (out / "config.yaml").write_text(dump_config(earlier), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"the gold phase there read other data: supervision.gold_fraction was 0.5"):
         run_phases(config, resume=True, progress=False)
