@@ -77,12 +77,13 @@ def decode_text(data: bytes, encoding: str, where: str, *,
                 level: type[CorpusError] = CorpusError) -> str:
     """Decode a whole file (BOM dropped; ``auto``: the first codec of the detection chain that decodes it all);
     errors name the line of the bad bytes; UTF-8 given a GB codec is refused (:func:`refuse_utf8_as_gb`)."""
-    refuse_utf8_as_gb(data, encoding, where)
     if encoding == AUTO:
         try:
             return detect_and_decode(data)[0]
         except DecodeFailure:
             encoding = "utf-8"  # report where UTF-8 fails
+    else:
+        refuse_utf8_as_gb(data, encoding, where)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
