@@ -31,7 +31,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from medner.config import read_yaml
-from medner.corpus.predictions import TEXT_HASH_FIELD, is_annotate_output, read_predictions, text_sha256
+from medner.corpus.predictions import (PREDICTION_FORMATS, TEXT_HASH_FIELD, is_annotate_output, read_predictions,
+                                      text_sha256)
 from medner.corpus.validate import RecordProblem, SpanProblem, label_name
 from medner.errors import ConfigError, CorpusError, location
 from medner.files import atomic_write, atomic_write_text
@@ -111,10 +112,11 @@ def read_for_scoring(path: str | PathLike, format: str = "jsonl", *, encoding: s
             raise CorpusError(exc.message, where=exc.where, field=exc.field,
                               fix="this is `medner annotate` output: read it with --pred-format auto (the default) "
                                   "or annotate") from None
+        corpus_format = "jsonl" if format in PREDICTION_FORMATS else format  # convert reads corpus formats only
         raise CorpusError(exc.message, where=exc.where, field=exc.field,
                           fix=f"correct it in the file; scoring reads every span and record as they are (to drop the "
-                              f"malformed ones first: `medner corpus convert {path} CLEAN.jsonl --format {format} "
-                              f"--on-error skip`, then score CLEAN.jsonl)") from None
+                              f"malformed ones first: `medner corpus convert {path} CLEAN.jsonl --format "
+                              f"{corpus_format} --on-error skip`, then score CLEAN.jsonl)") from None
 
 
 def read_label_map(specs: Sequence[str]) -> dict[str, str | None]:

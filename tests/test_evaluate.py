@@ -416,6 +416,10 @@ def test_cli_malformed_span_error_offers_a_fix_evaluate_has(capsys, tmp_path, si
     assert "\n" not in err and f"{side}.jsonl:1 span 0" in err and "expected start < end" in err
     assert "read with on_error=skip" not in err
     assert f"medner corpus convert {bad} " in err and "--on-error skip" in err  # the command that has it
+    assert "--format jsonl" in err and "--format auto" not in err  # --pred-format auto: convert has no `auto`
+    assert _cli("--gold", args["gold"], "--pred", args["pred"], f"--{side}-format", "annotate") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--format annotate" not in err and ("--format jsonl" in err or "annotate" in err)
     from medner.cli import build_parser
 
     with pytest.raises(SystemExit):

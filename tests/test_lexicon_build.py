@@ -12,6 +12,7 @@ import pytest
 from medner.cli import main
 from medner.errors import ConfigError, LexiconError
 from medner.lexicon import LexiconEntry, build_lexicon, load_lexicon, read_config, write_lexicon
+from medner.lexicon.build import sidecar_path
 
 DATA = Path(__file__).parent / "data" / "lexicon"
 CONFIG = DATA / "lexicon_mini.yaml"
@@ -297,7 +298,7 @@ def test_build_refuses_to_write_over_its_config_or_sources_and_a_json_lexicon(tm
     cfg = write_config(tmp_path, "version: t1\nsources:\n  - {name: s, kind: list, path: mine.txt, label: 疾病和诊断}\n")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     for out, message in (("mine.txt", "mine.txt: writing it would replace"), ("cfg.yaml", "cfg.yaml: writing it would"),
-                         ("mine.json", "would be both the lexicon and its JSON sidecar"),
+                         ("mine.json", "is the name of the JSON sidecar of mine.tsv"),
                          ("cfg.tsv", None)):
         code = main(["lexicon", "build", str(cfg), "-o", str(tmp_path / out)])
         err = capsys.readouterr().err
@@ -365,3 +366,36 @@ def test_a_bad_row_in_a_lexicon_file_names_a_fix_that_applies(tmp_path: Path) ->
     with pytest.raises(LexiconError, match=r"lex.tsv:3: empty name.*build the lexicon again") as info:
         load_lexicon(path)
     assert "strict" not in str(info.value)
+
+
+def test_a_stray_quote_in_a_csv_source_fails_the_build_unless_the_source_says_strict_false(tmp_path, capsys) -> None:
+    rows = "".join(f"C00.{i:03d},病{i}\n" for i in range(50))
+    (tmp_path / "q.csv").write_text(f'code,name\nC15.900,食管癌\nC16.900,"胃癌\n{rows}', encoding="utf-8")
+    source = "sources:\n  - {name: e, kind: csv, path: q.csv, label: 疾病和诊断%s}\n"
+    cfg = write_config(tmp_path, source % "")
+    assert main(["lexicon", "build", str(cfg), "-o", str(tmp_path / "lex.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert "q.csv:3:" in err and "strict: false" in err and not (tmp_path / "lex.tsv").exists()
+    cfg = write_config(tmp_path, source % ", strict: false")
+    result = build_lexicon(cfg)
+    [item] = result.sidecar["sources"]
+    assert (item["rows"], item["loaded"], item["bad"]) == (52, 51, {"malformed_row": 1})
+
+
+def test_two_lexicons_in_one_folder_keep_their_own_sidecars(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.txt").write_text("头痛\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("头痛\n", encoding="utf-8")
+    sources = ("  - {name: a, kind: list, path: a.txt, label: 疾病和诊断}\n"
+               "  - {name: b, kind: list, path: b.txt, label: 症状}\n")
+    for version, priority in (("v1", "[疾病和诊断, 症状]"), ("v2", "[症状, 疾病和诊断]")):
+        cfg = write_config(tmp_path, f"version: {version}\nlabel_priority: {priority}\nsources:\n{sources}")
+        assert main(["lexicon", "build", str(cfg), "-o", str(tmp_path / f"lexicon.{version}")]) == 0
+        assert f"sidecar: {tmp_path / f'lexicon.{version}.json'}" in capsys.readouterr().out
+    assert sidecar_path(tmp_path / "lexicon.tsv") == tmp_path / "lexicon.json"  # as documented
+    assert sidecar_path(tmp_path / "lexicon") == tmp_path / "lexicon.json"
+    for version, label in (("v1", "疾病和诊断"), ("v2", "症状")):
+        side = json.loads((tmp_path / f"lexicon.{version}.json").read_text(encoding="utf-8"))
+        assert side["version"] == version
+        assert main(["lexicon", "match", str(tmp_path / f"lexicon.{version}"), "头痛"]) == 0   # its own priority
+        assert json.loads(capsys.readouterr().out)["spans"][0]["label"] == label
+    assert not (tmp_path / "lexicon.json").exists()

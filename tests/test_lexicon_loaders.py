@@ -191,6 +191,31 @@ def test_csv_strict_and_malformed_rows(tmp_path: Path) -> None:
     assert "胸闷" not in str(err.value)
 
 
+def _stray_quote(tmp_path: Path) -> Path:
+    path = tmp_path / "q.csv"  # a stray quote on line 3: csv reads every later row into that one field
+    rows = "".join(f"C00.{i:03d},病{i}\n" for i in range(200))
+    path.write_text(f'code,name\nC15.900,食管癌\nC16.900,"胃癌\n{rows}', encoding="utf-8")
+    return path
+
+
+def test_csv_a_stray_quote_is_refused_at_the_line_it_opens(tmp_path: Path) -> None:
+    path = _stray_quote(tmp_path)
+    for strict in (None, True):  # unless the source says `strict: false`, the load stops there
+        with pytest.raises(LexiconError) as info:
+            load_csv(path, label="疾病和诊断", strict=strict)
+        message = str(info.value)
+        assert "q.csv:3:" in message and "quote" in message and "strict: false" in message
+        assert "\n" not in message and "胃癌" not in message
+
+
+def test_csv_a_stray_quote_skips_one_row_when_not_strict(tmp_path: Path) -> None:
+    result = load_csv(_stray_quote(tmp_path), label="疾病和诊断", strict=False)
+    assert result.report.bad_counts() == {"malformed_row": 1}
+    assert result.report.bad[0].where.endswith("q.csv:3") and "quote" in result.report.bad[0].message
+    assert result.report.rows == 202 and result.report.loaded == 201 and result.report.balanced()
+    assert {"食管癌", "病0", "病199"} <= set(by_term(result)) and "胃癌" not in by_term(result)
+
+
 def test_exclude_codes() -> None:
     result = load_csv(DATA / "beijing_mini.csv", label="疾病和诊断", exclude_codes="^A0")
     entries = by_term(result)
@@ -373,3 +398,26 @@ def test_an_undecodable_source_gets_a_hint_for_what_it_looks_like(tmp_path, data
     path.write_bytes(data)
     with pytest.raises(LexiconError, match=re.escape(hint)):
         load_csv(path, label="疾病和诊断")
+
+
+RECORD = "患者因反复胸闷胸痛三年余加重一周入院治疗，既往高血压病史十年，规律服药，血压控制可。" * 6
+
+
+def test_bad_row_messages_give_the_length_of_a_long_row_not_its_text(tmp_path: Path, caplog) -> None:
+    records = tmp_path / "small.txt"  # a corpus given as a term list by mistake
+    records.write_text('{"originalText": "' + RECORD + '", "entities": []}\n' + RECORD[:70] + "\tx\n", encoding="utf-8")
+    with pytest.raises(LexiconError) as info:
+        load_list(records, label="x", strict=True)
+    assert "small.txt:1:" in str(info.value) and "characters" in str(info.value)
+    caplog.set_level(logging.DEBUG)
+    report = load_list(records, label="x").report
+    assert report.bad_counts() == {"malformed_row": 1} and report.loaded == 1      # the tab row: a long term
+    codes = tmp_path / "c.csv"  # long names with a bad code, or a code that conflicts: length, no text
+    codes.write_text(f"code,name\nXYZ,{RECORD[:50]}\nA00,{RECORD[:40]}\nB99,{RECORD[:40]}\n"
+                     f"{RECORD[:30]},霍乱\n", encoding="utf-8")
+    bad = load_csv(codes, label="x", code_pattern=r"[A-Z]\d\d").report
+    assert bad.bad_counts() == {"conflicting_duplicate": 1, "malformed_code": 2}
+    shown = " ".join([str(info.value), caplog.text, *map(str, report.bad), *map(str, bad.bad),
+                      *report.to_dict()["bad_examples"]])
+    assert "患者" not in shown and "originalText" not in shown
+    assert "霍乱" in str(bad.bad[-1])  # a short name is a lexicon term: shown

@@ -3,7 +3,10 @@ oracle), majority vote semantics, and span-level aggregation on synthetic record
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -170,6 +173,30 @@ def test_majority_vote_nested_spans_of_other_labels_count_with_nested_other() ->
         MajorityVote(nested_other=2.0)
 
 
+_TIE = """
+import itertools
+from medner.types import Record, Span
+from medner.weak.aggregate import MajorityVote
+record = Record("r", "右肺上叶腺癌")
+outputs = {"a": [Span(0, 4, "X")], "b": [Span(0, 4, "X")], "c": [Span(0, 4, "X")], "d": [Span(0, 6, "Y")]}
+vote = MajorityVote(weights={"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.6}, min_votes=0.1)
+winners = {tuple((s.start, s.end, s.label, s.score) for s in vote.predict_record(record, dict(order)))
+           for order in itertools.permutations(outputs.items())}
+print(sorted(winners))
+"""
+
+
+def test_weighted_majority_vote_does_not_depend_on_order_or_hash_seed() -> None:
+    # 0.1 + 0.2 + 0.3 is 0.6 or 0.6000000000000001 by the order of summing: a tie with 0.6 (the longer span
+    # wins) or not; the sum must not depend on the order of the outputs or on set order (PYTHONHASHSEED)
+    printed = set()
+    for seed in ("1", "2", "3", "5"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _TIE], env=env, capture_output=True, text=True, check=True)
+        printed.add(done.stdout)
+    assert printed == {"[((0, 6, 'Y', 0.5),)]\n"}
+
+
 def test_apply_functions_rejects_spans_outside_the_text() -> None:
     record = Record("r", "abc")
     with pytest.raises(ValueError, match="outside record r"):
@@ -251,6 +278,15 @@ def test_fold_composites_hands_widened_spans_to_their_bases() -> None:
     assert fold_composites(folded, {"wide": ["a", "b"]}) is folded                # idempotent
     first = outputs["a"][0]                                                       # the input is not modified
     assert (first.start, first.end, first.label, first.code, first.source) == (0, 3, d, "C20", None)
+
+
+def test_fold_composites_gives_a_widened_span_no_code_of_a_narrower_base_span() -> None:
+    d = "疾病和诊断"  # 直肠癌 (C20) widened to 直肠癌伴肝转移: C20 is not that diagnosis's code; the linker decides
+    outputs = {"a": [Span(0, 3, d, code="C20"), Span(4, 7, d, code="C78.7")], "wide": [Span(0, 7, d)]}
+    folded = fold_composites(outputs, {"wide": ["a"]})
+    assert [(s.start, s.end, s.code) for s in folded["a"]] == [(0, 7, None)]
+    same = fold_composites({"a": [Span(0, 7, d, code="C20")], "wide": [Span(0, 7, d)]}, {"wide": ["a"]})
+    assert [(s.start, s.end, s.code) for s in same["a"]] == [(0, 7, "C20")]   # its own extent: its own code
 
 
 def test_dawid_skene_folds_a_composite_into_its_bases() -> None:

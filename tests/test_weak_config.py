@@ -16,8 +16,8 @@ import yaml
 from medner.errors import ConfigError
 from medner.types import Record
 from medner.weak import AGGREGATORS, FUNCTION_KINDS, WeakPipeline, read_weak_config
-from medner.weak.config import (AggregatorConfig, ExtentFunction, LexiconFunction, TermRef, TumourSiteFunction,
-                                WeakConfig)
+from medner.weak.config import (AggregatorConfig, ExtentFunction, LexiconFunction, MajorityOptions, TermRef,
+                                TumourSiteFunction, WeakConfig)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "weak"
@@ -96,6 +96,7 @@ def test_every_required_key_is_required(tmp_path: Path, kind: str, key: str) -> 
     ("imaging", {"modalities": 42}, "functions[1].modalities", "must be a mapping (lexicon, labels) or a list"),
     ("imaging", {"modalities": {"labels": ["x"]}}, "functions[1].modalities.lexicon", "missing required key"),
     ("procedure", {"weight": "heavy"}, "functions[1].weight", "must be a number"),
+    ("procedure", {"weight": -1}, "functions[1].weight", "must be >= 0"),   # would silently emit nothing
     ("extent", {"base": "f0"}, "functions[1].base", "must be a list of strings"),
     ("lab_value", {"label": ["L"]}, "functions[1].label", "must be a string"),
     # cross-field checks
@@ -147,6 +148,8 @@ def test_function_errors_name_the_dotted_key(tmp_path: Path, kind: str, keys: di
     ({"link": {"lexicon": "terms", "colour": 1}}, "link.colour", "valid keys here: label_map, labels, lexicon"),
     ({"aggregator": {"method": "majority", "majority": {"weights": {"f0": 2, "f2": 1}}}},
      "aggregator.majority.weights", "'f2' is not the name of a labelling function (['f0', 'f1'])"),
+    ({"aggregator": {"method": "majority", "majority": {"weights": {"f0": -0.5}}}},
+     "aggregator.majority.weights", "must be >= 0"),
 ])
 def test_config_errors_name_the_dotted_key(tmp_path: Path, change: dict, field: str, fragment: str) -> None:
     tree = tree_with("procedure")
@@ -227,3 +230,13 @@ def test_lexicon_sources_and_labels_a_function_names_but_the_lexicon_lacks_are_w
     with caplog.at_level(logging.WARNING, logger="medner.weak.pipeline"):
         WeakPipeline(tiny)  # the config as shipped: nothing to warn of
     assert "has no" not in caplog.text
+
+
+def test_majority_weights_of_the_aggregator_are_merged_over_the_functions_own(tiny: WeakConfig) -> None:
+    functions = [*tiny.functions[:-2], dataclasses.replace(tiny.functions[-2], weight=0.5), tiny.functions[-1]]
+    assert functions[-2].name == "lab_values"
+    majority = AggregatorConfig(method="majority", majority=MajorityOptions(weights={"icd10": 2.0}))
+    pipe = WeakPipeline(dataclasses.replace(tiny, functions=tuple(functions), aggregator=majority))
+    weights = pipe.make_aggregator("majority").weights
+    assert weights["icd10"] == 2.0 and weights["lab_values"] == 0.5 and weights["icd9"] == 1.0
+    assert pipe.make_aggregator("majority", weights={"icd9": 3.0}).weights["lab_values"] == 0.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medner.types import Record
+from medner.types import Record, Span
 from medner.weak.base import RegexLF
 from medner.weak.extent import ExtentLF
 
@@ -32,6 +32,8 @@ def found(lf, text: str) -> list[str]:
     ("诊为直肠癌，予化疗", []),                                     # nothing to widen: the base votes alone
     ("直肠癌。伴肝转移", []),                                       # never across a sentence end
     ("腹痛伴恶心", []),                                             # no base span, nothing
+    ("入院诊断：\n直肠癌（中分化）IV期", ["直肠癌（中分化）IV期"]),   # a span that starts a line widens too
+    ("\n胸椎骨质增生", ["胸椎骨质增生"]),
 ])
 def test_extent(text: str, expected: list[str]) -> None:
     assert found(EXTENT, text) == expected
@@ -55,3 +57,39 @@ def test_widening_spans_of_other_labels_relabels_them() -> None:
     assert found(status, "胆囊切除术后，直肠术后，胆囊切除术后改变，行胆囊切除术") == ["胆囊切除术后", "直肠术后"]
     own_label_only = ExtentLF("x", "疾病和诊断", [operations, ANATOMY], joiners=[], left="", right="术?后")
     assert found(own_label_only, "胆囊切除术后，直肠术后") == []
+
+
+class Coded:
+    """A base function whose spans carry a code (and the linker's fields), like an ICD lexicon function."""
+
+    name, labels = "coded", ("疾病和诊断", "手术")
+
+    def __init__(self, term: str, label: str, code: str) -> None:
+        self.term, self.label, self.code = term, label, code
+
+    def find_spans(self, record: Record) -> list[Span]:
+        i = record.text.find(self.term)
+        return [] if i < 0 else [Span(i, i + len(self.term), self.label, code=self.code, source=self.name,
+                                      name=self.term, match="exact", link_score=1.0)]
+
+
+@pytest.mark.parametrize("term,label,code,text,from_labels,right", [
+    ("直肠癌", "疾病和诊断", "C20.x00", "诊断：直肠癌伴肝转移。", None, None),
+    ("胆囊切除术", "手术", "51.2200", "胆囊切除术后恢复可。", ["手术"], "后"),   # an operation's code on a diagnosis
+])
+def test_widened_spans_carry_no_code_of_their_base(term, label, code, text, from_labels, right) -> None:
+    sides = {} if right is None else {"right": right, "left": "", "joiners": []}
+    base = [Coded(term, label, code), RegexLF("dx", "疾病和诊断", [r"肝转移"])]
+    lf = ExtentLF("ext", "疾病和诊断", base, from_labels=from_labels, **sides)
+    [span] = lf.find_spans(Record("t", text))
+    assert span.end - span.start > len(term)
+    assert (span.code, span.name, span.match, span.link_score) == (None, None, None, None)
+
+
+def test_left_is_anchored_at_the_span_start_as_a_whole() -> None:
+    compound = ExtentLF("compound", "解剖部位", [ANATOMY], joiners=[""], left="(?:中)?", right="(?:部)?")
+    assert found(compound, "疼痛\n肩背部") == ["肩背部"]
+    assert found(compound, "疼痛\n中腹") == ["中腹"] and found(compound, "疼痛\n腹部") == ["腹部"]
+    salts = ExtentLF("salt", "疾病和诊断", [DISEASES], joiners=[], left="盐酸|醋酸", right="")
+    assert found(salts, "盐酸，多发直肠癌") == []          # the alternation is anchored as a whole, not `醋酸$` alone
+    assert found(salts, "\n醋酸直肠癌") == ["醋酸直肠癌"]

@@ -12,7 +12,7 @@ import yaml
 from medner.cli import main
 from medner.corpus import read_corpus
 from medner.errors import ConfigError
-from medner.types import Record
+from medner.types import Record, Span
 from medner.weak import WeakPipeline, read_weak_config, report_markdown, weak_report, write_weak_report
 
 DATA = Path(__file__).resolve().parent / "data" / "weak"
@@ -276,3 +276,49 @@ def test_cli_report_on_gold_of_other_labels_says_so(tmp_path: Path, caplog: pyte
     other.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert main(["weak", "report", "--config", str(CONFIG), str(other), "--format", "jsonl", "--json"]) == 0
     assert "have none in common, so every precision and recall is 0" in caplog.text
+
+
+
+def test_cli_label_refuses_to_write_over_a_lexicon_the_config_reads(tmp_path: Path, capsys) -> None:
+    for name in ("lexicon_mini.yaml", "beijing_mini.csv", "gnuhealth_mini.po", "project_mini.tsv"):
+        shutil.copy(DATA.parent / "lexicon" / name, tmp_path / name)
+    path = write_config(tmp_path, lambda t: t["lexicons"]["icd"].update(build="lexicon_mini.yaml"))
+    for name in ("curated_tiny.tsv", "icd_tiny.tsv", "lexicon_mini.yaml", "beijing_mini.csv"):
+        target = tmp_path / name
+        before = target.read_bytes()
+        assert main(["weak", "label", "--config", str(path), str(GOLD), "--format", "jsonl",
+                     "-o", str(target)]) == 2, name
+        assert "would replace what was read" in capsys.readouterr().err
+        assert target.read_bytes() == before
+
+
+def test_cli_report_refuses_to_write_over_a_lexicon_the_config_reads(tmp_path: Path, capsys) -> None:
+    path = write_config(tmp_path, lambda t: t["lexicons"]["curated"].update(path="curated.json"))
+    (tmp_path / "curated_tiny.tsv").rename(tmp_path / "curated.json")
+    before = (tmp_path / "curated.json").read_bytes()
+    assert main(["weak", "report", "--config", str(path), str(GOLD), "--format", "jsonl",
+                 "-o", str(tmp_path / "curated")]) == 2
+    assert "would replace what was read" in capsys.readouterr().err
+    assert (tmp_path / "curated.json").read_bytes() == before and not (tmp_path / "curated.md").exists()
+
+
+def test_report_counts_a_duplicated_gold_span_once() -> None:
+    d = "疾病和诊断"
+    record = Record("a", "诊断：胃癌。", (Span(3, 5, d), Span(3, 5, d)))
+    outputs = [{"lf": [Span(3, 5, d, source="lf"), Span(3, 5, d, source="lf")]}]
+    report = weak_report([record], outputs, {"weak:x": [[Span(3, 5, d)]]})
+    assert report["gold_spans"] == {d: 1}
+    for name in ("lf", "weak:x"):
+        micro = report["sources"][name]["micro"]
+        assert (micro["precision"], micro["recall"]) == (1.0, 1.0), name
+
+
+@pytest.mark.parametrize("action", [["label", "--aggregator", "dawid_skene", "-o"], ["report", "-o"]])
+def test_cli_refuses_records_that_all_have_empty_texts(tmp_path: Path, capsys, action: list) -> None:
+    corpus = tmp_path / "e.jsonl"
+    corpus.write_text('{"id": "a", "text": ""}\n{"id": "b", "text": ""}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["weak", action[0], "--config", str(CONFIG), str(corpus), *action[1:], str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("medner: error:") and str(corpus) in err and "empty" in err and "\n" not in err
+    assert not list(tmp_path.glob("out*"))

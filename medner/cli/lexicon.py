@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = sub.add_parser("build", help="merge the sources of a lexicon config into one versioned TSV + .json")
     build.add_argument("config", help="lexicon config (YAML), e.g. configs/lexicon_zh.yaml")
-    build.add_argument("-o", "--output", required=True, help="lexicon TSV to write; the sidecar gets .json")
+    build.add_argument("-o", "--output", required=True,
+                       help="lexicon TSV to write; its sidecar: FILE.tsv -> FILE.json, another name gets .json added")
     build.add_argument("--strict", action="store_true", help="fail at the first bad row of any source")
     build.add_argument("--json", action="store_true", help="print the sidecar JSON instead of a table")
     build.set_defaults(func=run_build)

@@ -14,7 +14,8 @@ from medner.corpus import files_read, formats, read_corpus, write_jsonl
 from medner.errors import CorpusError
 from medner.files import refuse_output_over_input
 from medner.weak.aggregate import AGGREGATORS
-from medner.weak.pipeline import WeakPipeline
+from medner.weak.config import WeakConfig, read_weak_config
+from medner.weak.pipeline import WeakPipeline, config_inputs
 from medner.weak.report import report_markdown, report_paths, weak_report, write_weak_report
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,22 @@ def _records(args: argparse.Namespace) -> list:
     records = list(read_corpus(args.input, args.format, encoding=args.encoding, on_error=args.on_error))
     if not records:
         raise CorpusError("no records", where=args.input, fix="check the path and --format")
+    if not any(r.text for r in records):
+        raise CorpusError(f"all {len(records)} records have an empty text: nothing to label", where=args.input,
+                          fix="check --format (does it read the text field?) and the input file")
     return records
 
 
+def _inputs(args: argparse.Namespace) -> tuple[WeakConfig, list]:
+    """The config, and every file the command reads: the corpus, the config and the lexicons it names."""
+    config = read_weak_config(args.config)
+    return config, [*files_read(args.input, args.format), *config_inputs(config)]
+
+
 def run_label(args: argparse.Namespace) -> int:
-    refuse_output_over_input(args.output, [*files_read(args.input, args.format), args.config])
-    pipeline = WeakPipeline.from_config(args.config)
+    config, inputs = _inputs(args)
+    refuse_output_over_input(args.output, inputs)
+    pipeline = WeakPipeline(config)
     records = _records(args)
     result = pipeline.label(records, method=args.aggregator)
     name = result.aggregator.name
@@ -71,10 +82,11 @@ def run_label(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    config, inputs = _inputs(args)
     if args.output:
         for path in report_paths(args.output):
-            refuse_output_over_input(path, [*files_read(args.input, args.format), args.config], option="-o")
-    pipeline = WeakPipeline.from_config(args.config)
+            refuse_output_over_input(path, inputs, option="-o")
+    pipeline = WeakPipeline(config)
     records = _records(args)
     outputs = pipeline.outputs(records)
     methods = [args.aggregator] if args.aggregator else list(AGGREGATORS)

@@ -10,7 +10,8 @@ Config (``configs/lexicon_zh.yaml`` is the worked example)::
         path: ${MEDNER_SHARED:-../../shared/data}/lexicons/.../icd10_national_clinical_v1.1.xlsx
         label: 疾病和诊断
         aliases: true                  # derive aliases (medner.lexicon.normalize)
-        strict: false                  # true: the first bad row is an error
+        strict: false                  # true: the first bad row is an error; false: skip and count bad rows;
+                                       # unset: as false, but a stray csv quote (it hides later rows) is an error
         exclude_codes: ^[RVWXYZ]       # optional regex: rows whose code it finds are skipped (counted)
 
 The schema is :class:`LexiconConfig`; the keys a source takes are the fields of its kind's class
@@ -73,7 +74,8 @@ class SourceSpec:
     name: str  # unique; becomes the entries' `source`
     path_as_written: str = field(metadata=yaml_key("path"))  # YAML `path`, as written (${VAR} not yet replaced)
     label: str | None = None  # label of every entry (project TSVs carry their own)
-    strict: bool = False  # true: the first bad row is an error
+    strict: bool | None = None  # true: the first bad row is an error; false: bad rows are skipped and counted;
+    #   unset: as false, but a row that may hide the rows after it (a stray quote in a csv) is an error
     aliases: bool = False  # derive aliases (medner.lexicon.normalize)
     alias_rules: tuple[str, ...] | None = None  # only these alias rules; null = all
     optional: bool = False  # a missing file is skipped with a warning
@@ -301,10 +303,11 @@ def merge(config: LexiconConfig, results: Mapping[str, LoadResult]) -> tuple[lis
 
 
 def _refuse_output_over_inputs(out: Path, config: LexiconConfig) -> None:
-    """Refuse an output (or its sidecar) that is the config or one of its sources, or a lexicon that would be its
-    own sidecar: each would be replaced by what is built from it."""
-    if sidecar_path(out) == out:
-        raise ConfigError(f"{out} would be both the lexicon and its JSON sidecar", field="-o",
+    """Refuse an output (or its sidecar) that is the config or one of its sources, or a lexicon with a sidecar's
+    name: each would be replaced by what is built from it."""
+    if out.suffix == ".json":
+        raise ConfigError(f"{out} is the name of the JSON sidecar of {out.with_suffix('.tsv').name}: a lexicon there "
+                          "would replace that sidecar or be taken for it", field="-o",
                           fix="name the lexicon FILE.tsv (its sidecar is FILE.json)")
     inputs = [config.path, *(spec.path for spec in config.sources)]
     for path, option in ((out, "-o"), (sidecar_path(out), "-o (its sidecar)")):
@@ -321,13 +324,16 @@ def _why_empty(result: LoadResult) -> str:
 
 
 def sidecar_path(out: str | PathLike) -> Path:
-    """``lexicon_zh.tsv`` -> ``lexicon_zh.json``."""
-    return Path(out).with_suffix(".json")
+    """The JSON sidecar of a lexicon file: ``lexicon_zh.tsv`` -> ``lexicon_zh.json``; any other name gets ``.json``
+    added (``lexicon.v1`` -> ``lexicon.v1.json``), so lexicons that differ after the last dot keep their own.
+    Every reader and writer of a sidecar uses this."""
+    out = Path(out)
+    return out.with_suffix(".json") if out.suffix == ".tsv" else out.with_name(out.name + ".json")
 
 
 def build_lexicon(config_path: str | PathLike, out: str | PathLike | None = None, *,
                   strict: bool | None = None) -> BuildResult:
-    """Load every source, merge, and (when ``out`` is given) write ``out`` and its ``.json`` sidecar.
+    """Load every source, merge, and (when ``out`` is given) write ``out`` and its sidecar (:func:`sidecar_path`).
 
     Raises :class:`ConfigError` for config mistakes and missing non-optional files,
     :class:`LexiconError` for unreadable sources or (strict) bad rows.

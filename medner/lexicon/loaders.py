@@ -75,6 +75,19 @@ _NOT_A_TERM = re.compile(r"^(?:[\d\W_\u2160-\u217f]*|[IVXivx]+)$")
 LENIENT = "set `strict: false` for this source to skip such rows"
 
 
+#: the longest name (and code) a bad row's message shows; a longer one is given by its length: a lexicon term is
+#: short, a longer "name" is more likely record text (a corpus given as a lexicon), which no message may hold
+SHOWN_TERM_LENGTH = 32
+SHOWN_CODE_LENGTH = 24
+
+
+def _shown(value: str, what: str = "name", limit: int = SHOWN_TERM_LENGTH) -> str:
+    """``value`` quoted for a message when short and without a tab, else its length: ``a name of 85 characters``."""
+    if len(value) <= limit and "\t" not in value:
+        return repr(value)
+    return f"a {what} of {len(value)} characters"
+
+
 def clean_term(value: Any) -> str:
     """A cell value as a term: str, stripped, inner whitespace runs collapsed to one space."""
     if value is None:
@@ -91,7 +104,7 @@ def _code_key(code: str) -> str:
 class _Collector:
     """Validates rows, merges duplicates and fills the report; raises at the first bad row when strict."""
 
-    def __init__(self, path: str | PathLike, source: str, label: str | None, *, strict: bool,
+    def __init__(self, path: str | PathLike, source: str, label: str | None, *, strict: bool | None,
                  code_system: str = "none", code_regex: str | None = None, require_code: bool = False,
                  exclude_codes: str | None = None, lenient: str = LENIENT) -> None:
         self.path = str(path)
@@ -126,6 +139,13 @@ class _Collector:
             raise LexiconError(message, where=where, field=field, fix=f"{fix}, or {self.lenient}")
         self.report.bad.append(BadRow(where=where, kind=kind, field=field, message=message))
 
+    def refuse(self, line: int | None, kind: str, field: str, message: str, fix: str) -> None:
+        """A bad row that may hide others (a stray quote): an error unless the source set `strict: false`
+        (``strict`` None: not set), then a bad row like any other."""
+        if self.strict is None:
+            raise LexiconError(message, where=location(self.path, line), field=field, fix=f"{fix}, or {self.lenient}")
+        self.bad(line, kind, field, message, fix)
+
     def add(self, line: int | None, term: Any, code: Any, *, label: str | None = None, canonical: str = "",
             term_field: str = "name", code_field: str = "code") -> None:
         """Validate one row and keep, merge or reject it."""
@@ -136,24 +156,26 @@ class _Collector:
             self.bad(line, "empty_name", term_field, "empty name")
             return
         if "\t" in term or len(term) > 200:
-            self.bad(line, "malformed_row", term_field, f"name too long or holds a tab: {term[:20]!r}...")
+            tab = "holds a tab" if "\t" in term else "is too long for a term"
+            self.bad(line, "malformed_row", term_field, f"the name ({len(term)} characters) {tab}: a record, or "
+                     "columns read as one?", fix="check the source's kind and delimiter, or correct the row")
             return
         if _NOT_A_TERM.match(term):
-            self.bad(line, "not_a_term", term_field, f"{term[:20]!r} has no letters (a number, numeral or mark)",
+            self.bad(line, "not_a_term", term_field, f"{_shown(term)} has no letters (a number, numeral or mark)",
                      fix="remove the row")
             return
         if code is None and self.require_code:
-            self.bad(line, "malformed_code", code_field, f"missing code for {term[:20]!r}")
+            self.bad(line, "malformed_code", code_field, f"missing code for {_shown(term)}")
             return
         if code is not None and not is_valid_code(code, self.pattern):
             self.bad(line, "malformed_code", code_field,
-                     f"malformed {self.code_system} code {code[:30]!r} for {term[:20]!r}")
+                     f"malformed {self.code_system} code {_shown(code, 'code', SHOWN_CODE_LENGTH)} for {_shown(term)}")
             return
         if code is not None and self.exclude is not None and self.exclude.search(code):
             self.skip("excluded code")
             return
         if not label:
-            self.bad(line, "malformed_row", "label", f"no label for {term[:20]!r}",
+            self.bad(line, "malformed_row", "label", f"no label for {_shown(term)}",
                      fix="give the source a `label` in the config, or fill the label column")
             return
         key = (term, label)
@@ -177,7 +199,8 @@ class _Collector:
             self.report.merged += 1
             return
         self.bad(line, "conflicting_duplicate", code_field,
-                 f"{term[:20]!r} has code {code!r} here but {kept.code!r} in an earlier row",
+                 f"{_shown(term)} has code {_shown(code, 'code', SHOWN_CODE_LENGTH)} here but "
+                 f"{_shown(kept.code, 'code', SHOWN_CODE_LENGTH)} in an earlier row",
                  fix="give the term one code (or mark one row as an alias)")
 
     def result(self, level: int = logging.INFO) -> LoadResult:
@@ -445,13 +468,15 @@ def _sniff_delimiter(text: str, candidates: str = ",\t;|") -> str:
         return ","
 
 
-def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = None, strict: bool = False,
+def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = None, strict: bool | None = None,
              encoding: str = "utf-8-sig", delimiter: str | None = None, columns: Mapping[str, Any] | None = None,
              code_system: str = "icd10", code_pattern: str | None = None, exclude_codes: str | None = None,
              code_format: str = "given", **_: Any) -> LoadResult:
     """Delimited file with a header naming a code and a name column; codes kept as given
     (``A01.003+G01*``), or WHO codes dotted with ``code_format: dotted`` (``A000`` -> ``A00.0``). ``delimiter`` is
-    sniffed among ``, \\t ; |`` when not given (see :func:`_sniff_delimiter`).
+    sniffed among ``, \\t ; |`` when not given (see :func:`_sniff_delimiter`). A quoted field that runs past its
+    line's end (a stray quote, which would swallow the rows after it) is an error at the line it opens unless
+    ``strict`` is False (not None): then that row alone is a ``malformed_row``.
     """
     path = Path(path)
     dot = _dot_codes(path, code_format)
@@ -460,15 +485,20 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
         text = text[1:]
     if delimiter is None:
         delimiter = _sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = list(io.StringIO(text, newline=""))
     collector = _Collector(path, source, label, strict=strict, code_system=code_system, code_regex=code_pattern,
                            exclude_codes=exclude_codes)
-    headers = [clean_term(h) for h in next(reader, [])]
+    headers = [clean_term(h) for h in next(csv.reader(lines[:1], delimiter=delimiter), [])]
     cols = {**_DEFAULT_CSV_COLUMNS, **(columns or {})}
     idx = _resolve_columns(headers, cols, location(path, 1), f"the header (delimiter {delimiter!r})", set(columns or {}))
     name_i, code_i = idx["name"], idx["code"]
-    for values in reader:
-        line = reader.line_num
+    for line, values in _csv_rows(lines, delimiter):
+        if values is None:
+            collector.row()
+            collector.refuse(line, "malformed_row", "row", "a quoted field runs past the end of this line (a stray "
+                             "quote?): the rows after it would be read into that one field",
+                             fix="close the quote or remove it")
+            continue
         if not any(v.strip() for v in values):
             continue
         collector.row()
@@ -481,6 +511,26 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
         collector.add(line, values[name_i], dot(values[code_i]), term_field=headers[name_i],
                       code_field=headers[code_i])
     return collector.result()
+
+
+def _csv_rows(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str] | None]]:
+    """(line number, fields) of each row after the header line; fields None for a row with a field holding a line
+    end (a stray quote runs on to the next quote, rows later): reading goes on at the line after its first, so a
+    stray quote costs its own row only."""
+    pos = 1
+    while pos < len(lines):
+        reader = csv.reader(lines[pos:], delimiter=delimiter)
+        read = 0  # lines the reader consumed before this row
+        for values in reader:
+            line = pos + read + 1
+            if any("\n" in v or "\r" in v for v in values):
+                yield line, None
+                pos = line  # the index of the line after the row's first
+                break
+            read = reader.line_num
+            yield line, values
+        else:
+            return
 
 
 def _dot_codes(path: Path, code_format: str) -> Callable[[str], str]:

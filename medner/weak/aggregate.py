@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,8 @@ def fold_composites(outputs: Outputs, composites: Mapping[str, Sequence[str]]) -
     """``outputs`` with each composite's spans handed to its base functions (module docstring, DawidSkene).
 
     ``composites``: composite name -> base function names. Each base function's spans that lie inside a
-    composite span of the same label are replaced by that span (once); the composite's own entry goes, so
+    composite span of the same label are replaced by that span (once, with the composite's code: a narrower base
+    span's code names another concept); the composite's own entry goes, so
     a composite that relabels its bases' spans (``ExtentLF.from_labels``) takes no part in Dawid–Skene.
     Idempotent: outputs without composite entries come back unchanged.
     """
@@ -101,7 +103,9 @@ def fold_composites(outputs: Outputs, composites: Mapping[str, Sequence[str]]) -
                     kept.append(s)
                 elif (outer.start, outer.end) not in taken:
                     taken.add((outer.start, outer.end))
-                    kept.append(Span(outer.start, outer.end, s.label, code=s.code or outer.code, source=base))
+                    same = (s.start, s.end) == (outer.start, outer.end)  # else s.code names a narrower concept
+                    kept.append(Span(outer.start, outer.end, s.label, code=s.code if same else outer.code,
+                                     source=base))
             out[base] = sorted(kept, key=lambda s: (s.start, s.end, s.label))
     return out
 
@@ -163,6 +167,11 @@ class MajorityVote:
     def _weight(self, name: str) -> float:
         return self.weights.get(name, 1.0)
 
+    def _votes(self, names: Iterable[str]) -> float:
+        """The summed weights of ``names``, exact and in a fixed order: a float sum depends on its order
+        (0.1 + 0.2 + 0.3 is not 0.3 + 0.2 + 0.1), and a set's order on PYTHONHASHSEED."""
+        return math.fsum(self._weight(n) for n in sorted(names))
+
     def predict_record(self, record: Record, outputs: Outputs) -> list[Span]:
         cands = _candidates(outputs)
         if not cands:
@@ -174,10 +183,9 @@ class MajorityVote:
                 for o in cands:
                     if c.start <= o.start and o.end <= c.end and (o.start, o.end) != (c.start, c.end):
                         (voters if o.label == c.label else others).update(o.sources)
-                votes.append(sum(self._weight(n) for n in voters)
-                             + self.nested_other * sum(self._weight(n) for n in others - voters))
+                votes.append(math.fsum((self._votes(voters), self.nested_other * self._votes(others - voters))))
         else:
-            votes = [sum(self._weight(s) for s in c.sources) for c in cands]
+            votes = [self._votes(c.sources) for c in cands]
         # weight of the LFs proposing anything overlapping each candidate (itself included)
         spans_by_lf = [(name, [(s.start, s.end) for s in spans]) for name, spans in outputs.items() if spans]
         order = sorted(range(len(cands)), key=lambda i: (-votes[i], -cands[i].length, cands[i].start))
@@ -189,8 +197,8 @@ class MajorityVote:
                 continue
             if any(c.start < e and s < c.end for s, e in taken):
                 continue
-            involved = sum(self._weight(name) for name, edges in spans_by_lf
-                           if any(s < c.end and c.start < e for s, e in edges))
+            involved = self._votes(name for name, edges in spans_by_lf
+                                   if any(s < c.end and c.start < e for s, e in edges))
             score = votes[i] / involved if involved else 0.0
             code = next((c.codes[n] for n in c.sources if n in c.codes), None)
             out.append(Span(c.start, c.end, c.label, code=code, score=round(score, 4), source=f"weak:{self.name}"))

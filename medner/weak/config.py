@@ -53,10 +53,11 @@ directory (the convention of ``configs/lexicon_zh.yaml``), resolved when a lexic
 list whose items are strings or references ``{lexicon: NAME, labels: [...]}`` (the terms of that lexicon,
 optionally only those labels), or one reference. Lexicon functions also take ``not_before`` (a regex; see
 :class:`~medner.weak.base.LexiconLF`), ``word_boundary`` and ``label_priority``; every function takes
-``weight`` (its vote in majority voting, default 1).
+``weight`` (its vote in majority voting, >= 0, default 1; `aggregator.majority.weights` overrides it by name).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from os import PathLike
@@ -98,6 +99,13 @@ class LexiconFile:
             raise ConfigError("empty path", field="path", fix="give the lexicon file as `path:`")
 
 
+def _check_weight(weight: float, key: str, name: str = "") -> None:
+    """A vote weight is a finite number >= 0: a negative one would silently cancel the function's spans."""
+    if not 0.0 <= weight < math.inf:
+        raise ConfigError(f"{name + ': ' if name else ''}must be >= 0, got {weight}", field=key,
+                          fix="give a vote weight of 0 or more (1: one vote; remove the function to silence it)")
+
+
 # ------------------------------------------------------------------------------------------- functions
 @dataclass(frozen=True, kw_only=True)
 class FunctionSpec:
@@ -110,6 +118,7 @@ class FunctionSpec:
         if not self.name or self.name.startswith("weak:"):
             raise ConfigError(f"name {self.name!r} is empty or starts with 'weak:' (the aggregators' prefix)",
                               field="name", fix="give each function a unique name")
+        _check_weight(self.weight, "weight")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,12 +231,14 @@ FUNCTION_KINDS: dict[str, type[FunctionSpec]] = {cls.kind: cls for cls in get_ar
 class MajorityOptions:
     """Options of :class:`~medner.weak.aggregate.MajorityVote`; null: its default."""
 
-    weights: dict[str, float] | None = None  # function name -> vote; null: each function's `weight`
+    weights: dict[str, float] | None = None  # function name -> vote, over each function's own `weight`
     min_votes: float | None = None
     nested: bool | None = None
     nested_other: float | None = None
 
     def __post_init__(self) -> None:
+        for name, weight in (self.weights or {}).items():
+            _check_weight(weight, "weights", repr(name))
         if self.nested_other is not None and not 0.0 <= self.nested_other <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.nested_other}", field="nested_other",
                               fix="give the weight of other-label nested votes, 0 to 1")

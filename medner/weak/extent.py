@@ -59,6 +59,7 @@ class ExtentLF:
     are yielded (the base functions vote for the rest themselves); a span never crosses ``stop`` characters.
     ``from_labels``: the labels of the base spans it widens (default: its own ``label``); a widened span of
     another label relabels what it covers (``胆囊切除术`` 手术 + ``后`` -> ``胆囊切除术后`` 疾病和诊断).
+    Widened spans carry no code (nor the linker's fields): the base span's code names a narrower concept.
     """
 
     def __init__(self, name: str, label: str, base: Sequence[LabellingFunction], *,
@@ -71,7 +72,9 @@ class ExtentLF:
         self.from_labels = frozenset(from_labels or (label,))
         self.labels: tuple[str, ...] = (label,)
         self.base, self.sites = tuple(base), tuple(sites)
-        self.left = self._compile("left", left + "$" if left and not left.endswith("$") else left)
+        # anchored, as a whole, at the end of the text searched (the span start): `$` would also match before a
+        # final newline, so a span that starts a line would be widened by one character, the newline
+        self.left = self._compile("left", f"(?:{left})\\Z" if left else left)
         self.right = self._compile("right", right)
         self.joiners = tuple(sorted(joiners, key=len, reverse=True))  # the empty joiner, if any, last
         self.stop = set(stop)
@@ -109,13 +112,15 @@ class ExtentLF:
                 while i < len(base) and base[i].start < end:
                     i += 1
             if (start, end) != (span.start, span.end) and not self.stop & set(text[start:end]):
-                out.append(Span(start, end, self.label, code=span.code, source=self.name))
+                # no code: the base span's names another concept (胆囊切除术 51.22 in 胆囊切除术后, 直肠癌 C20
+                # in 直肠癌伴肝转移); the weak config's `link:` codes the widened span
+                out.append(Span(start, end, self.label, source=self.name))
         return leftmost_longest(out)
 
     def _extend_left(self, text: str, start: int, site_end: dict[int, int]) -> int:
         while True:
             m = self.left.search(text, max(0, start - LEFT_REACH), start) if self.left else None
-            gap_start = m.start() if m else start
+            gap_start = m.start() if m and m.end() == start else start
             if gap_start not in site_end:
                 return gap_start
             start = site_end[gap_start]

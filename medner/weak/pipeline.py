@@ -16,7 +16,7 @@ from typing import Any
 
 from medner.config import build_config
 from medner.errors import ConfigError, MednerError
-from medner.lexicon.build import build_lexicon, expand_path
+from medner.lexicon.build import build_lexicon, expand_path, read_config
 from medner.lexicon.entry import LexiconEntry
 from medner.lexicon.link import IcdLinker
 from medner.lexicon.store import load_lexicon
@@ -29,13 +29,30 @@ from medner.weak.config import (FUNCTION_KINDS, ExtentFunction, FunctionKind, Fu
                                 ProcedureFunction, TermRef, TumourSiteFunction, WeakConfig, read_weak_config)
 from medner.weak.extent import ExtentLF
 
-__all__ = ["WeakConfig", "WeakResult", "WeakPipeline", "read_weak_config", "FUNCTION_KINDS"]
+__all__ = ["WeakConfig", "WeakResult", "WeakPipeline", "read_weak_config", "FUNCTION_KINDS", "config_inputs"]
 
 log = logging.getLogger(__name__)
 
 
 def _err(path: Path, key: str, message: str, fix: str) -> ConfigError:
     return ConfigError(message, where=str(path), field=key, fix=fix)
+
+
+def config_inputs(config: WeakConfig) -> list[Path]:
+    """Every file ``config`` may read: the config, each lexicon's ``path``, and its ``build:`` config with that
+    config's sources (an output must replace none of them)."""
+    base = config.path.resolve().parent
+    paths = [config.path]
+    for name, spec in config.lexicons.items():
+        paths.append(expand_path(spec.path, base, f"lexicons.{name}.path", config.path))
+        if spec.build:
+            build = expand_path(spec.build, base, f"lexicons.{name}.build", config.path)
+            paths.append(build)
+            try:
+                paths.extend(source.path for source in read_config(build).sources)
+            except (ConfigError, OSError):  # unreadable: building it fails later, before anything is written
+                log.debug("cannot read the sources of %s", build, exc_info=True)
+    return paths
 
 
 @dataclass
@@ -234,12 +251,13 @@ class WeakPipeline:
         return [apply_functions(r, self.functions) for r in records]
 
     def make_aggregator(self, method: str | None = None, **options: Any):
-        """The config's aggregator, or ``method``, with the config's options for that method plus ``options``."""
+        """The config's aggregator, or ``method``, with the config's options for that method plus ``options``;
+        majority ``weights`` (of the config or ``options``) are merged over each function's own ``weight``."""
         method = method or self.config.aggregator.method
         cfg = self.config.aggregator.options(method)
         cfg.update(options)
-        if method == "majority":
-            cfg.setdefault("weights", self.weights)
+        if method == "majority":  # the weights given override the functions' own, one by one
+            cfg["weights"] = {**self.weights, **(cfg.get("weights") or {})}
         return make_aggregator(method, self.functions, **cfg)
 
     def label(self, records: Sequence[Record], method: str | None = None,

@@ -29,6 +29,11 @@ from medner.weak.aggregate import Outputs
 __all__ = ["weak_report", "report_markdown", "write_weak_report"]
 
 
+def _unique(spans: Sequence[Span]) -> set[tuple[int, int, str]]:
+    """The distinct ``(start, end, label)`` of ``spans``: a span given twice is one entity, matched once."""
+    return {(s.start, s.end, s.label) for s in spans}
+
+
 def _prf(tp: int, n_pred: int, n_gold: int, has_gold: bool) -> dict[str, Any]:
     if not has_gold:
         return {"precision": None, "recall": None, "f1": None, "tp": None, "support": None, "spans": n_pred}
@@ -79,7 +84,7 @@ def weak_report(records: Sequence[Record], outputs: Sequence[Outputs],
         if len(spans) != len(records):
             raise ValueError(f"aggregator {name}: expected {len(records)} span lists, got {len(spans)}")
     has_gold = any(r.spans for r in records)
-    gold_counts = Counter(s.label for r in records for s in r.spans)
+    gold_counts = Counter(label for r in records for _, _, label in _unique(r.spans))  # a duplicate counts once
     n_chars = sum(len(r.text) for r in records)
     lf_names: list[str] = []
     for out in outputs:
@@ -97,14 +102,14 @@ def weak_report(records: Sequence[Record], outputs: Sequence[Outputs],
         records_hit = chars = 0
         total_o = total_c = 0
         for i, (record, spans) in enumerate(zip(records, per_record)):
-            gold = {(s.start, s.end, s.label) for s in record.spans}
+            gold = _unique(record.spans)
             covered = [False] * len(record.text)
-            for s in spans:
-                n_pred[s.label] += 1
-                emitted.add(s.label)
-                if (s.start, s.end, s.label) in gold:
-                    tp[s.label] += 1
-                for c in range(s.start, s.end):
+            for start, end, label in _unique(spans):
+                n_pred[label] += 1
+                emitted.add(label)
+                if (start, end, label) in gold:
+                    tp[label] += 1
+                for c in range(start, end):
                     covered[c] = True
             if spans:
                 records_hit += 1
