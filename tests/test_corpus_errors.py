@@ -316,10 +316,17 @@ def test_other_encodings(tmp_path, encoding):
         assert records[1].text == "\ufeff" + TEXT
 
 
+CMEEE_ARRAY = json.dumps([{"text": "患者发热。", "entities": [{"start_idx": 2, "end_idx": 3, "type": "sym",
+                                                             "entity": "发热"}]}] * 3, ensure_ascii=False, indent=2)
+
+
 @pytest.mark.parametrize("fmt,content,message", [
-    ("chip", '{"id": "a", "text": "患者发热。", "spans": []}\n', "this line is JSON"),
-    ("chip", '[{"text": "患者发热。", "entities": []}]\n', "this line is JSON"),
-    ("chip", "患 O\n者 B-sym\n", "a `character tag` pair"),
+    ("chip", '{"id": "a", "text": "患者发热。", "spans": []}\n', "JSON records, one a line.*jsonl"),
+    ("chip", '[{"text": "患者发热。", "entities": []}]\n', "JSON records, one a line.*jsonl"),
+    ("chip", "患 O\n者 B-sym\n", "`character tag` lines.*--format.*: bio"),
+    ("chip", CMEEE_ARRAY + "\n", "a JSON document.*--format.*: cmeee"),
+    ("chip", "\n" + CMEEE_ARRAY[1:].replace("\n  ", "\n"), "a JSON document.*--format.*: cmeee"),  # no `[` line
+    ("chip", "好 O\n发 B_症状\n热 I_症状\n。 O\n\n患者发热。|||2 3 sym|||\n", "`character tag` lines"),
     ("cmedqaner", '{"id": "a", "text": "患者发热。", "spans": [{"start": 2, "end": 4, "label": "sym"}]}\n',
      "the project's jsonl, not cMedQANER"),
 ])
@@ -329,3 +336,18 @@ def test_a_file_of_another_format_is_refused_not_read_as_text(tmp_path, fmt, con
     with pytest.raises(CorpusError, match=message) as info:
         list(read_corpus(path, fmt))
     assert "--format" in str(info.value) and "患者" not in str(info.value)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_a_json_document_read_as_chip_gives_no_record_whatever_on_error_says(tmp_path, on_error):
+    path = tmp_path / "CMeEE-V2_dev.json"
+    path.write_text(CMEEE_ARRAY, encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"CMeEE-V2_dev.json: this file is a JSON document") as info:
+        list(read_corpus(path, "chip", on_error=on_error))
+    assert str(info.value).count("\n") == 0
+
+
+def test_chip_lines_and_unlabelled_sentences_are_not_taken_for_another_format(tmp_path):
+    path = tmp_path / "chip.txt"
+    path.write_text("患者发热。|||2 3 sym|||\n[1]患者咳嗽。\n血型 O\n\"发热\"三天。\n", encoding="utf-8")
+    assert [r.text for r in read_corpus(path, "chip")] == ["患者发热。", "[1]患者咳嗽。", "血型 O", '"发热"三天。']

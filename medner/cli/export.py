@@ -51,10 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-fp32-layers", type=int, default=4,
                    help="int8 over --max-kl or under --min-span-agreement: keep up to this many of the most "
                         "sensitive encoder layers fp32 (default: 4; 0 = refuse at once)")
-    p.add_argument("--calibration-windows", type=int, default=128, help="at most this many calibration windows")
-    p.add_argument("--check-windows", type=int, default=128, help="at most this many check windows")
+    p.add_argument("--calibration-windows", type=int, default=128,
+                   help="at most this many calibration windows (at least 32)")
+    p.add_argument("--check-windows", type=int, default=128, help="at most this many check windows (at least 16)")
     p.add_argument("--threads", type=int, default=None, help="torch and runtime threads while exporting")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT (only once the new export is complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export at OUT (only once the new export is complete; "
+                        "never a training run or an encoder)")
     p.set_defaults(func=run_export)
 
 

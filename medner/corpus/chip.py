@@ -15,8 +15,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.lines import is_json_record, records_from_lines
+from medner.corpus.lines import check_path, is_json_record, iter_lines, markup_format, records_from_lines
 from medner.corpus.validate import Checker, RecordProblem, SpanProblem
+from medner.errors import CorpusError
 from medner.types import Record
 
 FORMAT = "chip"
@@ -36,8 +37,20 @@ def _refuse_other_formats(line: str, where: str) -> None:
                             where=where, fix="read the file with --format bio (`data.format: bio`)")
 
 
+def _refuse_other_file_formats(path: Path, encoding: str) -> None:
+    """A file whose first lines are another format's markup (:func:`markup_format`: a CMeEE JSON array, JSON
+    lines, `character tag` lines) is refused as a whole, whatever ``on_error`` says: read as chip, each of its
+    lines would become a record of markup."""
+    lines = (line for _, line in iter_lines(path, encoding) if isinstance(line, str))
+    found = markup_format(lines)
+    if found is not None:
+        what, fmt = found
+        raise CorpusError(f"this file is {what}, not `text|||start end type|||` lines", where=str(path),
+                          field="format", fix=f"read it with the --format (`data.format`) of its corpus: {fmt}")
+
+
 def read_chip(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record]:
-    """Stream one record per non-blank line."""
+    """Stream one record per non-blank line (a file of another format's markup is refused first)."""
 
     def parse(line: str, where: str, number: int) -> Record:
         if SEP not in line:
@@ -61,4 +74,9 @@ def read_chip(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record
         meta = {"format": FORMAT, "file": path.name, "line": number}
         return Record(f"{path.stem}:{number}", text, (), meta).with_spans(spans)
 
-    return records_from_lines(path, encoding, checker, parse)
+    def records() -> Iterator[Record]:
+        check_path(path)
+        _refuse_other_file_formats(path, encoding)
+        yield from records_from_lines(path, encoding, checker, parse)
+
+    return records()

@@ -7,9 +7,11 @@ A UTF-8 byte-order mark at the start of a file is dropped; default encoding is U
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from medner.corpus.validate import SKIP_FIX, Checker, RecordProblem
@@ -150,6 +152,34 @@ def is_json_record(line: str) -> bool:
         return False
 
 
+SNIFF_LINES = 20  # how many non-blank lines at the start of a file show its format
+_JSON_START = re.compile(r'[\[{]\s*(?:[\[{"].*)?')  # `[`, `{`, `[{"text": ...`, `{"id": ...`
+_JSON_MEMBER = re.compile(r'"(?:[^"\\]|\\.)*"\s*:.*|[\[\]{}],?')  # `"key": value` and bracket lines
+_TAGGED_TOKEN = re.compile(r"\S+[ \t]+(?:O|[BIESM][-_]\S+)")  # `好 O`, `发 B-sym`, `热 I_症状`
+
+
+def markup_format(lines: Iterable[str]) -> tuple[str, str] | None:
+    """What the first non-blank ``lines`` of a file are when they are another corpus format's markup, where text
+    lines (or ``text|||spans``) were expected: ``(what, formats to read it with)``, else None.
+
+    JSON records one a line (jsonl, ccks2019, cmedqaner); a JSON document, pretty-printed (its first line ``[`` or
+    ``{``, or most lines ``"key": value``: cmeee); most lines ``character tag`` (bio)."""
+    sample = [line.strip() for line in itertools.islice((x for x in lines if x.strip()), SNIFF_LINES)]
+    if not sample:
+        return None
+
+    def most(test: Callable[[str], object]) -> bool:
+        return sum(1 for line in sample if test(line)) * 2 > len(sample)
+
+    if most(is_json_record):
+        return "JSON records, one a line", "jsonl, ccks2019 or cmedqaner"
+    if _JSON_START.fullmatch(sample[0]) or most(_JSON_MEMBER.fullmatch):
+        return "a JSON document", "cmeee"
+    if most(_TAGGED_TOKEN.fullmatch):
+        return "`character tag` lines", "bio"
+    return None
+
+
 def parse_json_line(line: str, where: str, *, hint: str | None = None):
     """``json.loads(line)`` or :class:`RecordProblem` naming the column."""
     try:
@@ -205,4 +235,4 @@ def note_empty(path: Path | str, checker: Checker) -> None:
 
 
 __all__ = ["check_encoding", "check_path", "decode_error", "decode_text", "iter_lines",
-           "json_object", "note_empty", "parse_json_line", "records_from_lines"]
+           "json_object", "markup_format", "note_empty", "parse_json_line", "records_from_lines"]

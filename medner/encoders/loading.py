@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from tokenizers import Regex, pre_tokenizers
+from tokenizers import Regex, Tokenizer, pre_tokenizers
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -71,7 +71,11 @@ def isolate_punctuation(tokenizer) -> bool:
     start of the text, so words are cut exactly where they were before, only at punctuation too. Saved
     with the tokenizer (``tokenizer.json``), so a run directory tokenises as its training did.
     """
-    backend = tokenizer.backend_tokenizer
+    return isolate_punctuation_backend(tokenizer.backend_tokenizer)
+
+
+def isolate_punctuation_backend(backend: Tokenizer) -> bool:
+    """:func:`isolate_punctuation` on a ``tokenizers.Tokenizer`` (vocabulary pruning measures with it too)."""
     current = backend.pre_tokenizer
     spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
     if any(p.get("pattern") == {"Regex": PUNCTUATION} for p in spec.get("pretokenizers", [spec])):

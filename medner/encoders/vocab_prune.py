@@ -3,7 +3,9 @@
 multilingual-e5-small has 250,002 pieces; a Chinese clinical corpus uses a few percent of them, and the word
 embeddings are 96 M of the model's 118 M parameters. Pruning keeps:
 
-* every piece the full tokenizer emits on the given texts (and on e5's ``"query: "``/``"passage: "`` prefixes);
+* every piece the full tokenizer emits on the given texts (and on e5's ``"query: "``/``"passage: "`` prefixes),
+  as it is and with punctuation isolated (:func:`medner.encoders.loading.isolate_punctuation`, which runs apply
+  after pruning by default): the texts pruned to are split as the full tokenizer splits them either way;
 * the special tokens (``<s> <pad> </s> <unk> <mask>``);
 * the lowest-scoring piece, so that the Unigram unknown penalty (``min score - 10``) does not move;
 * with ``keep="chars"``: also every single-character piece, bare or ``▁``-prefixed (about 15 k pieces, +23 MB
@@ -32,13 +34,15 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from medner.corpus import read_corpus
+from medner.corpus.lines import markup_format
 from medner.errors import CorpusError, ModelError, location
 
 
 logger = logging.getLogger(__name__)
 
-PRUNE_VERSION = 1
-"""Bump when the same texts would give a different kept set (invalidates cached encoders)."""
+PRUNE_VERSION = 2
+"""Bump when the same texts would give a different kept set (invalidates cached encoders). 2: pieces of the
+tokenizer with punctuation isolated are kept too (1 measured without, so isolated runs split differently)."""
 KEEP_MODES = ("used", "chars")
 DEFAULT_KEEP = "chars"
 METASPACE = "\u2581"
@@ -83,14 +87,19 @@ def prune_fingerprint(texts: Iterable[str], keep: str) -> str:
 
 
 def used_piece_mask(tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = _BATCH) -> np.ndarray:
-    """Boolean mask over the vocabulary of pieces the tokenizer emits on ``texts`` (no special tokens added).
+    """Boolean mask over the vocabulary of pieces the tokenizer emits on ``texts`` (no special tokens added),
+    as it is or with punctuation isolated (its pre-tokenizer in runs that isolate it).
 
     Returns shape ``(vocab_size,)``.
     """
+    from medner.encoders.loading import isolate_punctuation_backend  # loading imports this module's importer
+
     mask = np.zeros(tokenizer.get_vocab_size(with_added_tokens=True), dtype=bool)
-    for start in range(0, len(texts), batch_size):
-        for enc in tokenizer.encode_batch(list(texts[start:start + batch_size]), add_special_tokens=False):
-            mask[enc.ids] = True
+    isolated = Tokenizer.from_str(tokenizer.to_str())
+    for tok in (tokenizer, isolated) if isolate_punctuation_backend(isolated) else (tokenizer,):
+        for start in range(0, len(texts), batch_size):
+            for enc in tok.encode_batch(list(texts[start:start + batch_size]), add_special_tokens=False):
+                mask[enc.ids] = True
     return mask
 
 
@@ -201,7 +210,8 @@ def _read_lines(path: Path) -> list[str]:
             line = line.rstrip("\r\n")
             if line.strip():
                 out.append(line)
-    if out and (out[0].lstrip().startswith("{") or "|||" in out[0]):
-        logger.warning("%s: line 1 looks like corpus markup (JSON or `|||` spans), read as plain text; "
-                       "pass --prune-format (e.g. ccks2019, chip) to read the records' texts", path)
+    if out and (markup_format(out) is not None or "|||" in out[0]):
+        logger.warning("%s: its lines look like corpus markup (JSON, `|||` spans or `character tag`), read as "
+                       "plain text; pass --prune-format (e.g. ccks2019, chip, cmeee, bio) to read the records' "
+                       "texts", path)
     return out

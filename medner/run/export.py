@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medner.corpus import read_corpus
+from medner.corpus import ReadReport, read_corpus
 from medner.errors import ConfigError, CorpusError, MednerError, ModelError
 from medner.files import is_inside, publish_folder
 from medner.model.alignment import token_tags_to_spans
@@ -138,6 +138,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, fmt: str = DEFAULT_F
     started = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_arguments(run_dir, out_dir, fmt, quantize, calibrate, max_kl, min_span_agreement, overwrite)
+    _check_window_counts(quantize is not None, calibration_windows, check_windows)
     _require_tools(fmt, quantize is not None)
     run = load_run(run_dir)
     records, source = _check_records(run, calibrate, corpus_format, encoding)
@@ -199,8 +200,29 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists and is not empty", field="-o",
                           fix="choose a new directory, or add --overwrite to replace it once the export succeeds")
-    if overwrite:
-        check_output(out_dir, overwrite=True)  # --overwrite replaces an earlier run's folder, never anything else
+    # --overwrite replaces an earlier export's folder, never a training run, an encoder or anything else
+    if overwrite and check_output(out_dir, overwrite=True) and not _is_earlier_export(out_dir):
+        raise ConfigError(f"-o holds a training run / encoder, not an export ({out_dir}): --overwrite replaces only "
+                          "an earlier export's folder", field="-o", fix="choose a new directory for the export")
+
+
+def _is_earlier_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an exported run (its metadata says so; a training run or encoder has none such)."""
+    try:
+        return is_exported(read_meta(folder))
+    except MednerError:
+        return False
+
+
+def _check_window_counts(quantize: bool, calibration_windows: int, check_windows: int) -> None:
+    """Refuse fewer windows than the gate (and int8 calibration) needs: the corpus check comes after them."""
+    limits = [("--check-windows", check_windows, MIN_CHECK_WINDOWS)]
+    if quantize:
+        limits.append(("--calibration-windows", calibration_windows, MIN_CALIBRATION_WINDOWS))
+    for option, value, minimum in limits:
+        if value < minimum:
+            raise ConfigError(f"{option} must be at least {minimum}, got {value}", field=option,
+                              fix=f"leave it out (128) or give at least {minimum}")
 
 
 def _require_tools(fmt: str, quantize: bool) -> None:
@@ -219,13 +241,7 @@ def _check_records(run: LoadedRun, calibrate, corpus_format: str, encoding: str 
     Without ``calibrate`` (fp32 only): the run's own corpus, its dev files or else its training files, as its
     config names them (an fp32 export is checked for numerical agreement, which any typical text shows)."""
     if calibrate is not None:
-        try:
-            records = [r for r in read_corpus(calibrate, format=corpus_format, encoding=encoding, on_error="raise")
-                       if r.text.strip()]
-        except CorpusError as exc:  # the reader's fix names options of other commands
-            raise CorpusError(exc.message, where=exc.where, field="--calibrate",
-                              fix=f"correct the file, or name its corpus format with --calibrate-format (now "
-                                  f"{corpus_format})") from None
+        records = _calibration_records(calibrate, corpus_format, encoding)
         return records, f"{Path(calibrate).name} ({corpus_format}, {len(records)} records)"
     data = run.config.data
     paths = data.dev or data.train
@@ -238,6 +254,27 @@ def _check_records(run: LoadedRun, calibrate, corpus_format: str, encoding: str 
                                                     "annotate)") from None
     which = "dev" if data.dev else "training"
     return records, f"the run's {which} files ({', '.join(Path(p).name for p in paths)}, {len(records)} records)"
+
+
+def _calibration_records(calibrate, corpus_format: str, encoding: str | None) -> list[Record]:
+    """The records of ``--calibrate`` with text: only texts are used, so a bad gold span or record is skipped (and
+    counted in the log); a file mostly unreadable as ``corpus_format`` is refused."""
+    fix = f"correct the file, or name its corpus format with --calibrate-format (now {corpus_format})"
+    report = ReadReport()
+    try:
+        records = [r for r in read_corpus(calibrate, format=corpus_format, encoding=encoding, on_error="skip",
+                                          report=report) if r.text.strip()]
+    except CorpusError as exc:  # the reader's fix names options of other commands
+        raise CorpusError(exc.message, where=exc.where, field="--calibrate", fix=fix) from None
+    if report.skipped_records and report.skipped_records >= report.records:
+        first = report.examples[0] if report.examples else str(calibrate)
+        raise CorpusError(f"{report.skipped_records} of {report.skipped_records + report.records} records cannot "
+                          f"be read as {corpus_format} (first: {first})", where=str(calibrate), field="--calibrate",
+                          fix=fix)
+    if report.skipped:
+        log.info("--calibrate %s: %d records and %d spans skipped (only the texts are used)", Path(calibrate).name,
+                 report.skipped_records, report.skipped_spans)
+    return records
 
 
 def _split_windows(run: LoadedRun, records: list[Record], calibrating: bool, max_calibration: int,

