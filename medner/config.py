@@ -8,6 +8,7 @@ current directory when they exist there, else against the config file's director
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import os
@@ -41,6 +42,11 @@ class AuxiliaryCorpusConfig:
     label_map_file: str = ""  # a YAML file holding `label_map` (configs/label_maps/*.yaml)
     own_labels: bool = False  # keep its labels as they are (namespaced) instead of mapping them
     limit: int = 0  # at most this many records (0 = all)
+    # its own, not `data.encoding`: e.g. gb18030; auto (or null) = detected (BOM, UTF-16, UTF-8, GB18030)
+    encoding: str | None = "auto"
+    # skip (default): a malformed record or span of this (third-party) corpus is dropped, counted and logged;
+    # raise: stop at it. `data.on_error` is the target corpus's policy only.
+    on_error: str = "skip"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z][\w-]*", self.name or ""):
@@ -53,6 +59,13 @@ class AuxiliaryCorpusConfig:
                               fix="keep the corpus's labels (own_labels: true) or map them, not both")
         if self.limit < 0:
             raise ConfigError(f"`data.auxiliary[].limit` of `{self.name}` must be >= 0 (0 = all), got {self.limit}")
+        _one_of("data.auxiliary[].on_error", self.on_error, ("raise", "skip"))
+        if self.encoding not in (None, "auto"):
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(f"`data.auxiliary[].encoding` of `{self.name}`: unknown encoding {self.encoding!r}",
+                                  fix="use a Python codec name such as utf-8, gb18030 or utf-16, or auto") from None
         if not self.own_labels and not (self.label_map or self.label_map_file):
             raise ConfigError(f"auxiliary corpus `{self.name}` needs `label_map`, `label_map_file` or "
                               "`own_labels: true`", fix="e.g. label_map_file: configs/label_maps/cmeee_to_ccks2019.yaml")

@@ -19,6 +19,14 @@ from typing import IO
 from medner.errors import ConfigError
 
 
+def not_a_record(name: str) -> bool:
+    """A hidden entry (a part of its relative path starts with ``.``: ``._a.txt`` AppleDouble files, ``.DS_Store``)
+    or Mac metadata (``__MACOSX/``): not a document of a folder or archive. ``./`` parts (tar's ``./a.txt``) and
+    ``\\`` separators are allowed for. Pass names relative to the folder or archive, never absolute paths."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
+
+
 def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """Whether ``path`` lies strictly inside ``folder`` (both with ``~`` expanded and links resolved)."""
     return Path(folder).expanduser().resolve() in Path(path).expanduser().resolve().parents

@@ -122,3 +122,19 @@ def test_isolated_punctuation_puts_boundaries_on_token_edges(tmp_path):
     reloaded = load_tokenizer(tmp_path)
     assert encode_text(reloaded, text) == after
     assert isolate_punctuation(reloaded) is False
+
+
+def test_windows_split_again_for_the_token_limit_are_counted(char_tokenizer):
+    from medner.config import WindowConfig
+    from medner.model.windows import FeatureStats, iter_windows
+    from medner.types import Record
+
+    record = Record("r", TEXTS[0], (Span(3, 6, "疾病和诊断"),))
+    wide, narrow = FeatureStats(), FeatureStats()
+    list(iter_windows([record], char_tokenizer, WindowConfig(max_chars=40, overlap=4), SCHEME, stats=wide))
+    rows = list(iter_windows([record], char_tokenizer, WindowConfig(max_chars=40, overlap=4, max_tokens=16), SCHEME,
+                             stats=narrow))
+    assert wide.resplit_windows == 0 and wide.windows == 1
+    assert all(len(row["input_ids"]) <= 16 for row in rows)
+    # the window of 27 characters (29 tokens with <s> and </s>) is split again into 3 of at most 13 characters
+    assert narrow.resplit_windows == 1 and narrow.windows == 3

@@ -1,6 +1,9 @@
 """Intermediate training on other labelled corpora (`data.auxiliary`): label maps, own labels, phases."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import random
 from pathlib import Path
 
@@ -9,9 +12,9 @@ import yaml
 from tiny_model import write_config
 
 import medner.training.supervision as sup
-from medner.config import load_config
+from medner.config import AuxiliaryCorpusConfig, load_config
 from medner.corpus import read_corpus, write_jsonl
-from medner.errors import ConfigError
+from medner.errors import ConfigError, CorpusError
 from medner.training.auxiliary import read_auxiliary
 from medner.types import Record, Span
 
@@ -128,7 +131,7 @@ def test_label_map_errors_come_before_any_training(tiny_corpus, other_corpus, tm
     ("cmeee_to_ccks2019", "chip", "corpora/chip2020_cmeee_v1/train_data.txt"),
     ("ccks2017_to_ccks2019", "ccks2017", "corpora/ccks2017_cner/data_origin.zip")])
 def test_shipped_label_maps_name_every_label_of_their_corpus(shared_data, name, fmt, path):
-    from medner.config import CCKS2019_LABELS, AuxiliaryCorpusConfig
+    from medner.config import CCKS2019_LABELS
 
     aux = AuxiliaryCorpusConfig(name=name.split("_")[0], format=fmt, train=[str(shared_data / path)],
                                 label_map_file=str(MAPS / f"{name}.yaml"), limit=3000)
@@ -280,3 +283,56 @@ def test_an_auxiliary_corpus_never_brings_test_or_dev_texts_into_training(tiny_c
     with pytest.raises(ConfigError, match="looks like a test split.*data.auxiliary"):
         sup.run_phases(config, progress=False)
     assert not Path(config.output_dir).exists()
+
+
+def _jsonl(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding=encoding)
+    return path
+
+
+def test_a_limit_does_not_make_a_label_of_the_unread_records_look_unused(tmp_path):
+    rows = [{"id": f"a{i}", "text": "患者肺炎。", "spans": [{"start": 2, "end": 4, "label": "dis"}]} for i in range(3)]
+    rows.append({"id": "b", "text": "予青霉素。", "spans": [{"start": 1, "end": 4, "label": "dru"}]})
+    aux = AuxiliaryCorpusConfig(name="other", train=[str(_jsonl(tmp_path / "o.jsonl", rows))], limit=2,
+                                label_map={"dis": "疾病和诊断", "dru": "药物"})
+    records = read_auxiliary(aux, LABELS)
+    assert [r.id for r in records] == ["other:o.jsonl:a0", "other:o.jsonl:a1"]
+    with pytest.raises(ConfigError, match="'dru', a label the corpus never uses"):  # read in full: still checked
+        read_auxiliary(dataclasses.replace(aux, train=[str(_jsonl(tmp_path / "p.jsonl", rows[:3]))], limit=0), LABELS)
+
+
+def test_an_auxiliary_corpus_is_read_with_its_own_encoding(tiny_corpus, other_corpus, tmp_path, captured):
+    """A GB18030 target with a UTF-8 auxiliary corpus, and the other way round."""
+    for name in ("train", "dev"):
+        text = (tiny_corpus / f"{name}.jsonl").read_text(encoding="utf-8")
+        (tmp_path / f"{name}.gbk.jsonl").write_text(text, encoding="gb18030")
+    config = load_config(write_config(tmp_path, tiny_corpus), [
+        f"data.labels=[{', '.join(LABELS)}]", "data.encoding=gb18030", f"data.train=[{tmp_path / 'train.gbk.jsonl'}]",
+        f"data.dev=[{tmp_path / 'dev.gbk.jsonl'}]", _aux(other_corpus, own_labels=True)])
+    assert config.data.auxiliary[0].encoding == "auto"
+    sup.run_phases(config, progress=False)
+    assert len([r for r in captured[0][1][0] if r.id.startswith("other:")]) == 6
+
+    gbk = tmp_path / "other.gbk.jsonl"
+    gbk.write_bytes(other_corpus.read_text(encoding="utf-8").encode("gb18030"))
+    aux = AuxiliaryCorpusConfig(name="other", train=[str(gbk)], own_labels=True, encoding="gb18030")
+    assert len(read_auxiliary(aux, LABELS)) == 6
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        AuxiliaryCorpusConfig(name="other", train=[str(gbk)], own_labels=True, encoding="klingon")
+
+
+def test_an_auxiliary_corpus_skips_bad_spans_unless_its_entry_says_raise(tmp_path, caplog):
+    rows = [{"id": "a", "text": "患者肺炎。", "spans": [{"start": 4, "end": 2, "label": "dis"}]},
+            {"id": "b", "text": "患者肺炎。", "spans": [{"start": 2, "end": 4, "label": "dis"}]},
+            {"id": "c", "text": "患者胃炎。", "spans": [{"start": 2, "end": 4, "label": "dis"}]}]
+    aux = AuxiliaryCorpusConfig(name="other", train=[str(_jsonl(tmp_path / "o.jsonl", rows))], own_labels=True)
+    assert aux.on_error == "skip"
+    for limit in (0, 2):  # the skip summary is logged also when the limit stops reading early
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert len(read_auxiliary(dataclasses.replace(aux, limit=limit), LABELS)) == (limit or 3)
+        assert "1 spans skipped" in caplog.text and "肺炎" not in caplog.text
+    with pytest.raises(CorpusError, match="o.jsonl:1"):
+        read_auxiliary(dataclasses.replace(aux, on_error="raise"), LABELS)
+    with pytest.raises(ConfigError, match="on_error"):
+        AuxiliaryCorpusConfig(name="other", train=["x"], own_labels=True, on_error="ignore")

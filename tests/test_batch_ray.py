@@ -2,15 +2,22 @@
 output folder that the local engine left half done."""
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from batch_fakes import crash_after_shards
 from medner.batch.runner import AnnotateOptions, annotate
-from medner.batch.items import ReadOptions
+from medner.batch.engine import Shard
+from medner.batch.items import Item, ReadOptions, Source
+from medner.errors import ConfigError, ModelError
+from medner.types import Span
 
 ray = pytest.importorskip("ray")
+cloudpickle = pytest.importorskip("ray.cloudpickle")
+from medner.batch.ray_engine import RayEngine  # noqa: E402
 pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent / "data" / "batch"
@@ -46,3 +53,79 @@ def test_ray_engine_matches_local_engine_and_resumes(tiny_run, tmp_path, local_r
     resumed = annotate(AnnotateOptions(out=tmp_path / "mixed", engine="ray", workers=2, **common))
     assert resumed["resumed_shards"] == 2
     assert sorted_lines(tmp_path / "mixed") == sorted_lines(tmp_path / "local")
+
+
+class EmptyAnnotator:
+    """Finds nothing: the engine tests below need Ray, not a model."""
+
+    def predict(self, texts):
+        return [[] for _ in texts]
+
+
+class SpanPastEnd(EmptyAnnotator):
+    def predict(self, texts):
+        return [[Span(0, len(text) + 5, "x")] for text in texts]
+
+
+@dataclass(frozen=True)
+class FakeSpec:
+    error: Exception | None = None
+    annotator: type = EmptyAnnotator
+
+    def load(self):
+        if self.error is not None:
+            raise self.error
+        return self.annotator()
+
+
+@dataclass
+class FakeOptions:
+    threads: int = 1
+    workers: int = 1
+    spec: FakeSpec = field(default_factory=FakeSpec)
+    ray_address: str | None = None
+    progress: bool = False
+    batch_records: int = 4
+    ray_wave_shards: int = 4
+
+    def model_spec(self) -> FakeSpec:
+        return self.spec
+
+
+def one_shard(text: str = "患者发热三天") -> list[Shard]:
+    return [Shard(0, [Item(Source("notes.txt"), id="r0", text=text)])]
+
+
+@pytest.fixture()
+def by_value():
+    """Ray workers cannot import this test module: send its classes by value."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_more_threads_than_the_cluster_has_cpus_still_runs(local_ray, by_value, caplog):
+    engine = RayEngine(FakeOptions(threads=4))  # the local Ray instance has 2 CPUs
+    assert engine.actor_cpus(ray) == 2
+    with caplog.at_level("WARNING", logger="medner.batch.ray_engine"):
+        results = list(engine.run(iter(one_shard())))
+    assert [(shard.index, predictions) for shard, predictions, _ in results] == [(0, [[]])]
+    assert "--threads 4" in caplog.text and "2 CPUs" in caplog.text
+
+
+@pytest.mark.parametrize("error", [ModelError("the model changed", where="run", fix="rerun"),
+                                   ConfigError("`device` is 'cuda' but no CUDA GPU is visible", field="device")])
+def test_a_medner_error_in_a_ray_worker_comes_back_as_is(local_ray, by_value, error):
+    engine = RayEngine(FakeOptions(spec=FakeSpec(error=error)))
+    with pytest.raises(type(error)) as raised:
+        list(engine.run(iter(one_shard())))
+    assert str(raised.value) == str(error) and "\n" not in str(raised.value)
+
+
+def test_another_error_in_a_ray_worker_is_one_line_without_record_text(local_ray, by_value):
+    engine = RayEngine(FakeOptions(spec=FakeSpec(annotator=SpanPastEnd)))
+    with pytest.raises(ModelError) as raised:
+        list(engine.run(iter(one_shard("SECRET患者张三"))))
+    message = str(raised.value)
+    assert "ray" in message.lower() and "\n" not in message
+    assert "SECRET" not in message and "张三" not in message

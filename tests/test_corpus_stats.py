@@ -66,3 +66,17 @@ def test_empty_corpus_stats():
     stats = corpus_stats([])
     assert stats["records"] == 0 and stats["length_percentiles"]["max"] is None
     assert "records" in format_stats(stats)
+
+
+def test_duplicate_ids_are_counted_as_strings(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"id": 1, "text": "肺炎"}\n{"id": "1", "text": "胃癌"}\n{"id": "a", "text": "发热"}\n'
+                    '{"id": "a", "text": "咳嗽"}\n{"id": "a", "text": "头痛"}\n{"id": "b", "text": "乏力"}\n',
+                    encoding="utf-8")
+    stats = corpus_stats(read_corpus(path, "jsonl"))
+    assert stats["duplicate_ids"] == 3 and stats["ids_repeated"] == 2  # 3 records repeat 2 ids (1 and a)
+    table = format_stats(stats)
+    assert "duplicate ids                3  (2 id(s) repeated, first: '1', 'a')" in table and "肺炎" not in table
+    unique = corpus_stats([Record("a", "x"), Record("b", "y")])
+    assert unique["duplicate_ids"] == 0 and unique["ids_repeated"] == 0
+    assert "duplicate ids                0" in format_stats(unique)

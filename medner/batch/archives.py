@@ -28,6 +28,7 @@ from typing import IO, Iterator
 
 from medner.batch.formats import archive_kind, parquet_items, strip_txt, table_items, text_kind, txt_item
 from medner.batch.items import ArchiveLimits, Item, MiB, ReadOptions, ReadStats, Source, fail, printable
+from medner.files import not_a_record
 
 
 def unsafe_member_name(name: str) -> str | None:
@@ -47,18 +48,11 @@ def common_folder(names: list[str]) -> str:
     writes), else ``""``: stripped from ``.txt`` record ids, so a record has the same id whether the folder was
     given as it is or zipped. Hidden members and the ``__MACOSX/`` metadata a Mac adds are not read and do not
     count; ``\\`` separators (zips made on Windows) are ``/``."""
-    names = [n.replace("\\", "/") for n in names if not _not_a_record(n)]
+    names = [n.replace("\\", "/") for n in names if not not_a_record(n)]
     tops = {n.split("/", 1)[0] for n in names}
     if len(tops) == 1 and all("/" in n for n in names):
         return tops.pop() + "/"
     return ""
-
-
-def _not_a_record(name: str) -> bool:
-    """A hidden member (a part of its path starts with ``.``) or Mac metadata (``__MACOSX/``): not read, as a
-    folder's hidden entries are not."""
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]  # tar's ./a.txt
-    return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
 
 
 def _member_item_stream(data: bytes, name: str, kind: str, source: Source, options: ReadOptions,
@@ -75,7 +69,7 @@ def _member_item_stream(data: bytes, name: str, kind: str, source: Source, optio
 
 
 def _member_kind(name: str, source: Source, options: ReadOptions, stats: ReadStats) -> tuple[str | None, Item | None]:
-    if _not_a_record(name):  # passed over without a count, as a folder's hidden entries are
+    if not_a_record(name):  # passed over without a count, as a folder's hidden entries are
         return None, None
     base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     if archive_kind(base) is not None:

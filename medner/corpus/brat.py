@@ -3,11 +3,13 @@
 Only text-bound ``T`` lines are read: ``T1\\tTYPE start end\\tmention`` with ``end`` exclusive on the raw
 text (kept as stored, CRLF included). Discontinuous spans (``T1\\tTYPE 0 3;5 8\\t...``) are always counted
 in ``report.discontinuous_spans`` and are span errors under the ``on_error`` policy: never silently dropped.
-Other line types (A, R, E, N, M, #, *) are ignored. Record id: the ``.txt`` path relative to the folder,
-without suffix.
+Other line types (A, R, E, N, M, #, *) are ignored. Hidden files (``._N.txt``) and ``__MACOSX/`` metadata (a
+folder unpacked from a zip made on a Mac) are passed over, counted in a log line. Record id: the ``.txt`` path
+relative to the folder, without suffix.
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,14 @@ from pathlib import Path
 from medner.corpus.lines import check_path, decode_text, note_empty
 from medner.corpus.validate import SKIP_FIX, Checker, RecordProblem, SpanProblem, name_of
 from medner.errors import CorpusError, location
+from medner.files import not_a_record
 from medner.types import Record
 
 FORMAT = "brat"
 _OFFSETS = re.compile(r"[0-9 ;]{1,60}")  # fragment offsets: shown in messages as they are
 _ID = re.compile(r"[A-Z][0-9]{1,9}")  # an annotation id (T12): shown as is
+
+log = logging.getLogger(__name__)
 
 
 def _natural_key(path: Path) -> list:
@@ -31,8 +36,9 @@ def read_brat(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record
     check_path(path, want="any")
     if path.is_dir():
         root = path
-        texts = sorted((p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: _natural_key(p.relative_to(root)))
-        for ann in sorted(p for p in path.rglob("*.ann") if p.is_file() and not p.with_suffix(".txt").is_file()):
+        texts, anns = _documents(root)
+        texts.sort(key=lambda p: _natural_key(p.relative_to(root)))
+        for ann in sorted(p for p in anns if not p.with_suffix(".txt").is_file()):
             checker.drop_record(RecordProblem("no text file beside the annotations", kind="missing_file",
                                               where=str(ann), field="text", fix="put N.txt beside N.ann"))
     else:
@@ -49,6 +55,16 @@ def read_brat(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record
             checker.drop_record(exc)
             continue
         yield record
+
+
+def _documents(root: Path) -> tuple[list[Path], list[Path]]:
+    """The ``.txt`` and ``.ann`` files under ``root``, less hidden ones and ``__MACOSX/`` metadata (a folder
+    unpacked from a zip made on a Mac); how many were passed over is logged."""
+    found = [p for p in root.rglob("*") if p.suffix in (".txt", ".ann") and p.is_file()]
+    files = [p for p in found if not not_a_record(p.relative_to(root).as_posix())]
+    if len(files) < len(found):
+        log.info("%s: %d hidden or Mac metadata files ignored (dot-files, __MACOSX/)", root, len(found) - len(files))
+    return [p for p in files if p.suffix == ".txt"], [p for p in files if p.suffix == ".ann"]
 
 
 def _document(txt: Path, root: Path, encoding: str, checker: Checker) -> Record:

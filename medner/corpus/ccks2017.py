@@ -4,11 +4,13 @@ Annotation lines are ``mention\\tstart\\tend\\ttype`` with ``end`` inclusive, CR
 The raw text is kept exactly as stored, CRLF included: on the released data every document is one line
 followed by CRLF line ends, and all 29,866 offsets index that raw text directly (checked against the
 mentions), so nothing is normalised or shifted. Record id: ``<section>/<doc>`` (e.g. ``一般项目/一般项目-1``),
-where the section is the containing folder. Zip member names are UTF-8 (flag 0x800); names without the
-flag are decoded as UTF-8, then GB18030, instead of zipfile's cp437 fallback.
+where the section is the containing folder. Hidden files (``._X.txt``, ``.DS_Store``) and the ``__MACOSX/``
+metadata of a zip made on a Mac are passed over (counted in a log line). Zip member names are UTF-8 (flag
+0x800); names without the flag are decoded as UTF-8, then GB18030, instead of zipfile's cp437 fallback.
 """
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from collections.abc import Iterator
@@ -17,12 +19,15 @@ from pathlib import Path, PurePosixPath
 from medner.corpus.lines import check_path, decode_text, note_empty
 from medner.corpus.validate import Checker, RecordProblem, SpanProblem
 from medner.errors import CorpusError, location
+from medner.files import not_a_record
 from medner.types import Record
 
 FORMAT = "ccks2017"
 TEXT_SUFFIX = ".txtoriginal.txt"
 ANN_SUFFIX = ".txt"
 _UTF8_FLAG = 0x800
+
+log = logging.getLogger(__name__)
 
 
 def _natural_key(name: str) -> list:
@@ -87,7 +92,7 @@ def read_ccks2017(path: Path, *, encoding: str, checker: Checker) -> Iterator[Re
     check_path(path, want="any")
     source = _Folder(path) if path.is_dir() else _Zip(path)
     try:
-        names = set(source.names())
+        names = _document_names(source, path)
         docs = sorted((n for n in names if n.endswith(TEXT_SUFFIX)), key=_natural_key)
         checker.report.files += 1
         if not docs:
@@ -102,6 +107,20 @@ def read_ccks2017(path: Path, *, encoding: str, checker: Checker) -> Iterator[Re
             yield record
     finally:
         source.close()
+
+
+def _document_names(source, path: Path) -> set[str]:
+    """The names of the zip or folder, less hidden files and ``__MACOSX/`` metadata (a zip made on a Mac); how many
+    ``.txt`` ones were passed over is logged."""
+    names, hidden = set(), 0
+    for name in source.names():
+        if not not_a_record(name):
+            names.add(name)
+        elif name.endswith(ANN_SUFFIX):
+            hidden += 1
+    if hidden:
+        log.info("%s: %d hidden or Mac metadata files ignored (dot-files, __MACOSX/)", path, hidden)
+    return names
 
 
 def _document(source, name: str, names: set[str], encoding: str, checker: Checker) -> Record:

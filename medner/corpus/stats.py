@@ -13,6 +13,7 @@ from typing import Any
 from medner.types import Record, Span
 
 PERCENTILES = (50, 90, 99)
+DUPLICATE_EXAMPLES = 3  # repeated ids shown by name (ids, never text)
 
 
 def overlapping_pairs(spans: Sequence[Span]) -> int:
@@ -43,14 +44,18 @@ def corpus_stats(records: Iterable[Record]) -> dict[str, Any]:
 
     Keys: records, characters, entities, per_type (label -> count, most frequent first),
     overlapping_pairs, records_with_overlap, records_without_entities, empty_records,
-    length_percentiles (record length in characters), entity_length_percentiles.
+    length_percentiles (record length in characters), entity_length_percentiles, duplicate_ids (records whose id
+    an earlier record has; ids compared as strings, so 1 and "1" are the same), ids_repeated (how many ids),
+    duplicate_id_examples (the first few repeated ids).
     """
     n_records = characters = entities = pairs = with_overlap = without = empty = 0
     per_type: Counter[str] = Counter()
+    ids: Counter[str] = Counter()
     lengths: list[int] = []
     entity_lengths: list[int] = []
     for record in records:
         n_records += 1
+        ids[str(record.id)] += 1
         characters += len(record.text)
         lengths.append(len(record.text))
         empty += not record.text
@@ -72,7 +77,16 @@ def corpus_stats(records: Iterable[Record]) -> dict[str, Any]:
         "empty_records": empty,
         "length_percentiles": percentiles(lengths),
         "entity_length_percentiles": percentiles(entity_lengths),
+        **duplicate_ids(ids),
     }
+
+
+def duplicate_ids(ids: Counter[str]) -> dict[str, Any]:
+    """``duplicate_ids`` (records repeating an earlier id), ``ids_repeated``, ``duplicate_id_examples`` (the first
+    repeated ids, in reading order)."""
+    repeated = [rid for rid, count in ids.items() if count > 1]
+    return {"duplicate_ids": sum(ids[rid] - 1 for rid in repeated), "ids_repeated": len(repeated),
+            "duplicate_id_examples": repeated[:DUPLICATE_EXAMPLES]}
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -87,6 +101,7 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"overlapping pairs   {stats['overlapping_pairs']:>10,}  (in {stats['records_with_overlap']:,} records)",
         f"without entities    {stats['records_without_entities']:>10,}",
         f"empty records       {stats['empty_records']:>10,}",
+        f"duplicate ids       {stats['duplicate_ids']:>10,}{_repeated(stats)}",
         f"record length       {pct(stats['length_percentiles'])}",
         f"entity length       {pct(stats['entity_length_percentiles'])}",
     ]
@@ -97,3 +112,10 @@ def format_stats(stats: dict[str, Any]) -> str:
         lines += [f"  {label:<{width}}  {count:>8,}  {100 * count / total:5.1f}%"
                   for label, count in stats["per_type"].items()]
     return "\n".join(lines)
+
+
+def _repeated(stats: dict[str, Any]) -> str:
+    if not stats["duplicate_ids"]:
+        return ""
+    shown = ", ".join(repr(rid if len(rid) <= 40 else rid[:37] + "...") for rid in stats["duplicate_id_examples"])
+    return f"  ({stats['ids_repeated']:,} id(s) repeated, first: {shown})"

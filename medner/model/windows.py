@@ -57,9 +57,11 @@ class WindowedText:
     spans: list = field(default_factory=list)
 
 
-def token_windows(tokenizer, text: str, config: WindowConfig) -> Iterator[tuple[Window, EncodedText]]:
+def token_windows(tokenizer, text: str, config: WindowConfig, stats: FeatureStats | None = None
+                  ) -> Iterator[tuple[Window, EncodedText]]:
     """Windows of ``text`` (record offsets) that fit the encoder: a character window whose tokens exceed
-    ``config.max_tokens`` is split again with half the length."""
+    ``config.max_tokens`` is split again with half the length (and at most a quarter of that as overlap, so
+    the parts share fewer characters than ``config.overlap``), counted in ``stats.resplit_windows``."""
     stack = list(reversed(split_windows(text, config.max_chars, config.overlap)))
     while stack:
         window = stack.pop()
@@ -67,6 +69,8 @@ def token_windows(tokenizer, text: str, config: WindowConfig) -> Iterator[tuple[
         if len(encoded.input_ids) <= config.max_tokens or window.end - window.start <= 8:
             yield window, encoded
             continue
+        if stats is not None:
+            stats.resplit_windows += 1
         half = max(8, (window.end - window.start) // 2)
         parts = split_windows(text[window.start : window.end], half, min(config.overlap, half // 4))
         stack.extend(reversed([Window(window.start + p.start, window.start + p.end) for p in parts]))
@@ -85,7 +89,7 @@ def iter_windows(records: Iterable[Record], tokenizer, config: WindowConfig, sch
             spans, dropped = resolve_overlaps(record.spans, overlap_policy)
             stats.overlaps_dropped += dropped
             stats.spans += len(spans)
-        for window, encoded in token_windows(tokenizer, record.text, config):
+        for window, encoded in token_windows(tokenizer, record.text, config, stats):
             stats.windows += 1
             tag_ids: list[int] = []
             if scheme is not None:

@@ -132,8 +132,7 @@ def run_phases(config: RunConfig, *, resume: bool = False, overwrite: bool = Fal
     steps: list[tuple[str, RunConfig, tuple[list[Record], list[Record]]]] = []
     fresh_head_after = None
     if auxiliary:  # read and checked before anything else is read or trained
-        aux_records = [r for aux in auxiliary for r in read_auxiliary(aux, config.data.labels,
-                                                                      encoding=config.data.encoding)]
+        aux_records = [r for aux in auxiliary for r in read_auxiliary(aux, config.data.labels)]
         own = auxiliary_labels(auxiliary, aux_records)
         aux_cfg = _phase(config, "auxiliary", final=False)
         aux_cfg.data.labels = list(config.data.labels) + own
