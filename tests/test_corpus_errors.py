@@ -351,3 +351,24 @@ def test_chip_lines_and_unlabelled_sentences_are_not_taken_for_another_format(tm
     path = tmp_path / "chip.txt"
     path.write_text("患者发热。|||2 3 sym|||\n[1]患者咳嗽。\n血型 O\n\"发热\"三天。\n", encoding="utf-8")
     assert [r.text for r in read_corpus(path, "chip")] == ["患者发热。", "[1]患者咳嗽。", "血型 O", '"发热"三天。']
+
+
+def test_a_folder_of_another_format_is_refused_by_ccks2017_and_an_archive_by_brat(tmp_path):
+    folder = tmp_path / "tianchi"
+    folder.mkdir()
+    write(folder / "1.txt", TEXT)
+    write(folder / "1.ann", "T1\tsym 2 4\t发热\n")
+    with pytest.raises(CorpusError, match=r"no CCKS 2017 document .* among its 2 files.*a folder of N.txt \+ N.ann "
+                                          r"is brat"):
+        read(folder, "ccks2017")  # was a warning "empty input" and zero records
+    archive = tmp_path / "data_origin.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    with pytest.raises(CorpusError, match=r"brat reads a folder or one N.txt / N.ann pair, not a `.zip` file"):
+        read(archive, "brat")  # was "data_origin.ann: no text file beside the annotations"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "ccks2019", "cmedqaner"])
+def test_a_chip_file_read_as_json_lines_names_the_chip_format(tmp_path, fmt):
+    path = write(tmp_path / "train_data.txt", GB_LINE)
+    with pytest.raises(CorpusError, match=r"invalid JSON.*read the file with --format chip"):
+        read(path, fmt)

@@ -472,7 +472,7 @@ def test_training_records_without_spans_are_refused_and_labels_without_spans_nam
         finetune(config, progress=False)
     assert not Path(config.output_dir).exists()
     jsonl_as_chip = load_config(write_config(tmp_path, tiny_corpus), ["data.format=chip"])
-    with pytest.raises(CorpusError, match="this (line|file) is JSON"):  # refused still earlier, at its first line
+    with pytest.raises(CorpusError, match="this file is JSON records"):  # refused still earlier, from its first lines
         finetune(jsonl_as_chip, progress=False)
     config = load_config(write_config(tmp_path, tiny_corpus, epochs=1),
                          ["data.labels=[疾病和诊断, 药物, 解剖部讼]", "train.max_steps=1"])  # 讼 for 位

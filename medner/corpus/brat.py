@@ -41,9 +41,13 @@ def read_brat(path: Path, *, encoding: str, checker: Checker) -> Iterator[Record
         for ann in sorted(p for p in anns if not p.with_suffix(".txt").is_file()):
             checker.drop_record(RecordProblem("no text file beside the annotations", kind="missing_file",
                                               where=str(ann), field="text", fix="put N.txt beside N.ann"))
-    else:
+    elif path.suffix in (".txt", ".ann"):
         root = path.parent
         texts = [path.with_suffix(".txt")]
+    else:
+        raise CorpusError(f"brat reads a folder or one N.txt / N.ann pair, not a `{path.suffix}` file", where=str(path),
+                          field="format", fix="give the folder (unpack an archive first), or check --format: a CCKS "
+                                              "2017 zip is ccks2017")
     checker.report.files += len(texts)
     if not texts:
         note_empty(path, checker)

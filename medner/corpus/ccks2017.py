@@ -95,6 +95,11 @@ def read_ccks2017(path: Path, *, encoding: str, checker: Checker) -> Iterator[Re
         names = _document_names(source, path)
         docs = sorted((n for n in names if n.endswith(TEXT_SUFFIX)), key=_natural_key)
         checker.report.files += 1
+        files = [n for n in names if not n.endswith("/")]  # a zip's folder entries are none
+        if not docs and files:
+            raise CorpusError(f"no CCKS 2017 document (`*{TEXT_SUFFIX}`) among its {len(files)} files: another "
+                              "corpus format?", where=str(path), field="format",
+                              fix="check --format (`data.format`): a folder of N.txt + N.ann is brat")
         if not docs:
             note_empty(path, checker)
             return

@@ -186,6 +186,8 @@ def parse_json_line(line: str, where: str, *, hint: str | None = None):
         return json.loads(line)
     except json.JSONDecodeError as exc:
         fix = hint or f"repair the line (is it truncated?) or {SKIP_FIX}"
+        if "|||" in line and not hint:  # a CHIP / CMeEE v1 line: `text|||start end type|||`
+            fix = "this line looks like `text|||start end type|||`: read the file with --format chip"
         raise RecordProblem(f"invalid JSON: {exc.msg} at column {exc.colno}", kind="bad_json", where=where,
                             fix=fix) from None
 
