@@ -345,6 +345,8 @@ def test_bad_exports_are_refused_in_one_line_and_leave_nothing(tiny_run, tiny_co
         assert not out.exists()
     assert main(["export", str(tiny_run), "-o", str(taken)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err and (taken / "keep.txt").exists()
+    assert main(["export", str(tiny_run), "-o", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt exists and is not a folder" in capsys.readouterr().err  # was "is not empty"
     holder = tmp_path / "holder"  # a folder holding the run and the data beside it
     shutil.copytree(tiny_run, holder / "run")
     (holder / "gold.jsonl").write_text("{}\n")

@@ -197,7 +197,9 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
         raise ConfigError(f"{out_dir} lies inside the source run {run_dir}", field="-o",
                           fix="write the export to a directory outside the run")
     refuse_inputs_inside(out_dir, [("RUN", run_dir)])  # -o a folder holding the run: --overwrite would delete it
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a folder", field="-o", fix="name a new directory for the export")
+    if out_dir.exists() and not overwrite and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not empty", field="-o",
                           fix="choose a new directory, or add --overwrite to replace it once the export succeeds")
     # --overwrite replaces an earlier export's folder, never a training run, an encoder or anything else
