@@ -9,6 +9,7 @@ current directory when they exist there, else against the config file's director
 from __future__ import annotations
 
 import codecs
+import copy
 import dataclasses
 import difflib
 import os
@@ -23,7 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from medner.errors import ConfigError
+from medner.errors import ConfigError, MednerError
 from medner.labels import check_type
 
 CCKS2019_LABELS = ["疾病和诊断", "影像检查", "实验室检验", "手术", "药物", "解剖部位"]
@@ -815,9 +816,30 @@ def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def config_changes(saved: Any, config: Any, ignore: Sequence[str] = ()) -> list[str]:
     """:func:`differing_keys` of a saved config tree against ``config`` (a RunConfig or PretrainConfig), less the
-    keys in ``ignore`` and what lies under them."""
-    changed = differing_keys(saved, yaml.safe_load(dump_config(config)))
+    keys in ``ignore`` and what lies under them. A key the saved tree lacks (added by a later version of medner)
+    counts as its default, so a run saved before the key existed resumes while the key keeps its default."""
+    changed = differing_keys(_with_defaults(saved, type(config)), yaml.safe_load(dump_config(config)))
     return [key for key in changed if not any(key == k or key.startswith((k + ".", k + "[")) for k in ignore)]
+
+
+def _with_defaults(saved: Any, cls: type) -> Any:
+    """``saved`` with the keys it lacks filled in from the config ``cls`` builds of it (their defaults); ``saved``
+    as it is when it no longer builds (then every difference counts)."""
+    try:
+        full = yaml.safe_load(dump_config(build_config(cls, copy.deepcopy(saved), one_item_lists=True)))
+    except MednerError:
+        return saved
+    return _fill_missing(saved, full)
+
+
+def _fill_missing(saved: Any, full: Any) -> Any:
+    """``saved`` plus the mapping keys only ``full`` has, at any depth (lists of the same length item by item)."""
+    if isinstance(saved, dict) and isinstance(full, dict):
+        return {**{k: v for k, v in full.items() if k not in saved},
+                **{k: _fill_missing(v, full.get(k)) for k, v in saved.items()}}
+    if isinstance(saved, list) and isinstance(full, list) and len(saved) == len(full):
+        return [_fill_missing(a, b) for a, b in zip(saved, full)]
+    return saved
 
 
 def refuse_resume_changes(path: str | os.PathLike, changed: Sequence[str]) -> None:

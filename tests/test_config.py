@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 import pytest
+import yaml
 
 from medner.cli import main
 from medner.config import (MAX_ALIAS_NODES, NOT_IN_FILE, build_config, config_from_dict, dump_config, load_config,
@@ -328,3 +329,18 @@ def test_a_key_written_twice_is_refused_but_a_merge_may_override(tmp_path):
         parse_yaml("label_map:\n  dis: 疾病和诊断\n  dis: 药物\n", "c.yaml")
     tree = parse_yaml("base: &b {epochs: 3, lr: 1}\ntrain:\n  <<: *b\n  epochs: 5\n", "c.yaml")
     assert tree["train"] == {"epochs": 5, "lr": 1}
+
+
+def test_a_key_a_later_version_added_at_its_default_is_no_change_for_resume():
+    """A run saved before a config key existed resumes under the version that added it, while the key keeps its
+    default; any other value of it, or a changed old key, is still a change."""
+    from medner.config import config_changes
+    config = load_config("configs/ccks2019_multi.yaml")
+    saved = yaml.safe_load(dump_config(config))
+    for aux in saved["data"]["auxiliary"]:  # as a run of the version before `encoding` / `on_error` saved it
+        del aux["encoding"], aux["on_error"]
+    del saved["train"]["fgm_epsilon"]
+    assert config_changes(saved, config) == []
+    config.data.auxiliary[0].on_error = "raise"
+    config.train.epochs += 1
+    assert config_changes(saved, config) == ["data.auxiliary[0].on_error", "train.epochs"]
