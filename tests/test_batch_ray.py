@@ -3,6 +3,8 @@ output folder that the local engine left half done."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +14,8 @@ from batch_fakes import crash_after_shards
 from medner.batch.runner import AnnotateOptions, annotate
 from medner.batch.engine import Shard
 from medner.batch.items import Item, ReadOptions, Source
-from medner.errors import ConfigError, ModelError
-from medner.types import Span
+from medner.corpus.validate import RecordProblem
+from medner.errors import ConfigError, CorpusError, ModelError
 
 ray = pytest.importorskip("ray")
 cloudpickle = pytest.importorskip("ray.cloudpickle")
@@ -62,19 +64,30 @@ class EmptyAnnotator:
         return [[] for _ in texts]
 
 
-class SpanPastEnd(EmptyAnnotator):
+class LeakySpan:
+    """A span whose check fails with an error quoting its record (as a library's error message may)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @property
+    def start(self) -> int:
+        raise ValueError(f"no start in {self.text}")
+
+
+class QuotesTheRecord(EmptyAnnotator):
     def predict(self, texts):
-        return [[Span(0, len(text) + 5, "x")] for text in texts]
+        return [[LeakySpan(text)] for text in texts]
 
 
 @dataclass(frozen=True)
 class FakeSpec:
-    error: Exception | None = None
+    error: Callable[[], Exception] | None = None  # made in the worker (Ray pickles the spec to send it)
     annotator: type = EmptyAnnotator
 
     def load(self):
         if self.error is not None:
-            raise self.error
+            raise self.error()
         return self.annotator()
 
 
@@ -113,17 +126,20 @@ def test_more_threads_than_the_cluster_has_cpus_still_runs(local_ray, by_value, 
     assert "--threads 4" in caplog.text and "2 CPUs" in caplog.text
 
 
-@pytest.mark.parametrize("error", [ModelError("the model changed", where="run", fix="rerun"),
-                                   ConfigError("`device` is 'cuda' but no CUDA GPU is visible", field="device")])
-def test_a_medner_error_in_a_ray_worker_comes_back_as_is(local_ray, by_value, error):
+@pytest.mark.parametrize("error,cls", [
+    (partial(ModelError, "the model changed", where="run", fix="rerun"), ModelError),
+    (partial(ConfigError, "`device` is 'cuda' but no CUDA GPU is visible", field="device"), ConfigError),
+    (partial(RecordProblem, "invalid JSON", kind="bad_json", where="a.jsonl:3", fix="fix it"), CorpusError),  # kind
+])
+def test_a_medner_error_in_a_ray_worker_comes_back_as_one_line(local_ray, by_value, error, cls):
     engine = RayEngine(FakeOptions(spec=FakeSpec(error=error)))
-    with pytest.raises(type(error)) as raised:
+    with pytest.raises(cls) as raised:
         list(engine.run(iter(one_shard())))
-    assert str(raised.value) == str(error) and "\n" not in str(raised.value)
+    assert str(raised.value) == str(error()) and "\n" not in str(raised.value)
 
 
 def test_another_error_in_a_ray_worker_is_one_line_without_record_text(local_ray, by_value):
-    engine = RayEngine(FakeOptions(spec=FakeSpec(annotator=SpanPastEnd)))
+    engine = RayEngine(FakeOptions(spec=FakeSpec(annotator=QuotesTheRecord)))
     with pytest.raises(ModelError) as raised:
         list(engine.run(iter(one_shard("SECRET患者张三"))))
     message = str(raised.value)

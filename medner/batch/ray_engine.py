@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import time
 from itertools import islice
 from typing import Iterator
@@ -32,7 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from medner.batch.engine import predict_texts
-from medner.errors import ConfigError, MednerError, ModelError
+from medner.errors import ConfigError, CorpusError, LexiconError, MednerError, ModelError
 from medner.types import Span
 
 log = logging.getLogger(__name__)
@@ -65,13 +64,13 @@ def _decode(payload: str) -> list:
 class ShardPredictor:
     """Ray Data callable class: holds one Annotator; a batch of shards -> their predictions.
 
-    An error (loading the model or predicting) travels back as a pickled MednerError in the row's ``error``
-    column: Ray keeps only the text of an exception raised in an actor, with its traceback.
+    An error (loading the model or predicting) travels back as JSON in the row's ``error`` column
+    (:func:`_error_payload`): Ray keeps only the text of an exception raised in an actor, with its traceback.
     """
 
     def __init__(self, spec, batch_records: int) -> None:
         self.batch_records = batch_records
-        self.error = b""
+        self.error = ""
         try:
             self.annotator = spec.load()
         except Exception as exc:  # noqa: BLE001 - sent to the driver as one line, see _error_payload
@@ -88,21 +87,34 @@ class ShardPredictor:
         return {"shard": np.asarray(batch["shard"]), "predictions": np.asarray(payloads, dtype=object),
                 "seconds": np.asarray(seconds, dtype=float), "error": np.asarray(errors, dtype=object)}
 
-    def _predict(self, texts_json: str) -> tuple[str, bytes]:
+    def _predict(self, texts_json: str) -> tuple[str, str]:
         if self.error:
             return "", self.error
         try:
-            return _encode(predict_texts(self.annotator, json.loads(texts_json), self.batch_records)), b""
+            return _encode(predict_texts(self.annotator, json.loads(texts_json), self.batch_records)), ""
         except Exception as exc:  # noqa: BLE001
             return "", _error_payload(exc)
 
 
-def _error_payload(exc: Exception) -> bytes:
-    """A MednerError as raised (its one line names the fix), anything else as a ModelError naming its type only
-    (its message may quote a record)."""
+_ERROR_CLASSES = {cls.__name__: cls for cls in (ConfigError, CorpusError, LexiconError, ModelError)}
+
+
+def _error_payload(exc: Exception) -> str:
+    """JSON of a MednerError (as its nearest class of :mod:`medner.errors`, with its message, where, field and
+    fix: its one line names the fix), of anything else a ModelError naming its type only (its message may quote a
+    record). JSON, not pickle: nothing in medner is read with pickle."""
     if not isinstance(exc, MednerError):
         exc = _worker_failure(type(exc).__name__)
-    return pickle.dumps(exc)
+    kind = next((c.__name__ for c in type(exc).__mro__ if c in _ERROR_CLASSES.values()), ModelError.__name__)
+    return json.dumps({"type": kind, "message": exc.message, "where": exc.where, "field": exc.field,
+                       "fix": exc.fix}, ensure_ascii=False)
+
+
+def _worker_error(payload: str) -> MednerError:
+    """The error :func:`_error_payload` sent."""
+    error = json.loads(payload)
+    return _ERROR_CLASSES[error["type"]](error["message"], where=error["where"], field=error["field"],
+                                         fix=error["fix"])
 
 
 def _worker_failure(name: str) -> ModelError:
@@ -151,10 +163,10 @@ class RayEngine:
         threads, workers = self.options.threads, self.options.workers
         nodes = [node.get("Resources", {}).get("CPU", 0) for node in ray.nodes() if node.get("Alive")]
         largest = int(max(nodes, default=0))
-        if largest < 1:
-            raise ConfigError("the Ray cluster has no node with a whole CPU, so no worker can start",
-                              where=self.options.ray_address or "local Ray instance", field="ray_address",
-                              fix="add CPU nodes to the cluster, or use --engine local")
+        if largest < 1:  # a head node without CPUs: an autoscaler adds the nodes the actors ask for
+            log.warning("no live Ray node has a CPU yet: each worker asks for %d CPUs, which the cluster's "
+                        "autoscaler must add (else Ray waits)", threads)
+            return threads
         cpus = min(threads, largest)
         if threads > largest:
             log.warning("--threads %d is more than the %d CPUs of the largest Ray node: each worker reserves %d CPUs "
@@ -184,7 +196,7 @@ def _rows(ray, ds) -> Iterator[dict]:
     try:
         for row in ds.iter_rows():
             if row["error"]:
-                raise pickle.loads(row["error"])  # noqa: S301 - written by our own ShardPredictor
+                raise _worker_error(row["error"])
             yield row
     except ray.exceptions.RayError as exc:
         raise _worker_failure(type(exc).__name__) from None
