@@ -216,6 +216,22 @@ def test_csv_a_stray_quote_skips_one_row_when_not_strict(tmp_path: Path) -> None
     assert {"食管癌", "病0", "病199"} <= set(by_term(result)) and "胃癌" not in by_term(result)
 
 
+def test_csv_a_quoted_cell_over_two_lines_is_one_row(tmp_path: Path) -> None:
+    path = tmp_path / "cells.csv"  # Excel's Alt+Enter inside a quoted cell: a row over two lines, no stray quote
+    path.write_text('name,code\n"伤寒\n副伤寒",A01.000\n霍乱,A00.900\n', encoding="utf-8")
+    result = load_csv(path, label="疾病和诊断")
+    assert set(by_term(result)) == {"伤寒 副伤寒", "霍乱"} and not result.report.bad
+
+
+def test_csv_a_stray_quote_closed_on_a_later_line_costs_that_line_too(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"  # the quote opened on line 3 closes inside line 5: rows 4 is kept, 3 and 5 are bad
+    path.write_text('code,name\nC15.900,食管癌\nC16.900,"胃癌\nC17.900,小肠癌\nC18.900,结"肠癌\nC19.x00,直肠癌\n',
+                    encoding="utf-8")
+    result = load_csv(path, label="疾病和诊断", strict=False)
+    assert set(by_term(result)) == {"食管癌", "小肠癌", "直肠癌"}  # no `结"肠癌`, no `胃癌\nC17.900...`
+    assert [bad.where.rsplit(":", 1)[1] for bad in result.report.bad] == ["3", "5"]
+
+
 def test_exclude_codes() -> None:
     result = load_csv(DATA / "beijing_mini.csv", label="疾病和诊断", exclude_codes="^A0")
     entries = by_term(result)

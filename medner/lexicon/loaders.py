@@ -492,12 +492,10 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
     cols = {**_DEFAULT_CSV_COLUMNS, **(columns or {})}
     idx = _resolve_columns(headers, cols, location(path, 1), f"the header (delimiter {delimiter!r})", set(columns or {}))
     name_i, code_i = idx["name"], idx["code"]
-    for line, values in _csv_rows(lines, delimiter):
-        if values is None:
+    for line, values, problem in _csv_rows(lines, delimiter):
+        if problem:
             collector.row()
-            collector.refuse(line, "malformed_row", "row", "a quoted field runs past the end of this line (a stray "
-                             "quote?): the rows after it would be read into that one field",
-                             fix="close the quote or remove it")
+            collector.refuse(line, "malformed_row", "row", problem, fix="close the quote or remove it")
             continue
         if not any(v.strip() for v in values):
             continue
@@ -513,22 +511,29 @@ def load_csv(path: str | PathLike, *, source: str = "csv", label: str | None = N
     return collector.result()
 
 
-def _csv_rows(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str] | None]]:
-    """(line number, fields) of each row after the header line; fields None for a row with a field holding a line
-    end (a stray quote runs on to the next quote, rows later): reading goes on at the line after its first, so a
-    stray quote costs its own row only."""
-    pos = 1
+def _csv_rows(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str], str | None]]:
+    """(line number, fields, problem) of each row after the header line. A quoted cell over several lines (Excel's
+    Alt+Enter) is one row; a field holding a line end and the delimiter is a stray quote that ran on into the rows
+    after it: that row is a problem, reading goes on at the line after its first (so the rows it swallowed are
+    read), and the line where its quote closed is a problem too (its cell would keep the quote)."""
+    pos, closer = 1, 0
     while pos < len(lines):
         reader = csv.reader(lines[pos:], delimiter=delimiter)
         read = 0  # lines the reader consumed before this row
         for values in reader:
-            line = pos + read + 1
-            if any("\n" in v or "\r" in v for v in values):
-                yield line, None
+            line, last = pos + read + 1, pos + reader.line_num
+            read = reader.line_num
+            if any(("\n" in v or "\r" in v) and delimiter in v for v in values):
+                if lines[last - 1].count('"') % 2:
+                    closer = last
+                yield line, values, "a quoted field runs past the end of this line (a stray quote?): the rows after " \
+                                    "it would be read into that one field"
                 pos = line  # the index of the line after the row's first
                 break
-            read = reader.line_num
-            yield line, values
+            if line == closer:
+                yield line, values, "this line closes a quote opened on an earlier line (a stray quote?)"
+                continue
+            yield line, values, None
         else:
             return
 
