@@ -322,8 +322,9 @@ CMEEE_ARRAY = json.dumps([{"text": "患者发热。", "entities": [{"start_idx":
 
 @pytest.mark.parametrize("fmt,content,message", [
     ("chip", '{"id": "a", "text": "患者发热。", "spans": []}\n', "JSON records, one a line.*jsonl"),
-    ("chip", '[{"text": "患者发热。", "entities": []}]\n', "JSON records, one a line.*jsonl"),
-    ("chip", "患 O\n者 B-sym\n", "`character tag` lines.*--format.*: bio"),
+    ("chip", '{"text": "患者发热。", "entities": []}\n', "JSON records, one a line.*jsonl"),
+    ("chip", '[{"text": "患者发热。", "entities": []}]\n', "a JSON document.*--format.*: cmeee"),  # on one line
+    ("chip", "患 O\n者 B-sym\n发 I-sym\n热 O\n。 O\n", "`character tag` lines.*--format.*: bio"),
     ("chip", CMEEE_ARRAY + "\n", "a JSON document.*--format.*: cmeee"),
     ("chip", "\n" + CMEEE_ARRAY[1:].replace("\n  ", "\n"), "a JSON document.*--format.*: cmeee"),  # no `[` line
     ("chip", "好 O\n发 B_症状\n热 I_症状\n。 O\n\n患者发热。|||2 3 sym|||\n", "`character tag` lines"),

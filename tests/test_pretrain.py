@@ -135,8 +135,12 @@ def test_a_corpus_file_given_as_lines_is_refused_naming_its_format(tmp_path, nam
     assert "\n" not in str(info.value) and "患者" not in str(info.value)
 
 
-def test_plain_lines_with_a_bracket_or_a_tag_like_line_are_texts(tmp_path):
-    texts = ["[1]患者发热三天。", "血型 O", '"发热"三天。', "{注：}既往体健。"]
+@pytest.mark.parametrize("texts", [
+    ["[1]患者发热三天。", "血型 O", '"发热"三天。', "{注：}既往体健。"],
+    ["血型 O", "Rh血型 阳性", "免疫组化 S-100(+)"],  # short lab results: not `character tag` lines
+    ["[1]", "[2]", "参考文献"],  # JSON values, but no records
+])
+def test_plain_lines_with_a_bracket_or_a_tag_like_line_are_texts(tmp_path, texts):
     assert read_source(TextSourceConfig(str(_lines(tmp_path / "notes.txt", texts)))).texts == texts
 
 

@@ -11,18 +11,17 @@ exactly those two spans (61,794 of 61,796 kept), which the report lists.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from medner.corpus.lines import check_path, is_json_record, iter_lines, markup_format, records_from_lines
+from medner.corpus.lines import (TAGGED_CHARACTER, check_path, is_json_record, iter_lines, markup_format,
+                                 records_from_lines)
 from medner.corpus.validate import Checker, RecordProblem, SpanProblem
 from medner.errors import CorpusError
 from medner.types import Record
 
 FORMAT = "chip"
 SEP = "|||"
-_TAGGED_CHARACTER = re.compile(r"\S[ \t]+(?:O|[BIESM]-\S+)")
 
 
 def _refuse_other_formats(line: str, where: str) -> None:
@@ -32,7 +31,7 @@ def _refuse_other_formats(line: str, where: str) -> None:
         raise RecordProblem("this line is JSON, not `text|||start end type|||`", kind="wrong_format", where=where,
                             fix="read the file with the --format (`data.format`) of its corpus: jsonl, ccks2019, "
                                 "cmedqaner or cmeee")
-    if _TAGGED_CHARACTER.fullmatch(line.strip()):
+    if TAGGED_CHARACTER.fullmatch(line.strip()):
         raise RecordProblem("this line is a `character tag` pair, not `text|||start end type|||`", kind="wrong_format",
                             where=where, fix="read the file with --format bio (`data.format: bio`)")
 

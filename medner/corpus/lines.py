@@ -153,29 +153,47 @@ def is_json_record(line: str) -> bool:
 
 
 SNIFF_LINES = 20  # how many non-blank lines at the start of a file show its format
+SNIFF_MIN_LINES = 5  # fewer lines than this are judged by their shape only when it cannot be text (JSON records)
 _JSON_START = re.compile(r'[\[{]\s*(?:[\[{"].*)?')  # `[`, `{`, `[{"text": ...`, `{"id": ...`
 _JSON_MEMBER = re.compile(r'"(?:[^"\\]|\\.)*"\s*:.*|[\[\]{}],?')  # `"key": value` and bracket lines
-_TAGGED_TOKEN = re.compile(r"\S+[ \t]+(?:O|[BIESM][-_]\S+)")  # `好 O`, `发 B-sym`, `热 I_症状`
+TAGGED_CHARACTER = re.compile(r"\S[ \t]+(?:O|[BIESM][-_]\S+)")  # `好 O`, `发 B-sym`, `热 I_症状`: bio
+
+
+def _json_value(line: str):
+    """The JSON value of a line (a trailing comma allowed), or None."""
+    stripped = line.strip().rstrip(",")
+    if stripped[:1] not in ("{", "["):
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return None
 
 
 def markup_format(lines: Iterable[str]) -> tuple[str, str] | None:
     """What the first non-blank ``lines`` of a file are when they are another corpus format's markup, where text
     lines (or ``text|||spans``) were expected: ``(what, formats to read it with)``, else None.
 
-    JSON records one a line (jsonl, ccks2019, cmedqaner); a JSON document, pretty-printed (its first line ``[`` or
-    ``{``, or most lines ``"key": value``: cmeee); most lines ``character tag`` (bio)."""
+    Most lines JSON objects: records one a line (jsonl, ccks2019, cmedqaner); a first line that is a JSON list of
+    objects, or ``[`` / ``{`` opening a pretty-printed document (or, over 5 lines or more, most lines ``"key":
+    value``): a JSON document (cmeee); over 5 lines or more, most lines ``character tag`` with an ``O`` among them:
+    bio. A few short lines such as ``血型 O`` or ``[1]`` stay text."""
     sample = [line.strip() for line in itertools.islice((x for x in lines if x.strip()), SNIFF_LINES)]
     if not sample:
         return None
+    many = len(sample) >= SNIFF_MIN_LINES
 
     def most(test: Callable[[str], object]) -> bool:
         return sum(1 for line in sample if test(line)) * 2 > len(sample)
 
-    if most(is_json_record):
+    if most(lambda line: isinstance(_json_value(line), dict)):
         return "JSON records, one a line", "jsonl, ccks2019 or cmedqaner"
-    if _JSON_START.fullmatch(sample[0]) or most(_JSON_MEMBER.fullmatch):
+    first = _json_value(sample[0])
+    if (isinstance(first, list) and first and all(isinstance(item, dict) for item in first)) \
+            or (first is None and _JSON_START.fullmatch(sample[0])) or (many and most(_JSON_MEMBER.fullmatch)):
         return "a JSON document", "cmeee"
-    if most(_TAGGED_TOKEN.fullmatch):
+    if many and most(TAGGED_CHARACTER.fullmatch) and any(line.endswith(" O") or line.endswith("\tO")
+                                                         for line in sample):
         return "`character tag` lines", "bio"
     return None
 
