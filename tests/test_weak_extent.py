@@ -93,3 +93,5 @@ def test_left_is_anchored_at_the_span_start_as_a_whole() -> None:
     salts = ExtentLF("salt", "疾病和诊断", [DISEASES], joiners=[], left="盐酸|醋酸", right="")
     assert found(salts, "盐酸，多发直肠癌") == []          # the alternation is anchored as a whole, not `醋酸$` alone
     assert found(salts, "\n醋酸直肠癌") == ["醋酸直肠癌"]
+    flagged = ExtentLF("flagged", "疾病和诊断", [DISEASES], joiners=[], left="(?s)盐.酸", right="")
+    assert found(flagged, "盐的酸直肠癌") == ["盐的酸直肠癌"]  # leading global flags stay at the start (re.error)

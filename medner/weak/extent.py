@@ -48,6 +48,9 @@ DIAGNOSIS_RIGHT = (r"(?:[(（][^()（）。；;]{1,15}[)）])?(?:[，,]\s?[\u4e0
 LEFT_REACH = 16
 
 
+_INLINE_FLAGS = re.compile(r"((?:\(\?[aiLmsux]+\))*)(.*)", re.DOTALL)  # leading global flags, the rest
+
+
 class ExtentLF:
     """Spans of ``base`` functions (label ``label`` only) widened by the rules of an annotation scheme.
 
@@ -74,7 +77,8 @@ class ExtentLF:
         self.base, self.sites = tuple(base), tuple(sites)
         # anchored, as a whole, at the end of the text searched (the span start): `$` would also match before a
         # final newline, so a span that starts a line would be widened by one character, the newline
-        self.left = self._compile("left", f"(?:{left})\\Z" if left else left)
+        flags, body = _INLINE_FLAGS.match(left or "").group(1, 2)  # `(?s)` must stay at the very start
+        self.left = self._compile("left", f"{flags}(?:{body})\\Z" if left else left)
         self.right = self._compile("right", right)
         self.joiners = tuple(sorted(joiners, key=len, reverse=True))  # the empty joiner, if any, last
         self.stop = set(stop)
