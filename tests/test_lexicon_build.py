@@ -399,3 +399,24 @@ def test_two_lexicons_in_one_folder_keep_their_own_sidecars(tmp_path: Path, caps
         assert main(["lexicon", "match", str(tmp_path / f"lexicon.{version}"), "头痛"]) == 0   # its own priority
         assert json.loads(capsys.readouterr().out)["spans"][0]["label"] == label
     assert not (tmp_path / "lexicon.json").exists()
+
+
+def test_a_sidecar_under_its_earlier_name_is_still_read_when_it_is_the_lexicons(tmp_path: Path, capsys,
+                                                                                  caplog) -> None:
+    (tmp_path / "a.txt").write_text("头痛\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("头痛\n", encoding="utf-8")
+    cfg = write_config(tmp_path, "version: v1\nlabel_priority: [症状, 疾病和诊断]\nsources:\n"
+                                 "  - {name: a, kind: list, path: a.txt, label: 疾病和诊断}\n"
+                                 "  - {name: b, kind: list, path: b.txt, label: 症状}\n")
+    assert main(["lexicon", "build", str(cfg), "-o", str(tmp_path / "lexicon.v1")]) == 0
+    (tmp_path / "lexicon.v1.json").rename(tmp_path / "lexicon.json")  # as a build before the naming change wrote it
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="medner"):
+        assert main(["lexicon", "match", str(tmp_path / "lexicon.v1"), "头痛"]) == 0
+    assert json.loads(capsys.readouterr().out)["spans"][0]["label"] == "症状"  # the build's priority, not file order
+    assert "earlier" not in caplog.text and "before medner named it lexicon.v1.json" in caplog.text
+    side = json.loads((tmp_path / "lexicon.json").read_text(encoding="utf-8"))
+    side["fingerprint"] = "sha256:another lexicon's"
+    (tmp_path / "lexicon.json").write_text(json.dumps(side), encoding="utf-8")
+    assert main(["lexicon", "match", str(tmp_path / "lexicon.v1"), "头痛"]) == 0
+    assert json.loads(capsys.readouterr().out)["spans"][0]["label"] == "疾病和诊断"  # another lexicon's: not read

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from collections import Counter
 
 from medner.errors import ConfigError
@@ -113,7 +114,7 @@ def run_match(args: argparse.Namespace) -> int:
                           fix="give the shortest term length to match in characters (default 2)")
     lexicon = load_lexicon(args.path)
     given = [p for p in args.label_priority.split(",") if p]
-    priority = given or _sidecar_priority(args.path)
+    priority = given or _sidecar_priority(args.path, lexicon.fingerprint)
     unknown = [p for p in priority if p not in lexicon.labels()]
     if unknown and given:
         raise ConfigError(f"--label-priority names {unknown[0]!r}, not a label of {args.path} "
@@ -129,11 +130,20 @@ def run_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sidecar_priority(path: str) -> list[str]:
-    """The `label_priority` the lexicon was built with (its JSON sidecar), or none."""
-    side = sidecar_path(path)
-    try:
-        priority = json.loads(side.read_text(encoding="utf-8")).get("label_priority") or []
+def _sidecar_priority(path: str, fingerprint: str) -> list[str]:
+    """The `label_priority` the lexicon was built with (its JSON sidecar), or none. A lexicon not named ``*.tsv``
+    built before sidecars kept the whole name (``lex.v1`` -> ``lex.json``) is still found, when the old sidecar's
+    fingerprint is the lexicon's."""
+    for side in dict.fromkeys((sidecar_path(path), Path(path).with_suffix(".json"))):
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or (side != sidecar_path(path) and meta.get("fingerprint") != fingerprint):
+            continue
+        if side != sidecar_path(path):
+            log.warning("%s: label_priority read from %s, the sidecar's name before medner named it %s (build the "
+                        "lexicon again to rename it)", path, side, sidecar_path(path).name)
+        priority = meta.get("label_priority") or []
         return [str(p) for p in priority] if isinstance(priority, list) else []
-    except (OSError, ValueError, AttributeError):
-        return []
+    return []
