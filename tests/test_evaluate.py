@@ -419,7 +419,7 @@ def test_cli_malformed_span_error_offers_a_fix_evaluate_has(capsys, tmp_path, si
     assert "--format jsonl" in err and "--format auto" not in err  # --pred-format auto: convert has no `auto`
     assert _cli("--gold", args["gold"], "--pred", args["pred"], f"--{side}-format", "annotate") == 2
     err = capsys.readouterr().err.strip()
-    assert "--format annotate" not in err and ("--format jsonl" in err or "annotate" in err)
+    assert "corpus convert" not in err and "point at the --out folder of a finished `medner annotate` run" in err
     from medner.cli import build_parser
 
     with pytest.raises(SystemExit):
