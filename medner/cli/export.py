@@ -55,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at most this many calibration windows (at least 32)")
     p.add_argument("--check-windows", type=int, default=128, help="at most this many check windows (at least 16)")
     p.add_argument("--threads", type=int, default=None, help="torch and runtime threads while exporting")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier export at OUT (only once the new export is complete; "
-                        "never a training run or an encoder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export at OUT (only once the new export is complete; never a training run "
+                        "or an encoder)")
     p.set_defaults(func=run_export)
 
 

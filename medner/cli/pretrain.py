@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set train.max_steps=100 (repeatable)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
-    again.add_argument("--overwrite", action="store_true", help="replace the earlier pretraining output in output_dir (never a finetune run or "
-                       "an imported encoder)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the earlier pretraining output in output_dir (never a finetune run or an imported "
+                            "encoder)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: progress is logged every 10%% instead (as when stderr is not a terminal)")
     p.set_defaults(func=run_pretrain, on_interrupt=RESUME_HINT)

@@ -198,7 +198,8 @@ def _check_arguments(run_dir: Path, out_dir: Path, fmt: str, quantize: str | Non
                           fix="write the export to a directory outside the run")
     refuse_inputs_inside(out_dir, [("RUN", run_dir)])  # -o a folder holding the run: --overwrite would delete it
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir} exists and is not a folder", field="-o", fix="name a new directory for the export")
+        raise ConfigError(f"{out_dir} exists and is not a folder", field="-o",
+                          fix="name a new directory for the export")
     if out_dir.exists() and not overwrite and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not empty", field="-o",
                           fix="choose a new directory, or add --overwrite to replace it once the export succeeds")
