@@ -444,7 +444,7 @@ CARD_FILE = "README.md"
 SAMPLE_DATA = ("data", "sample")
 DEMO_NOTE = ("**This is a demo model.** It was trained on the small synthetic sample corpus bundled with medner "
              "(`data/sample/`, no patient data), for examples and smoke tests. It is not fit for real records: "
-             "`configs/emr_zh.yaml`'s run scores 54.75 strict micro-F1 on the real CCKS 2019 dev records (against "
+             "`configs/emr_zh.yaml`'s run scores about 57 strict micro-F1 on the real CCKS 2019 dev records (against "
              "about 84 for a run trained on CCKS 2019; BENCHMARKS.md). Train on real annotated records (e.g. "
              "`configs/ccks2019.yaml`) and read that run's dev scores.")
 
