@@ -103,7 +103,8 @@ def test_offsets_never_include_surrounding_spaces(piece_tokenizer):
 def test_isolated_punctuation_puts_boundaries_on_token_edges(tmp_path):
     """A piece that merges "）" with "，" hides the end of "（DIXON）"; isolated punctuation exposes it,
     leaves other pieces whole, survives save/load, and is applied once."""
-    from medner.encoders.loading import isolate_punctuation, load_tokenizer
+    from medner.encoders.loading import load_tokenizer
+    from medner.encoders.punctuation import isolate_punctuation
 
     text = "行直肠癌根治术（DIXON），术后 CT示结节。"
     span = Span(1, text.index("，"), "手术")  # 直肠癌根治术（DIXON）

@@ -222,7 +222,7 @@ def test_pruned_tokenizer_splits_its_texts_as_the_full_one_with_punctuation_isol
     tokenizer uses, else the texts pruned to are split differently (`98%` -> `▁9 8 %`, or `<unk>`)."""
     from transformers import PreTrainedTokenizerFast
 
-    from medner.encoders.loading import isolate_punctuation
+    from medner.encoders.punctuation import isolate_punctuation
 
     texts = CLINICAL_ZH + ["SpO2 98%，体温36.5℃。", "BP 130/80mmHg，HR 88次/分（窦律）。"]
     full = Tokenizer.from_file(str(full_dir / "tokenizer.json"))

@@ -40,7 +40,8 @@ def test_run_directory_is_complete(trained):
     assert all(0.0 <= m["dev_f1"] <= 1.0 for m in metrics)
     meta = json.loads((run / "medner_model.json").read_text())
     assert meta["encoder"] == "lora" and 0 < meta["trainable_parameters"] < meta["total_parameters"]
-    from medner.encoders.loading import isolate_punctuation, load_tokenizer
+    from medner.encoders.loading import load_tokenizer
+    from medner.encoders.punctuation import isolate_punctuation
 
     assert isolate_punctuation(load_tokenizer(run / "tokenizer")) is False  # saved as trained: isolated already
 

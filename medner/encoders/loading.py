@@ -2,7 +2,6 @@
 tokenizer, and optional LoRA adapters through peft."""
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from contextlib import contextmanager
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from tokenizers import Regex, Tokenizer, pre_tokenizers
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -56,36 +54,6 @@ def load_tokenizer(path: str | Path):
                          fix="save a tokenizer.json with the `tokenizers` library, or convert it with "
                              "AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir)")
     return tokenizer
-
-
-# Unicode punctuation and symbols: each becomes a token of its own, so that "）" never merges with the "，"
-# after it. Entity boundaries in clinical text sit at such marks ("直肠癌根治术（DIXON）。"); a merged piece
-# puts the boundary inside a token, where token tags cannot express it.
-PUNCTUATION = r"[\p{P}\p{S}]"
-
-
-def isolate_punctuation(tokenizer) -> bool:
-    """Make punctuation and symbols separate pre-tokens; returns False when the tokenizer already does.
-
-    A sentencepiece ``Metaspace`` that prepends ``▁`` to every pre-token switches to prepending only at the
-    start of the text, so words are cut exactly where they were before, only at punctuation too. Saved
-    with the tokenizer (``tokenizer.json``), so a run directory tokenises as its training did.
-    """
-    return isolate_punctuation_backend(tokenizer.backend_tokenizer)
-
-
-def isolate_punctuation_backend(backend: Tokenizer) -> bool:
-    """:func:`isolate_punctuation` on a ``tokenizers.Tokenizer`` (vocabulary pruning measures with it too)."""
-    current = backend.pre_tokenizer
-    spec = json.loads(backend.to_str()).get("pre_tokenizer") or {}
-    if any(p.get("pattern") == {"Regex": PUNCTUATION} for p in spec.get("pretokenizers", [spec])):
-        return False
-    if isinstance(current, pre_tokenizers.Metaspace) and current.prepend_scheme == "always":
-        current = pre_tokenizers.Metaspace(replacement=current.replacement, prepend_scheme="first",
-                                           split=current.split)
-    split = pre_tokenizers.Split(Regex(PUNCTUATION), behavior="isolated")
-    backend.pre_tokenizer = pre_tokenizers.Sequence([split] + ([current] if current is not None else []))
-    return True
 
 
 @contextmanager

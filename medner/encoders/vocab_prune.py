@@ -4,7 +4,7 @@ multilingual-e5-small has 250,002 pieces; a Chinese clinical corpus uses a few p
 embeddings are 96 M of the model's 118 M parameters. Pruning keeps:
 
 * every piece the full tokenizer emits on the given texts (and on e5's ``"query: "``/``"passage: "`` prefixes),
-  as it is and with punctuation isolated (:func:`medner.encoders.loading.isolate_punctuation`, which runs apply
+  as it is and with punctuation isolated (:func:`medner.encoders.punctuation.isolate_punctuation`, which runs apply
   after pruning by default): the texts pruned to are split as the full tokenizer splits them either way;
 * the special tokens (``<s> <pad> </s> <unk> <mask>``);
 * the lowest-scoring piece, so that the Unigram unknown penalty (``min score - 10``) does not move;
@@ -35,6 +35,7 @@ from tokenizers import Tokenizer
 
 from medner.corpus import read_corpus
 from medner.corpus.lines import markup_format
+from medner.encoders.punctuation import isolate_punctuation_backend
 from medner.errors import CorpusError, ModelError, location
 
 
@@ -92,8 +93,6 @@ def used_piece_mask(tokenizer: Tokenizer, texts: Sequence[str], batch_size: int 
 
     Returns shape ``(vocab_size,)``.
     """
-    from medner.encoders.loading import isolate_punctuation_backend  # loading imports this module's importer
-
     mask = np.zeros(tokenizer.get_vocab_size(with_added_tokens=True), dtype=bool)
     isolated = Tokenizer.from_str(tokenizer.to_str())
     for tok in (tokenizer, isolated) if isolate_punctuation_backend(isolated) else (tokenizer,):

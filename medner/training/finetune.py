@@ -36,8 +36,8 @@ from medner.cache import cache_root
 from medner.config import (RunConfig, config_changes, config_from_dict, dump_config, read_yaml,
                            refuse_resume_changes)
 from medner.corpus.validate import label_name
-from medner.encoders.loading import (add_lora, count_parameters, isolate_punctuation, load_encoder,
-                                     load_tokenizer, resolve_encoder_dir)
+from medner.encoders.loading import add_lora, count_parameters, load_encoder, load_tokenizer, resolve_encoder_dir
+from medner.encoders.punctuation import isolate_punctuation
 from medner.errors import ConfigError, ModelError
 from medner.evaluate import score, write_report
 from medner.files import atomic_write_text

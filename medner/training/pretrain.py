@@ -26,8 +26,8 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, get_scheduler
 
 from medner.config import PretrainConfig, config_changes, dump_config, read_yaml, refuse_resume_changes
-from medner.encoders.loading import (check_encoder_name, isolate_punctuation, load_tokenizer, quiet_transformers,
-                                     resolve_encoder_dir)
+from medner.encoders.loading import check_encoder_name, load_tokenizer, quiet_transformers, resolve_encoder_dir
+from medner.encoders.punctuation import isolate_punctuation
 from medner.errors import ConfigError, ModelError
 from medner.files import atomic_write_text, share_like_other_files
 from medner.lexicon.matcher import LexiconMatcher
