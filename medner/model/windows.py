@@ -141,9 +141,8 @@ def build_dataset(records: Sequence[Record], tokenizer, config: WindowConfig, sc
 
     key = fingerprint(records, tokenizer, config, scheme, overlap_policy, lexicon)
     target = cache_dir / f"windows-{key}" if cache_dir else None
-    cached = load_cache_entry(target, "medner_stats.json")
-    if cached is not None:
-        dataset = cached
+    dataset = load_cache_entry(target, "medner_stats.json")
+    if dataset is not None:
         stats = json.loads((target / "medner_stats.json").read_text())
         log.info("loaded %d tokenised windows from cache %s", len(dataset), target.name)
         return dataset, stats, True
